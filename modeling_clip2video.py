@@ -1,0 +1,604 @@
+# Copyright 2026 The clip2video authors. Licensed under the MIT licence.
+"""PyTorch CLIP2Video: CLIP towers from transformers plus the Temporal Difference Block (TDB) and the Temporal
+Alignment Block (TAB) of Fang et al., "CLIP2Video: Mastering Video-Text Retrieval via Image CLIP" (arXiv 2106.11097).
+
+Each block names the part of the original code (github.com/CryhanFang/CLIP2Video, `modules/modeling.py`) it reproduces.
+Masks are `1` for valid frames/tokens and `0` for padding throughout.
+"""
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel
+from transformers import initialization as init
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.clip.modeling_clip import CLIPEncoderLayer, CLIPPreTrainedModel
+from transformers.utils import logging
+
+
+try:  # loaded as Hub remote code (a package) ...
+    from .configuration_clip2video import CLIP2VideoConfig
+except ImportError:  # ... or as a top-level module of the installed project
+    from configuration_clip2video import CLIP2VideoConfig
+
+
+logger = logging.get_logger(__name__)
+
+# Additive attention-mask value of the original temporal transformers: `(1 - mask) * -1e6` on the keys. When every key of
+# a row is masked (a video with a single valid frame, for the TDB difference attention), softmax is shift-invariant and
+# the row attends to all keys; -inf would give NaN instead. Kept so converted checkpoints reproduce the original.
+TEMPORAL_MASK_VALUE = -1e6
+# Standard deviation of the original's random TAB centers (`64 ** -0.5`, independent of the width).
+CENTER_INIT_STD = 64**-0.5
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Loss helpers
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def symmetric_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """InfoNCE in both directions (original: `CrossEn` on `S` and `S.T`, averaged).
+
+    Args:
+        logits: `(batch, batch)` similarities, matching pairs on the diagonal.
+    """
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
+
+
+def clip2video_loss(
+    text_global: torch.Tensor,
+    video_global: torch.Tensor,
+    logit_scale: torch.Tensor,
+    center_weight: float = 1.0,
+    text_alignment: torch.Tensor | None = None,
+    video_alignment: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The original training loss (spec §5.4): `cw * L_sym(s * t_g v_g^T) + (1 - cw) * L_sym(s * t_c v_c^T)`.
+
+    Without TAB embeddings it is `L_sym(s * t_g v_g^T)`. All embeddings are unit vectors of shape `(batch, dim)`, text row
+    `i` pairs with video row `i`; `logit_scale` is the log temperature. Callers that gather features across processes
+    pass the gathered tensors here.
+    """
+    scale = logit_scale.exp()
+    global_loss = symmetric_cross_entropy(scale * text_global @ video_global.t())
+    if text_alignment is None or video_alignment is None:
+        return global_loss
+    alignment_loss = symmetric_cross_entropy(scale * text_alignment @ video_alignment.t())
+    return center_weight * global_loss + (1 - center_weight) * alignment_loss
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CLIP2VideoOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss=True`):
+        The original contrastive loss (see [`clip2video_loss`]).
+    logits_per_text (`torch.FloatTensor` of shape `(text_batch, video_batch)`):
+        `exp(logit_scale) * (cw * global + (1 - cw) * TAB)` similarities, equal to the original inference similarity.
+    logits_per_video (`torch.FloatTensor` of shape `(video_batch, text_batch)`):
+        The transpose of `logits_per_text`.
+    text_embeds (`torch.FloatTensor` of shape `(text_batch, retrieval_embed_dim)`):
+        Retrieval embeddings of the captions, `[sqrt(cw) * t_g, sqrt(1 - cw) * t_c]` (see `get_text_features`).
+    video_embeds (`torch.FloatTensor` of shape `(video_batch, retrieval_embed_dim)`):
+        Retrieval embeddings of the videos, `[sqrt(cw) * v_g, sqrt(1 - cw) * v_c]` (see `get_video_features`).
+    text_global_embeds (`torch.FloatTensor` of shape `(text_batch, projection_dim)`):
+        Unit global caption embedding `t_g` (projected end-of-text state).
+    video_global_embeds (`torch.FloatTensor` of shape `(video_batch, projection_dim)`):
+        Unit global video embedding `v_g` (temporal head, optionally with TDB).
+    text_alignment_embeds (`torch.FloatTensor` of shape `(text_batch, projection_dim)`, *optional*):
+        Unit TAB caption embedding `t_c` (only with TAB).
+    video_alignment_embeds (`torch.FloatTensor` of shape `(video_batch, projection_dim)`, *optional*):
+        Unit TAB video embedding `v_c` (only with TAB).
+    frame_embeds (`torch.FloatTensor` of shape `(video_batch, frames, projection_dim)`):
+        Projected CLIP frame features, not normalised (padded frames included).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    logits_per_video: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    text_global_embeds: torch.FloatTensor | None = None
+    video_global_embeds: torch.FloatTensor | None = None
+    text_alignment_embeds: torch.FloatTensor | None = None
+    video_alignment_embeds: torch.FloatTensor | None = None
+    frame_embeds: torch.FloatTensor | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _additive_key_mask(token_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`(batch, length)` 0/1 validity -> `(batch, 1, length, length)` additive mask hiding invalid keys from every query."""
+    length = token_mask.shape[-1]
+    key_mask = (1.0 - token_mask.to(dtype))[:, None, None, :] * TEMPORAL_MASK_VALUE
+    return key_mask.expand(-1, 1, length, length)
+
+
+def _interleave(frames: torch.Tensor, differences: torch.Tensor) -> torch.Tensor:
+    """`[f_0, d_0, f_1, d_1, ..., d_{T-2}, f_{T-1}]` from frames `(batch, T, ...)` and differences `(batch, T-1, ...)`."""
+    pairs = torch.stack((frames[:, :-1], differences), dim=2).flatten(1, 2)
+    return torch.cat((pairs, frames[:, -1:]), dim=1)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` `(batch, length, dim)` over the valid positions of `mask` `(batch, length)` -> `(batch, dim)`."""
+    mask = mask.to(values.dtype).unsqueeze(-1)
+    return (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class CLIP2VideoTemporalTransformer(nn.Module):
+    """A stack of CLIP transformer layers over a temporal token sequence (original: `module_cross.Transformer`, used as
+    `transformerClip`, `frame2t_attention` and `actionClip`).
+
+    The layers are text-tower layers (same width, heads and MLP as `config.text_config`, so they can be initialised from
+    it) with the original's LayerNorm epsilon `config.temporal_layer_norm_eps`. Padding is hidden from the keys with the
+    original's additive `-1e6`; each sample is masked with its own validity (the original's head-mixing mask bug is not
+    reproduced, so a video's output does not depend on its batch-mates).
+    """
+
+    def __init__(self, config: CLIP2VideoConfig, num_layers: int):
+        super().__init__()
+        layer_config = copy.deepcopy(config.text_config)
+        layer_config.layer_norm_eps = config.temporal_layer_norm_eps
+        layer_config.num_hidden_layers = num_layers
+        self.layers = nn.ModuleList([CLIPEncoderLayer(layer_config) for _ in range(num_layers)])
+        for layer in self.layers:
+            # Attention dispatch (sdpa / eager) follows the text tower's, which `set_attn_implementation` updates.
+            layer.self_attn.config = config.text_config
+
+    def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            hidden_states: `(batch, length, dim)` tokens, position (and type) embeddings already added.
+            token_mask: `(batch, length)`, 1 = valid token.
+
+        Returns:
+            `(batch, length, dim)` contextualised tokens (no final LayerNorm, as in the original).
+        """
+        attention_mask = _additive_key_mask(token_mask, hidden_states.dtype)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask)
+        return hidden_states
+
+
+class CLIP2VideoTemporalDifferenceBlock(nn.Module):
+    """Temporal Difference Block (original: `CLIP2Video.temporal_difference_block`).
+
+    Between every two adjacent frame features it inserts a token encoding their difference, giving `2T - 1` tokens.
+    The difference is encoded according to `config.tdb_projection`: `"attention"` (add the right frame's position,
+    one temporal transformer layer, then `2*sigmoid(LayerNorm(.)) - 1`), `"mlp"` (`2*sigmoid(LayerNorm(d @ W)) - 1`) or
+    `"none"` (the raw difference). Frame tokens get type embedding 1 and difference tokens type 0; both get the left
+    frame's position. With `config.original_padding`, a difference token is valid when its left frame is (the original's
+    rule, which lets the first padded frame leak in); otherwise both of its frames must be valid.
+    """
+
+    def __init__(self, config: CLIP2VideoConfig):
+        super().__init__()
+        dim = config.projection_dim
+        self.projection_type = config.tdb_projection
+        self.original_padding = config.original_padding
+        # row 0: difference tokens, row 1: frame tokens (original: `type_position_embeddings`)
+        self.type_embeddings = nn.Embedding(2, dim)
+        if self.projection_type == "attention":
+            self.difference_attention = CLIP2VideoTemporalTransformer(config, num_layers=1)
+        elif self.projection_type == "mlp":
+            self.difference_projection = nn.Linear(dim, dim, bias=False)
+        if self.projection_type != "none":
+            # torch's default LayerNorm (eps 1e-5), as the original's `trans_layernorm`
+            self.difference_layer_norm = nn.LayerNorm(dim)
+
+    def encode_differences(
+        self, differences: torch.Tensor, difference_mask: torch.Tensor, position_embeds: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        Args:
+            differences: `(batch, T-1, dim)` raw differences `f_{i+1} - f_i`.
+            difference_mask: `(batch, T-1)` validity of the right frame of each pair (the attention key mask).
+            position_embeds: `(T-1, dim)` positions of the right frames (rows 1..T-1 of the frame position table).
+
+        Returns:
+            `(batch, T-1, dim)` encoded differences, in `[-1, 1]` unless `tdb_projection="none"`.
+        """
+        if self.projection_type == "attention":
+            differences = self.difference_attention(differences + position_embeds, difference_mask)
+        elif self.projection_type == "mlp":
+            differences = self.difference_projection(differences)
+        else:
+            return differences
+        return 2 * torch.sigmoid(self.difference_layer_norm(differences)) - 1
+
+    def forward(
+        self, frame_embeds: torch.Tensor, frame_mask: torch.Tensor, position_embeds: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            frame_embeds: `(batch, T, dim)` frame features.
+            frame_mask: `(batch, T)`, 1 = valid frame (leading ones).
+            position_embeds: `(T, dim)` rows 0..T-1 of the frame position table.
+
+        Returns:
+            tokens `(batch, 2T-1, dim)` = token + position + type embedding, ordered `[f_0, d_0, f_1, ..., f_{T-1}]`,
+            and their validity `(batch, 2T-1)`.
+        """
+        num_frames = frame_embeds.shape[1]
+        differences = frame_embeds[:, 1:] - frame_embeds[:, :-1]
+        if num_frames > 1:
+            differences = self.encode_differences(differences, frame_mask[:, 1:], position_embeds[1:num_frames])
+        difference_mask = frame_mask[:, :-1] if self.original_padding else frame_mask[:, :-1] * frame_mask[:, 1:]
+
+        frame_type, difference_type = self.type_embeddings.weight[1], self.type_embeddings.weight[0]
+        frame_tokens = frame_embeds + position_embeds + frame_type
+        difference_tokens = differences + position_embeds[: num_frames - 1] + difference_type
+        return _interleave(frame_tokens, difference_tokens), _interleave(frame_mask, difference_mask)
+
+
+class CLIP2VideoTemporalAlignmentBlock(nn.Module):
+    """Temporal Alignment Block (original: `CLIP2Video.get_TAB_embedding` and `get_extra_TAB_embedding`).
+
+    Tokens (caption tokens, or frame features plus temporally encoded tokens of every second frame) are softly assigned
+    to `K` centers; the aggregated residuals to the centers are normalised, averaged over centers and normalised again.
+    Holds the centers (original: `weight_center`, `emb_center`) and, unless `config.tab_input == "none"`, the one-layer
+    temporal transformer that encodes the subsampled frames (original: `actionClip`).
+    """
+
+    def __init__(self, config: CLIP2VideoConfig):
+        super().__init__()
+        dim = config.projection_dim
+        self.center_weights = nn.Parameter(torch.empty(config.num_centers, dim))
+        self.center_embeds = nn.Parameter(torch.empty(config.num_centers, dim))
+        if config.tab_input != "none":
+            self.frame_encoder = CLIP2VideoTemporalTransformer(config, num_layers=1)
+
+    def forward(self, tokens: torch.Tensor, token_weights: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            tokens: `(batch, length, dim)` token features (not normalised).
+            token_weights: `(batch, length)` 0/1 weights of the tokens that take part.
+
+        Returns:
+            `(batch, dim)` unit alignment embedding.
+        """
+        assignment = torch.softmax(tokens @ self.center_weights.t(), dim=-1)  # (batch, length, K)
+        weights = assignment * token_weights.to(assignment.dtype).unsqueeze(-1)
+        # sum_n w_nk (e_n - c_k), without materialising the (batch, length, K, dim) differences
+        residuals = torch.einsum("bnk,bnd->bkd", weights, tokens) - weights.sum(dim=1).unsqueeze(-1) * self.center_embeds
+        residuals = F.normalize(residuals, dim=-1)
+        return F.normalize(residuals.mean(dim=1), dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class CLIP2VideoPreTrainedModel(CLIPPreTrainedModel):
+    """Weight initialisation and loading for CLIP2Video; CLIP modules are initialised exactly as in transformers' CLIP."""
+
+    config_class = CLIP2VideoConfig
+    config: CLIP2VideoConfig
+    base_model_prefix = "clip2video"
+    input_modalities = ("video", "text")
+    _no_split_modules = ["CLIPTextEmbeddings", "CLIPEncoderLayer", "CLIPVisionEmbeddings"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    # The temporal transformers need arbitrary additive key masks, which flash/flex kernels do not take.
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, CLIP2VideoTemporalAlignmentBlock):
+            init.normal_(module.center_weights, std=CENTER_INIT_STD)
+            init.normal_(module.center_embeds, std=CENTER_INIT_STD)
+
+
+class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
+    """CLIP2Video for video-text retrieval.
+
+    The CLIP parts carry exactly `CLIPModel`'s parameter names (`text_model`, `vision_model`, `text_projection`,
+    `visual_projection`, `logit_scale`), so CLIP checkpoints load unchanged (see [`CLIP2VideoModel.from_clip`]). On top:
+    `frame_position_embeddings` and `temporal_transformer` (global temporal head), `temporal_difference_block` (TDB) and
+    `temporal_alignment_block` (TAB), each present only when the config uses it.
+
+    Text and video never interact before the final dot product, so `get_text_features` and `get_video_features` give
+    vectors whose scaled dot product is the model's similarity: an exact vector index of videos can be built once.
+    """
+
+    def __init__(self, config: CLIP2VideoConfig):
+        super().__init__(config)
+        text_config, vision_config = config.text_config, config.vision_config
+        self.text_model = CLIPTextModel._from_config(text_config)
+        self.vision_model = CLIPVisionModel._from_config(vision_config)
+        self.visual_projection = nn.Linear(vision_config.hidden_size, config.projection_dim, bias=False)
+        self.text_projection = nn.Linear(text_config.hidden_size, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+
+        if config.temporal_head == "transformer":
+            # One row per text position, as in the original (initialised from the text position table).
+            self.frame_position_embeddings = nn.Embedding(text_config.max_position_embeddings, config.projection_dim)
+            self.temporal_transformer = CLIP2VideoTemporalTransformer(config, config.num_temporal_layers)
+        if config.use_tdb:
+            self.temporal_difference_block = CLIP2VideoTemporalDifferenceBlock(config)
+        if config.use_tab:
+            self.temporal_alignment_block = CLIP2VideoTemporalAlignmentBlock(config)
+
+        self.post_init()
+
+    # ---------------------------------------------------------------------------------------------------- construction
+
+    @classmethod
+    def from_clip(cls, clip: "str | CLIPModel", **config_kwargs) -> "CLIP2VideoModel":
+        """Build a CLIP2Video model on a pretrained CLIP and initialise the temporal blocks as the original does.
+
+        Args:
+            clip: a `CLIPModel`, or a Hub id / local directory that `CLIPModel.from_pretrained` loads
+                (e.g. `"openai/clip-vit-base-patch32"`).
+            config_kwargs: temporal options of [`CLIP2VideoConfig`] (`num_frames`, `use_tdb`, `num_centers`, ...).
+
+        The CLIP weights are copied unchanged. New modules (spec §7): the frame position table is a copy of the text
+        position table; TDB type embeddings are its first two rows; the temporal transformer's layers and the one-layer
+        TDB/TAB transformers are copies of the first text layers; the MLP difference projection is the first
+        `projection_dim` rows of the visual projection; the TAB centers are random `N(0, 64**-0.5)`.
+        """
+        if not isinstance(clip, CLIPModel):
+            clip = CLIPModel.from_pretrained(clip)
+        clip_config = clip.config
+        config = CLIP2VideoConfig(
+            text_config=clip_config.text_config.to_dict(),
+            vision_config=clip_config.vision_config.to_dict(),
+            projection_dim=clip_config.projection_dim,
+            logit_scale_init_value=float(clip.logit_scale.detach()),
+            **config_kwargs,
+        )
+        model = cls(config)
+        clip_state = {name: tensor.float() for name, tensor in clip.state_dict().items()}
+        incompatible = model.load_state_dict(clip_state, strict=False)
+        own_clip_keys = [key for key in incompatible.missing_keys if key.split(".")[0] in _CLIP_MODULES]
+        if incompatible.unexpected_keys or own_clip_keys:
+            raise ValueError(
+                f"CLIP weights do not fit the model: unexpected {incompatible.unexpected_keys}, missing {own_clip_keys}"
+            )
+        model.initialize_temporal_from_clip()
+        return model
+
+    @torch.no_grad()
+    def initialize_temporal_from_clip(self) -> None:
+        """Overwrite the new modules with copies of the CLIP text tower, as the original does when it starts from CLIP
+        (see `from_clip`). The TAB centers keep their random initialisation."""
+        text_positions = self.text_model.embeddings.position_embedding.weight
+        text_layers = self.text_model.encoder.layers
+        if self.config.temporal_head == "transformer":
+            self.frame_position_embeddings.weight.copy_(text_positions)
+            _copy_layers(text_layers, self.temporal_transformer.layers)
+        if self.config.use_tdb:
+            tdb = self.temporal_difference_block
+            tdb.type_embeddings.weight.copy_(text_positions[: tdb.type_embeddings.num_embeddings])
+            if tdb.projection_type == "attention":
+                _copy_layers(text_layers, tdb.difference_attention.layers)
+            elif tdb.projection_type == "mlp":
+                dim = self.config.projection_dim
+                if self.visual_projection.in_features < dim:
+                    raise ValueError("the MLP difference projection is initialised from the visual projection's first "
+                                     f"{dim} input rows, but the vision width is {self.visual_projection.in_features}")
+                tdb.difference_projection.weight.copy_(self.visual_projection.weight[:, :dim])
+            if tdb.projection_type != "none":
+                tdb.difference_layer_norm.reset_parameters()
+        if self.config.use_tab and self.config.tab_input != "none":
+            _copy_layers(text_layers, self.temporal_alignment_block.frame_encoder.layers)
+
+    # ------------------------------------------------------------------------------------------------------------ text
+
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Unit text embeddings `t_g` `(batch, projection_dim)` and, with TAB, `t_c` `(batch, projection_dim)` (else None).
+
+        Args:
+            input_ids: `(batch, length)` CLIP token ids: start token, text, end token, padding.
+            attention_mask: `(batch, length)`, 1 on start..end tokens. Used by TAB only (the start token is left out of
+                the TAB pooling, as in the original); the text tower is causal, so padding never reaches the used
+                positions. Defaults to all ones.
+        """
+        text_outputs = self.text_model(input_ids=input_ids)
+        text_global = F.normalize(self.text_projection(text_outputs.pooler_output), dim=-1)
+        if not self.config.use_tab:
+            return text_global, None
+        token_embeds = self.text_projection(text_outputs.last_hidden_state)  # (batch, length, dim)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        token_weights = attention_mask.to(token_embeds.dtype).clone()
+        token_weights[:, 0] = 0.0  # the start token does not take part in TAB
+        return text_global, self.temporal_alignment_block(token_embeds, token_weights)
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Retrieval embeddings of captions, `(batch, config.retrieval_embed_dim)`.
+
+        With TAB the vector is `[sqrt(cw) * t_g, sqrt(1 - cw) * t_c]`, so that
+        `logit_scale.exp() * get_text_features(...) @ get_video_features(...).T` is exactly the model's similarity
+        (`cw` = `config.center_weight`). Captions and videos can thus be encoded independently and searched with one
+        matrix product or any exact inner-product vector index.
+        """
+        return self._retrieval_embeds(*self.encode_text(input_ids, attention_mask))
+
+    # ----------------------------------------------------------------------------------------------------------- video
+
+    def encode_frames(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """Projected CLIP features of every frame, `(batch, frames, projection_dim)`, not normalised.
+
+        With `config.original_padding` padded frames are encoded like real ones (their features enter TDB); otherwise
+        they are skipped and their features are zeros (every token touching them is masked).
+        """
+        batch, num_frames = video_mask.shape
+        pixels = pixel_values.flatten(0, 1).to(self.visual_projection.weight.dtype)
+        if self.config.original_padding:
+            features = self._image_features(pixels)
+        else:
+            valid = video_mask.flatten().bool()
+            valid_features = self._image_features(pixels[valid])
+            features = valid_features.new_zeros(batch * num_frames, valid_features.shape[-1])
+            features[valid] = valid_features
+        return features.view(batch, num_frames, -1).to(self.logit_scale.dtype)
+
+    def encode_video(
+        self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Unit video embeddings `v_g` and (with TAB, else None) `v_c`, both `(batch, projection_dim)`, and the frame
+        features `(batch, frames, projection_dim)`. Arguments as in `get_video_features`."""
+        video_mask = self._check_video_inputs(pixel_values, video_mask)
+        frame_embeds = self.encode_frames(pixel_values, video_mask)
+        video_global = self._global_video_embeds(frame_embeds, video_mask)
+        video_alignment = self._alignment_video_embeds(frame_embeds, video_mask) if self.config.use_tab else None
+        return video_global, video_alignment, frame_embeds
+
+    def get_video_features(self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Retrieval embeddings of videos, `(batch, config.retrieval_embed_dim)`.
+
+        Args:
+            pixel_values: `(batch, frames, 3, height, width)` normalised frames; padded frames are zeros.
+            video_mask: `(batch, frames)`, 1 for real frames (leading ones). Defaults to all ones.
+
+        With TAB the vector is `[sqrt(cw) * v_g, sqrt(1 - cw) * v_c]`: `logit_scale.exp() * text @ video.T` equals the
+        original inference similarity (see `get_text_features`). A video's embedding does not depend on the other
+        videos of the batch.
+        """
+        video_global, video_alignment, _ = self.encode_video(pixel_values, video_mask)
+        return self._retrieval_embeds(video_global, video_alignment)
+
+    # --------------------------------------------------------------------------------------------------------- forward
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        video_mask: torch.Tensor | None = None,
+        return_loss: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CLIP2VideoOutput | tuple:
+        """Similarities of every caption with every video and, with `return_loss=True`, the original training loss
+        (caption `i` pairs with video `i`). Arguments as in `get_text_features` and `get_video_features`."""
+        text_global, text_alignment = self.encode_text(input_ids, attention_mask)
+        video_global, video_alignment, frame_embeds = self.encode_video(pixel_values, video_mask)
+        text_embeds = self._retrieval_embeds(text_global, text_alignment)
+        video_embeds = self._retrieval_embeds(video_global, video_alignment)
+        logits_per_text = self.logit_scale.exp() * text_embeds @ video_embeds.t()
+
+        loss = None
+        if return_loss:
+            loss = clip2video_loss(
+                text_global, video_global, self.logit_scale, self.config.center_weight, text_alignment, video_alignment
+            )
+        output = CLIP2VideoOutput(
+            loss=loss,
+            logits_per_text=logits_per_text,
+            logits_per_video=logits_per_text.t(),
+            text_embeds=text_embeds,
+            video_embeds=video_embeds,
+            text_global_embeds=text_global,
+            video_global_embeds=video_global,
+            text_alignment_embeds=text_alignment,
+            video_alignment_embeds=video_alignment,
+            frame_embeds=frame_embeds,
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+    # --------------------------------------------------------------------------------------------------------- helpers
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """`(images, 3, H, W)` -> `(images, projection_dim)`: CLIP's image embedding (CLS after `post_layernorm`)."""
+        return self.visual_projection(self.vision_model(pixel_values=pixels).pooler_output)
+
+    def _contextualize_frames(
+        self, frame_embeds: torch.Tensor, frame_mask: torch.Tensor, encoder: CLIP2VideoTemporalTransformer, use_tdb: bool
+    ) -> torch.Tensor:
+        """Temporal encoding with a residual: frames (+ TDB tokens) with positions through `encoder`, frame outputs
+        plus the input features. `(batch, T, dim)` -> `(batch, T, dim)`."""
+        positions = self.frame_position_embeddings.weight[: frame_embeds.shape[1]]
+        if use_tdb:
+            tokens, token_mask = self.temporal_difference_block(frame_embeds, frame_mask, positions)
+            hidden = encoder(tokens, token_mask)[:, ::2]  # the frame tokens
+        else:
+            hidden = encoder(frame_embeds + positions, frame_mask)
+        return hidden + frame_embeds
+
+    def _global_video_embeds(self, frame_embeds: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """`v_g` (original: `_similarity` / `_similarity_TDB`): normalised frame outputs, masked mean, normalised."""
+        if self.config.temporal_head == "transformer":
+            frame_embeds = self._contextualize_frames(
+                frame_embeds, video_mask, self.temporal_transformer, self.config.use_tdb
+            )
+        return F.normalize(_masked_mean(F.normalize(frame_embeds, dim=-1), video_mask), dim=-1)
+
+    def _alignment_video_embeds(self, frame_embeds: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """`v_c`: TAB over the frame features and, unless `tab_input="none"`, the temporally encoded every-second frames."""
+        tokens, weights = frame_embeds, video_mask
+        if self.config.tab_input != "none":
+            sub_frames, sub_mask = frame_embeds[:, ::2], video_mask[:, ::2]
+            encoded = self._contextualize_frames(
+                sub_frames, sub_mask, self.temporal_alignment_block.frame_encoder, self.config.tab_input == "tdb"
+            )
+            tokens, weights = torch.cat((frame_embeds, encoded), dim=1), torch.cat((video_mask, sub_mask), dim=1)
+        return self.temporal_alignment_block(tokens, weights)
+
+    def _retrieval_embeds(self, global_embeds: torch.Tensor, alignment_embeds: torch.Tensor | None) -> torch.Tensor:
+        """`[sqrt(cw) * global, sqrt(1 - cw) * alignment]`, or `global` alone without TAB."""
+        if alignment_embeds is None:
+            return global_embeds
+        weight = self.config.center_weight
+        return torch.cat((weight**0.5 * global_embeds, (1 - weight) ** 0.5 * alignment_embeds), dim=-1)
+
+    def _check_video_inputs(self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None) -> torch.Tensor:
+        """Validate shapes and masks; returns the mask (all ones when None)."""
+        if pixel_values.dim() != 5:
+            raise ValueError(
+                f"`pixel_values` must be (batch, frames, channels, height, width), got shape {tuple(pixel_values.shape)}"
+            )
+        batch, num_frames = pixel_values.shape[:2]
+        if video_mask is None:
+            video_mask = torch.ones(batch, num_frames, dtype=torch.long, device=pixel_values.device)
+        if video_mask.shape != (batch, num_frames):
+            raise ValueError(f"`video_mask` must have shape {(batch, num_frames)}, got {tuple(video_mask.shape)}")
+        max_frames = self.config.text_config.max_position_embeddings
+        if self.config.temporal_head == "transformer" and num_frames > max_frames:
+            raise ValueError(f"{num_frames} frames per video exceed the frame position table ({max_frames} rows)")
+        empty = (video_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"videos {empty} of the batch have no valid frame (`video_mask` is all zeros)")
+        return video_mask
+
+
+CLIP2VideoModel.register_for_auto_class("AutoModel")
+
+_CLIP_MODULES = ("text_model", "vision_model", "visual_projection", "text_projection", "logit_scale")
+
+
+@torch.no_grad()
+def _copy_layers(source: nn.ModuleList, target: nn.ModuleList) -> None:
+    """Copy the parameters of `source[i]` into `target[i]` for the layers both stacks have."""
+    for source_layer, target_layer in zip(source, target):
+        target_layer.load_state_dict(source_layer.state_dict())
+
+
+__all__ = [
+    "CLIP2VideoModel",
+    "CLIP2VideoOutput",
+    "CLIP2VideoPreTrainedModel",
+    "CLIP2VideoTemporalAlignmentBlock",
+    "CLIP2VideoTemporalDifferenceBlock",
+    "CLIP2VideoTemporalTransformer",
+    "clip2video_loss",
+]
