@@ -398,6 +398,21 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         if self.config.use_tab and self.config.tab_input != "none":
             _copy_layers(text_layers, self.temporal_alignment_block.frame_encoder.layers)
 
+    def cast_clip_towers(self, dtype: torch.dtype = torch.float16) -> "CLIP2VideoModel":
+        """Run the CLIP towers (and their projections) in `dtype` while the temporal blocks stay in their precision.
+
+        The original evaluated its released checkpoints with fp16 CLIP towers and fp32 temporal blocks, so its published
+        numbers are fp16-tower numbers; `model.cast_clip_towers(torch.float16)` reproduces that setting: weights and
+        embeddings in `dtype`, LayerNorms with fp32 parameters computing in fp32 and returning `dtype` (as the original's
+        LayerNorm), tower outputs cast back to the temporal blocks' dtype.
+        """
+        for tower in (self.text_model, self.vision_model, self.text_projection, self.visual_projection):
+            for module in tower.modules():
+                if not isinstance(module, nn.LayerNorm):
+                    for name, parameter in module.named_parameters(recurse=False):
+                        parameter.data = parameter.data.to(dtype)
+        return self
+
     # ------------------------------------------------------------------------------------------------------------ text
 
     def encode_text(
@@ -412,10 +427,11 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
                 positions. Defaults to all ones.
         """
         text_outputs = self.text_model(input_ids=input_ids)
-        text_global = F.normalize(self.text_projection(text_outputs.pooler_output), dim=-1)
+        head_dtype = self.logit_scale.dtype  # the towers may run in lower precision (see `cast_clip_towers`)
+        text_global = F.normalize(self.text_projection(text_outputs.pooler_output).to(head_dtype), dim=-1)
         if not self.config.use_tab:
             return text_global, None
-        token_embeds = self.text_projection(text_outputs.last_hidden_state)  # (batch, length, dim)
+        token_embeds = self.text_projection(text_outputs.last_hidden_state).to(head_dtype)  # (batch, length, dim)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         token_weights = attention_mask.to(token_embeds.dtype).clone()
@@ -441,7 +457,7 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         they are skipped and their features are zeros (every token touching them is masked).
         """
         batch, num_frames = video_mask.shape
-        pixels = pixel_values.flatten(0, 1).to(self.visual_projection.weight.dtype)
+        pixels = pixel_values.flatten(0, 1).to(self.vision_model.embeddings.patch_embedding.weight.dtype)
         if self.config.original_padding:
             features = self._image_features(pixels)
         else:

@@ -1,0 +1,241 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import CLIPConfig, CLIPModel
+
+from conftest import TINY_TEXT, TINY_VISION, random_text, random_video, tiny_config
+from modeling_clip2video import CLIP2VideoModel, clip2video_loss
+
+
+def build(seed: int = 0, **overrides) -> CLIP2VideoModel:
+    torch.manual_seed(seed)
+    return CLIP2VideoModel(tiny_config(**overrides)).eval()
+
+
+def inputs(model, text_lengths=(9, 4, 16, 2), valid=(6, 3, 1, 2), seed=0):
+    ids, mask = random_text(model.config, list(text_lengths), seed)
+    pixels, video_mask = random_video(model.config, list(valid), seed)
+    return dict(input_ids=ids, attention_mask=mask, pixel_values=pixels, video_mask=video_mask)
+
+
+def max_diff(a, b):
+    return (a - b).abs().max().item()
+
+
+def test_logits_are_the_scaled_dot_product_of_retrieval_features():
+    model = build()
+    batch = inputs(model)
+    with torch.no_grad():
+        out = model(**batch)
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        video = model.get_video_features(batch["pixel_values"], batch["video_mask"])
+    scale, cw = model.logit_scale.exp(), model.config.center_weight
+    assert text.shape == video.shape == (4, 2 * model.config.projection_dim)
+    assert max_diff(out.logits_per_text, scale * text @ video.t()) < 1e-5
+    # the mixture of the two similarities of the paper, from the separate unit embeddings
+    mixed = scale * (cw * out.text_global_embeds @ out.video_global_embeds.t()
+                     + (1 - cw) * out.text_alignment_embeds @ out.video_alignment_embeds.t())
+    assert max_diff(out.logits_per_text, mixed) < 1e-5
+    assert torch.allclose(out.logits_per_video, out.logits_per_text.t())
+    for embeds in (out.text_global_embeds, out.video_global_embeds, out.text_alignment_embeds, text, video):
+        assert torch.allclose(embeds.norm(dim=-1), torch.ones(4), atol=1e-5)
+
+
+def test_loss_is_the_original_weighted_symmetric_cross_entropy():
+    model = build().train()
+    batch = inputs(model)
+    out = model(**batch, return_loss=True)
+    scale, cw = model.logit_scale.exp(), model.config.center_weight
+
+    def symmetric(logits):
+        return -(logits.log_softmax(1).diag().mean() + logits.log_softmax(0).diag().mean()) / 2
+
+    expected = (cw * symmetric(scale * out.text_global_embeds @ out.video_global_embeds.t())
+                + (1 - cw) * symmetric(scale * out.text_alignment_embeds @ out.video_alignment_embeds.t()))
+    assert abs(out.loss.item() - expected.item()) < 1e-5
+    out.loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), "every parameter gets a gradient"
+    for name in ("logit_scale", "temporal_alignment_block.center_weights", "temporal_alignment_block.center_embeds",
+                 "temporal_difference_block.type_embeddings.weight", "frame_position_embeddings.weight",
+                 "temporal_transformer.layers.1.mlp.fc2.weight", "vision_model.embeddings.patch_embedding.weight"):
+        assert grads[name].abs().sum() > 0, name
+
+
+def test_loss_without_tab_is_the_global_symmetric_cross_entropy():
+    model = build(use_tab=False).train()
+    out = model(**inputs(model), return_loss=True)
+    assert out.text_alignment_embeds is None and out.text_embeds.shape[-1] == model.config.projection_dim
+    expected = clip2video_loss(out.text_global_embeds, out.video_global_embeds, model.logit_scale)
+    assert abs(out.loss.item() - expected.item()) < 1e-6
+    out.loss.backward()
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    reference = build().train()
+    checkpointed = build().train()
+    checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert checkpointed.temporal_transformer.layers[0].gradient_checkpointing
+    batch = inputs(reference)
+    losses = []
+    for model in (reference, checkpointed):
+        loss = model(**batch, return_loss=True).loss
+        loss.backward()
+        losses.append(loss.item())
+    assert abs(losses[0] - losses[1]) < 1e-6
+    for (name, a), (_, b) in zip(reference.named_parameters(), checkpointed.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+
+
+def test_a_video_does_not_depend_on_its_batch_mates():
+    model = build()
+    batch = inputs(model, valid=(6, 3, 1, 2))
+    with torch.no_grad():
+        together = model.get_video_features(batch["pixel_values"], batch["video_mask"])
+        alone = torch.cat([model.get_video_features(batch["pixel_values"][i : i + 1], batch["video_mask"][i : i + 1])
+                           for i in range(4)])
+    assert max_diff(together, alone) < 1e-5
+
+
+def test_original_padding_leaks_padding_and_the_fix_does_not():
+    valid, frames = 3, 6
+    for original in (True, False):
+        model = build(original_padding=original)
+        pixels, mask = random_video(model.config, [valid])
+        with torch.no_grad():
+            padded = model.get_video_features(pixels, mask)
+            unpadded = model.get_video_features(pixels[:, :valid], mask[:, :valid])
+            junk = pixels.clone()
+            junk[:, valid:] = torch.randn_like(junk[:, valid:])
+            junk_padded = model.get_video_features(junk, mask)
+        if original:  # the boundary difference token sees the encoded zero frame (spec §5.2)
+            assert max_diff(padded, unpadded) > 1e-3
+        else:
+            assert max_diff(padded, unpadded) < 1e-5
+            assert max_diff(padded, junk_padded) < 1e-6  # padded frames are never encoded
+
+
+def test_videos_without_any_valid_frame_are_refused():
+    model = build()
+    pixels, mask = random_video(model.config, [4, 2])
+    mask[1] = 0
+    with pytest.raises(ValueError, match=r"videos \[1\].*no valid frame"):
+        model.get_video_features(pixels, mask)
+    with pytest.raises(ValueError, match="pixel_values"):
+        model.get_video_features(pixels[0], mask)
+
+
+VARIANTS = [
+    dict(temporal_head="mean", use_tdb=False, use_tab=False),
+    dict(temporal_head="mean", use_tdb=False, tab_input="none"),
+    dict(use_tdb=False, use_tab=False),
+    dict(use_tdb=False, tab_input="plain"),
+    dict(tdb_projection="mlp"),
+    dict(tdb_projection="none", tab_input="plain"),
+    dict(tab_input="none", center_weight=0.0),
+    dict(num_frames=1),
+    dict(num_frames=2, num_centers=1, center_weight=1.0),
+    dict(num_frames=16, num_temporal_layers=3, original_padding=False),
+]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_variants_train_and_index(overrides):
+    model = build(**overrides).train()
+    frames = model.config.num_frames
+    batch = inputs(model, valid=[frames, max(1, frames // 2), 1, frames])
+    out = model(**batch, return_loss=True)
+    assert torch.isfinite(out.loss) and torch.isfinite(out.logits_per_text).all()
+    out.loss.backward()
+    assert out.text_embeds.shape == (4, model.config.retrieval_embed_dim)
+    scale = model.logit_scale.exp()
+    assert max_diff(out.logits_per_text, scale * out.text_embeds @ out.video_embeds.t()) < 1e-4
+
+
+def tiny_clip(seed=0) -> CLIPModel:
+    torch.manual_seed(seed)
+    config = CLIPConfig(text_config=TINY_TEXT, vision_config=TINY_VISION, projection_dim=64)
+    clip = CLIPModel(config)
+    with torch.no_grad():
+        for p in clip.parameters():  # no parameter equals its default initialisation
+            p.add_(torch.randn_like(p) * 0.05)
+    return clip
+
+
+@pytest.mark.parametrize("tdb_projection", ["attention", "mlp"])
+def test_from_clip_copies_clip_and_initialises_the_temporal_blocks_like_the_original(tmp_path, tdb_projection):
+    clip = tiny_clip()
+    clip.save_pretrained(tmp_path)
+    torch.manual_seed(1)
+    model = CLIP2VideoModel.from_clip(str(tmp_path), num_frames=6, num_temporal_layers=3, tdb_projection=tdb_projection,
+                                      num_centers=50)
+    own = model.state_dict()
+    for name, tensor in clip.state_dict().items():
+        assert torch.equal(own[name], tensor), name
+    text_positions = clip.text_model.embeddings.position_embedding.weight
+    assert torch.equal(model.frame_position_embeddings.weight, text_positions)
+    assert torch.equal(model.temporal_difference_block.type_embeddings.weight, text_positions[:2])
+    text_layers = clip.text_model.encoder.layers
+    for index in range(2):  # the temporal transformer's first layers are the text layers
+        for (name, a), (_, b) in zip(model.temporal_transformer.layers[index].named_parameters(),
+                                     text_layers[index].named_parameters()):
+            assert torch.equal(a, b), (index, name)
+    for a, b in zip(model.temporal_alignment_block.frame_encoder.layers[0].parameters(), text_layers[0].parameters()):
+        assert torch.equal(a, b)
+    tdb = model.temporal_difference_block
+    if tdb_projection == "attention":
+        for a, b in zip(tdb.difference_attention.layers[0].parameters(), text_layers[0].parameters()):
+            assert torch.equal(a, b)
+    else:
+        assert torch.equal(tdb.difference_projection.weight, clip.visual_projection.weight[:, :64])
+    assert torch.equal(tdb.difference_layer_norm.weight, torch.ones(64))
+    assert torch.equal(tdb.difference_layer_norm.bias, torch.zeros(64))
+    # the third temporal layer has no text counterpart (2 text layers): it keeps a fresh initialisation
+    assert not torch.equal(model.temporal_transformer.layers[2].mlp.fc1.weight, text_layers[1].mlp.fc1.weight)
+    centers = model.temporal_alignment_block.center_weights
+    assert 0.11 < centers.std().item() < 0.14 and abs(centers.mean().item()) < 0.02
+    assert model.temporal_transformer.layers[0].layer_norm1.eps == 1e-12
+    # and the CLIP similarity machinery is intact: frame features equal CLIP's image embeddings
+    pixels, mask = random_video(model.config, [6])
+    with torch.no_grad():
+        frames = model.encode_frames(pixels, mask)
+        expected = clip.get_image_features(pixel_values=pixels[0]).pooler_output
+    assert max_diff(frames[0], expected) < 1e-5
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = build(tdb_projection="mlp", num_centers=3)
+    batch = inputs(model)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "modeling_clip2video.py").is_file()
+    loaded = CLIP2VideoModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits_per_text, loaded(**batch).logits_per_text)
+
+
+def test_sdpa_and_eager_attention_agree_and_switch_together():
+    model = build()
+    batch = inputs(model)
+    assert model.temporal_transformer.layers[0].self_attn.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        sdpa = model(**batch).logits_per_text
+        model.set_attn_implementation("eager")
+        assert model.temporal_transformer.layers[0].self_attn.config._attn_implementation == "eager"
+        eager = model(**batch).logits_per_text
+    assert max_diff(sdpa, eager) < 1e-5
+
+
+def test_bf16_autocast_and_low_precision_towers_stay_close():
+    model = build()
+    batch = inputs(model)
+    with torch.no_grad():
+        reference = model(**batch).logits_per_text
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = model(**batch).logits_per_text
+        model.cast_clip_towers(torch.bfloat16)
+        assert model.vision_model.encoder.layers[0].mlp.fc1.weight.dtype == torch.bfloat16
+        assert model.vision_model.encoder.layers[0].layer_norm1.weight.dtype == torch.float32
+        assert model.temporal_transformer.layers[0].mlp.fc1.weight.dtype == torch.float32
+        low = model(**batch).logits_per_text
+    assert low.dtype == torch.float32
+    assert 0 < max_diff(reference, autocast) < 0.3 and 0 < max_diff(reference, low) < 0.3
