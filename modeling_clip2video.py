@@ -496,16 +496,25 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
         video_mask: torch.Tensor | None = None,
         return_loss: bool = False,
         return_dict: bool | None = None,
         **kwargs,
     ) -> CLIP2VideoOutput | tuple:
         """Similarities of every caption with every video and, with `return_loss=True`, the original training loss
-        (caption `i` pairs with video `i`). Arguments as in `get_text_features` and `get_video_features`."""
+        (caption `i` pairs with video `i`).
+
+        Args:
+            input_ids: `(text_batch, length)` CLIP token ids; attention_mask: `(text_batch, length)`, 1 = real token.
+            pixel_values: `(video_batch, frames, 3, height, width)`; video_mask: `(video_batch, frames)`, 1 = real frame.
+            return_loss: also compute [`clip2video_loss`] (needs `text_batch == video_batch`).
+        """
+        if input_ids is None or pixel_values is None:
+            raise ValueError("CLIP2VideoModel.forward needs both `input_ids` and `pixel_values`; use "
+                             "`get_text_features` / `get_video_features` to encode one side only")
         text_global, text_alignment = self.encode_text(input_ids, attention_mask)
         video_global, video_alignment, frame_embeds = self.encode_video(pixel_values, video_mask)
         text_embeds = self._retrieval_embeds(text_global, text_alignment)
@@ -514,6 +523,9 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
 
         loss = None
         if return_loss:
+            if text_embeds.shape[0] != video_embeds.shape[0]:
+                raise ValueError(f"the loss pairs caption i with video i: got {text_embeds.shape[0]} captions and "
+                                 f"{video_embeds.shape[0]} videos")
             loss = clip2video_loss(
                 text_global, video_global, self.logit_scale, self.config.center_weight, text_alignment, video_alignment
             )
