@@ -76,6 +76,9 @@ MOTION_AXES: tuple[tuple[str, str], ...] = (
 )
 EVENT_KINDS: tuple[str, ...] = ("move", "size", "presence", "recolour", "sequence")
 SPLITS: tuple[str, ...] = ("train", "test")
+#: Square frame sizes (even, 16-256) whose frames decord 0.6.0 fails to return, whatever the codec
+#: (measured: `get_batch` raises "Check failed: from_size == to_size"); refused by the config.
+DECORD_UNREADABLE_SIZES: tuple[int, ...] = (16, 24, 48, 72)
 _SPLIT_CODES = {"train": 1, "test": 2}
 
 # Position names -> (x, y) in [0, 1] units, where 0 is the left/top edge.
@@ -382,7 +385,8 @@ class SyntheticMotionConfig:
             `max_test_size()` so every test caption is unique.
         num_frames (`int`, defaults to 12): frames per video (8-24 recommended; 12 = CLIP2Video's
             `max_frames`, so the model sees every frame and the order-invariant cap is exact).
-        frame_size (`int`, defaults to 32): width = height in pixels, even, 16-256.
+        frame_size (`int`, defaults to 32): width = height in pixels, even, 18-256, not one of
+            `DECORD_UNREADABLE_SIZES` (16, 24, 48, 72: decord 0.6 cannot read those widths).
         fps (`int`, defaults to 5): frame rate written in the file (the original samples videos at 5 fps).
 
     Example:
@@ -413,6 +417,11 @@ class SyntheticMotionConfig:
             raise ValueError(f"num_frames must be in [4, 64], got {self.num_frames}")
         if not 16 <= self.frame_size <= 256 or self.frame_size % 2:
             raise ValueError(f"frame_size must be even and in [16, 256] (yuv420p), got {self.frame_size}")
+        if self.frame_size in DECORD_UNREADABLE_SIZES:
+            raise ValueError(
+                f"frame_size {self.frame_size} is one of {DECORD_UNREADABLE_SIZES}, widths whose frames decord 0.6 "
+                "cannot read (size mismatch in get_batch); pick e.g. 32, 40, 56 or 64"
+            )
         if not 1 <= self.fps <= 60:
             raise ValueError(f"fps must be in [1, 60], got {self.fps}")
 
