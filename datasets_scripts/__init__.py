@@ -20,7 +20,14 @@ from .benchmarks import (
     read_benchmark,
 )
 from .benchmarks import list_video_ids as _list_real_video_ids
-from .builder import BENCHMARK_NAMES, FEATURES, SYNTHETIC_NAME, Clip2VideoBenchmarkConfig, Clip2VideoBenchmarks, load_benchmark
+from .builder import (
+    BENCHMARK_NAMES,
+    FEATURES,
+    SYNTHETIC_NAME,
+    Clip2VideoBenchmarkConfig,
+    Clip2VideoBenchmarks,
+    load_benchmark,
+)
 from .errors import (
     BenchmarkError,
     BenchmarkFileNotFoundError,

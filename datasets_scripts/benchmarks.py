@@ -185,7 +185,9 @@ def get_split_spec(name: str, split: str) -> tuple[BenchmarkSpec, SplitSpec]:
     spec = BENCHMARKS[name]
     split = normalize_split(split)
     if split not in spec.splits:
-        raise UnknownBenchmarkError(f"benchmark {name!r} has no split {split!r}; choose one of {', '.join(spec.splits)}")
+        raise UnknownBenchmarkError(
+            f"benchmark {name!r} has no split {split!r}; choose one of {', '.join(spec.splits)}"
+        )
     return spec, spec.splits[split]
 
 
@@ -228,7 +230,11 @@ class ValidationReport:
     @property
     def has_problems(self) -> bool:
         return bool(
-            self.missing_videos or self.duplicate_ids or self.videos_without_captions or self.empty_captions or self.malformed
+            self.missing_videos
+            or self.duplicate_ids
+            or self.videos_without_captions
+            or self.empty_captions
+            or self.malformed
         )
 
     def problem_lines(self) -> list[str]:
@@ -240,13 +246,16 @@ class ValidationReport:
 
         lines = []
         if self.missing_videos:
-            lines.append(f"{len(self.missing_videos)} video(s) missing from video_dir, skipped: {named(self.missing_videos)}")
-        if self.duplicate_ids:
-            lines.append(f"{len(self.duplicate_ids)} duplicate video id(s), later copies skipped: {named(self.duplicate_ids)}")
-        if self.videos_without_captions:
             lines.append(
-                f"{len(self.videos_without_captions)} video(s) without any caption, skipped: {named(self.videos_without_captions)}"
+                f"{len(self.missing_videos)} video(s) missing from video_dir, skipped: {named(self.missing_videos)}"
             )
+        if self.duplicate_ids:
+            lines.append(
+                f"{len(self.duplicate_ids)} duplicate video id(s), later copies skipped: {named(self.duplicate_ids)}"
+            )
+        if self.videos_without_captions:
+            without = self.videos_without_captions
+            lines.append(f"{len(without)} video(s) without any caption, skipped: {named(without)}")
         if self.empty_captions:
             lines.append(f"{len(self.empty_captions)} empty caption(s), skipped: {named(self.empty_captions)}")
         if self.malformed:
@@ -279,7 +288,9 @@ class SplitPlan:
 
     @property
     def eval_index(self) -> EvalIndex:
-        return EvalIndex.from_columns([row["video_index"] for row in self.rows], [row["video_id"] for row in self.rows])
+        return EvalIndex.from_columns(
+            [row["video_index"] for row in self.rows], [row["video_id"] for row in self.rows]
+        )
 
 
 def _read_ids(path: str) -> tuple[list[IdRecord], list[SplitFileError]]:
@@ -415,7 +426,9 @@ def plan_split(
         report.missing_videos = [video_id for video_id in kept_captions if video_id not in video_paths]
 
     if strict and report.has_problems:
-        raise BenchmarkValidationError(f"{name}/{split}: validation failed (strict=True): " + "; ".join(report.problem_lines()), report)
+        raise BenchmarkValidationError(
+            f"{name}/{split}: validation failed (strict=True): " + "; ".join(report.problem_lines()), report
+        )
 
     # 4. rows: one per caption, grouped by video in split order
     rows = []

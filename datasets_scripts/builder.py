@@ -28,12 +28,12 @@ from . import synthetic
 from .benchmarks import (
     BENCHMARKS,
     DEFAULT_BASE_URL,
+    ValidationReport,
     file_url,
     find_data_file,
     get_split_spec,
     normalize_split,
     plan_split,
-    ValidationReport,
 )
 from .errors import UnknownBenchmarkError
 from .videos import video_dir_fingerprint
@@ -54,6 +54,7 @@ FEATURES = datasets.Features(
 )
 
 REPORT_FILENAME = "validation_report.json"
+VERSION = datasets.Version("1.0.0")
 
 _CITATION = """\
 @article{fang2021clip2video,
@@ -95,13 +96,14 @@ def _builder_configs() -> list[Clip2VideoBenchmarkConfig]:
         for split in spec.splits:
             configs.append(
                 Clip2VideoBenchmarkConfig(
-                    name=f"{name}.{split}", benchmark=name, split=split, description=spec.description
+                    name=f"{name}.{split}", version=VERSION, benchmark=name, split=split, description=spec.description
                 )
             )
     for split in synthetic.SPLITS:
         configs.append(
             Clip2VideoBenchmarkConfig(
                 name=f"{SYNTHETIC_NAME}.{split}",
+                version=VERSION,
                 benchmark=SYNTHETIC_NAME,
                 split=split,
                 description="Synthetic coloured-shape videos whose captions need temporal order.",
@@ -129,9 +131,13 @@ class Clip2VideoBenchmarks(datasets.GeneratorBasedBuilder):
     `video_index` (int, the video's position in the split's video list; rows are grouped by video).
     """
 
-    VERSION = datasets.Version("1.0.0")
+    VERSION = VERSION
     BUILDER_CONFIG_CLASS = Clip2VideoBenchmarkConfig
     BUILDER_CONFIGS = _builder_configs()
+
+    def __init__(self, *args, dataset_name: str = "clip2video_benchmarks", hash: Optional[str] = None, **kwargs):
+        # the default hash keys the cache on this package's code, so a code change rebuilds the tables
+        super().__init__(*args, dataset_name=dataset_name, hash=hash or _code_hash(), **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -149,10 +155,8 @@ class Clip2VideoBenchmarks(datasets.GeneratorBasedBuilder):
         return [datasets.SplitGenerator(name=self.config.split, gen_kwargs={"rows": rows})]
 
     def _synthetic_rows(self) -> list[dict]:
-        options = json.loads(self.config.synthetic_options or "{}")
-        num_proc = options.pop("num_proc", None)
-        config = synthetic.SyntheticMotionConfig(**options)
-        return synthetic.generate_split(config, self.config.split, root=self.config.video_dir, num_proc=num_proc)
+        config = synthetic.SyntheticMotionConfig(**json.loads(self.config.synthetic_options or "{}"))
+        return synthetic.generate_split(config, self.config.split, root=self.config.video_dir)
 
     def _benchmark_rows(self, dl_manager) -> list[dict]:
         spec, split_spec = get_split_spec(self.config.benchmark, self.config.split)
@@ -184,8 +188,10 @@ class Clip2VideoBenchmarks(datasets.GeneratorBasedBuilder):
 
 _COMMON_OPTIONS = ("download_mode",)
 _REAL_OPTIONS = _COMMON_OPTIONS + ("base_url",)
-_SYNTHETIC_OPTIONS = _COMMON_OPTIONS + tuple(field.name for field in dataclasses.fields(synthetic.SyntheticMotionConfig)) + (
-    "num_proc",
+_SYNTHETIC_OPTIONS = (
+    _COMMON_OPTIONS
+    + tuple(field.name for field in dataclasses.fields(synthetic.SyntheticMotionConfig))
+    + ("num_proc",)
 )
 
 
@@ -212,7 +218,9 @@ def _real_config_kwargs(name: str, split: str, data_dir, video_dir, strict: bool
     else:
         inputs = hashlib.sha1(base_url.encode()).hexdigest()[:16]
     if video_dir is None:
-        logger.warning("%s/%s: no video_dir given; videos are not checked and the `video` column is empty", name, split)
+        logger.warning(
+            "%s/%s: no video_dir given; videos are not checked and the `video` column is empty", name, split
+        )
     return {
         "data_dir": os.path.abspath(os.fspath(data_dir)) if data_dir is not None else None,
         "video_dir": os.path.abspath(os.fspath(video_dir)) if video_dir is not None else None,
@@ -222,17 +230,24 @@ def _real_config_kwargs(name: str, split: str, data_dir, video_dir, strict: bool
     }
 
 
+def _synthetic_root(video_dir, cache_dir) -> str:
+    """Where generated videos go: `video_dir`, else `<cache_dir>/clip2video`, else the default cache root."""
+    if video_dir is not None:
+        return os.path.abspath(os.fspath(video_dir))
+    if cache_dir is not None:
+        return os.path.abspath(os.path.join(os.fspath(cache_dir), "clip2video"))
+    return os.path.abspath(synthetic.default_cache_root())
+
+
 def _synthetic_config_kwargs(split: str, video_dir, cache_dir, options: dict) -> dict:
-    fields = {key: value for key, value in options.items() if key in {f.name for f in dataclasses.fields(synthetic.SyntheticMotionConfig)}}
-    config = synthetic.SyntheticMotionConfig(**fields)  # validates
-    config.split_size(split)
-    root = video_dir if video_dir is not None else (os.path.join(cache_dir, "clip2video") if cache_dir else synthetic.default_cache_root())
-    root = os.path.abspath(os.fspath(root))
-    # make sure the videos exist even when the prepared arrow table is reused from the cache
+    field_names = {field.name for field in dataclasses.fields(synthetic.SyntheticMotionConfig)}
+    config = synthetic.SyntheticMotionConfig(**{k: v for k, v in options.items() if k in field_names})
+    root = _synthetic_root(video_dir, cache_dir)
+    # generate (or find) the videos first, so they exist even when the prepared table comes from the cache
     synthetic.generate_split(config, split, root=root, num_proc=options.get("num_proc"))
     return {
         "video_dir": root,
-        "synthetic_options": json.dumps({**dataclasses.asdict(config), "num_proc": options.get("num_proc")}, sort_keys=True),
+        "synthetic_options": json.dumps(dataclasses.asdict(config), sort_keys=True),
         "input_fingerprint": config.fingerprint(),
     }
 
@@ -286,13 +301,7 @@ def load_benchmark(
     else:
         raise UnknownBenchmarkError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARK_NAMES)}")
 
-    builder = Clip2VideoBenchmarks(
-        cache_dir=cache_dir,
-        dataset_name="clip2video_benchmarks",
-        config_name=f"{name}.{split}",
-        hash=_code_hash(),
-        **config_kwargs,
-    )
+    builder = Clip2VideoBenchmarks(cache_dir=cache_dir, config_name=f"{name}.{split}", **config_kwargs)
     builder.download_and_prepare(download_mode=options.get("download_mode"))
     dataset = builder.as_dataset(split=split)
     _log_report(builder)

@@ -93,9 +93,7 @@ def _csv_rows(path: PathLike, required: tuple[str, ...]) -> tuple[list[str], lis
     header = [name.strip().lstrip("\ufeff") for name in rows[0]]
     missing = [name for name in required if name not in header]
     if missing:
-        raise SplitFileError(
-            path, f"csv header {','.join(header)!r} lacks column(s) {', '.join(missing)}", line=1
-        )
+        raise SplitFileError(path, f"csv header {','.join(header)!r} lacks column(s) {', '.join(missing)}", line=1)
     numbered = [(number, row) for number, row in enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
     return header, numbered
 
@@ -184,7 +182,8 @@ class _PlainDataUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
         raise UnsafePickleError(
-            self._path, f"refusing to load global {module}.{name}: only plain containers, strings and numbers are allowed"
+            self._path,
+            f"refusing to load global {module}.{name}: only plain containers, strings and numbers are allowed",
         )
 
 
@@ -204,7 +203,15 @@ def load_plain_pickle(path: PathLike) -> Any:
             return _PlainDataUnpickler(handle, path).load()
         except SplitFileError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
+            AttributeError,
+        ) as error:
             raise SplitFileError(path, f"not a readable pickle ({type(error).__name__}: {error})") from error
 
 

@@ -100,7 +100,7 @@ _ANCHORS = {
 
 
 def _noun(colour: str, shape: str) -> str:
-    """"a red square", "an orange circle"."""
+    """ "a red square", "an orange circle"."""
     return f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {shape}"
 
 
@@ -154,7 +154,9 @@ def event_pairs(kind: str) -> list[tuple[Event, Event]]:
     """Every (event, reversed event) pair of one kind, each unordered pair once, in a fixed order."""
     colours = list(COLOURS)
     if kind == "move":
-        return [(Event("move", (c, s, a, b)), Event("move", (c, s, b, a))) for c, s in _objects() for a, b in MOTION_AXES]
+        return [
+            (Event("move", (c, s, a, b)), Event("move", (c, s, b, a))) for c, s in _objects() for a, b in MOTION_AXES
+        ]
     if kind == "size":
         return [(Event("size", (c, s, "grows")), Event("size", (c, s, "shrinks"))) for c, s in _objects()]
     if kind == "presence":
@@ -504,8 +506,9 @@ def _write_index(folder: str, rows: list[dict], config: SyntheticMotionConfig) -
     """Writes `config.json` and, last and atomically, `captions.jsonl` (which marks the split complete)."""
     with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as handle:
         json.dump({**dataclasses.asdict(config), "version": GENERATOR_VERSION}, handle, indent=2)
-    temporary = os.path.join(folder, "captions.jsonl.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    # a private temporary name: processes generating the same split at once (e.g. one per rank) do not clash
+    descriptor, temporary = tempfile.mkstemp(suffix=".jsonl", dir=folder)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         for row in rows:
             entry = {key: row[key] for key in ("video_id", "caption", "video_index")}
             handle.write(json.dumps(entry) + "\n")
@@ -546,20 +549,29 @@ def generate_split(
     else:
         import multiprocessing
 
-        chunks = [units[i::num_proc * 4] for i in range(num_proc * 4)]
+        chunks = [units[i :: num_proc * 4] for i in range(num_proc * 4)]
         chunks = [chunk for chunk in chunks if chunk]
         with ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = pool.map(_generate_chunk, *zip(*[(config, split, chunk, folder) for chunk in chunks]))
             results = [item for part in parts for item in part]
     results.sort()
     rows = [
-        {"video_id": video_id(split, row), "video": os.path.join(folder, video_id(split, row) + ".mp4"), "caption": caption, "video_index": row}
+        {
+            "video_id": video_id(split, row),
+            "video": os.path.join(folder, video_id(split, row) + ".mp4"),
+            "caption": caption,
+            "video_index": row,
+        }
         for row, caption in results
     ]
     _write_index(folder, rows, config)
     logger.info(
         "synthetic-motion/%s: generated %d videos in %.1f s (%d process(es)) into %s",
-        split, size, time.perf_counter() - start, num_proc, folder,
+        split,
+        size,
+        time.perf_counter() - start,
+        num_proc,
+        folder,
     )
     return rows
 

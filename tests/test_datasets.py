@@ -37,9 +37,9 @@ from datasets_scripts import (
     load_benchmark,
     load_plain_pickle,
     read_benchmark,
+    synthetic,
     synthetic_vocabulary,
 )
-from datasets_scripts import synthetic
 from datasets_scripts.synthetic import Event, all_captions, decode_video, encode_video
 from datasets_scripts.videos import index_video_dir
 
@@ -49,7 +49,11 @@ from datasets_scripts.videos import index_video_dir
 
 # MSR-VTT: 10 videos; the json lists sentences interleaved (not grouped by video) on purpose.
 MSRVTT_CAPTIONS = {f"video{i}": [f"clip {i} caption {k}" for k in range(2 + i % 3)] for i in range(10)}
-JSFUSION_ROWS = [("ret0", "msr7", "video7", "a man sings"), ("ret1", "msr8", "video8", "a dog runs"), ("ret2", "msr9", "video9", "two cars race")]
+JSFUSION_ROWS = [
+    ("ret0", "msr7", "video7", "a man sings"),
+    ("ret1", "msr8", "video8", "a dog runs"),
+    ("ret2", "msr9", "video9", "two cars race"),
+]
 MSRVTT_SPLITS = {
     "MSRVTT_train.9k.csv": ["video0", "video1", "video2", "video3", "video4", "video5", "video6"],
     "MSRVTT_train.7k.csv": ["video0", "video1", "video2", "video3", "video4"],
@@ -85,7 +89,10 @@ def write_fake_data(root):
     """Writes msrvtt_data/, msvd_data/, vatex_data/ under `root` in the original formats."""
     msrvtt = root / "msrvtt_data"
     msrvtt.mkdir(parents=True)
-    write_lines(msrvtt / "MSRVTT_JSFUSION_test.csv", ["key,vid_key,video_id,sentence"] + [",".join(row) for row in JSFUSION_ROWS])
+    write_lines(
+        msrvtt / "MSRVTT_JSFUSION_test.csv",
+        ["key,vid_key,video_id,sentence"] + [",".join(row) for row in JSFUSION_ROWS],
+    )
     for filename, ids in MSRVTT_SPLITS.items():
         write_lines(msrvtt / filename, ["video_id"] + ids)
     sentences, sen_id = [], 0
@@ -112,7 +119,9 @@ def write_fake_data(root):
     vatex.mkdir()
     for filename, ids in VATEX_SPLITS.items():
         write_lines(vatex / filename, ids)
-    vatex_json = {video_id: {"enCap": captions, "chCap": ["中文"] * 10} for video_id, captions in VATEX_CAPTIONS.items()}
+    vatex_json = {
+        video_id: {"enCap": captions, "chCap": ["中文"] * 10} for video_id, captions in VATEX_CAPTIONS.items()
+    }
     (vatex / "vatex_data.json").write_text(json.dumps(vatex_json, ensure_ascii=False), encoding="utf-8")
 
 
@@ -156,7 +165,9 @@ def fake_copy(fake, tmp_path):
 
 def load(fake_dirs, name, split, **kwargs):
     data_dir, video_dir, cache_dir = fake_dirs
-    return load_benchmark(name, split, data_dir=str(data_dir), video_dir=str(video_dir), cache_dir=str(cache_dir), **kwargs)
+    return load_benchmark(
+        name, split, data_dir=str(data_dir), video_dir=str(video_dir), cache_dir=str(cache_dir), **kwargs
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,7 +178,16 @@ def load(fake_dirs, name, split, **kwargs):
 def test_every_benchmark_has_a_config_per_split():
     names = {config.name for config in Clip2VideoBenchmarks.BUILDER_CONFIGS}
     assert "msrvtt-full.validation" in names and "vatex-1k5.test" in names and "synthetic-motion.train" in names
-    assert set(BENCHMARK_NAMES) == {"msrvtt-1k-a", "msrvtt-9k", "msrvtt-7k", "msrvtt-full", "msvd", "vatex-hgr", "vatex-1k5", "synthetic-motion"}
+    assert set(BENCHMARK_NAMES) == {
+        "msrvtt-1k-a",
+        "msrvtt-9k",
+        "msrvtt-7k",
+        "msrvtt-full",
+        "msvd",
+        "vatex-hgr",
+        "vatex-1k5",
+        "synthetic-motion",
+    }
 
 
 def test_msrvtt_1k_a_is_single_caption_from_the_csv(fake):
@@ -193,7 +213,11 @@ def test_msrvtt_train_takes_every_json_sentence_of_the_csv_videos(fake, name, cs
 
 
 def test_msrvtt_full_groups_interleaved_json_sentences_by_video(fake):
-    for split, csv_name in [("train", "MSRVTT_train.full.csv"), ("val", "MSRVTT_val.full.csv"), ("test", "MSRVTT_test.full.csv")]:
+    for split, csv_name in [
+        ("train", "MSRVTT_train.full.csv"),
+        ("val", "MSRVTT_val.full.csv"),
+        ("test", "MSRVTT_test.full.csv"),
+    ]:
         dataset = load(fake, "msrvtt-full", split)
         ids = MSRVTT_SPLITS[csv_name]
         counts = [len(MSRVTT_CAPTIONS[vid]) for vid in ids]
@@ -216,7 +240,12 @@ def test_msvd_joins_token_lists_and_keeps_pickle_order(fake):
 
 @pytest.mark.parametrize(
     "name,split,filename",
-    [("vatex-hgr", "train", "train_list.txt"), ("vatex-hgr", "validation", "val_list.txt"), ("vatex-hgr", "test", "test_list.txt"), ("vatex-1k5", "test", "test1k5_sec_list.txt")],
+    [
+        ("vatex-hgr", "train", "train_list.txt"),
+        ("vatex-hgr", "validation", "val_list.txt"),
+        ("vatex-hgr", "test", "test_list.txt"),
+        ("vatex-1k5", "test", "test1k5_sec_list.txt"),
+    ],
 )
 def test_vatex_takes_the_ten_english_captions(fake, name, split, filename):
     dataset = load(fake, name, split)
@@ -224,6 +253,18 @@ def test_vatex_takes_the_ten_english_captions(fake, name, split, filename):
     index = get_eval_index(dataset)
     assert index.video_ids == tuple(ids) and index.captions_per_video == (10,) * len(ids)
     assert dataset["caption"] == [c for vid in ids for c in VATEX_CAPTIONS[vid]]
+
+
+def test_builder_can_be_used_directly(fake, tmp_path):
+    """The datasets 5.x way without `load_benchmark`: builder + download_and_prepare + as_dataset."""
+    data_dir, video_dir, _ = fake
+    builder = Clip2VideoBenchmarks(
+        config_name="vatex-1k5.test", data_dir=str(data_dir), video_dir=str(video_dir), cache_dir=str(tmp_path)
+    )
+    builder.download_and_prepare()
+    dataset = builder.as_dataset(split="test")
+    assert dataset["video_id"][::10] == VATEX_SPLITS["test1k5_sec_list.txt"]
+    assert str(builder.config.version) == "1.0.0" and "clip2video_benchmarks" in builder.cache_dir
 
 
 def test_read_benchmark_gives_the_eval_index_without_datasets(fake):
@@ -365,9 +406,17 @@ def test_malformed_lines_are_skipped_or_raised(fake_copy):
 @pytest.mark.parametrize(
     "filename,content,message",
     [
-        ("msrvtt_data/MSRVTT_test.full.csv", "vid\nvideo4\n", r"MSRVTT_test.full.csv: line 1: csv header 'vid' lacks column\(s\) video_id"),
+        (
+            "msrvtt_data/MSRVTT_test.full.csv",
+            "vid\nvideo4\n",
+            r"MSRVTT_test.full.csv: line 1: csv header 'vid' lacks column\(s\) video_id",
+        ),
         ("msrvtt_data/MSRVTT_data.json", '{"sentences": [', r"MSRVTT_data.json: line 1: not valid json"),
-        ("msrvtt_data/MSRVTT_data.json", '{"videos": []}', r'MSRVTT_data.json: expected a json object with a "sentences" list'),
+        (
+            "msrvtt_data/MSRVTT_data.json",
+            '{"videos": []}',
+            r'MSRVTT_data.json: expected a json object with a "sentences" list',
+        ),
         ("msrvtt_data/MSRVTT_test.full.csv", b"video_id\nvid\xff\n", r"MSRVTT_test.full.csv: not UTF-8"),
     ],
 )
@@ -385,8 +434,12 @@ def test_malformed_json_entries_and_csv_rows(fake_copy):
     annotation["sentences"].insert(1, {"caption": "no id"})
     (data_dir / "msrvtt_data" / "MSRVTT_data.json").write_text(json.dumps(annotation))
     report = read_benchmark("msrvtt-full", "test", data_dir, video_dir).report
-    assert report.malformed == ["%s: sentences[1]: missing or invalid video_id None" % (data_dir / "msrvtt_data" / "MSRVTT_data.json")]
-    (data_dir / "msrvtt_data" / "MSRVTT_JSFUSION_test.csv").write_text("key,vid_key,video_id,sentence\nret0,msr7,video7\n")
+    assert report.malformed == [
+        "%s: sentences[1]: missing or invalid video_id None" % (data_dir / "msrvtt_data" / "MSRVTT_data.json")
+    ]
+    (data_dir / "msrvtt_data" / "MSRVTT_JSFUSION_test.csv").write_text(
+        "key,vid_key,video_id,sentence\nret0,msr7,video7\n"
+    )
     with pytest.raises(SplitFileError, match=r"MSRVTT_JSFUSION_test.csv: line 2: expected 4 fields, got 3"):
         read_benchmark("msrvtt-1k-a", "test", data_dir, video_dir, strict=True)
 
@@ -473,7 +526,9 @@ def test_full_size_split_relations():
     assert len(ids["msrvtt-9k", "train"] & full[2]) == 1990  # split hygiene note of spec §11
     assert not ids["vatex-hgr", "validation"] & ids["vatex-hgr", "test"]
     random_test = ids["vatex-1k5", "test"]
-    assert len(random_test & ids["vatex-hgr", "validation"]) == 776 and len(random_test & ids["vatex-hgr", "test"]) == 724
+    assert (
+        len(random_test & ids["vatex-hgr", "validation"]) == 776 and len(random_test & ids["vatex-hgr", "test"]) == 724
+    )
 
 
 @needs_splits
@@ -505,7 +560,10 @@ def test_every_event_reverses_to_another_caption_and_the_vocabulary_covers_them(
             assert event.caption != reverse.caption
             assert {w.strip(",") for w in event.caption.split()} <= words
     assert Event("move", ("red", "square", "left", "right")).caption == "a red square moves from left to right"
-    assert Event("sequence", ("blue", "circle", "green", "triangle")).reversed().caption == "a green triangle appears, then a blue circle"
+    assert (
+        Event("sequence", ("blue", "circle", "green", "triangle")).reversed().caption
+        == "a green triangle appears, then a blue circle"
+    )
     assert Event("size", ("orange", "cross", "grows")).caption == "an orange cross grows"
 
 
@@ -513,7 +571,10 @@ def test_synthetic_is_deterministic(tmp_path):
     config = SyntheticMotionConfig(seed=3, **SMALL)
     first = {s: synthetic.generate_split(config, s, root=str(tmp_path / "a")) for s in ("train", "test")}
     again = {s: synthetic.generate_split(config, s, root=str(tmp_path / "b")) for s in ("train", "test")}
-    other = {s: synthetic.generate_split(SyntheticMotionConfig(seed=4, **SMALL), s, root=str(tmp_path / "a")) for s in ("train", "test")}
+    other = {
+        s: synthetic.generate_split(SyntheticMotionConfig(seed=4, **SMALL), s, root=str(tmp_path / "a"))
+        for s in ("train", "test")
+    }
     for split in ("train", "test"):
         assert [r["caption"] for r in first[split]] == [r["caption"] for r in again[split]]
         for row, twin in zip(first[split], again[split]):
@@ -557,7 +618,9 @@ def _r1(similarity):
 
 def test_order_invariant_oracle_is_capped_and_temporal_oracle_is_not(tmp_path):
     """The best mean-pooling model (it knows every video's mean frame) vs one that sees frame order."""
-    rows = synthetic.generate_split(SyntheticMotionConfig(seed=1, train_size=0, test_size=60), "test", root=str(tmp_path))
+    rows = synthetic.generate_split(
+        SyntheticMotionConfig(seed=1, train_size=0, test_size=60), "test", root=str(tmp_path)
+    )
     videos = [decode_video(row["video"]).astype(np.int64) for row in rows]
     n = len(rows)
     mean_pooled = np.stack([v.sum(0).ravel() for v in videos])  # sum = mean x frames, kept exact in integers
