@@ -645,7 +645,14 @@ def test_load_benchmark_synthetic_uses_the_common_schema_and_the_cache(tmp_path,
         again = load_benchmark("synthetic-motion", "test", **kwargs)
     assert "reusing 10 cached videos" in caplog.text and os.path.getmtime(first_video) == mtime
     assert again["caption"] == dataset["caption"]
-    train = load_benchmark("synthetic-motion", "train", video_dir=str(tmp_path / "videos"), seed=2, **SMALL)
+    train = load_benchmark(
+        "synthetic-motion",
+        "train",
+        video_dir=str(tmp_path / "videos"),
+        cache_dir=str(tmp_path / "cache"),
+        seed=2,
+        **SMALL,
+    )
     assert len(train) == 8 and train[0]["video"].startswith(str(tmp_path / "videos"))
     with pytest.raises(ValueError, match="decord 0.6 cannot read"):
         load_benchmark("synthetic-motion", "test", cache_dir=str(tmp_path), frame_size=48)
