@@ -370,6 +370,51 @@ def options_from_args(args: argparse.Namespace) -> OriginalOptions:
     return OriginalOptions(**{**options.__dict__, **overrides})
 
 
+MODEL_CARD = """---
+library_name: transformers
+license: mit
+pipeline_tag: feature-extraction
+tags:
+- clip2video
+- video-text-retrieval
+- custom_code
+---
+
+# CLIP2Video ({name})
+
+CLIP2Video (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097)) converted from the original checkpoint
+`{checkpoint}` with the options `{options}`. The converted model reproduces the original code's similarities (it keeps
+the original's padding semantics, `original_padding=True`); the original evaluated it with fp16 CLIP towers, which
+`model.cast_clip_towers(torch.float16)` reproduces.
+
+```python
+import torch
+from transformers import AutoModel
+
+model = AutoModel.from_pretrained("{name}", trust_remote_code=True).eval()
+with torch.no_grad():
+    text = model.get_text_features(input_ids, attention_mask)    # (captions, {dim})
+    video = model.get_video_features(pixel_values, video_mask)   # (videos, {dim}); pixel_values: (videos, {frames}, 3, {size}, {size})
+similarity = model.logit_scale.exp() * text @ video.T            # the original's inference similarity
+```
+
+Configuration: {frames} frames, temporal head `{head}` with {layers} layers, TDB `{tdb}`, TAB `{tab}` ({centers} centers,
+center weight {cw}).
+"""
+
+
+def write_model_card(output_dir: str | Path, model: CLIP2VideoModel, checkpoint: str, options: OriginalOptions) -> None:
+    """A Hub model card (README.md with YAML front matter) describing the conversion and how to load the model."""
+    config = model.config
+    card = MODEL_CARD.format(
+        name=Path(output_dir).name, checkpoint=Path(checkpoint).name, options=options, dim=config.retrieval_embed_dim,
+        frames=config.num_frames, size=config.vision_config.image_size, head=config.temporal_head,
+        layers=config.num_temporal_layers, tdb=config.tdb_projection if config.use_tdb else "off",
+        tab=config.tab_input if config.use_tab else "off", centers=config.num_centers, cw=config.center_weight,
+    )
+    (Path(output_dir) / "README.md").write_text(card, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -380,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         return 2
     model.save_pretrained(args.output_dir, safe_serialization=args.safe_serialization)
+    write_model_card(args.output_dir, model, args.checkpoint_path, options)
     logger.info("converted %s with %s -> %s", args.checkpoint_path, options, args.output_dir)
     return 0
 

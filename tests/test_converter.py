@@ -54,6 +54,9 @@ def test_module_prefix_and_fp16_tensors_are_accepted(tmp_path, original_state):
     assert (tmp_path / "out" / "configuration_clip2video.py").is_file()
     config = (tmp_path / "out" / "config.json").read_text()
     assert '"AutoModel": "modeling_clip2video.CLIP2VideoModel"' in config and '"float16"' not in config
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers") and "trust_remote_code=True" in card
+    assert "pytorch_model.bin.2" in card and "center weight 0.3" in card
 
 
 def test_missing_and_unknown_keys_are_listed(tmp_path, original_state, caplog):
