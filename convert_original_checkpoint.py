@@ -77,6 +77,9 @@ def config_kwargs_from_options(options: OriginalOptions) -> dict:
         raise ValueError(f"--center_proj {options.center_proj} needs --sim_type seqTransf (the original fails otherwise)")
     if use_tab and tab_input == "tdb" and options.temporal_type != "TDB":
         raise ValueError("--center_proj TAB_TDB needs --temporal_type TDB (the original fails otherwise)")
+    if (use_tdb and options.max_frames < 2) or (use_tab and tab_input == "tdb" and options.max_frames < 3):
+        logger.warning("the original cannot run --max_frames %d with these options (TDB needs two frames, TAB_TDB "
+                       "three); the converted model is well defined but has no original reference", options.max_frames)
     return dict(
         num_frames=options.max_frames,
         temporal_head="transformer" if transformer_head else "mean",
