@@ -241,7 +241,9 @@ class _DecordReader:
     def __init__(self, source: str | bytes, num_threads: int):
         import decord
 
-        self._error_types = (RuntimeError, decord._ffi.base.DECORDError, IndexError, ValueError, OSError)
+        # decord raises RuntimeError at open and decord._ffi.base.DECORDError (not a RuntimeError) on
+        # reads, among others: any exception from the decoder is a decoding failure.
+        self._error_types = (Exception,)
         try:
             handle = io.BytesIO(source) if isinstance(source, bytes) else source
             self._reader = decord.VideoReader(handle, ctx=decord.cpu(0), num_threads=num_threads)
@@ -249,6 +251,7 @@ class _DecordReader:
             self.fps = float(self._reader.get_avg_fps())
         except self._error_types as error:
             raise _DecoderFailure(f"decord cannot open it ({_first_line(error)})") from None
+        self.declared_frames = _declared_frame_count(source)
 
     def timestamps(self) -> np.ndarray:
         try:
@@ -283,6 +286,7 @@ class _PyAVReader:
                 if not container.streams.video:
                     raise _DecoderFailure("no video stream")
                 stream = container.streams.video[0]
+                self.declared_frames = int(stream.frames or 0)
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                 self.fps = float(rate) if rate else 0.0
                 start = container.start_time / 1_000_000 if container.start_time is not None else 0.0
@@ -294,7 +298,9 @@ class _PyAVReader:
                         continue
                     pts = packet.pts if packet.pts is not None else packet.dts
                     stamps.append(pts * time_base - start if pts is not None else np.nan)
-        except av.FFmpegError as error:
+        except _DecoderFailure:
+            raise
+        except Exception as error:  # FFmpegError, but also e.g. UnicodeDecodeError on corrupt metadata
             raise _DecoderFailure(f"PyAV cannot read it ({_first_line(error)})") from None
         stamps = np.sort(np.asarray(stamps, dtype=np.float64))
         self.num_frames = len(stamps)
@@ -323,13 +329,18 @@ class _PyAVReader:
                     decoded += 1
                     if decoded > last:
                         break
-        except self._av.FFmpegError as error:
+        except Exception as error:  # any decoder exception is a decoding failure
             raise _DecoderFailure(
                 f"PyAV failed at frame {decoded} of {self.num_frames} ({_first_line(error)})"
             ) from None
         if decoded <= last:
             raise _ShortVideo(decoded)
         return np.stack(frames)
+
+
+def _frame_count_tolerance(num_frames: int) -> int:
+    """Frames a stream may lack against its announced count before it counts as truncated."""
+    return max(2, int(0.02 * num_frames))
 
 
 class _ShortVideo(_DecoderFailure):
@@ -340,11 +351,24 @@ class _ShortVideo(_DecoderFailure):
         self.decoded = decoded
 
 
+def _declared_frame_count(source: str | bytes) -> int:
+    """Frame count the container header declares (mp4, avi; 0 when unknown), read without decoding."""
+    try:
+        import av
+
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else source, mode="r") as container:
+            return int(container.streams.video[0].frames or 0) if container.streams.video else 0
+    except Exception:  # the decoder that opened it is the judge; this is only a cross-check
+        return 0
+
+
 def _first_line(error: BaseException) -> str:
+    """A short, one-line reason from a decoder exception."""
     text = str(error).strip()
-    # decord prefixes messages with a long source trace; keep the informative last part short
     lines = [line for line in text.splitlines() if line.strip()]
     text = lines[-1] if lines else type(error).__name__
+    # decord prefixes messages with "[hh:mm:ss] /source/file.cc:123: "; drop those
+    text = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", text).strip() or type(error).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -655,14 +679,20 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         reader = backend(source, options["decode_threads"])
         if reader.num_frames <= 0:
             raise VideoDecodeError(f"{name}: zero frames in the video stream")
+        # A truncated mp4/avi still declares its full frame count in the header; allow a small
+        # difference (edit lists, pre-roll) and reject the rest.
+        if reader.declared_frames - reader.num_frames > _frame_count_tolerance(reader.declared_frames):
+            raise VideoDecodeError(
+                f"{name}: truncated: the header declares {reader.declared_frames} frames, "
+                f"only {reader.num_frames} are present"
+            )
         native = self._native_indices(reader, rng, options, name)
         try:
             return self._read(reader, native)
         except _ShortVideo as short:
             # The container promised more frames than the stream holds. A small shortfall is an
             # estimated count; anything larger is a truncated file.
-            tolerance = max(2, int(0.02 * reader.num_frames))
-            if short.decoded <= 0 or reader.num_frames - short.decoded > tolerance:
+            if short.decoded <= 0 or reader.num_frames - short.decoded > _frame_count_tolerance(reader.num_frames):
                 raise VideoDecodeError(
                     f"{name}: truncated or corrupt: the stream ended after {short.decoded} of "
                     f"{reader.num_frames} frames"
