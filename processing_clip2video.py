@@ -23,7 +23,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,9 +40,7 @@ logger = logging.getLogger(__name__)
 
 FRAME_SAMPLING_MODES = ("original", "uniform", "random_segment")
 VIDEO_BACKENDS = ("decord", "pyav")
-TRANSFORM_BACKENDS = ("pil", "torch")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
 
 
 class VideoDecodeError(ValueError):
@@ -291,11 +289,15 @@ class _PyAVReader:
                 self.fps = float(rate) if rate else 0.0
                 start = container.start_time / 1_000_000 if container.start_time is not None else 0.0
                 time_base = float(stream.time_base) if stream.time_base else 0.0
-                stamps = []
-                # demuxing only (no decoding): one packet per frame, gives the exact frame count
+                stamps, packet_pts, key_pts = [], [], []
+                # demuxing only (no decoding): one packet per frame, gives the exact frame count,
+                # the presentation order and the keyframes to seek to
                 for packet in container.demux(stream):
                     if packet.size == 0:
                         continue
+                    packet_pts.append(packet.pts)
+                    if packet.is_keyframe:
+                        key_pts.append(packet.pts)
                     pts = packet.pts if packet.pts is not None else packet.dts
                     stamps.append(pts * time_base - start if pts is not None else np.nan)
         except _DecoderFailure:
@@ -305,6 +307,13 @@ class _PyAVReader:
         stamps = np.sort(np.asarray(stamps, dtype=np.float64))
         self.num_frames = len(stamps)
         self._timestamps = stamps if not np.isnan(stamps).any() else None
+        # seeking needs unique packet timestamps and a keyframe at the start
+        self._display_pts = None
+        if None not in packet_pts and None not in key_pts and len(set(packet_pts)) == len(packet_pts) and key_pts:
+            self._display_pts = sorted(packet_pts)
+            self._key_pts = sorted(key_pts)
+            if self._key_pts[0] > self._display_pts[0]:
+                self._display_pts = None
 
     def _open(self):
         source = io.BytesIO(self._source) if isinstance(self._source, bytes) else self._source
@@ -314,6 +323,57 @@ class _PyAVReader:
         return self._timestamps
 
     def read(self, indices: np.ndarray) -> np.ndarray:
+        """Frames at the given (increasing, unique) presentation indices: `(n, H, W, 3)` uint8."""
+        if self._display_pts is not None and max(indices) < len(self._display_pts):
+            try:
+                frames = self._read_seeking(indices)
+            except Exception as error:  # any decoder trouble: retry the plain sequential way
+                logger.debug("PyAV seeking read failed (%s); decoding sequentially", _first_line(error))
+                frames = None
+            if frames is not None:
+                return frames
+        return self._read_sequential(indices)
+
+    def _read_seeking(self, indices: np.ndarray) -> np.ndarray | None:
+        """Decodes only what the wanted frames need: from the keyframe before each (seeking past
+        unneeded stretches), skipping non-reference frames that are not wanted. Pixel-identical
+        to full decoding. Returns `None` if a frame could not be reached this way."""
+        import bisect
+
+        targets = [self._display_pts[int(i)] for i in indices]
+        wanted = {pts: position for position, pts in enumerate(targets)}
+        frames: list[np.ndarray | None] = [None] * len(targets)
+        with self._open() as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = self._num_threads
+            context = stream.codec_context
+            last_output = None
+            packets = None
+            for target in targets:
+                if frames[wanted[target]] is not None:
+                    continue
+                keyframe = self._key_pts[bisect.bisect_right(self._key_pts, target) - 1]
+                if packets is None or last_output is None or keyframe > last_output:
+                    container.seek(int(keyframe), backward=True, any_frame=False, stream=stream)
+                    packets = container.demux(stream)
+                for packet in packets:
+                    if packet.size:
+                        context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+                    for frame in context.decode(packet):
+                        last_output = frame.pts
+                        position = wanted.get(frame.pts)
+                        if position is not None and frames[position] is None:
+                            frames[position] = frame.to_ndarray(format="rgb24")
+                    if frames[wanted[target]] is not None:
+                        break
+                else:
+                    packets = None
+                    if frames[wanted[target]] is None:
+                        return None
+        return np.stack(frames) if all(frame is not None for frame in frames) else None
+
+    def _read_sequential(self, indices: np.ndarray) -> np.ndarray:
         wanted = {int(i): position for position, i in enumerate(indices)}
         last = max(wanted)
         frames: list[np.ndarray | None] = [None] * len(indices)
@@ -391,8 +451,6 @@ class CLIP2VideoVideoProcessorKwargs(VideosKwargs, total=False):
         The original's training jitter of the interior picks (original scheme only).
     video_backend (`str`, *optional*, defaults to `"decord"`):
         `"decord"` (falls back to PyAV) or `"pyav"`.
-    transform_backend (`str`, *optional*, defaults to `"pil"`):
-        `"pil"` (bit-exact with the original transform) or `"torch"` (faster; see the README).
     decode_threads (`int`, *optional*, defaults to 1):
         Decoder threads per video (0 = decoder default).
     seed (`int`, *optional*):
@@ -404,7 +462,6 @@ class CLIP2VideoVideoProcessorKwargs(VideosKwargs, total=False):
     extraction_fps: float
     jitter: bool
     video_backend: str
-    transform_backend: str
     decode_threads: int
     seed: int | None
 
@@ -426,6 +483,11 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
 
     Errors: an input that cannot give at least one frame raises [`VideoDecodeError`] naming it and the
     reason (missing, empty, corrupt, truncated, no video stream, zero frames, too short).
+
+    Why `preprocess` is overridden: `BaseVideoProcessor` (transformers 5.24) resizes with torchvision
+    on tensors, which differs from the original PIL bicubic transform by up to 0.015, decodes files
+    whole through `load_video` before sampling, and has no notion of a frame mask. The class keeps its
+    declarative attributes, kwargs validation, `save_pretrained`/`from_pretrained` and auto-class support.
     """
 
     resample = PILImageResampling.BICUBIC
@@ -446,7 +508,6 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
     extraction_fps = 5.0
     jitter = False
     video_backend = "decord"
-    transform_backend = "pil"
     decode_threads = 1
     seed = None
     valid_kwargs = CLIP2VideoVideoProcessorKwargs
@@ -457,19 +518,16 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         self._check_options(
             frame_sampling=self.frame_sampling,
             video_backend=self.video_backend,
-            transform_backend=self.transform_backend,
             num_frames=self.num_frames,
             feature_framerate=self.feature_framerate,
         )
 
     @staticmethod
-    def _check_options(frame_sampling, video_backend, transform_backend, num_frames, feature_framerate):
+    def _check_options(frame_sampling, video_backend, num_frames, feature_framerate):
         if frame_sampling not in FRAME_SAMPLING_MODES:
             raise ValueError(f"frame_sampling must be one of {FRAME_SAMPLING_MODES}, got {frame_sampling!r}")
         if video_backend not in VIDEO_BACKENDS:
             raise ValueError(f"video_backend must be one of {VIDEO_BACKENDS}, got {video_backend!r}")
-        if transform_backend not in TRANSFORM_BACKENDS:
-            raise ValueError(f"transform_backend must be one of {TRANSFORM_BACKENDS}, got {transform_backend!r}")
         if not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
         if not isinstance(feature_framerate, int) or feature_framerate < 1:
@@ -483,7 +541,7 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
             videos: one video or a list of videos (see the class docstring for the accepted kinds).
             return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` or `"np"`.
             **kwargs: any class attribute (`num_frames`, `frame_sampling`, `feature_framerate`, `jitter`,
-                `seed`, `video_backend`, `transform_backend`, `size`, `crop_size`, `image_mean`, ...)
+                `seed`, `video_backend`, `decode_threads`, `size`, `crop_size`, `image_mean`, ...)
                 for this call only.
 
         Returns:
@@ -498,7 +556,6 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         self._check_options(
             options["frame_sampling"],
             options["video_backend"],
-            options["transform_backend"],
             options["num_frames"],
             options["feature_framerate"],
         )
@@ -562,8 +619,6 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         """
         options = {**{name: getattr(self, name, None) for name in self.valid_kwargs.__annotations__}, **options}
         options = self._standardize_kwargs(**options)
-        if options["transform_backend"] == "torch":
-            return self._transform_torch(frames, options)
         return torch.from_numpy(np.stack([self._transform_pil(frame, options) for frame in frames]))
 
     # -- input handling --------------------------------------------------------------------------
@@ -754,41 +809,6 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
                 options["image_std"], dtype=np.float32
             )
         return np.ascontiguousarray(array.transpose(2, 0, 1))
-
-    @staticmethod
-    def _transform_torch(frames, options) -> torch.Tensor:
-        """The same transform with torch (antialiased bicubic): `(n, 3, crop_height, crop_width)` float32.
-
-        Frames of one video share a size, so they are resized in one call. Differs from the PIL path by
-        interpolation rounding only (see the README for the measured difference).
-        """
-        arrays = [np.asarray(frame.convert("RGB") if isinstance(frame, Image.Image) else frame)[..., :3] for frame in frames]
-        video = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
-        if options["do_resize"]:
-            target = options["size"].shortest_edge
-            height, width = video.shape[-2:]
-            if width <= height:
-                new_size = (int(target * height / width), target)
-            else:
-                new_size = (target, int(target * width / height))
-            if new_size != (height, width):
-                video = torch.nn.functional.interpolate(
-                    video, size=new_size, mode="bicubic", align_corners=False, antialias=True
-                )
-            video = video.round_().clamp_(0, 255)
-        if options["do_center_crop"]:
-            crop = options["crop_size"]
-            height, width = video.shape[-2:]
-            top = int(round((height - crop.height) / 2.0))
-            left = int(round((width - crop.width) / 2.0))
-            video = video[..., top : top + crop.height, left : left + crop.width]
-        if options["do_rescale"]:
-            video = video / (1.0 / options["rescale_factor"])
-        if options["do_normalize"]:
-            mean = torch.tensor(options["image_mean"], dtype=torch.float32).view(1, 3, 1, 1)
-            std = torch.tensor(options["image_std"], dtype=torch.float32).view(1, 3, 1, 1)
-            video = (video - mean) / std
-        return video.contiguous()
 
 
 # ----------------------------------------------------------------------------------------------------
