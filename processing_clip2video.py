@@ -57,7 +57,7 @@ def _lrintf(value: float) -> int:
     return int(np.rint(np.float32(value)))
 
 
-def ffmpeg_frame_indices(
+def ffmpeg_image_runs(
     num_frames: int,
     fps: float,
     target_fps: float = 5.0,
@@ -85,10 +85,12 @@ def ffmpeg_frame_indices(
         frame_duration (`float`, *optional*): packet duration in seconds; defaults to `1 / fps`.
 
     Returns:
-        `np.ndarray` of shape `(num_images,)`, int64: the native frame index of every image, in order.
+        `(run_frames, run_lengths)`, two int64 arrays of shape `(2 * num_frames,)`: the images are
+        `run_lengths[r]` copies of native frame `run_frames[r]`, run after run. Run-length form keeps
+        memory bounded when corrupt timestamps would ask for millions of duplicates.
     """
     if num_frames <= 0:
-        return np.zeros((0,), dtype=np.int64)
+        return np.zeros((0,), dtype=np.int64), np.zeros((0,), dtype=np.int64)
     if not fps or fps <= 0 or not np.isfinite(fps):
         raise ValueError(f"ffmpeg_frame_indices needs a positive frame rate, got {fps}")
     if timestamps is None:
@@ -102,7 +104,9 @@ def ffmpeg_frame_indices(
     # ffmpeg nudges timestamps away from exact mid-points by 2^-17 output frames
     nudge = 1.0 / (1 << 17)
 
-    images: list[int] = []
+    run_frames = np.repeat(np.arange(num_frames, dtype=np.int64), 2)
+    run_frames[0::2] = np.maximum(run_frames[0::2] - 1, 0)  # first run of frame i repeats frame i - 1
+    run_lengths = np.zeros((2 * num_frames,), dtype=np.int64)
     sync = 0
     for index, timestamp in enumerate(timestamps):
         sync_ipts = float(timestamp) * target_fps
@@ -120,10 +124,27 @@ def ffmpeg_frame_indices(
                 repeat_previous = _lrintf(delta0 - 0.6)
         else:
             count = 1
-        for copy in range(count):
-            images.append(index - 1 if copy < repeat_previous and index > 0 else index)
+        repeat_previous = min(repeat_previous, count) if index > 0 else 0
+        run_lengths[2 * index] = repeat_previous
+        run_lengths[2 * index + 1] = count - repeat_previous
         sync += count
-    return np.asarray(images, dtype=np.int64)
+    return run_frames, run_lengths
+
+
+def ffmpeg_frame_indices(
+    num_frames: int,
+    fps: float,
+    target_fps: float = 5.0,
+    timestamps: Sequence[float] | None = None,
+    frame_duration: float | None = None,
+) -> np.ndarray:
+    """Native frame shown by each image that `ffmpeg -r <target_fps>` writes (see [`ffmpeg_image_runs`]).
+
+    Returns:
+        `np.ndarray` of shape `(num_images,)`, int64, in image order.
+    """
+    run_frames, run_lengths = ffmpeg_image_runs(num_frames, fps, target_fps, timestamps, frame_duration)
+    return np.repeat(run_frames, run_lengths)
 
 
 def original_frame_indices(
@@ -156,16 +177,19 @@ def original_frame_indices(
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     kept = int(num_frames) // feature_framerate
-    presampled = np.linspace(0, num_frames - 1, num=kept).astype(np.int64)
     if kept <= max_frames:
-        return presampled
+        return np.linspace(0, num_frames - 1, num=kept).astype(np.int64)
     picks = np.linspace(0, kept - 1, num=max_frames).astype(np.int64)
     if jitter and max_frames > 2:
         step = int(picks[1] - picks[0]) // 2
         if step > 2:
             rng = rng if rng is not None else np.random.default_rng()
             picks[1:-1] += rng.integers(-step, step, size=max_frames - 2)
-    return presampled[picks]
+    # `linspace(0, num_frames - 1, kept)[picks]` without building the `kept`-long array: numpy's
+    # linspace is `arange(kept) * step` with the last value set to the end point exactly
+    presampled = picks.astype(np.float64) * ((num_frames - 1) / (kept - 1))
+    presampled[picks == kept - 1] = num_frames - 1
+    return presampled.astype(np.int64)
 
 
 def uniform_frame_indices(num_frames: int, num_samples: int) -> np.ndarray:
@@ -767,8 +791,13 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         timestamps = reader.timestamps()
         if timestamps is not None and (len(timestamps) != reader.num_frames or not np.all(np.isfinite(timestamps))):
             timestamps = None
-        images = ffmpeg_frame_indices(reader.num_frames, reader.fps, options["extraction_fps"], timestamps=timestamps)
-        return images[self._select(len(images), rng, options, name)]
+        run_frames, run_lengths = ffmpeg_image_runs(
+            reader.num_frames, reader.fps, options["extraction_fps"], timestamps=timestamps
+        )
+        run_ends = np.cumsum(run_lengths)
+        num_images = int(run_ends[-1])
+        chosen = self._select(num_images, rng, options, name)
+        return run_frames[np.searchsorted(run_ends, chosen, side="right")]
 
     @staticmethod
     def _read(reader, native: np.ndarray) -> list[np.ndarray]:
@@ -926,6 +955,7 @@ __all__ = [
     "VideoDecodeError",
     "clean_caption",
     "ffmpeg_frame_indices",
+    "ffmpeg_image_runs",
     "original_frame_indices",
     "random_segment_frame_indices",
     "uniform_frame_indices",

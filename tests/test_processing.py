@@ -21,6 +21,7 @@ from processing_clip2video import (
     CLIP2VideoVideoProcessor,
     VideoDecodeError,
     ffmpeg_frame_indices,
+    ffmpeg_image_runs,
     original_frame_indices,
     random_segment_frame_indices,
     uniform_frame_indices,
@@ -444,3 +445,19 @@ def test_save_and_load_in_a_fresh_interpreter(tmp_path, videos):
         [sys.executable, "-c", script], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=240
     )
     assert result.returncode == 0 and "LOADED-OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_sampling_is_memory_safe_and_equals_the_materialised_form():
+    """Corrupt timestamps can ask ffmpeg's rule for millions of duplicates; selection stays lazy and exact."""
+    for num_frames in list(range(1, 400)) + [997, 10_007, 123_457]:
+        for feature_framerate in (1, 2, 3):
+            kept = num_frames // feature_framerate
+            full = np.linspace(0, num_frames - 1, num=kept).astype(np.int64)
+            picks = np.linspace(0, kept - 1, num=12).astype(np.int64) if kept > 12 else np.arange(kept)
+            assert original_frame_indices(num_frames, feature_framerate, 12).tolist() == full[picks].tolist()
+    stamps = np.array([0.0, 1 / 30, 2 / 30, 5e7, 5e7 + 1 / 30])  # a 1.6-year gap
+    run_frames, run_lengths = ffmpeg_image_runs(5, 30.0, timestamps=stamps)
+    assert run_lengths.sum() > 2e8 and run_frames.shape == (10,)
+    picks = original_frame_indices(int(run_lengths.sum()), 2, 12)
+    chosen = run_frames[np.searchsorted(np.cumsum(run_lengths), picks, side="right")]
+    assert chosen[0] == 0 and np.all(np.diff(chosen) >= 0) and chosen.max() <= 4 and len(chosen) == 12
