@@ -54,14 +54,19 @@ class OriginalOptions:
     center_weight: float = 0.5
     center_proj: str = "TAB_TDB"
     cross_num_hidden_layers: int = 4
+    # preprocessing, saved with the processor
+    feature_framerate: int = 2
+    max_words: int = 32
 
 
 # Evaluation settings of the original's test scripts (test/*.sh); all three released checkpoints use TDB + TAB_TDB.
 PRESETS = {
     "msrvtt": OriginalOptions(),
-    "msvd": OriginalOptions(),
-    "vatex": OriginalOptions(centerK=7),
+    "msvd": OriginalOptions(feature_framerate=1),
+    "vatex": OriginalOptions(centerK=7, feature_framerate=1),
 }
+CLIP_VOCAB_SIZE = 49408
+CLIP_TOKENIZER_DIR = Path(__file__).resolve().parent / "clip_tokenizer"
 
 
 def config_kwargs_from_options(options: OriginalOptions) -> dict:
@@ -361,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
                              f"TDB) or '' (none) (default {defaults.center_proj})")
     parser.add_argument("--cross_num_hidden_layers", type=int, default=None,
                         help=f"layers of the temporal transformer (default {defaults.cross_num_hidden_layers})")
+    parser.add_argument("--feature_framerate", type=int, default=None,
+                        help="frame-selection rate of the saved processor: keep every n-th of the 5 fps frames "
+                             f"(msrvtt 2, msvd and vatex 1) (default {defaults.feature_framerate})")
+    parser.add_argument("--max_words", type=int, default=None,
+                        help=f"caption length of the saved processor, start and end tokens included "
+                             f"(default {defaults.max_words})")
     parser.add_argument("--safe_serialization", action=argparse.BooleanOptionalAction, default=True,
                         help="write model.safetensors (else pytorch_model.bin)")
     return parser
@@ -418,6 +429,24 @@ def write_model_card(output_dir: str | Path, model: CLIP2VideoModel, checkpoint:
     (Path(output_dir) / "README.md").write_text(card, encoding="utf-8")
 
 
+def build_processor(model: CLIP2VideoModel, options: OriginalOptions):
+    """The original's preprocessing as a `CLIP2VideoProcessor` (CLIP's tokenizer, 5 fps frame selection, transform),
+    or None when the checkpoint's vocabulary is not CLIP's (then no tokenizer fits it)."""
+    from processing_clip2video import CLIP2VideoProcessor
+
+    config = model.config
+    if config.text_config.vocab_size != CLIP_VOCAB_SIZE:
+        logger.warning("vocabulary of %d tokens is not CLIP's %d: no processor is saved", config.text_config.vocab_size,
+                       CLIP_VOCAB_SIZE)
+        return None
+    size = config.vision_config.image_size
+    return CLIP2VideoProcessor.from_clip_tokenizer(
+        str(CLIP_TOKENIZER_DIR), max_words=options.max_words, num_frames=config.num_frames,
+        feature_framerate=options.feature_framerate, size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -428,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         return 2
     model.save_pretrained(args.output_dir, safe_serialization=args.safe_serialization)
+    processor = build_processor(model, options)
+    if processor is not None:
+        processor.save_pretrained(args.output_dir)
     write_model_card(args.output_dir, model, args.checkpoint_path, options)
     logger.info("converted %s with %s -> %s", args.checkpoint_path, options, args.output_dir)
     return 0
