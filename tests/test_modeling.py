@@ -239,3 +239,17 @@ def test_bf16_autocast_and_low_precision_towers_stay_close():
         low = model(**batch).logits_per_text
     assert low.dtype == torch.float32
     assert 0 < max_diff(reference, autocast) < 0.3 and 0 < max_diff(reference, low) < 0.3
+
+
+def test_temporal_mlp_equals_clips_quick_gelu_mlp():
+    from transformers.models.clip.modeling_clip import CLIPMLP
+
+    model = build()
+    fused = model.temporal_transformer.layers[0].mlp
+    assert type(fused).__name__ == "CLIP2VideoQuickGELUMLP"
+    reference = CLIPMLP(fused.config)
+    reference.load_state_dict(fused.state_dict())
+    hidden = torch.randn(3, 11, model.config.projection_dim) * 3
+    with torch.no_grad():
+        assert max_diff(fused(hidden), reference(hidden)) < 1e-5
+    assert set(fused.state_dict()) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
