@@ -4,6 +4,9 @@ import os
 import sys
 from pathlib import Path
 
+# PyAV must load its FFmpeg libraries before anything imports decord: decord's bundled ones, loaded first, break
+# PyAV's libvpx-vp9 encoder (avcodec_open2 returns EINVAL), which the tests use to write videos.
+import av  # noqa: F401, I001
 import pytest
 import torch
 
