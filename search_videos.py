@@ -556,6 +556,7 @@ class IndexReport:
     unchanged: int = 0
     removed: int = 0
     skipped: list[dict] = field(default_factory=list)
+    encoded_per_process: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -784,9 +785,10 @@ def build_index(args: IndexArguments) -> IndexReport:
     (`todo[rank::world_size]`) into its own pending chunks; the main process merges them at the end.
     """
     from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
+    from accelerate.utils import broadcast_object_list, parse_flag_from_env
 
-    state = PartialState()
+    # like `Accelerator`, honour `ACCELERATE_USE_CPU` (multi-process CPU runs over gloo)
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
     started = time.perf_counter()
     video_dir, index_dir = Path(args.video_dir).resolve(), Path(args.index).resolve()
     if not video_dir.is_dir():
@@ -811,16 +813,18 @@ def build_index(args: IndexArguments) -> IndexReport:
         mine = plan.todo[state.process_index :: state.num_processes]
         encoded, failed = encode_videos(loaded, video_dir, mine, index_dir, args, prefix=f"r{state.process_index}",
                                         show_progress=state.is_local_main_process)
+        gathered = [(encoded, failed)]
         if state.num_processes > 1:
             gathered = [None] * state.num_processes
             torch.distributed.all_gather_object(gathered, (encoded, failed))
-            encoded, failed = sum(item[0] for item in gathered), [f for item in gathered for f in item[1]]
+        encoded, failed = sum(item[0] for item in gathered), [item for share in gathered for item in share[1]]
         state.wait_for_everyone()
         if state.is_main_process:
             manifest = commit(index_dir, Manifest.load(index_dir), set(), args.shard_rows)
             report = IndexReport(encoded=encoded, unchanged=plan.unchanged, removed=len(plan.drop - {
                 video.path for video in plan.todo}), skipped=sorted(failed + plan.skipped_unchanged,
                                                                    key=lambda item: item["path"]),
+                                 encoded_per_process=[share[0] for share in gathered],
                                  seconds=round(time.perf_counter() - started, 3))
             write_json(index_dir / REPORT, dataclasses.asdict(report))
             logger.info("%s: %s; %d videos in the index", index_dir, report.summary(), manifest.num_videos)

@@ -289,6 +289,7 @@ def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_di
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "sharded" / search_videos.REPORT).read_text())
     assert report["encoded"] == 6 and [item["path"] for item in report["skipped"]] == ["broken.mp4"]
+    assert report["encoded_per_process"] == [3, 3]  # 7 files, every other one: the broken file is rank 0's
     index_folder(video_dir, model_dir, tmp_path / "single")
     sharded, single = search_videos.VideoIndex(tmp_path / "sharded"), search_videos.VideoIndex(tmp_path / "single")
     vectors = {}
