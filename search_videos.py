@@ -378,7 +378,7 @@ class VideoIndex:
     def __init__(self, index_dir: str | os.PathLike, manifest: Manifest | None = None):
         self.index_dir = Path(index_dir)
         self.manifest = manifest if manifest is not None else Manifest.load(self.index_dir)
-        self._records: dict[str, list[dict]] = {}
+        self._records: dict[str, list[bytes]] = {}
         self._vectors: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -395,14 +395,22 @@ class VideoIndex:
             self._vectors[shard.id] = array
         return self._vectors[shard.id]
 
-    def records(self, shard: Shard) -> list[dict]:
+    def _lines(self, shard: Shard) -> list[bytes]:
+        """The raw JSON lines of a shard's records (parsed on demand: a query reads only its hits)."""
         if shard.id not in self._records:
-            records = read_jsonl(shard.records_path(self.index_dir))
-            if len(records) != shard.rows:
-                raise IndexFormatError(f"{shard.records_path(self.index_dir)}: {len(records)} records, manifest says "
+            lines = shard.records_path(self.index_dir).read_bytes().splitlines()
+            if len(lines) != shard.rows:
+                raise IndexFormatError(f"{shard.records_path(self.index_dir)}: {len(lines)} records, manifest says "
                                        f"{shard.rows}")
-            self._records[shard.id] = records
+            self._records[shard.id] = lines
         return self._records[shard.id]
+
+    def record(self, shard: Shard, row: int) -> dict:
+        """The record of one row: `path` (relative to the root), `size`, `mtime_ns`, `duration`, `frames`."""
+        return json.loads(self._lines(shard)[row])
+
+    def records(self, shard: Shard) -> list[dict]:
+        return [json.loads(line) for line in self._lines(shard)]
 
     def all_records(self) -> Iterator[tuple[Shard, int, dict]]:
         for shard in self.manifest.shards:
@@ -454,7 +462,7 @@ class VideoIndex:
             shard, local = shards[position], row - int(starts[position])
             vector = torch.from_numpy(np.array(self.vectors(shard)[local]))
             score = float(scale * (query @ vector))
-            record = self.records(shard)[local]
+            record = self.record(shard, local)
             hits.append(Hit(path=str(Path(self.manifest.video_dir) / record["path"]), score=score, record=record))
         hits.sort(key=lambda hit: -hit.score)
         return hits
@@ -478,7 +486,7 @@ class Hit:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def brute_force_topk(blocks: Sequence[np.ndarray], queries: torch.Tensor, k: int, chunk_rows: int = 65536
+def brute_force_topk(blocks: Iterable[np.ndarray], queries: torch.Tensor, k: int, chunk_rows: int = 65536
                      ) -> np.ndarray:
     """Exact top-k rows of `queries @ concat(blocks).T`, chunk by chunk (memory bounded by `chunk_rows`).
 
@@ -868,7 +876,7 @@ def encode_query(loaded: LoadedModel, index: VideoIndex, text: str | None, video
     found = index.find(relative) if relative is not None else None
     if found is not None:
         shard, row = found
-        record = index.records(shard)[row]
+        record = index.record(shard, row)
         stat = path.stat()
         if (record["size"], record["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
             return torch.from_numpy(np.array(index.vectors(shard)[row]))[None]
