@@ -690,7 +690,8 @@ def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int)
         merged = np.concatenate(moved_vectors) if moved_vectors else np.zeros((0, manifest.dim), np.float32)
         (index_dir / SHARDS).mkdir(parents=True, exist_ok=True)
         for start in range(0, len(moved_records), shard_rows):
-            shard = Shard(id=f"{time.time_ns()}-{uuid.uuid4().hex[:6]}", rows=len(moved_records[start:start + shard_rows]))
+            rows = min(shard_rows, len(moved_records) - start)
+            shard = Shard(id=f"{time.time_ns()}-{uuid.uuid4().hex[:6]}", rows=rows)
             write_npy(shard.vectors_path(index_dir), merged[start : start + shard_rows])
             write_jsonl(shard.records_path(index_dir), moved_records[start : start + shard_rows])
             new_shards.append(shard)
@@ -723,8 +724,10 @@ def plan_update(video_dir: Path, manifest: Manifest, index_dir: Path, retry_fail
     index = VideoIndex(index_dir, manifest)
     indexed = {record["path"]: (record["size"], record["mtime_ns"]) for _, _, record in index.all_records()}
     failed = {item["path"]: (item["size"], item["mtime_ns"]) for item in manifest.failed}
-    drop = {path for path, signature in indexed.items() if path not in on_disk or on_disk[path].signature() != signature}
-    drop |= {path for path, signature in failed.items() if path not in on_disk or on_disk[path].signature() != signature}
+    def stale(path: str, signature: tuple[int, int]) -> bool:
+        return path not in on_disk or on_disk[path].signature() != signature
+
+    drop = {path for path, signature in [*indexed.items(), *failed.items()] if stale(path, signature)}
     todo, skipped = [], []
     for path, video in on_disk.items():
         if indexed.get(path) == video.signature():
@@ -911,7 +914,8 @@ def thumbnail_strip(processor, path: str, num_frames: int, height: int = 72) -> 
     except Exception as error:
         logger.warning("no thumbnails for %s: %s", path, error)
         return None
-    images = [frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame)[..., :3]) for frame in frames]
+    images = [frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame)[..., :3])
+              for frame in frames]
     images = [image.convert("RGB").resize((max(1, round(image.width * height / image.height)), height))
               for image in images]
     strip = Image.new("RGB", (sum(image.width for image in images), height))
@@ -948,7 +952,8 @@ def run_query(args: QueryArguments) -> list[Hit]:
     if (args.text is None) == (args.video is None):
         raise ValueError("give a caption or --video PATH (exactly one)")
     index = VideoIndex(args.index)
-    loaded = load_model(args.model or index.manifest.model["name_or_path"], bf16=index.manifest.model.get("bf16", False))
+    loaded = load_model(args.model or index.manifest.model["name_or_path"],
+                        bf16=index.manifest.model.get("bf16", False))
     hits = search(args.index, text=args.text, video=args.video, k=args.k, model=loaded, backend=args.backend)
     query = args.text if args.text is not None else f"video: {args.video}"
     if args.json:

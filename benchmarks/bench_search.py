@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=10, help="Hits per query.")
     parser.add_argument("--repeats", type=int, default=7, help="Timed repeats of one query (median reported).")
     parser.add_argument("--chunk_rows", type=int, default=65536, help="Rows per matrix product (torch backend).")
-    parser.add_argument("--fp16_queries", type=int, default=50, help="Queries for the float16 ranking change (0: skip).")
+    parser.add_argument("--fp16_queries", type=int, default=50, 
+                        help="Queries for the float16 ranking change (0: skip).")
     parser.add_argument("--workdir", default=None, help="Where to write the index (default: a temporary folder).")
     parser.add_argument("--threads", type=int, default=None, help="torch / faiss threads (default: all cores).")
     parser.add_argument("--json", default=None, help="Also write the figures to this JSON file.")

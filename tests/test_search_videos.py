@@ -1,5 +1,5 @@
 """Tests of search_videos.py: a tiny model (CLIP vocabulary, so the real tokenizer fits) indexes a folder of small
-generated videos; queries are checked against the model's `forward`, and the index against edits, kills and bad files."""
+generated videos; queries are checked against the model's `forward`, the index against edits, kills and bad files."""
 
 import json
 import os
