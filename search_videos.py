@@ -1,0 +1,1020 @@
+# Copyright 2026 The clip2video authors. Licensed under the MIT licence.
+"""Index a folder of videos with a CLIP2Video model and search it by text or by example video.
+
+    python search_videos.py index VIDEO_DIR --model MODEL --index INDEX_DIR [--bf16] [--batch_size 8]
+    python search_videos.py query INDEX_DIR "a red square moves from left to right" -k 10 [--json] [--html OUT.html]
+    python search_videos.py query INDEX_DIR --video clip.mp4 -k 10
+    accelerate launch search_videos.py index VIDEO_DIR --model MODEL --index INDEX_DIR   # shards across processes
+
+MODEL is a Hub id or a local folder with a CLIP2Video model and its processor (loaded with `trust_remote_code`), e.g.
+the output of `run_retrieval.py` or of `convert_original_checkpoint.py`.
+
+Exactness: `get_text_features` / `get_video_features` are the model's retrieval vectors, and
+`logit_scale.exp() * text @ video.T` is exactly `forward(...).logits_per_text`. The index stores the float32 video
+vectors, so a text query's score for a video is the model's logit for that (caption, video) pair. Video-by-example
+queries use the same formula with the query video's vector in place of the caption's.
+
+Index layout (INDEX_DIR):
+
+    manifest.json          format version, video root, model fingerprint, shard list, videos that failed to decode
+    shards/<id>.npy        (rows, retrieval_embed_dim) float32 video vectors, memory-mapped at query time
+    shards/<id>.jsonl      one JSON record per row: path (relative to the root), size, mtime_ns, duration, frames
+    pending/<name>.npy     vectors encoded by a run that has not been merged yet (committed every --commit_every
+    pending/<name>.json    videos; the .json, written last, marks the chunk complete)
+    report.json            what the last index run did: encoded, unchanged, removed, skipped (with reasons)
+
+Every file is written to a temporary name and renamed (`os.replace`), and the manifest is replaced only after the
+files it names exist, so a run killed at any point leaves a valid index; the next run merges the complete pending
+chunks (finished videos are not encoded again) and carries on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import dataclasses
+import hashlib
+import html
+import io
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+
+logger = logging.getLogger("search_videos")
+
+INDEX_FORMAT = "clip2video-video-index"
+INDEX_VERSION = 1
+MANIFEST = "manifest.json"
+REPORT = "report.json"
+SHARDS = "shards"
+PENDING = "pending"
+LOCK = ".lock"
+TMP_PREFIX = ".tmp-"
+VIDEO_EXTENSIONS = (
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".ogv",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class VideoIndexError(Exception):
+    """Base class of the index errors."""
+
+
+class IndexFormatError(VideoIndexError):
+    """An index folder is missing, not an index, or from an unknown format version."""
+
+
+class ModelMismatchError(VideoIndexError):
+    """The model given for a query (or an incremental run) is not the model that built the index."""
+
+
+class IndexBusyError(VideoIndexError):
+    """Another index run holds the index's lock."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Atomic files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _temporary_path(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{path.name}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "wb") -> Iterator[io.IOBase]:
+    """Writes `path` through a temporary file in the same folder, fsynced and renamed over `path` on success."""
+    temporary = _temporary_path(path)
+    try:
+        with open(temporary, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_json(path: Path, data) -> None:
+    with atomic_write(path, "w") as handle:
+        json.dump(data, handle, indent=1)
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_write(path) as handle:
+        np.save(handle, np.ascontiguousarray(array))
+
+
+def write_jsonl(path: Path, records: Sequence[dict]) -> None:
+    with atomic_write(path, "w") as handle:
+        for record in records:
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model, processor and fingerprint
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """A CLIP2Video model, its processor and the fingerprint that identifies both (weights, config, preprocessing)."""
+
+    model: torch.nn.Module
+    processor: object
+    name_or_path: str
+    fingerprint: str
+    bf16: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.logit_scale.device
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp())
+
+    def _autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Retrieval vectors of captions, `(len(texts), retrieval_embed_dim)` float32 on the CPU."""
+        inputs = self.processor(text=list(texts), return_tensors="pt")
+        with self._autocast():
+            features = self.model.get_text_features(
+                inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device))
+        return features.float().cpu()
+
+    @torch.no_grad()
+    def encode_videos(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """Retrieval vectors of preprocessed videos `(batch, frames, 3, H, W)` -> `(batch, retrieval_embed_dim)`."""
+        with self._autocast():
+            features = self.model.get_video_features(pixel_values.to(self.device), video_mask.to(self.device))
+        return features.float().cpu()
+
+
+def _processor_settings(processor) -> dict:
+    """The preprocessing choices that change a video's or caption's vector (they enter the fingerprint)."""
+    video = processor.video_processor
+    names = ("num_frames", "frame_sampling", "feature_framerate", "extraction_fps", "size", "crop_size", "image_mean",
+             "image_std", "resample", "do_resize", "do_center_crop", "do_rescale", "rescale_factor", "do_normalize")
+    settings = {name: getattr(video, name, None) for name in names}
+    settings = json.loads(json.dumps(settings, default=lambda value: getattr(value, "__dict__", str(value))))
+    settings["max_words"] = getattr(processor, "max_words", None)
+    settings["tokenizer_vocab_size"] = len(processor.tokenizer) if getattr(processor, "tokenizer", None) else None
+    return settings
+
+
+def model_fingerprint(model: torch.nn.Module, processor) -> str:
+    """`sha256` over the model's config, every parameter and buffer (names, dtypes, shapes, bytes) and the processor's
+    preprocessing settings: two loads of the same weights give the same fingerprint, whatever the path or Hub id."""
+    digest = hashlib.sha256()
+    config = model.config.to_dict()
+    for volatile in ("_name_or_path", "transformers_version", "auto_map", "architectures", "torch_dtype", "dtype"):
+        config.pop(volatile, None)
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(_processor_settings(processor), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def load_model(name_or_path: str, device: str | torch.device | None = None, bf16: bool = False) -> LoadedModel:
+    """Loads a CLIP2Video model and its processor (Hub id or local folder, `trust_remote_code=True`).
+
+    Raises:
+        IndexFormatError: the folder has no processor (pass one saved next to the model; the converter and the training
+            script both save it).
+    """
+    from transformers import AutoModel, AutoProcessor
+
+    model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True).eval()
+    try:
+        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True)
+    except (OSError, ValueError, TypeError) as error:
+        raise IndexFormatError(f"{name_or_path}: no CLIP2Video processor saved with the model ({error})") from None
+    if device is not None:
+        model.to(device)
+    return LoadedModel(model, processor, str(name_or_path), model_fingerprint(model, processor), bf16)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Video folder scan and per-video metadata
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoFile:
+    """One video of the folder: `path` relative to the root (forward slashes), size in bytes, mtime in ns."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    def signature(self) -> tuple[int, int]:
+        return self.size, self.mtime_ns
+
+
+def scan_videos(root: Path) -> list[VideoFile]:
+    """Every video file under `root` (recursively, hidden files and folders skipped), sorted by path."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        for name in files:
+            if name.startswith(".") or not name.lower().endswith(VIDEO_EXTENSIONS):
+                continue
+            full = os.path.join(folder, name)
+            try:
+                stat = os.stat(full)
+            except OSError:  # vanished while scanning
+                continue
+            found.append(VideoFile(Path(os.path.relpath(full, root)).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return sorted(found, key=lambda video: video.path)
+
+
+def probe_duration(path: str) -> float | None:
+    """Duration in seconds from the container (PyAV), or None when unknown."""
+    try:
+        import av
+
+        with av.open(path) as container:
+            stream = container.streams.video[0] if container.streams.video else None
+            if stream is not None and stream.duration and stream.time_base:
+                return round(float(stream.duration * stream.time_base), 3)
+            if container.duration:
+                return round(container.duration / 1_000_000, 3)
+    except Exception:  # metadata only; decoding errors are the processor's to report
+        return None
+    return None
+
+
+class VideoFolderDataset(torch.utils.data.Dataset):
+    """Decodes and preprocesses videos one by one; an unreadable video gives an item with `error` set, not an
+    exception, so that one bad file never stops a run."""
+
+    def __init__(self, root: Path, videos: Sequence[VideoFile], processor):
+        self.root, self.videos, self.processor = root, list(videos), processor
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, position: int) -> dict:
+        video = self.videos[position]
+        path = str(self.root / video.path)
+        try:
+            inputs = self.processor(videos=[path], return_tensors="pt")
+        except Exception as error:  # VideoDecodeError and anything a decoder may raise on a broken file
+            reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+            return {"video": video, "error": reason}
+        return {"video": video, "pixel_values": inputs["pixel_values"][0], "video_mask": inputs["video_mask"][0],
+                "duration": probe_duration(path)}
+
+
+def _collate(items: list[dict]) -> list[dict]:
+    return items
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The index on disk
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Shard:
+    """One shard: `rows` vectors in `shards/<id>.npy` and their records in `shards/<id>.jsonl`."""
+
+    id: str
+    rows: int
+
+    def vectors_path(self, index_dir: Path) -> Path:
+        return index_dir / SHARDS / f"{self.id}.npy"
+
+    def records_path(self, index_dir: Path) -> Path:
+        return index_dir / SHARDS / f"{self.id}.jsonl"
+
+
+@dataclass
+class Manifest:
+    """The index's table of contents (`manifest.json`)."""
+
+    video_dir: str
+    model: dict
+    dim: int
+    shards: list[Shard] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    format: str = INDEX_FORMAT
+    version: int = INDEX_VERSION
+
+    @property
+    def num_videos(self) -> int:
+        return sum(shard.rows for shard in self.shards)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def load(cls, index_dir: Path) -> "Manifest":
+        path = index_dir / MANIFEST
+        if not path.is_file():
+            raise IndexFormatError(f"{index_dir}: not a video index (no {MANIFEST})")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise IndexFormatError(f"{path}: unreadable manifest ({error})") from None
+        if data.get("format") != INDEX_FORMAT or data.get("version") != INDEX_VERSION:
+            raise IndexFormatError(
+                f"{path}: format {data.get('format')!r} version {data.get('version')!r}, expected {INDEX_FORMAT!r} "
+                f"version {INDEX_VERSION}")
+        data["shards"] = [Shard(**shard) for shard in data["shards"]]
+        return cls(**data)
+
+    def save(self, index_dir: Path) -> None:
+        write_json(index_dir / MANIFEST, self.to_dict())
+
+
+def check_model(manifest: Manifest, loaded: LoadedModel, index_dir: Path) -> None:
+    """Raises `ModelMismatchError` unless `loaded` is the model (and preprocessing) that built the index."""
+    if loaded.fingerprint != manifest.model["fingerprint"]:
+        raise ModelMismatchError(
+            f"{index_dir}: built with model {manifest.model['name_or_path']!r} (fingerprint "
+            f"{manifest.model['fingerprint']}), but {loaded.name_or_path!r} has fingerprint {loaded.fingerprint}: "
+            "a different model or preprocessing gives incomparable scores; query with the index's model or re-index")
+
+
+class VideoIndex:
+    """Read access to an index: memory-mapped vectors, records, exact top-k search.
+
+    Example:
+        >>> index = VideoIndex(Path("my_index"))
+        >>> hits = index.search(query_vectors, k=10, scale=model_logit_scale)   # list (per query) of Hit
+    """
+
+    def __init__(self, index_dir: str | os.PathLike, manifest: Manifest | None = None):
+        self.index_dir = Path(index_dir)
+        self.manifest = manifest if manifest is not None else Manifest.load(self.index_dir)
+        self._records: dict[str, list[bytes]] = {}
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.manifest.num_videos
+
+    def vectors(self, shard: Shard) -> np.ndarray:
+        """The shard's `(rows, dim)` float32 vectors, memory-mapped copy-on-write (never written back; writable so that
+        torch can wrap it without a copy)."""
+        if shard.id not in self._vectors:
+            array = np.load(shard.vectors_path(self.index_dir), mmap_mode="c")
+            if array.shape != (shard.rows, self.manifest.dim) or array.dtype != np.float32:
+                raise IndexFormatError(f"{shard.vectors_path(self.index_dir)}: {array.dtype} {array.shape}, manifest "
+                                       f"says float32 ({shard.rows}, {self.manifest.dim})")
+            self._vectors[shard.id] = array
+        return self._vectors[shard.id]
+
+    def _lines(self, shard: Shard) -> list[bytes]:
+        """The raw JSON lines of a shard's records (parsed on demand: a query reads only its hits)."""
+        if shard.id not in self._records:
+            lines = shard.records_path(self.index_dir).read_bytes().splitlines()
+            if len(lines) != shard.rows:
+                raise IndexFormatError(f"{shard.records_path(self.index_dir)}: {len(lines)} records, manifest says "
+                                       f"{shard.rows}")
+            self._records[shard.id] = lines
+        return self._records[shard.id]
+
+    def record(self, shard: Shard, row: int) -> dict:
+        """The record of one row: `path` (relative to the root), `size`, `mtime_ns`, `duration`, `frames`."""
+        return json.loads(self._lines(shard)[row])
+
+    def records(self, shard: Shard) -> list[dict]:
+        return [json.loads(line) for line in self._lines(shard)]
+
+    def all_records(self) -> Iterator[tuple[Shard, int, dict]]:
+        for shard in self.manifest.shards:
+            for row, record in enumerate(self.records(shard)):
+                yield shard, row, record
+
+    def find(self, path: str) -> tuple[Shard, int] | None:
+        """Shard and row of an indexed video (path relative to the root), or None."""
+        for shard, row, record in self.all_records():
+            if record["path"] == path:
+                return shard, row
+        return None
+
+    def search(self, queries: torch.Tensor, k: int = 10, scale: float = 1.0, backend: str = "torch",
+               chunk_rows: int = 65536) -> list[list["Hit"]]:
+        """Exact top-k of `scale * queries @ vectors.T` over the whole index.
+
+        Args:
+            queries: `(num_queries, dim)` float32 retrieval vectors.
+            k: hits per query (fewer when the index is smaller).
+            scale: `logit_scale.exp()` of the model, so that scores are the model's logits.
+            backend: `"torch"` (chunked brute force over the memory-mapped shards) or `"faiss"` (IndexFlatIP).
+            chunk_rows: rows per matrix product (bounds memory to `chunk_rows * (dim + num_queries) * 4` bytes).
+
+        Returns:
+            per query, up to `k` [`Hit`]s, best first. Scores are recomputed in float32 for the winners, so both
+            backends report identical scores.
+        """
+        queries = queries.float().contiguous()
+        if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
+            raise ValueError(f"queries must be (num_queries, {self.manifest.dim}), got {tuple(queries.shape)}")
+        shards = [shard for shard in self.manifest.shards if shard.rows]
+        k = min(k, self.manifest.num_videos)
+        if k <= 0:
+            return [[] for _ in range(len(queries))]
+        if backend == "faiss":
+            global_rows = faiss_topk([self.vectors(shard) for shard in shards], queries, k)
+        elif backend == "torch":
+            global_rows = brute_force_topk([self.vectors(shard) for shard in shards], queries, k, chunk_rows)
+        else:
+            raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}")
+        return [self._hits(shards, queries[position], rows, scale) for position, rows in enumerate(global_rows)]
+
+    def _hits(self, shards: list[Shard], query: torch.Tensor, rows: np.ndarray, scale: float) -> list["Hit"]:
+        starts = np.cumsum([0] + [shard.rows for shard in shards])
+        hits = []
+        for row in rows.tolist():
+            position = int(np.searchsorted(starts, row, side="right") - 1)
+            shard, local = shards[position], row - int(starts[position])
+            vector = torch.from_numpy(np.array(self.vectors(shard)[local]))
+            score = float(scale * (query @ vector))
+            record = self.record(shard, local)
+            hits.append(Hit(path=str(Path(self.manifest.video_dir) / record["path"]), score=score, record=record))
+        hits.sort(key=lambda hit: -hit.score)
+        return hits
+
+
+@dataclass
+class Hit:
+    """One search result: absolute path, score (the model's logit for a text query) and the stored record."""
+
+    path: str
+    score: float
+    record: dict
+
+    def to_dict(self, rank: int) -> dict:
+        return {"rank": rank, "path": self.path, "score": self.score, "duration": self.record.get("duration"),
+                "frames": self.record.get("frames"), "size": self.record.get("size")}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Top-k over stored vectors
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def brute_force_topk(blocks: Iterable[np.ndarray], queries: torch.Tensor, k: int, chunk_rows: int = 65536
+                     ) -> np.ndarray:
+    """Exact top-k rows of `queries @ concat(blocks).T`, chunk by chunk (memory bounded by `chunk_rows`).
+
+    Args:
+        blocks: `(rows_i, dim)` float32 arrays (memory-mapped shards), concatenated in order.
+        queries: `(num_queries, dim)` float32.
+        k: `<= sum(rows_i)`.
+
+    Returns:
+        `(num_queries, k)` int64 global row numbers, best first.
+    """
+    best_scores = torch.full((len(queries), 0), -torch.inf)
+    best_rows = torch.zeros((len(queries), 0), dtype=torch.long)
+    offset = 0
+    for block in blocks:
+        for start in range(0, len(block), chunk_rows):
+            chunk = torch.from_numpy(np.asarray(block[start : start + chunk_rows]))
+            scores = queries @ chunk.T  # (num_queries, chunk)
+            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            best_scores = torch.cat([best_scores, top.values], dim=1)
+            best_rows = torch.cat([best_rows, top.indices + offset + start], dim=1)
+            keep = torch.topk(best_scores, min(k, best_scores.shape[1]), dim=1)
+            best_scores, best_rows = keep.values, torch.gather(best_rows, 1, keep.indices)
+        offset += len(block)
+    return best_rows.numpy()
+
+
+def faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def faiss_topk(blocks: Sequence[np.ndarray], queries: torch.Tensor, k: int) -> np.ndarray:
+    """Top-k rows with FAISS `IndexFlatIP` (exact inner product; built in memory from the shards for this call)."""
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError("the faiss backend needs `pip install faiss-cpu`") from None
+    flat = faiss.IndexFlatIP(queries.shape[1])
+    for block in blocks:
+        flat.add(np.ascontiguousarray(block, dtype=np.float32))
+    _, rows = flat.search(queries.numpy(), k)
+    return rows.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Building and updating the index
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IndexArguments:
+    """Arguments of `search_videos.py index`."""
+
+    video_dir: str = field(metadata={"help": "Folder of videos (searched recursively)."})
+    model: str = field(metadata={"help": "Hub id or local folder of a CLIP2Video model with its processor."})
+    index: str = field(metadata={"help": "Index folder (created if missing, updated incrementally otherwise)."})
+    batch_size: int = field(default=8, metadata={"help": "Videos per forward pass."})
+    num_workers: int = field(default=2, metadata={"help": "DataLoader processes decoding videos (0: in-process)."})
+    bf16: bool = field(default=False, metadata={"help": "Encode under bfloat16 autocast (recorded in the index)."})
+    commit_every: int = field(default=256, metadata={
+        "help": "Write encoded vectors to disk every N videos (a killed run loses at most this much work)."})
+    shard_rows: int = field(default=65536, metadata={"help": "Maximum rows per shard file."})
+    retry_failed: bool = field(default=False, metadata={"help": "Try again the unreadable videos that did not change."})
+
+
+@dataclass
+class IndexReport:
+    """What one index run did (saved as `report.json`)."""
+
+    encoded: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    encoded_per_process: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{self.encoded} encoded, {self.unchanged} unchanged, {self.removed} removed, "
+                f"{len(self.skipped)} unreadable")
+
+
+@contextlib.contextmanager
+def index_lock(index_dir: Path) -> Iterator[None]:
+    """Exclusive lock on the index for one writer (released by the OS if the process dies)."""
+    import fcntl
+
+    handle = open(index_dir / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBusyError(f"{index_dir}: another index run is writing this index") from None
+        yield
+    finally:
+        handle.close()
+
+
+def _new_manifest(video_dir: Path, loaded: LoadedModel) -> Manifest:
+    return Manifest(video_dir=str(video_dir), dim=int(loaded.model.config.retrieval_embed_dim), model={
+        "name_or_path": loaded.name_or_path, "fingerprint": loaded.fingerprint, "bf16": loaded.bf16,
+        "logit_scale": loaded.logit_scale})
+
+
+def open_for_update(index_dir: Path, video_dir: Path, loaded: LoadedModel) -> Manifest:
+    """The manifest of an existing index (checked against the model and the folder) or a new one."""
+    if not (index_dir / MANIFEST).exists():
+        return _new_manifest(video_dir, loaded)
+    manifest = Manifest.load(index_dir)
+    check_model(manifest, loaded, index_dir)
+    if Path(manifest.video_dir) != video_dir:
+        raise IndexFormatError(f"{index_dir}: indexes {manifest.video_dir}, not {video_dir}; use another --index")
+    if manifest.model.get("bf16", False) != loaded.bf16:
+        raise ModelMismatchError(f"{index_dir}: built with bf16={manifest.model.get('bf16')}, this run has "
+                                 f"bf16={loaded.bf16}")
+    return manifest
+
+
+def remove_stale_files(index_dir: Path, manifest: Manifest) -> None:
+    """Deletes temporary files of killed runs and shard files the manifest does not name."""
+    keep = {f"{shard.id}{suffix}" for shard in manifest.shards for suffix in (".npy", ".jsonl")}
+    for folder in (index_dir, index_dir / SHARDS, index_dir / PENDING):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.name.startswith(TMP_PREFIX) or (folder.name == SHARDS and path.name not in keep):
+                path.unlink(missing_ok=True)
+
+
+def write_pending_chunk(index_dir: Path, vectors: np.ndarray, records: list[dict], failed: list[dict],
+                        prefix: str) -> None:
+    """Commits encoded videos: `pending/<name>.npy` then `pending/<name>.json` (its presence marks completion)."""
+    name = f"{prefix}-{time.time_ns()}-{uuid.uuid4().hex[:6]}"
+    folder = index_dir / PENDING
+    folder.mkdir(parents=True, exist_ok=True)
+    write_npy(folder / f"{name}.npy", vectors.astype(np.float32, copy=False))
+    write_json(folder / f"{name}.json", {"rows": len(records), "records": records, "failed": failed})
+
+
+def read_pending_chunks(index_dir: Path, dim: int) -> list[tuple[Path, np.ndarray, list[dict], list[dict]]]:
+    """Complete pending chunks (vectors, records, failures), oldest first; incomplete ones are ignored."""
+    folder = index_dir / PENDING
+    chunks = []
+    if not folder.is_dir():
+        return chunks
+    for marker in sorted(folder.glob("*.json")):
+        if marker.name.startswith(TMP_PREFIX):
+            continue
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        vectors = np.load(marker.with_suffix(".npy")) if data["rows"] else np.zeros((0, dim), np.float32)
+        if vectors.shape != (data["rows"], dim):
+            raise IndexFormatError(f"{marker}: {vectors.shape} vectors for {data['rows']} records of width {dim}")
+        chunks.append((marker, vectors, data["records"], data["failed"]))
+    return chunks
+
+
+def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int) -> Manifest:
+    """Merges the pending chunks into shards and removes the rows of `drop` paths (deleted or changed videos).
+
+    Order of writes: new shard files, then the manifest (atomic), then the deletion of the replaced shards and the
+    merged chunks. A kill before the manifest leaves the old index plus the chunks; a kill after it leaves chunks whose
+    videos are already indexed, and merging them again replaces those rows: the operation is idempotent.
+    """
+    index = VideoIndex(index_dir, manifest)
+    chunks = read_pending_chunks(index_dir, manifest.dim)
+    new_paths = {record["path"] for _, _, records, _ in chunks for record in records}
+    drop = set(drop) | new_paths
+    failed = {item["path"]: item for item in sorted(manifest.failed, key=lambda item: item["path"])
+              if item["path"] not in drop}
+    for _, _, _, chunk_failed in chunks:
+        failed.update({item["path"]: item for item in chunk_failed})
+    for path in new_paths:
+        failed.pop(path, None)
+    failed = dict(sorted(failed.items()))
+
+    # Shards without dropped rows stay as they are; when something changes, small shards are merged with the new rows
+    # (so that incremental runs do not pile up tiny files).
+    dropped_rows = {shard.id: [row for row, record in enumerate(index.records(shard)) if record["path"] in drop]
+                    for shard in manifest.shards}
+    if not chunks and not any(dropped_rows.values()) and list(failed) == [item["path"] for item in manifest.failed]:
+        return manifest
+    kept_shards, moved_vectors, moved_records = [], [], []
+    for shard in manifest.shards:
+        if not dropped_rows[shard.id] and shard.rows >= shard_rows // 2:
+            kept_shards.append(shard)
+            continue
+        alive = sorted(set(range(shard.rows)) - set(dropped_rows[shard.id]))
+        if alive:
+            moved_vectors.append(np.asarray(index.vectors(shard)[alive]))
+            records = index.records(shard)
+            moved_records.extend(records[row] for row in alive)
+    for _, vectors, records, _ in chunks:
+        moved_vectors.append(vectors)
+        moved_records.extend(records)
+
+    new_shards = []
+    if moved_records:
+        merged = np.concatenate(moved_vectors) if moved_vectors else np.zeros((0, manifest.dim), np.float32)
+        (index_dir / SHARDS).mkdir(parents=True, exist_ok=True)
+        for start in range(0, len(moved_records), shard_rows):
+            rows = min(shard_rows, len(moved_records) - start)
+            shard = Shard(id=f"{time.time_ns()}-{uuid.uuid4().hex[:6]}", rows=rows)
+            write_npy(shard.vectors_path(index_dir), merged[start : start + shard_rows])
+            write_jsonl(shard.records_path(index_dir), moved_records[start : start + shard_rows])
+            new_shards.append(shard)
+    replaced = [shard for shard in manifest.shards if shard not in kept_shards]
+    updated = dataclasses.replace(manifest, shards=kept_shards + new_shards,
+                                  failed=list(failed.values()))
+    updated.save(index_dir)
+    for shard in replaced:
+        shard.vectors_path(index_dir).unlink(missing_ok=True)
+        shard.records_path(index_dir).unlink(missing_ok=True)
+    for marker, _, _, _ in chunks:
+        marker.unlink(missing_ok=True)
+        marker.with_suffix(".npy").unlink(missing_ok=True)
+    return updated
+
+
+@dataclass
+class Plan:
+    """Work of one index run: videos to encode, indexed paths to remove, and counts for the report."""
+
+    todo: list[VideoFile]
+    drop: set[str]
+    unchanged: int
+    skipped_unchanged: list[dict]
+
+
+def plan_update(video_dir: Path, manifest: Manifest, index_dir: Path, retry_failed: bool) -> Plan:
+    """Compares the folder with the index on path + size + mtime."""
+    on_disk = {video.path: video for video in scan_videos(video_dir)}
+    index = VideoIndex(index_dir, manifest)
+    indexed = {record["path"]: (record["size"], record["mtime_ns"]) for _, _, record in index.all_records()}
+    failed = {item["path"]: (item["size"], item["mtime_ns"]) for item in manifest.failed}
+    def stale(path: str, signature: tuple[int, int]) -> bool:
+        return path not in on_disk or on_disk[path].signature() != signature
+
+    drop = {path for path, signature in [*indexed.items(), *failed.items()] if stale(path, signature)}
+    todo, skipped = [], []
+    for path, video in on_disk.items():
+        if indexed.get(path) == video.signature():
+            continue
+        if failed.get(path) == video.signature() and not retry_failed:
+            skipped.append(next(item for item in manifest.failed if item["path"] == path))
+            continue
+        todo.append(video)
+    unchanged = len(on_disk) - len(todo) - len(skipped)
+    return Plan(todo=todo, drop=drop, unchanged=unchanged, skipped_unchanged=skipped)
+
+
+def encode_batch(loaded: LoadedModel, items: list[dict]) -> torch.Tensor:
+    """Retrieval vectors `(len(items), dim)` of decoded items (each with `pixel_values` `(frames, 3, H, W)`)."""
+    pixel_values = torch.stack([item["pixel_values"] for item in items])
+    video_mask = torch.stack([item["video_mask"] for item in items])
+    return loaded.encode_videos(pixel_values, video_mask)
+
+
+def encode_videos(loaded: LoadedModel, video_dir: Path, videos: Sequence[VideoFile], index_dir: Path,
+                  args: IndexArguments, prefix: str, show_progress: bool = True) -> tuple[int, list[dict]]:
+    """Encodes `videos` in batches and commits them as pending chunks every `args.commit_every` videos.
+
+    Returns:
+        the number of videos encoded and the records of the unreadable ones (`path`, `size`, `mtime_ns`, `reason`).
+    """
+    from tqdm.auto import tqdm
+
+    loader = torch.utils.data.DataLoader(
+        VideoFolderDataset(video_dir, videos, loaded.processor), batch_size=args.batch_size,
+        num_workers=args.num_workers, collate_fn=_collate)
+    dim = int(loaded.model.config.retrieval_embed_dim)
+    vectors, records, failed, all_failed, encoded = [], [], [], [], 0
+    progress = tqdm(total=len(videos), desc="indexing", unit="video", disable=not show_progress)
+    for items in loader:
+        good = [item for item in items if "error" not in item]
+        for item in items:
+            if "error" in item:
+                video = item["video"]
+                logger.warning("skipping %s: %s", video.path, item["error"])
+                failed.append({"path": video.path, "size": video.size, "mtime_ns": video.mtime_ns,
+                               "reason": item["error"]})
+        if good:
+            vectors.append(encode_batch(loaded, good).numpy())
+            records.extend({"path": item["video"].path, "size": item["video"].size,
+                            "mtime_ns": item["video"].mtime_ns, "duration": item["duration"],
+                            "frames": int(item["video_mask"].sum())} for item in good)
+        progress.update(len(items))
+        if len(records) + len(failed) >= args.commit_every:
+            write_pending_chunk(index_dir, np.concatenate(vectors) if vectors else np.zeros((0, dim)), records, failed,
+                                prefix)
+            encoded, all_failed = encoded + len(records), all_failed + failed
+            vectors, records, failed = [], [], []
+    if records or failed:
+        write_pending_chunk(index_dir, np.concatenate(vectors) if vectors else np.zeros((0, dim)), records, failed,
+                            prefix)
+        encoded, all_failed = encoded + len(records), all_failed + failed
+    progress.close()
+    return encoded, all_failed
+
+
+def build_index(args: IndexArguments) -> IndexReport:
+    """Creates or updates an index (see the module docstring); runs on every process of an `accelerate launch`.
+
+    The main process merges what killed runs left, plans the work and broadcasts it; every process encodes its share
+    (`todo[rank::world_size]`) into its own pending chunks; the main process merges them at the end.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list, parse_flag_from_env
+
+    # like `Accelerator`, honour `ACCELERATE_USE_CPU` (multi-process CPU runs over gloo)
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    started = time.perf_counter()
+    video_dir, index_dir = Path(args.video_dir).resolve(), Path(args.index).resolve()
+    if not video_dir.is_dir():
+        raise FileNotFoundError(f"{video_dir}: no such folder")
+    loaded = load_model(args.model, device=state.device, bf16=args.bf16)
+    report, plan = IndexReport(), None
+    lock = index_lock(index_dir) if state.is_main_process else contextlib.nullcontext()
+    if state.is_main_process:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    with lock:
+        if state.is_main_process:
+            manifest = open_for_update(index_dir, video_dir, loaded)
+            remove_stale_files(index_dir, manifest)
+            manifest = commit(index_dir, manifest, set(), args.shard_rows)  # what a killed run left
+            plan = plan_update(video_dir, manifest, index_dir, args.retry_failed)
+            manifest = commit(index_dir, manifest, plan.drop, args.shard_rows)  # deleted and changed videos out
+            manifest.save(index_dir)
+            logger.info("%s: %d videos indexed, %d to encode, %d removed", index_dir, manifest.num_videos,
+                        len(plan.todo), len(plan.drop))
+        if state.num_processes > 1:
+            plan = broadcast_object_list([plan])[0]
+        mine = plan.todo[state.process_index :: state.num_processes]
+        encoded, failed = encode_videos(loaded, video_dir, mine, index_dir, args, prefix=f"r{state.process_index}",
+                                        show_progress=state.is_local_main_process)
+        gathered = [(encoded, failed)]
+        if state.num_processes > 1:
+            gathered = [None] * state.num_processes
+            torch.distributed.all_gather_object(gathered, (encoded, failed))
+        encoded, failed = sum(item[0] for item in gathered), [item for share in gathered for item in share[1]]
+        state.wait_for_everyone()
+        if state.is_main_process:
+            manifest = commit(index_dir, Manifest.load(index_dir), set(), args.shard_rows)
+            report = IndexReport(encoded=encoded, unchanged=plan.unchanged, removed=len(plan.drop - {
+                video.path for video in plan.todo}), skipped=sorted(failed + plan.skipped_unchanged,
+                                                                   key=lambda item: item["path"]),
+                                 encoded_per_process=[share[0] for share in gathered],
+                                 seconds=round(time.perf_counter() - started, 3))
+            write_json(index_dir / REPORT, dataclasses.asdict(report))
+            logger.info("%s: %s; %d videos in the index", index_dir, report.summary(), manifest.num_videos)
+            for item in report.skipped:
+                logger.info("  unreadable: %s (%s)", item["path"], item["reason"])
+    state.wait_for_everyone()
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Queries
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class QueryArguments:
+    """Arguments of `search_videos.py query`."""
+
+    index: str = field(metadata={"help": "Index folder made by `search_videos.py index`."})
+    text: str | None = field(default=None, metadata={"help": "Caption to search for."})
+    video: str | None = field(default=None, metadata={"help": "Search by example: a video file."})
+    k: int = field(default=10, metadata={"help": "Number of hits."})
+    model: str | None = field(default=None, metadata={
+        "help": "Model to encode the query (default: the one recorded in the index); refused if it is not the model "
+                "that built the index."})
+    backend: str = field(default="torch", metadata={"help": "torch (brute force, memory-mapped) or faiss."})
+    json: bool = field(default=False, metadata={"help": "Print the hits as JSON."})
+    html: str | None = field(default=None, metadata={"help": "Write an HTML gallery (thumbnail strip per hit)."})
+    thumbnails: int = field(default=6, metadata={"help": "Frames per thumbnail strip in --html."})
+
+
+def encode_query(loaded: LoadedModel, index: VideoIndex, text: str | None, video: str | None) -> torch.Tensor:
+    """`(1, dim)` query vector: a caption's, or a video's (its stored vector when the file is indexed, unchanged)."""
+    if text is not None:
+        return loaded.encode_text([text])
+    path = Path(video).resolve()
+    try:
+        relative = path.relative_to(Path(index.manifest.video_dir)).as_posix()
+    except ValueError:
+        relative = None
+    found = index.find(relative) if relative is not None else None
+    if found is not None:
+        shard, row = found
+        record = index.record(shard, row)
+        stat = path.stat()
+        if (record["size"], record["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+            return torch.from_numpy(np.array(index.vectors(shard)[row]))[None]
+    inputs = loaded.processor(videos=[str(path)], return_tensors="pt")  # VideoDecodeError names the file
+    return loaded.encode_videos(inputs["pixel_values"], inputs["video_mask"])
+
+
+def search(index_dir: str | os.PathLike, text: str | None = None, video: str | None = None, k: int = 10,
+           model: str | LoadedModel | None = None, backend: str = "torch") -> list[Hit]:
+    """Python API: the top `k` videos of an index for a caption or an example video.
+
+    Example:
+        >>> for hit in search("my_index", text="a dog catches a frisbee", k=5):
+        ...     print(f"{hit.score:8.3f}  {hit.path}")
+    """
+    if (text is None) == (video is None):
+        raise ValueError("give exactly one of `text` and `video`")
+    index = VideoIndex(index_dir)
+    if not isinstance(model, LoadedModel):
+        model = load_model(model or index.manifest.model["name_or_path"], bf16=index.manifest.model.get("bf16", False))
+    check_model(index.manifest, model, index.index_dir)
+    query = encode_query(model, index, text, video)
+    return index.search(query, k=k, scale=model.logit_scale, backend=backend)[0]
+
+
+def thumbnail_strip(processor, path: str, num_frames: int, height: int = 72) -> str | None:
+    """A base64 JPEG of `num_frames` frames side by side (uniformly spread over the video), or None if unreadable."""
+    from PIL import Image
+
+    try:
+        frames = processor.video_processor.load_frames(path, frame_sampling="uniform", num_frames=num_frames)
+    except Exception as error:
+        logger.warning("no thumbnails for %s: %s", path, error)
+        return None
+    images = [frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame)[..., :3])
+              for frame in frames]
+    images = [image.convert("RGB").resize((max(1, round(image.width * height / image.height)), height))
+              for image in images]
+    strip = Image.new("RGB", (sum(image.width for image in images), height))
+    x = 0
+    for image in images:
+        strip.paste(image, (x, 0))
+        x += image.width
+    buffer = io.BytesIO()
+    strip.save(buffer, format="JPEG", quality=85)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames: int) -> None:
+    """A self-contained HTML page: one row per hit with rank, score, path, duration and a thumbnail strip."""
+    rows = []
+    for rank, hit in enumerate(hits, 1):
+        strip = thumbnail_strip(processor, hit.path, num_frames)
+        image = f'<img src="data:image/jpeg;base64,{strip}" alt="frames">' if strip else "<em>no preview</em>"
+        duration = hit.record.get("duration")
+        rows.append(
+            f'<tr><td>{rank}</td><td>{hit.score:.4f}</td><td><a href="{html.escape(Path(hit.path).as_uri())}">'
+            f'{html.escape(hit.path)}</a><br><small>{"" if duration is None else f"{duration:.2f} s, "}'
+            f'{hit.record.get("frames")} frames used</small></td><td>{image}</td></tr>')
+    page = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>CLIP2Video search</title><style>'
+        "body{font-family:sans-serif} td{padding:4px 8px;vertical-align:middle} img{height:72px}</style></head><body>"
+        f"<h1>{html.escape(query)}</h1><table><tr><th>#</th><th>score</th><th>video</th><th>frames</th></tr>"
+        + "\n".join(rows) + "</table></body></html>\n")
+    with atomic_write(Path(path), "w") as handle:
+        handle.write(page)
+
+
+def run_query(args: QueryArguments) -> list[Hit]:
+    if (args.text is None) == (args.video is None):
+        raise ValueError("give a caption or --video PATH (exactly one)")
+    index = VideoIndex(args.index)
+    loaded = load_model(args.model or index.manifest.model["name_or_path"],
+                        bf16=index.manifest.model.get("bf16", False))
+    hits = search(args.index, text=args.text, video=args.video, k=args.k, model=loaded, backend=args.backend)
+    query = args.text if args.text is not None else f"video: {args.video}"
+    if args.json:
+        print(json.dumps({"query": query, "index": str(Path(args.index).resolve()), "model": loaded.fingerprint,
+                          "hits": [hit.to_dict(rank) for rank, hit in enumerate(hits, 1)]}, indent=1))
+    else:
+        for rank, hit in enumerate(hits, 1):
+            print(f"{rank:3d}  {hit.score:9.4f}  {hit.path}")
+    if args.html:
+        write_gallery(args.html, query, hits, loaded.processor, args.thumbnails)
+        logger.info("gallery written to %s", args.html)
+    return hits
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, positional: Iterable[str],
+                             aliases: dict | None = None) -> None:
+    for item in dataclasses.fields(cls):
+        help_text = item.metadata.get("help", "")
+        if item.name in positional:
+            parser.add_argument(item.name, help=help_text, **({"nargs": "?"} if item.default is None else {}))
+        elif item.default is dataclasses.MISSING:
+            parser.add_argument(f"--{item.name}", required=True, help=help_text)
+        elif item.type in (bool, "bool"):
+            parser.add_argument(f"--{item.name}", action="store_true", help=help_text)
+        else:
+            kind = {"int": int, "str | None": str, "str": str}.get(str(item.type), str)
+            names = [f"--{item.name}", *((aliases or {}).get(item.name, []))]
+            parser.add_argument(*names, type=kind, default=item.default, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_dataclass_arguments(commands.add_parser("index", help="Create or update an index of a video folder."),
+                             IndexArguments, positional=("video_dir",))
+    _add_dataclass_arguments(commands.add_parser("query", help="Search an index by text or by example video."),
+                             QueryArguments, positional=("index", "text"), aliases={"k": ["-k"]})
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (1 with a one-line message for index and decoding errors)."""
+    parser = build_parser()
+    namespace = vars(parser.parse_args(argv))
+    command = namespace.pop("command")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        if command == "index":
+            build_index(IndexArguments(**namespace))
+        else:
+            run_query(QueryArguments(**namespace))
+    except (VideoIndexError, ValueError, FileNotFoundError) as error:
+        logger.error("%s: %s", type(error).__name__, error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

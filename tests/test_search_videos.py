@@ -1,0 +1,301 @@
+"""Tests of search_videos.py: a tiny model (CLIP vocabulary, so the real tokenizer fits) indexes a folder of small
+generated videos; queries are checked against the model's `forward`, the index against edits, kills and bad files."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("av")
+
+import search_videos  # noqa: E402
+from conftest import TINY_TEXT, tiny_config  # noqa: E402
+from datasets_scripts.synthetic import Event, encode_video, render_event  # noqa: E402
+from modeling_clip2video import CLIP2VideoModel  # noqa: E402
+from processing_clip2video import CLIP2VideoProcessor  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = [
+    Event("move", ("red", "square", "left", "right")),
+    Event("move", ("red", "square", "right", "left")),
+    Event("size", ("blue", "circle", "grows")),
+    Event("presence", ("green", "cross", "appears")),
+    Event("recolour", ("purple", "diamond", "yellow")),
+    Event("sequence", ("blue", "circle", "orange", "triangle")),
+]
+FAST = ["--num_workers", "0", "--batch_size", "4"]
+
+
+def save_tiny_model(folder: Path, seed: int) -> Path:
+    """A random tiny CLIP2Video whose text tower has CLIP's 49,408 tokens, saved with a 6-frame 32 px processor."""
+    torch.manual_seed(seed)
+    config = tiny_config(text_config={**TINY_TEXT, "vocab_size": 49408, "bos_token_id": 49406, "eos_token_id": 49407})
+    CLIP2VideoModel(config).eval().save_pretrained(folder)
+    processor = CLIP2VideoProcessor.from_clip_tokenizer(
+        str(REPO / "clip_tokenizer"), max_words=16, num_frames=6, size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(folder)
+    return folder
+
+
+def write_event_video(path: Path, event: Event, seed: int) -> str:
+    """A 12-frame 32x32 5 fps lossless h264 video of `event` (2.4 s)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encode_video(render_event(event, 12, 32, np.random.default_rng(seed)), str(path), fps=5)
+    return event.caption
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("model"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def loaded(model_dir):
+    return search_videos.load_model(str(model_dir))
+
+
+@pytest.fixture
+def video_dir(tmp_path) -> Path:
+    """Six event videos (one in a subfolder) and one broken file."""
+    folder = tmp_path / "videos"
+    for number, event in enumerate(EVENTS):
+        write_event_video(folder / ("nested" if number == 4 else "") / f"video{number}.mp4", event, seed=number)
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video" * 4)
+    return folder
+
+
+def index_folder(video_dir: Path, model_dir: Path, index_dir: Path, *extra: str) -> dict:
+    status = search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(index_dir), *FAST,
+                                 *extra])
+    assert status == 0
+    return json.loads((index_dir / search_videos.REPORT).read_text())
+
+
+def indexed_paths(index_dir: Path) -> set[str]:
+    return {record["path"] for _, _, record in search_videos.VideoIndex(index_dir).all_records()}
+
+
+def forward_logits(loaded, captions: list[str], paths: list[str]) -> torch.Tensor:
+    """`(captions, videos)` logits of the model's forward on freshly preprocessed inputs."""
+    inputs = loaded.processor(text=captions, videos=paths, return_tensors="pt")
+    with torch.no_grad():
+        return loaded.model(**inputs).logits_per_text
+
+
+@pytest.fixture
+def record_encoded(monkeypatch) -> list[str]:
+    """Paths of the videos that go through the model during the test."""
+    encoded = []
+    original = search_videos.encode_batch
+
+    def recording(loaded, items):
+        encoded.extend(item["video"].path for item in items)
+        return original(loaded, items)
+
+    monkeypatch.setattr(search_videos, "encode_batch", recording)
+    return encoded
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_text_and_video_queries_are_exact(video_dir, model_dir, loaded, tmp_path):
+    report = index_folder(video_dir, model_dir, tmp_path / "index")
+    assert report["encoded"] == 6 and [item["path"] for item in report["skipped"]] == ["broken.mp4"]
+    assert "broken.mp4" in report["skipped"][0]["reason"]  # the reason names the file
+
+    paths = sorted(str(path) for path in video_dir.rglob("video*.mp4"))
+    captions = [event.caption for event in EVENTS]
+    expected = forward_logits(loaded, captions, paths)
+    for row, caption in enumerate(captions):
+        hits = search_videos.search(tmp_path / "index", text=caption, k=10, model=loaded)
+        assert len(hits) == 6
+        scores = {hit.path: hit.score for hit in hits}
+        got = torch.tensor([scores[path] for path in paths])
+        assert (got - expected[row]).abs().max() <= 1e-5
+        assert [hit.score for hit in hits] == sorted(scores.values(), reverse=True)
+
+    hit = search_videos.search(tmp_path / "index", text=captions[0], k=1, model=loaded)[0]
+    assert hit.record["frames"] == 6 and hit.record["duration"] == pytest.approx(2.4, abs=0.05)
+    assert hit.record["size"] == os.path.getsize(hit.path)
+
+    # by example: an indexed video (its stored vector) and an outside copy (encoded now) give the same exact scores
+    inside = search_videos.search(tmp_path / "index", video=paths[2], k=6, model=loaded)
+    outside_copy = shutil.copy(paths[2], tmp_path / "query.mp4")
+    outside = search_videos.search(tmp_path / "index", video=outside_copy, k=6, model=loaded)
+    assert inside[0].path == paths[2] == outside[0].path
+    assert inside[0].score == pytest.approx(loaded.logit_scale, rel=1e-5)  # unit vectors
+    assert [hit.path for hit in inside] == [hit.path for hit in outside]
+    assert np.allclose([hit.score for hit in inside], [hit.score for hit in outside], atol=1e-5)
+
+
+def test_json_and_html_outputs(video_dir, model_dir, tmp_path, capsys):
+    index_folder(video_dir, model_dir, tmp_path / "index")
+    capsys.readouterr()
+    caption = EVENTS[0].caption
+    assert search_videos.main(["query", str(tmp_path / "index"), caption, "-k", "3", "--json",
+                               "--html", str(tmp_path / "hits.html")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["query"] == caption and [hit["rank"] for hit in result["hits"]] == [1, 2, 3]
+    assert result["hits"][0]["score"] >= result["hits"][1]["score"] >= result["hits"][2]["score"]
+    assert all(Path(hit["path"]).is_file() and hit["frames"] == 6 for hit in result["hits"])
+    page = (tmp_path / "hits.html").read_text()
+    assert page.count('<img src="data:image/jpeg;base64,') == 3
+    assert result["hits"][0]["path"] in page and caption in page
+
+    assert search_videos.main(["query", str(tmp_path / "index"), caption, "-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split()[2] == result["hits"][0]["path"]
+
+
+def test_incremental_update_adds_changes_and_removes(video_dir, model_dir, loaded, tmp_path, record_encoded):
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir)
+    record_encoded.clear()
+    manifest_before = (index_dir / "manifest.json").read_text()
+
+    report = index_folder(video_dir, model_dir, index_dir)  # nothing changed
+    assert record_encoded == [] and report["encoded"] == 0 and report["unchanged"] == 6
+    assert [item["path"] for item in report["skipped"]] == ["broken.mp4"]  # still reported, not retried
+    assert (index_dir / "manifest.json").read_text() == manifest_before
+
+    added = write_event_video(video_dir / "new.mp4", Event("size", ("white", "square", "shrinks")), seed=10)
+    changed = write_event_video(video_dir / "video1.mp4", Event("presence", ("cyan", "circle", "disappears")), seed=11)
+    (video_dir / "video3.mp4").unlink()
+    report = index_folder(video_dir, model_dir, index_dir)
+    assert sorted(record_encoded) == ["new.mp4", "video1.mp4"]
+    assert report["encoded"] == 2 and report["removed"] == 1 and report["unchanged"] == 4
+    assert indexed_paths(index_dir) == {"video0.mp4", "video1.mp4", "video2.mp4", "nested/video4.mp4", "video5.mp4",
+                                        "new.mp4"}
+    for caption, name in ((added, "new.mp4"), (changed, "video1.mp4")):  # the new vectors are the new contents'
+        hits = {hit.path: hit.score for hit in search_videos.search(index_dir, text=caption, k=10, model=loaded)}
+        expected = forward_logits(loaded, [caption], [str(video_dir / name)])[0, 0]
+        assert abs(hits[str(video_dir / name)] - float(expected)) <= 1e-5
+
+    write_event_video(video_dir / "broken.mp4", EVENTS[0], seed=12)  # a repaired file is picked up
+    record_encoded.clear()
+    report = index_folder(video_dir, model_dir, index_dir)
+    assert record_encoded == ["broken.mp4"] and report["skipped"] == []
+    assert search_videos.Manifest.load(index_dir).failed == []
+
+
+def test_refuses_a_different_model(video_dir, model_dir, tmp_path):
+    index_folder(video_dir, model_dir, tmp_path / "index")
+    other = save_tiny_model(tmp_path / "other", seed=1)
+    with pytest.raises(search_videos.ModelMismatchError, match="fingerprint"):
+        search_videos.search(tmp_path / "index", text="a red square", model=str(other))
+    assert search_videos.main(["query", str(tmp_path / "index"), "a red square", "--model", str(other)]) == 1
+    assert search_videos.main(["index", str(video_dir), "--model", str(other), "--index", str(tmp_path / "index"),
+                               *FAST]) == 1
+    # the same weights loaded from another place are the same model
+    copy = shutil.copytree(model_dir, tmp_path / "copy")
+    assert search_videos.main(["query", str(tmp_path / "index"), "a red square", "--model", str(copy)]) == 0
+
+
+SLOW_INDEXER = textwrap.dedent("""
+    import sys, time
+    import search_videos
+
+    original = search_videos.encode_batch
+
+    def slow(loaded, items):  # one video a second or so: room to kill the run halfway
+        time.sleep(0.4)
+        return original(loaded, items)
+
+    search_videos.encode_batch = slow
+    sys.exit(search_videos.main(sys.argv[1:]))
+""")
+
+
+def test_killed_run_resumes_without_redoing_finished_videos(video_dir, model_dir, loaded, tmp_path, record_encoded):
+    for number in range(6, 12):
+        write_event_video(video_dir / f"video{number}.mp4", EVENTS[number % 6], seed=number)
+    index_dir = tmp_path / "index"
+    (tmp_path / "slow_indexer.py").write_text(SLOW_INDEXER)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(tmp_path / "slow_indexer.py"), "index", str(video_dir), "--model", str(model_dir),
+         "--index", str(index_dir), "--num_workers", "0", "--batch_size", "1", "--commit_every", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while len([path for path in (index_dir / "pending").glob("*.json") if not path.name.startswith(".")]) < 3:
+            assert process.poll() is None, process.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the indexer committed nothing in time"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    committed = {record["path"] for _, _, records, _ in search_videos.read_pending_chunks(index_dir, 128)
+                 for record in records}
+    assert len(committed) >= 3
+    assert len(search_videos.VideoIndex(index_dir)) == 0  # the killed run's manifest is valid (nothing merged yet)
+
+    report = index_folder(video_dir, model_dir, index_dir)
+    assert not committed & set(record_encoded), "finished videos were encoded again"
+    assert len(record_encoded) == 12 - len(committed)  # the broken file never reaches the model
+    assert report["encoded"] == len(record_encoded)
+    index = search_videos.VideoIndex(index_dir)
+    assert indexed_paths(index_dir) == {path.relative_to(video_dir).as_posix() for path in video_dir.rglob("video*")}
+    assert list((index_dir / "pending").iterdir()) == [] and len(index) == 12
+    paths = sorted(str(path) for path in video_dir.rglob("video*.mp4"))
+    expected = forward_logits(loaded, [EVENTS[0].caption], paths)[0]
+    hits = {hit.path: hit.score for hit in search_videos.search(index_dir, text=EVENTS[0].caption, k=12, model=loaded)}
+    assert (torch.tensor([hits[path] for path in paths]) - expected).abs().max() <= 1e-5
+
+
+def test_brute_force_topk_over_shards_and_chunks_matches_full_sort():
+    generator = np.random.default_rng(0)
+    blocks = [generator.standard_normal((rows, 16)).astype(np.float32) for rows in (5, 0, 37, 11)]
+    queries = torch.from_numpy(generator.standard_normal((3, 16)).astype(np.float32))
+    rows = search_videos.brute_force_topk(blocks, queries, k=7, chunk_rows=8)
+    full = queries @ torch.from_numpy(np.concatenate(blocks)).T
+    assert rows.tolist() == torch.topk(full, 7, dim=1).indices.tolist()
+    if search_videos.faiss_available():
+        assert search_videos.faiss_topk(blocks, queries, 7).tolist() == rows.tolist()
+
+
+@pytest.mark.skipif(not search_videos.faiss_available(), reason="faiss-cpu is not installed")
+def test_faiss_backend_gives_the_same_hits(video_dir, model_dir, loaded, tmp_path):
+    index_folder(video_dir, model_dir, tmp_path / "index")
+    for caption in (EVENTS[0].caption, EVENTS[3].caption):
+        torch_hits = search_videos.search(tmp_path / "index", text=caption, k=6, model=loaded)
+        faiss_hits = search_videos.search(tmp_path / "index", text=caption, k=6, model=loaded, backend="faiss")
+        assert [(hit.path, hit.score) for hit in torch_hits] == [(hit.path, hit.score) for hit in faiss_hits]
+
+
+def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_dir, tmp_path):
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    if accelerate is None:
+        pytest.skip("accelerate launcher not installed")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
+    result = subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", str(REPO / "search_videos.py"), "index", str(video_dir), "--model", str(model_dir),
+         "--index", str(tmp_path / "sharded"), *FAST],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "sharded" / search_videos.REPORT).read_text())
+    assert report["encoded"] == 6 and [item["path"] for item in report["skipped"]] == ["broken.mp4"]
+    assert report["encoded_per_process"] == [3, 3]  # 7 files, every other one: the broken file is rank 0's
+    index_folder(video_dir, model_dir, tmp_path / "single")
+    sharded, single = search_videos.VideoIndex(tmp_path / "sharded"), search_videos.VideoIndex(tmp_path / "single")
+    vectors = {}
+    for index in (sharded, single):
+        for shard, row, record in index.all_records():
+            vectors.setdefault(record["path"], []).append(np.array(index.vectors(shard)[row]))
+    assert len(vectors) == 6
+    for path, (from_sharded, from_single) in vectors.items():
+        assert np.allclose(from_sharded, from_single, atol=1e-6), path
