@@ -94,3 +94,37 @@ def test_evaluate_metric_loads_offline_and_matches_module(monkeypatch, tmp_path)
     expected = retrieval_metrics(similarity, caption_to_video, tie_rule="original")
     assert result["t2v_R1"] == expected["text_to_video"]["R1"] == 12.5
     assert result["v2t_MeanR"] == pytest.approx(expected["video_to_text"]["MeanR"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Distributed loss: 2 real processes (gloo) == 1 process on the same global batch
+# ----------------------------------------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+PYTHON = sys.executable
+ACCELERATE = shutil.which("accelerate", path=os.path.dirname(PYTHON)) or "accelerate"
+
+
+def _subprocess_env() -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    return env
+
+
+def test_two_process_loss_and_gradients_equal_one_process(tmp_path):
+    script = str(REPO_ROOT / "tests" / "ddp_loss_check.py")
+    env = _subprocess_env()
+    subprocess.run([PYTHON, script, str(tmp_path / "one.pt")], check=True, env=env, cwd=tmp_path)
+    launch = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", script, str(tmp_path / "two.pt")]
+    subprocess.run(launch, check=True, env=dict(env, ACCELERATE_USE_CPU="1"), cwd=tmp_path, timeout=300)
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert (one["world_size"], two["world_size"]) == (1, 2)  # really two processes
+    assert torch.allclose(one["loss"], two["loss"], atol=1e-5)
+    assert one["grads"].keys() == two["grads"].keys() and len(one["grads"]) > 100
+    for name, grad in one["grads"].items():
+        assert torch.allclose(grad, two["grads"][name], atol=1e-5), name
+    assert one["grads"]["logit_scale"].abs() > 0 and one["grads"]["temporal_alignment_block.center_weights"].abs().max() > 0
