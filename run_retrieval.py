@@ -133,7 +133,8 @@ class DataArguments:
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache (and synthetic videos)."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
     eval_split: str = field(default="test", metadata={"help": "Split used for evaluation and export."})
-    max_words: int = field(default=32, metadata={"help": "Caption length in tokens, start and end included."})
+    max_words: Optional[int] = field(default=None, metadata={"help": (
+        "Caption length in tokens, start and end included (default: the checkpoint processor's, else 32).")})
     frame_sampling: str = field(default="original", metadata={"help": (
         "'original' (5 fps images, every feature_framerate-th, uniform pick), 'uniform' or 'random_segment'.")})
     feature_framerate: Optional[int] = field(default=None, metadata={"help": (
@@ -430,7 +431,7 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
     eval_index = get_eval_index(rows)
     first_rows = eval_index.first_caption_rows
     paths = [rows[row]["video"] for row in first_rows]
-    tokens = processor.tokenize(list(rows["caption"]), max_words=data_args.max_words)
+    tokens = processor.tokenize(list(rows["caption"]))
     store = VideoFrameStore(paths, processor.video_processor, video_options, cache=data_args.cache_videos)
     logger.info("%s/%s: %d captions, %d videos", data_args.dataset_name, split, len(rows), eval_index.num_videos)
     return SplitData(rows, tokens, store, eval_index)
@@ -441,11 +442,11 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def scratch_config(model_args: ModelArguments, data_args: DataArguments, tokenizer) -> CLIP2VideoConfig:
+def scratch_config(model_args: ModelArguments, processor_max_words: int, tokenizer) -> CLIP2VideoConfig:
     """A small CLIP2Video with CLIP's vocabulary, for training from scratch."""
     width, layers, heads = model_args.scratch_hidden_size, model_args.scratch_num_layers, model_args.scratch_num_heads
     text = dict(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
-                num_attention_heads=heads, max_position_embeddings=max(data_args.max_words, 16),
+                num_attention_heads=heads, max_position_embeddings=max(processor_max_words, 16),
                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=0)
     vision = dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers, num_attention_heads=heads,
                   image_size=model_args.scratch_image_size, patch_size=model_args.scratch_patch_size)
@@ -463,11 +464,11 @@ def _model_type(name_or_path: str, trust_remote_code: bool) -> str:
     return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code).model_type
 
 
-def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer) -> CLIP2VideoModel:
+def build_model(model_args: ModelArguments, processor: CLIP2VideoProcessor) -> CLIP2VideoModel:
     """CLIP2Video from scratch, from CLIP (+ temporal options) or from a CLIP2Video checkpoint."""
     source = model_args.model_name_or_path
     if source is None:
-        model = CLIP2VideoModel(scratch_config(model_args, data_args, tokenizer))
+        model = CLIP2VideoModel(scratch_config(model_args, processor.max_words, processor.tokenizer))
         logger.info("model from scratch: %.2f M parameters", sum(p.numel() for p in model.parameters()) / 1e6)
         return model
     model_type = _model_type(source, model_args.trust_remote_code)
@@ -488,6 +489,19 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer)
     return CLIP2VideoModel.from_pretrained(source)
 
 
+def _processor_from_files(source: str) -> CLIP2VideoProcessor:
+    """A saved CLIP2Video processor (folder or Hub id) read with this repository's classes."""
+    from transformers import CLIPTokenizer
+    from transformers.utils import cached_file
+
+    from processing_clip2video import CLIP2VideoVideoProcessor
+
+    saved = json.loads(Path(cached_file(source, "processor_config.json")).read_text())
+    video = {k: v for k, v in saved.get("video_processor", {}).items() if k not in ("auto_map", "video_processor_type")}
+    return CLIP2VideoProcessor(CLIP2VideoVideoProcessor(**video), CLIPTokenizer.from_pretrained(source),
+                               max_words=saved.get("max_words", 32), text_pad_token_id=saved.get("text_pad_token_id", 0))
+
+
 def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLIP2VideoProcessor:
     """The checkpoint's processor when it has one, else CLIP tokenizer files + a video processor."""
     source = model_args.model_name_or_path
@@ -496,12 +510,16 @@ def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLI
             if model_args.trust_remote_code:
                 from transformers import AutoProcessor
 
-                return AutoProcessor.from_pretrained(source, trust_remote_code=True)
-            return CLIP2VideoProcessor.from_pretrained(source)
+                processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+            else:  # this repository's classes, without executing the folder's code
+                processor = _processor_from_files(source)
+            if data_args.max_words:
+                processor.max_words = data_args.max_words
+            return processor
         except (OSError, ValueError, TypeError, KeyError) as error:
             logger.info("%s has no CLIP2Video processor (%s); building one from its tokenizer", source, error)
     tokenizer = model_args.tokenizer_name or source or str(DEFAULT_TOKENIZER_DIR)
-    return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words)
+    return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words or 32)
 
 
 def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[str, Any]:
@@ -988,7 +1006,7 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
     """Build, (train,) evaluate and save one model in `output_dir`; returns its final metrics."""
     accelerator.free_memory()  # forget a previous model's prepared objects (save_state saves all registered ones)
     set_seed(args.seed)
-    model = build_model(model_args, data_args, processor.tokenizer)
+    model = build_model(model_args, processor)
     freeze_towers(model, model_args)
     if model_args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
