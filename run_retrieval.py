@@ -1080,7 +1080,8 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
 
 def setup_logging(accelerator: Accelerator) -> None:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
-                        level=logging.INFO if accelerator.is_local_main_process else logging.WARNING, force=True)
+                        level=logging.INFO if accelerator.is_local_main_process else logging.WARNING)
+    logger.setLevel(logging.INFO if accelerator.is_local_main_process else logging.WARNING)
     transformers.utils.logging.set_verbosity_warning() if accelerator.is_local_main_process \
         else transformers.utils.logging.set_verbosity_error()
 
