@@ -1,0 +1,104 @@
+# Copyright 2026 The clip2video authors. Licensed under the MIT licence.
+"""Contrastive loss of CLIP2Video over the *global* batch of a distributed run.
+
+The model knows nothing of processes: it returns unit text/video embeddings and its logit scale.
+This module gathers the embeddings of every process (the open_clip way: `all_gather` for the other
+processes' slices, the local slice kept as the autograd tensor itself) and applies the model's own
+`clip2video_loss` to the gathered batch, so every process computes the loss of the whole global
+batch — the same value on every process, equal to a 1-process run on that batch.
+
+Gradients. Each process back-propagates only through its own slice, and DDP then *averages* the
+parameter gradients over the `W` processes; the local slice therefore carries its gradient
+multiplied by `W` (`_ScaleGradient`), which makes the averaged gradient exactly the gradient of the
+global-batch loss (the logit scale, used identically on every process, needs no correction). The
+distributed-equivalence test checks loss and gradients against a 1-process run to 1e-5.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+try:
+    from .modeling_clip2video import clip2video_loss
+except ImportError:
+    from modeling_clip2video import clip2video_loss
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by `factor`."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        return grad_output * ctx.factor, None
+
+
+def _distributed_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_with_local_gradient(features: torch.Tensor, scale_local_gradient: bool = True) -> torch.Tensor:
+    """Concatenate `(local_batch, dim)` features of every process in rank order -> `(global_batch, dim)`.
+
+    Other processes' rows are constants; the local rows are `features` itself (so they keep their
+    gradient), with the gradient scaled by the world size when `scale_local_gradient` (see the module
+    docstring). Local batches may differ in size (a skipped corrupt video shortens one).
+    """
+    rank, world_size = _distributed_world()
+    if world_size == 1:
+        return features
+    local_size = torch.tensor([features.shape[0]], device=features.device, dtype=torch.long)
+    sizes = [torch.zeros_like(local_size) for _ in range(world_size)]
+    dist.all_gather(sizes, local_size)
+    sizes = [int(size.item()) for size in sizes]
+    padded = F.pad(features.detach(), (0, 0, 0, max(sizes) - features.shape[0])).contiguous()
+    buffers = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(buffers, padded)
+    pieces = [buffer[:size] for buffer, size in zip(buffers, sizes)]
+    pieces[rank] = _ScaleGradient.apply(features, float(world_size)) if scale_local_gradient else features
+    return torch.cat(pieces)
+
+
+class CLIP2VideoContrastiveLoss(nn.Module):
+    """`clip2video_loss` (spec §5.4) on embeddings gathered from all processes.
+
+    Args:
+        center_weight: weight `cw` of the global term; `1 - cw` goes to the TAB term.
+        gather: gather across processes (no effect in a 1-process run).
+
+    Call it with a [`CLIP2VideoOutput`] (or anything with `text_global_embeds`, `video_global_embeds`,
+    `text_alignment_embeds`, `video_alignment_embeds`) and the model's `logit_scale` parameter (log
+    temperature). Caption `i` pairs with video `i` within each process's batch.
+    """
+
+    def __init__(self, center_weight: float = 0.5, gather: bool = True):
+        super().__init__()
+        self.center_weight = center_weight
+        self.gather = gather
+
+    def _gather(self, features: torch.Tensor | None) -> torch.Tensor | None:
+        if features is None or not self.gather:
+            return features
+        return gather_with_local_gradient(features)
+
+    def forward(self, outputs, logit_scale: torch.Tensor) -> torch.Tensor:
+        return clip2video_loss(
+            self._gather(outputs.text_global_embeds),
+            self._gather(outputs.video_global_embeds),
+            logit_scale,
+            self.center_weight,
+            self._gather(outputs.text_alignment_embeds),
+            self._gather(outputs.video_alignment_embeds),
+        )
+
+
+__all__ = ["CLIP2VideoContrastiveLoss", "gather_with_local_gradient"]

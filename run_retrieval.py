@@ -1,0 +1,1155 @@
+#!/usr/bin/env python
+# Copyright 2026 The clip2video authors. Licensed under the MIT licence.
+"""Train, evaluate and export CLIP2Video (arXiv 2106.11097) video-text retrieval models with accelerate.
+
+    python run_retrieval.py                       # the default job: synthetic benchmark, small model vs mean pooling
+    accelerate launch run_retrieval.py --model_name_or_path openai/clip-vit-base-patch32 \\
+        --dataset_name msrvtt-9k --data_dir data --video_dir MSRVTT/videos/all --do_train --do_eval \\
+        --output_dir clip2video-msrvtt9k
+    python run_retrieval.py --model_name_or_path clip2video-msrvtt9k --dataset_name msrvtt-1k-a ... --do_eval
+    python run_retrieval.py args.json             # every option from a JSON (or YAML) file
+
+The script reads as a story: 1. parse arguments, 2. set up accelerate and logging, 3. load the splits
+and the processor, 4. build the model, 5. optimizer and schedule, 6. prepare and resume, 7. train
+with periodic evaluation and atomic checkpoints, 8. evaluate (every video and caption encoded once,
+one matrix product, exact metrics), 9. save the model, its processor, code and card, push to the Hub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import transformers
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from huggingface_hub import HfApi
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
+
+from configuration_clip2video import CLIP2VideoConfig
+from datasets_scripts import SYNTHETIC_NAME, get_eval_index, load_benchmark
+from loss_clip2video import CLIP2VideoContrastiveLoss
+from modeling_clip2video import CLIP2VideoModel
+from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
+from retrieval_metrics import TIE_RULES, dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
+
+
+logger = logging.getLogger("run_retrieval")
+
+REPO_DIR = Path(__file__).resolve().parent
+#: CLIP's BPE tokenizer files shipped with the repository (used for models trained from scratch).
+DEFAULT_TOKENIZER_DIR = REPO_DIR / "clip_tokenizer"
+#: Modules of a CLIP2Video model that come from CLIP (learning rate `clip_learning_rate`).
+CLIP_MODULES = ("text_model", "vision_model", "text_projection", "visual_projection", "logit_scale")
+#: The original's `feature_framerate` per benchmark family (spec §9.1).
+FEATURE_FRAMERATE = {"msrvtt": 2, "msvd": 1, "vatex": 1, SYNTHETIC_NAME: 1}
+#: The temporal options of `CLIP2VideoConfig` that can be set from the command line.
+TEMPORAL_OPTIONS = ("num_frames", "temporal_head", "num_temporal_layers", "use_tdb", "tdb_projection", "use_tab",
+                    "tab_input", "num_centers", "center_weight", "original_padding")
+#: Model options of the mean-pooling baseline (`--compare_mean_pooling`): an order-invariant video head.
+MEAN_POOLING_OPTIONS = dict(temporal_head="mean", use_tdb=False, tab_input="none")
+CHECKPOINT_PREFIX = "checkpoint-"
+TRAINER_STATE = "trainer_state.json"
+
+#: The default job, run when the script gets no argument: generate the synthetic temporal benchmark, train a small
+#: CLIP2Video from scratch and the same model with mean pooling, evaluate both and print a table (≈ 4 min, 2 CPU cores).
+DEFAULT_JOB = [
+    "--dataset_name", SYNTHETIC_NAME, "--train_size", "1000", "--test_size", "100",
+    "--output_dir", "outputs/synthetic-motion", "--overwrite_output_dir",
+    "--do_train", "--do_eval", "--compare_mean_pooling",
+    "--learning_rate", "1e-3", "--clip_learning_rate", "1e-3", "--weight_decay", "0.01",
+    "--train_batch_size", "32", "--num_train_epochs", "16", "--warmup_ratio", "0.05", "--max_grad_norm", "1.0",
+    "--checkpointing_steps", "epoch", "--checkpoints_total_limit", "1", "--logging_steps", "100",
+    "--cache_videos", "--report_to", "none",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 1. Arguments
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelArguments:
+    """Where the model comes from; temporal options for a model built on CLIP or from scratch."""
+
+    model_name_or_path: Optional[str] = field(default=None, metadata={"help": (
+        "A CLIP model (Hub id or folder, e.g. openai/clip-vit-base-patch32: the temporal modules are added and "
+        "initialised as the original does) or a CLIP2Video model (folder or Hub id). Unset: a small model from "
+        "scratch (see the --scratch_* options).")})
+    trust_remote_code: bool = field(default=False, metadata={"help": (
+        "Load a CLIP2Video checkpoint with the code stored next to its weights (AutoModel/AutoProcessor with "
+        "trust_remote_code) instead of this repository's modeling_clip2video.py.")})
+    tokenizer_name: Optional[str] = field(default=None, metadata={"help": (
+        "CLIP tokenizer files (folder or Hub id). Default: the model's own, else the repository's clip_tokenizer/.")})
+    num_frames: Optional[int] = field(default=None, metadata={"help": "Frames per video (default 12)."})
+    temporal_head: Optional[str] = field(default=None, metadata={"help": "'transformer' (seqTransf) or 'mean' (meanP)."})
+    num_temporal_layers: Optional[int] = field(default=None, metadata={"help": "Temporal transformer layers (4)."})
+    use_tdb: Optional[bool] = field(default=None, metadata={"help": "Temporal Difference Block (default True)."})
+    tdb_projection: Optional[str] = field(default=None, metadata={"help": "'attention', 'mlp' or 'none'."})
+    use_tab: Optional[bool] = field(default=None, metadata={"help": "Temporal Alignment Block (default True)."})
+    tab_input: Optional[str] = field(default=None, metadata={"help": "TAB input: 'tdb', 'plain' or 'none'."})
+    num_centers: Optional[int] = field(default=None, metadata={"help": "TAB centers K (5; VATEX 7)."})
+    center_weight: Optional[float] = field(default=None, metadata={"help": "Weight of the global term (0.5)."})
+    original_padding: Optional[bool] = field(default=None, metadata={"help": (
+        "Encode padded frames like the original (True for converted checkpoints). Models trained here default to "
+        "False: padding never reaches the embedding.")})
+    scratch_hidden_size: int = field(default=64, metadata={"help": "From scratch: width of both towers and embeddings."})
+    scratch_num_layers: int = field(default=2, metadata={"help": "From scratch: layers of each tower."})
+    scratch_num_heads: int = field(default=2, metadata={"help": "From scratch: attention heads."})
+    scratch_image_size: int = field(default=32, metadata={"help": "From scratch: frame size in pixels."})
+    scratch_patch_size: int = field(default=8, metadata={"help": "From scratch: ViT patch size."})
+    freeze_text_tower: bool = field(default=False, metadata={"help": "Freeze the CLIP text tower and its projection."})
+    freeze_vision_tower: bool = field(default=False, metadata={"help": "Freeze the CLIP vision tower and its projection."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in backward."})
+
+    def temporal_overrides(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in TEMPORAL_OPTIONS if getattr(self, name) is not None}
+
+
+@dataclass
+class DataArguments:
+    """Which benchmark and how its videos are read."""
+
+    dataset_name: str = field(default=SYNTHETIC_NAME, metadata={"help": (
+        "Benchmark of datasets_scripts.load_benchmark: msrvtt-1k-a, msrvtt-9k, msrvtt-7k, msrvtt-full, msvd, "
+        "vatex-hgr, vatex-1k5, synthetic-motion.")})
+    data_dir: Optional[str] = field(default=None, metadata={"help": "Folder of the split/annotation files."})
+    video_dir: Optional[str] = field(default=None, metadata={"help": "Folder of the videos (or frame folders)."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache (and synthetic videos)."})
+    train_split: str = field(default="train", metadata={"help": "Split used for training."})
+    eval_split: str = field(default="test", metadata={"help": "Split used for evaluation and export."})
+    max_words: Optional[int] = field(default=None, metadata={"help": (
+        "Caption length in tokens, start and end included (default: the checkpoint processor's, else 32).")})
+    frame_sampling: str = field(default="original", metadata={"help": (
+        "'original' (5 fps images, every feature_framerate-th, uniform pick), 'uniform' or 'random_segment'.")})
+    feature_framerate: Optional[int] = field(default=None, metadata={"help": (
+        "The original's feature_framerate; default per benchmark (MSR-VTT 2, MSVD/VATEX/synthetic 1).")})
+    transform_backend: str = field(default="torch", metadata={"help": "'torch' (fast) or 'pil' (bit-exact original)."})
+    video_backend: str = field(default="decord", metadata={"help": "'decord' (falls back to PyAV) or 'pyav'."})
+    cache_videos: bool = field(default=False, metadata={"help": (
+        "Decode every video once and keep its frames (uint8) in memory; for small sets like synthetic-motion.")})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_videos: Optional[int] = field(default=None, metadata={"help": "Evaluate on the first N videos only."})
+    train_size: int = field(default=2000, metadata={"help": "synthetic-motion: training videos."})
+    test_size: int = field(default=500, metadata={"help": "synthetic-motion: test videos (even)."})
+    synthetic_seed: int = field(default=0, metadata={"help": "synthetic-motion: generation seed."})
+
+    def benchmark_options(self) -> dict[str, Any]:
+        if self.dataset_name == SYNTHETIC_NAME:
+            return dict(train_size=self.train_size, test_size=self.test_size, seed=self.synthetic_seed)
+        return {}
+
+
+@dataclass
+class RunArguments:
+    """What to do, the optimisation recipe (CLIP4Clip/CLIP2Video defaults), checkpoints, logging and the Hub."""
+
+    output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints, model, logs, reports go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow a non-empty output_dir."})
+    do_train: bool = field(default=False, metadata={"help": "Train (with periodic evaluation if --do_eval)."})
+    do_eval: bool = field(default=False, metadata={"help": "Evaluate on eval_split (after training if --do_train)."})
+    do_export_features: bool = field(default=False, metadata={"help": (
+        "Write video and caption retrieval embeddings of eval_split to output_dir/features.safetensors (+ .json index).")})
+    compare_mean_pooling: bool = field(default=False, metadata={"help": (
+        "Also train/evaluate the same model with mean pooling (temporal_head=mean, no TDB, TAB without temporal "
+        "input) in output_dir/mean_pooling and print both rows.")})
+    seed: int = field(default=42, metadata={"help": "Seed of initialisation and data order."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the new (temporal) modules."})
+    clip_learning_rate: float = field(default=1e-7, metadata={"help": "Learning rate of the CLIP towers and logit scale."})
+    weight_decay: float = field(default=0.2, metadata={"help": "AdamW weight decay (not on biases, norms, scale)."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2."})
+    adam_epsilon: float = field(default=1e-6, metadata={"help": "AdamW epsilon."})
+    max_grad_norm: Optional[float] = field(default=None, metadata={"help": "Clip gradients to this norm (unset: no)."})
+    num_train_epochs: int = field(default=5, metadata={"help": "Training epochs."})
+    max_train_steps: Optional[int] = field(default=None, metadata={"help": "Optimizer steps; overrides epochs."})
+    train_batch_size: int = field(default=128, metadata={"help": (
+        "GLOBAL batch (all processes and accumulation steps); the contrastive loss sees "
+        "train_batch_size / gradient_accumulation_steps pairs at a time.")})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Videos (or captions) per process per eval batch."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Linear warm-up share of the steps, then cosine."})
+    mixed_precision: Optional[str] = field(default=None, metadata={"help": (
+        "'no', 'fp16' or 'bf16' (default: accelerate's config / launch option).")})
+    logging_steps: int = field(default=50, metadata={"help": "Log loss, learning rate, logit scale, samples/s every N steps."})
+    eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate every N steps (default: each epoch)."})
+    checkpointing_steps: Optional[str] = field(default="epoch", metadata={"help": (
+        "Save the training state every N steps (an int), at each epoch end ('epoch', also done with an int), or "
+        "'no'. Checkpoints are written to a temporary folder and renamed (atomic).")})
+    checkpoints_total_limit: Optional[int] = field(default=None, metadata={"help": "Keep only the N newest checkpoints."})
+    resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": (
+        "'latest' (newest complete checkpoint in output_dir/checkpoints, none: start fresh) or a checkpoint folder.")})
+    tie_rule: str = field(default="pessimistic", metadata={"help": (
+        f"Metric tie rule {TIE_RULES}: 'pessimistic' counts a tie against the model; 'original' is CLIP2Video's.")})
+    dsl: bool = field(default=False, metadata={"help": "Also report dual-softmax re-scored metrics (keys dsl_*)."})
+    dsl_temperature: float = field(default=100.0, metadata={"help": "DSL temperature on cosine similarities."})
+    report_to: str = field(default="tensorboard", metadata={"help": "accelerate trackers: 'tensorboard', 'all', 'none'."})
+    visual_report: bool = field(default=True, metadata={"help": (
+        "Write report/similarity.png and report/index.html (each query's top-5 videos as thumbnails).")})
+    report_num_queries: int = field(default=24, metadata={"help": "Queries shown in the HTML report."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the final model folder to the Hub."})
+    hub_model_id: Optional[str] = field(default=None, metadata={"help": "Repository id for --push_to_hub."})
+    hub_token: Optional[str] = field(default=None, metadata={"help": "Token for --push_to_hub (default: login)."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the run stops before the optimizer step, checkpoints stay intact."""
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, DataArguments, RunArguments]:
+    """Command line (or a single .json/.yaml file) -> the three argument dataclasses; no argument = the default job."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments), description=__doc__.split("\n\n")[0])
+    if not argv:
+        logger.info("no argument: running the default job (%s)", " ".join(DEFAULT_JOB))
+        argv = list(DEFAULT_JOB)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunArguments) -> None:
+    if not (args.do_train or args.do_eval or args.do_export_features):
+        raise ValueError("nothing to do: give --do_train, --do_eval and/or --do_export_features")
+    if args.tie_rule not in TIE_RULES:
+        raise ValueError(f"--tie_rule must be one of {TIE_RULES}, got {args.tie_rule!r}")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id")
+    if args.checkpointing_steps not in (None, "no", "epoch") and not str(args.checkpointing_steps).isdigit():
+        raise ValueError(f"--checkpointing_steps must be an int, 'epoch' or 'no', got {args.checkpointing_steps!r}")
+    if args.compare_mean_pooling and not args.do_train:
+        raise ValueError("--compare_mean_pooling trains a baseline: it needs --do_train")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 3. Data: captions tokenised once, videos decoded per item (optionally once for the whole run)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class VideoFrameStore:
+    """Decoded frames of every video of a split, by video index: `load(v)` -> list of uint8 `(H, W, 3)` frames.
+
+    Decoding and frame selection are the processor's (`load_frames`); the CLIP transform happens per batch
+    (`collate_*`), on all frames of the batch at once. With `cache=True` each video is decoded once per run.
+    A video that cannot be decoded raises `VideoDecodeError` (the failure is cached too).
+    """
+
+    def __init__(self, paths: Sequence[str], video_processor, options: dict[str, Any], cache: bool = False):
+        self.paths, self.video_processor, self.options, self.cache = list(paths), video_processor, options, cache
+        self._frames: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, video_index: int) -> list:
+        if video_index in self._frames:
+            frames = self._frames[video_index]
+            if isinstance(frames, VideoDecodeError):
+                raise frames
+            return frames
+        path = self.paths[video_index]
+        try:
+            if not path:
+                raise VideoDecodeError(f"video {video_index}: no file (missing from video_dir)")
+            frames = [np.asarray(frame) for frame in self.video_processor.load_frames(path, **self.options)]
+        except VideoDecodeError as error:
+            if self.cache:
+                self._frames[video_index] = error
+            raise
+        if self.cache:
+            self._frames[video_index] = frames
+        return frames
+
+    def preload(self, indices: Sequence[int], disable_progress: bool = False) -> list[str]:
+        """Decode `indices` into the cache; returns the names of the videos that failed (first time only)."""
+        failures = []
+        indices = [index for index in indices if index not in self._frames]
+        for index in tqdm(indices, desc="decoding videos", disable=disable_progress, leave=False):
+            try:
+                self.load(index)
+            except VideoDecodeError as error:
+                failures.append(str(error))
+        return failures
+
+
+class CaptionVideoDataset(torch.utils.data.Dataset):
+    """Row `i` of a split: caption tokens and its video's frames (or the decode error, for the collator to count)."""
+
+    def __init__(self, tokens: dict[str, torch.Tensor], video_of_row: Sequence[int], store: VideoFrameStore):
+        self.tokens, self.video_of_row, self.store = tokens, list(video_of_row), store
+
+    def __len__(self) -> int:
+        return len(self.video_of_row)
+
+    def __getitem__(self, row: int) -> dict[str, Any]:
+        video = self.video_of_row[row]
+        item = {"row": row, "input_ids": self.tokens["input_ids"][row], "attention_mask": self.tokens["attention_mask"][row]}
+        try:
+            item["frames"] = self.store.load(video)
+        except VideoDecodeError as error:
+            item["error"] = str(error)
+        return item
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Video `v` of a split (evaluation: every video once)."""
+
+    def __init__(self, store: VideoFrameStore, indices: Sequence[int]):
+        self.store, self.indices = store, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        item = {"video": self.indices[position]}
+        try:
+            item["frames"] = self.store.load(self.indices[position])
+        except VideoDecodeError as error:
+            item["error"] = str(error)
+        return item
+
+
+class VideoBatcher:
+    """Turns lists of decoded frames into `pixel_values` `(batch, num_frames, 3, H, W)` and `video_mask`, with one call
+    of the processor's transform for all frames of the batch. Picklable, so it works in DataLoader workers."""
+
+    def __init__(self, video_processor, options: dict[str, Any], num_frames: int):
+        self.video_processor, self.options, self.num_frames = video_processor, options, num_frames
+
+    def __call__(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = [len(frames) for frames in videos]
+        pixels = self.video_processor.transform_frames([frame for frames in videos for frame in frames], **self.options)
+        batch = torch.zeros(len(videos), self.num_frames, *pixels.shape[1:], dtype=pixels.dtype)
+        mask = torch.zeros(len(videos), self.num_frames, dtype=torch.long)
+        start = 0
+        for position, count in enumerate(counts):
+            batch[position, :count] = pixels[start : start + count]
+            mask[position, :count] = 1
+            start += count
+        return batch, mask
+
+    def collate_pairs(self, items: list[dict]) -> dict[str, Any]:
+        """Training batch; rows whose video failed are dropped and named in `skipped`."""
+        good = [item for item in items if "frames" in item]
+        batch = {"skipped": [item["error"] for item in items if "error" in item], "rows": [item["row"] for item in good]}
+        if good:
+            batch["input_ids"] = torch.stack([item["input_ids"] for item in good])
+            batch["attention_mask"] = torch.stack([item["attention_mask"] for item in good])
+            batch["pixel_values"], batch["video_mask"] = self([item["frames"] for item in good])
+        return batch
+
+    def collate_videos(self, items: list[dict]) -> dict[str, Any]:
+        """Evaluation batch of videos; a failed video gets one blank frame and `valid=False` (dropped later)."""
+        blank = None
+        videos, valid = [], []
+        for item in items:
+            if "frames" in item:
+                videos.append(item["frames"])
+                blank = item["frames"][:1]
+            valid.append("frames" in item)
+        if not any(valid):
+            size = self.options.get("crop_size") or {"height": 32, "width": 32}
+            blank = [np.zeros((size["height"], size["width"], 3), dtype=np.uint8)]
+        videos = [item.get("frames", [np.zeros_like(blank[0])]) for item in items]
+        pixel_values, video_mask = self(videos)
+        return {"video": torch.tensor([item["video"] for item in items]), "valid": torch.tensor(valid),
+                "pixel_values": pixel_values, "video_mask": video_mask,
+                "skipped": [item["error"] for item in items if "error" in item]}
+
+
+class GlobalBatchSampler(torch.utils.data.Sampler):
+    """This process's share of every global micro-batch, from a permutation that depends only on (seed, epoch).
+
+    A global micro-batch of `micro_batch_size` rows is split in `world_size` equal slices in rank order, so the
+    loss sees the same global batch whatever the number of processes; `skip_batches` resumes mid-epoch.
+    """
+
+    def __init__(self, num_rows: int, micro_batch_size: int, rank: int, world_size: int, seed: int):
+        if micro_batch_size % world_size:
+            raise ValueError(f"the global micro-batch ({micro_batch_size}) must divide by the {world_size} processes")
+        if num_rows < micro_batch_size:
+            raise ValueError(f"{num_rows} training rows cannot fill one global micro-batch of {micro_batch_size}")
+        self.num_rows, self.micro_batch_size, self.rank, self.world_size, self.seed = (
+            num_rows, micro_batch_size, rank, world_size, seed)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.start = epoch, skip_batches
+
+    def __len__(self) -> int:
+        return self.num_rows // self.micro_batch_size - self.start
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_rows)
+        local = self.micro_batch_size // self.world_size
+        for batch in range(self.start, self.num_rows // self.micro_batch_size):
+            offset = batch * self.micro_batch_size + self.rank * local
+            yield order[offset : offset + local].tolist()
+
+
+@dataclass
+class SplitData:
+    """One benchmark split ready for the model."""
+
+    rows: Any  # datasets.Dataset
+    tokens: dict[str, torch.Tensor]
+    store: VideoFrameStore
+    eval_index: Any  # datasets_scripts.EvalIndex
+
+    @property
+    def video_of_row(self) -> list[int]:
+        return list(self.eval_index.caption_to_video)
+
+
+def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProcessor, video_options: dict,
+               max_videos: Optional[int] = None, max_rows: Optional[int] = None) -> SplitData:
+    rows = load_benchmark(data_args.dataset_name, split, data_dir=data_args.data_dir, video_dir=data_args.video_dir,
+                          cache_dir=data_args.cache_dir, **data_args.benchmark_options())
+    if max_videos is not None:
+        rows = rows.filter(lambda index: index < max_videos, input_columns="video_index")
+    if max_rows is not None:
+        rows = rows.select(range(min(max_rows, len(rows))))
+    eval_index = get_eval_index(rows)
+    first_rows = eval_index.first_caption_rows
+    paths = [rows[row]["video"] for row in first_rows]
+    tokens = processor.tokenize(list(rows["caption"]))
+    store = VideoFrameStore(paths, processor.video_processor, video_options, cache=data_args.cache_videos)
+    logger.info("%s/%s: %d captions, %d videos", data_args.dataset_name, split, len(rows), eval_index.num_videos)
+    return SplitData(rows, tokens, store, eval_index)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 4. Model and processor
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def scratch_config(model_args: ModelArguments, processor_max_words: int, tokenizer) -> CLIP2VideoConfig:
+    """A small CLIP2Video with CLIP's vocabulary, for training from scratch."""
+    width, layers, heads = model_args.scratch_hidden_size, model_args.scratch_num_layers, model_args.scratch_num_heads
+    text = dict(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+                num_attention_heads=heads, max_position_embeddings=max(processor_max_words, 16),
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=0)
+    vision = dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers, num_attention_heads=heads,
+                  image_size=model_args.scratch_image_size, patch_size=model_args.scratch_patch_size)
+    options = dict(num_temporal_layers=2, original_padding=False)
+    options.update(model_args.temporal_overrides())
+    return CLIP2VideoConfig(text_config=text, vision_config=vision, projection_dim=width, **options)
+
+
+def _model_type(name_or_path: str, trust_remote_code: bool) -> str:
+    config_file = Path(name_or_path) / "config.json"
+    if config_file.is_file():
+        return json.loads(config_file.read_text()).get("model_type", "")
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code).model_type
+
+
+def build_model(model_args: ModelArguments, processor: CLIP2VideoProcessor) -> CLIP2VideoModel:
+    """CLIP2Video from scratch, from CLIP (+ temporal options) or from a CLIP2Video checkpoint."""
+    source = model_args.model_name_or_path
+    if source is None:
+        model = CLIP2VideoModel(scratch_config(model_args, processor.max_words, processor.tokenizer))
+        logger.info("model from scratch: %.2f M parameters", sum(p.numel() for p in model.parameters()) / 1e6)
+        return model
+    model_type = _model_type(source, model_args.trust_remote_code)
+    if model_type == "clip":
+        options = {"original_padding": False, **model_args.temporal_overrides()}
+        logger.info("model from CLIP %s with %s", source, options)
+        return CLIP2VideoModel.from_clip(source, **options)
+    if model_type != "clip2video":
+        raise ValueError(f"{source}: model_type {model_type!r} is neither 'clip' nor 'clip2video'")
+    overrides = model_args.temporal_overrides()
+    if overrides:
+        raise ValueError(f"temporal options {sorted(overrides)} apply to models built from CLIP or from scratch; "
+                         f"{source} is a CLIP2Video checkpoint with its own config")
+    if model_args.trust_remote_code:
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(source, trust_remote_code=True)
+    return CLIP2VideoModel.from_pretrained(source)
+
+
+def _processor_from_files(source: str) -> CLIP2VideoProcessor:
+    """A saved CLIP2Video processor (folder or Hub id) read with this repository's classes."""
+    from transformers import CLIPTokenizer
+    from transformers.utils import cached_file
+
+    from processing_clip2video import CLIP2VideoVideoProcessor
+
+    saved = json.loads(Path(cached_file(source, "processor_config.json")).read_text())
+    video = {k: v for k, v in saved.get("video_processor", {}).items() if k not in ("auto_map", "video_processor_type")}
+    return CLIP2VideoProcessor(CLIP2VideoVideoProcessor(**video), CLIPTokenizer.from_pretrained(source),
+                               max_words=saved.get("max_words", 32), text_pad_token_id=saved.get("text_pad_token_id", 0))
+
+
+def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLIP2VideoProcessor:
+    """The checkpoint's processor when it has one, else CLIP tokenizer files + a video processor."""
+    source = model_args.model_name_or_path
+    if source is not None and model_args.tokenizer_name is None:
+        try:
+            if model_args.trust_remote_code:
+                from transformers import AutoProcessor
+
+                processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+            else:  # this repository's classes, without executing the folder's code
+                processor = _processor_from_files(source)
+            if data_args.max_words:
+                processor.max_words = data_args.max_words
+            return processor
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            logger.info("%s has no CLIP2Video processor (%s); building one from its tokenizer", source, error)
+    tokenizer = model_args.tokenizer_name or source or str(DEFAULT_TOKENIZER_DIR)
+    return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words or 32)
+
+
+def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[str, Any]:
+    """Per-call options of the video processor matching the model (frames, frame size) and the benchmark."""
+    size = config.vision_config.image_size
+    family = data_args.dataset_name.split("-")[0] if data_args.dataset_name != SYNTHETIC_NAME else SYNTHETIC_NAME
+    framerate = data_args.feature_framerate or FEATURE_FRAMERATE.get(family, 1)
+    return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                frame_sampling=data_args.frame_sampling, feature_framerate=framerate,
+                transform_backend=data_args.transform_backend, video_backend=data_args.video_backend)
+
+
+def configure_processor(processor: CLIP2VideoProcessor, options: dict[str, Any]) -> None:
+    """Store the run's video options in the processor, so the saved processor prepares videos as in training."""
+    for name, value in options.items():
+        setattr(processor.video_processor, name, value)
+
+
+def freeze_towers(model: CLIP2VideoModel, model_args: ModelArguments) -> None:
+    frozen = []
+    if model_args.freeze_text_tower:
+        frozen += [model.text_model, model.text_projection]
+    if model_args.freeze_vision_tower:
+        frozen += [model.vision_model, model.visual_projection]
+    for module in frozen:
+        module.requires_grad_(False)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 5. Optimizer: two learning rates (CLIP vs new modules), no decay on biases, norms and the scale
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def parameter_groups(model: torch.nn.Module, args: RunArguments) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        part = "clip" if name.split(".")[0] in CLIP_MODULES else "new"
+        decay = parameter.ndim >= 2 and "embedding" not in name and "center" not in name
+        groups.setdefault((part, decay), []).append(parameter)
+    learning_rates = {"clip": args.clip_learning_rate, "new": args.learning_rate}
+    return [
+        {"params": params, "lr": learning_rates[part], "weight_decay": args.weight_decay if decay else 0.0,
+         "name": f"{part}{'' if decay else '_no_decay'}"}
+        for (part, decay), params in sorted(groups.items())
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checkpoints: atomic save_state, `latest`
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainerState:
+    """Where training is: optimizer steps done, epoch, micro-batches of that epoch done."""
+
+    completed_steps: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    skipped_videos: int = 0
+
+
+def checkpoint_root(output_dir: str) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def complete_checkpoints(output_dir: str) -> list[Path]:
+    """Finished checkpoints (those with a trainer state), oldest first."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and (p / TRAINER_STATE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def resolve_checkpoint(value: Optional[str], output_dir: str) -> Optional[Path]:
+    """`latest` -> newest complete checkpoint of output_dir (None when there is none); a path -> itself."""
+    if value is None:
+        return None
+    if value == "latest":
+        found = complete_checkpoints(output_dir)
+        return found[-1] if found else None
+    path = Path(value)
+    if not (path / TRAINER_STATE).is_file():
+        raise FileNotFoundError(f"{path}: not a complete checkpoint (no {TRAINER_STATE})")
+    return path
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, state: TrainerState, limit: Optional[int]) -> Path:
+    """`accelerator.save_state` into a temporary folder, then one rename: a kill leaves no half checkpoint."""
+    root = checkpoint_root(output_dir)
+    final = root / f"{CHECKPOINT_PREFIX}{state.completed_steps}"
+    temporary = root / f".tmp-{final.name}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)  # left over by a killed run
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (temporary / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        for old in complete_checkpoints(output_dir)[: -limit] if limit else []:
+            shutil.rmtree(old, ignore_errors=True)
+        logger.info("saved checkpoint %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 7. Training
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+
+
+def compute_loss(model: torch.nn.Module, batch: dict[str, Any], loss_fn: CLIP2VideoContrastiveLoss,
+                 logit_scale: torch.Tensor) -> torch.Tensor:
+    """One micro-batch: the model's features (through DDP's forward), gathered loss over the global batch."""
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    pixel_values=batch["pixel_values"], video_mask=batch["video_mask"])
+    return loss_fn(outputs, logit_scale)
+
+
+def _learning_rates(optimizer) -> dict[str, float]:
+    """Current learning rate of each part (`lr_clip`, `lr_new`)."""
+    rates = {}
+    for index, group in enumerate(optimizer.param_groups):
+        rates.setdefault(f"lr_{group.get('name', str(index)).removesuffix('_no_decay')}", group["lr"])
+    return rates
+
+
+def _checkpoint_every(args: RunArguments) -> Optional[int]:
+    value = args.checkpointing_steps
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
+def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: SplitData, batcher: VideoBatcher,
+          loss_fn: CLIP2VideoContrastiveLoss, args: RunArguments, data_args: DataArguments, state: TrainerState,
+          num_update_steps_per_epoch: int, max_train_steps: int, evaluate_fn=None, log_prefix: str = "") -> TrainerState:
+    """The loop: accumulate, backward, clip, step; logs, checkpoints and periodic evaluation; NaN stops the run."""
+    micro_batch = args.train_batch_size // args.gradient_accumulation_steps
+    sampler = GlobalBatchSampler(len(train_split.rows), micro_batch, accelerator.process_index,
+                                 accelerator.num_processes, args.seed)
+    dataset = CaptionVideoDataset(train_split.tokens, train_split.video_of_row, train_split.store)
+    dataloader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=batcher.collate_pairs,
+                                             num_workers=data_args.dataloader_num_workers)
+    unwrapped = accelerator.unwrap_model(model)
+    checkpoint_every, eval_every = _checkpoint_every(args), args.eval_steps
+    output_dir = args.output_dir
+    num_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
+    progress = tqdm(total=max_train_steps, initial=state.completed_steps, desc=f"{log_prefix}training",
+                    disable=not accelerator.is_local_main_process)
+    window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+    last_checkpoint = None
+
+    for epoch in range(state.epoch, num_epochs):
+        model.train()
+        sampler.set_epoch(epoch, skip_batches=state.batches_in_epoch if epoch == state.epoch else 0)
+        state.epoch = epoch
+        for batch in dataloader:
+            state.batches_in_epoch += 1
+            for name in batch["skipped"]:
+                logger.warning("skipped training video: %s", name)
+            state.skipped_videos += len(batch["skipped"])
+            batch = move_to_device(batch, accelerator.device)
+            with accelerator.accumulate(model):
+                loss = compute_loss(model, batch, loss_fn, unwrapped.logit_scale)
+                if not torch.isfinite(loss):
+                    last = resolve_checkpoint("latest", output_dir)
+                    raise TrainingDivergedError(
+                        f"loss is {loss.item()} at optimizer step {state.completed_steps + 1} (epoch {epoch}); "
+                        f"stopped before updating the weights. Last good checkpoint: {last or 'none'} (resume with "
+                        "--resume_from_checkpoint latest, e.g. with a lower learning rate or --max_grad_norm)")
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            window_loss += loss.item() / args.gradient_accumulation_steps
+            window_samples += micro_batch
+            if not accelerator.sync_gradients:
+                continue
+            with torch.no_grad():  # the original CLIP clamps its temperature at 100
+                unwrapped.logit_scale.clamp_(0, math.log(100))
+            state.completed_steps += 1
+            progress.update(1)
+            if state.completed_steps % args.logging_steps == 0 or state.completed_steps == max_train_steps:
+                elapsed = time.perf_counter() - window_start
+                steps_in_window = window_samples / args.train_batch_size
+                logs = {"loss": window_loss / max(steps_in_window, 1e-9), "logit_scale": unwrapped.logit_scale.exp().item(),
+                        "samples_per_second": window_samples / elapsed, "epoch": epoch, **_learning_rates(optimizer)}
+                logger.info("%sstep %d/%d: %s", log_prefix, state.completed_steps, max_train_steps,
+                            ", ".join(f"{k} {v:.4g}" for k, v in logs.items()))
+                accelerator.log({f"{log_prefix}train/{k}": v for k, v in logs.items()}, step=state.completed_steps)
+                window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+            if checkpoint_every and state.completed_steps % checkpoint_every == 0:
+                last_checkpoint = save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
+            if evaluate_fn is not None and eval_every and state.completed_steps % eval_every == 0:
+                evaluate_fn(state.completed_steps)
+                model.train()
+            if state.completed_steps >= max_train_steps:
+                break
+        state.epoch, state.batches_in_epoch = epoch + 1, 0
+        if args.checkpointing_steps not in (None, "no"):
+            if last_checkpoint is None or not last_checkpoint.name.endswith(f"-{state.completed_steps}"):
+                last_checkpoint = save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
+            else:  # the step checkpoint of this very step: record that the epoch is over
+                if accelerator.is_main_process:
+                    (last_checkpoint / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
+        if evaluate_fn is not None and not eval_every:
+            evaluate_fn(state.completed_steps)
+        if state.completed_steps >= max_train_steps:
+            break
+    progress.close()
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 8. Evaluation: every video once, every caption once, one matrix product
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _gather_in_order(accelerator: Accelerator, local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Concatenate per-process chunks of known sizes, in process order."""
+    if accelerator.num_processes == 1:
+        return local
+    padded = accelerator.pad_across_processes(local, dim=0)
+    gathered = accelerator.gather(padded).view(accelerator.num_processes, -1, *local.shape[1:])
+    return torch.cat([gathered[rank, :size] for rank, size in enumerate(sizes)])
+
+
+def _split_range(count: int, accelerator: Accelerator) -> tuple[range, list[int]]:
+    bounds = np.linspace(0, count, accelerator.num_processes + 1).round().astype(int)
+    sizes = np.diff(bounds).tolist()
+    rank = accelerator.process_index
+    return range(bounds[rank], bounds[rank + 1]), sizes
+
+
+@torch.no_grad()
+def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: VideoBatcher, batch_size: int,
+                 num_workers: int = 0) -> dict[str, Any]:
+    """Retrieval features of every video (once) and every caption (once), split over processes."""
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    videos, video_sizes = _split_range(split.eval_index.num_videos, accelerator)
+    loader = torch.utils.data.DataLoader(VideoDataset(split.store, videos), batch_size=batch_size,
+                                         collate_fn=batcher.collate_videos, num_workers=num_workers)
+    video_features, valid, skipped = [], [], []
+    for batch in tqdm(loader, desc="encoding videos", disable=not accelerator.is_local_main_process, leave=False):
+        with accelerator.autocast():
+            features = unwrapped.get_video_features(batch["pixel_values"].to(accelerator.device),
+                                                    batch["video_mask"].to(accelerator.device))
+        video_features.append(features.float())
+        valid.append(batch["valid"].to(accelerator.device))
+        skipped += batch["skipped"]
+    dim = unwrapped.config.retrieval_embed_dim
+    local_videos = torch.cat(video_features) if video_features else torch.zeros(0, dim, device=accelerator.device)
+    local_valid = torch.cat(valid) if valid else torch.zeros(0, dtype=torch.bool, device=accelerator.device)
+
+    captions, caption_sizes = _split_range(len(split.rows), accelerator)
+    text_features = []
+    for start in range(captions.start, captions.stop, batch_size):
+        stop = min(start + batch_size, captions.stop)
+        with accelerator.autocast():
+            features = unwrapped.get_text_features(split.tokens["input_ids"][start:stop].to(accelerator.device),
+                                                   split.tokens["attention_mask"][start:stop].to(accelerator.device))
+        text_features.append(features.float())
+    local_text = torch.cat(text_features) if text_features else torch.zeros(0, dim, device=accelerator.device)
+    skipped_all = gather_object([skipped]) if accelerator.num_processes > 1 else [skipped]
+    return {
+        "video_features": _gather_in_order(accelerator, local_videos, video_sizes).cpu(),
+        "video_valid": _gather_in_order(accelerator, local_valid.long(), video_sizes).bool().cpu(),
+        "text_features": _gather_in_order(accelerator, local_text, caption_sizes).cpu(),
+        "logit_scale": float(unwrapped.logit_scale.exp()),
+        "skipped": [name for names in skipped_all for name in names],
+    }
+
+
+def compute_metrics(encoded: dict[str, Any], split: SplitData, args: RunArguments) -> dict[str, Any]:
+    """Similarity of the valid videos and their captions, metrics (and DSL metrics); unreadable videos are dropped."""
+    valid = encoded["video_valid"]
+    caption_to_video = torch.tensor(split.eval_index.caption_to_video)
+    keep_rows = valid[caption_to_video]
+    new_index = torch.cumsum(valid.long(), 0) - 1
+    text, video = encoded["text_features"][keep_rows], encoded["video_features"][valid]
+    targets = new_index[caption_to_video[keep_rows]].numpy()
+    cosine = text @ video.T  # one matrix product; logits = logit_scale * cosine (same ranking)
+    metrics = retrieval_metrics(cosine.numpy(), targets, tie_rule=args.tie_rule)
+    flat = flatten_metrics(metrics)
+    if args.dsl:
+        flat.update(flatten_metrics(dsl_retrieval_metrics(cosine.numpy(), targets, temperature=args.dsl_temperature,
+                                                          tie_rule=args.tie_rule), prefix="dsl_"))
+    flat.update(num_videos=int(valid.sum()), num_captions=int(keep_rows.sum()), skipped_videos=int((~valid).sum()))
+    return {"metrics": flat, "similarity": cosine, "targets": targets,
+            "video_indices": torch.nonzero(valid).flatten().tolist(),
+            "caption_rows": torch.nonzero(keep_rows).flatten().tolist()}
+
+
+def evaluate_model(accelerator, model, split: SplitData, batcher: VideoBatcher, args: RunArguments,
+                   data_args: DataArguments) -> dict[str, Any]:
+    encoded = encode_split(accelerator, model, split, batcher, args.eval_batch_size, data_args.dataloader_num_workers)
+    for name in encoded["skipped"]:
+        logger.warning("skipped evaluation video: %s", name)
+    result = compute_metrics(encoded, split, args)
+    result["encoded"] = encoded
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 9. Outputs: features, visual report, model card, Hub
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def export_features(encoded: dict[str, Any], split: SplitData, output_dir: str) -> Path:
+    """`features.safetensors` (video_embeds, text_embeds, logit_scale) and `features.json` (ids, captions, targets)."""
+    from safetensors.torch import save_file
+
+    path = Path(output_dir) / "features.safetensors"
+    save_file({"video_embeds": encoded["video_features"].contiguous(), "text_embeds": encoded["text_features"].contiguous(),
+               "video_valid": encoded["video_valid"].to(torch.uint8), "logit_scale": torch.tensor(encoded["logit_scale"])},
+              str(path))
+    index = {"video_ids": list(split.eval_index.video_ids), "captions": list(split.rows["caption"]),
+             "caption_to_video": list(split.eval_index.caption_to_video),
+             "usage": "similarity = logit_scale * text_embeds @ video_embeds.T"}
+    (Path(output_dir) / "features.json").write_text(json.dumps(index, indent=1))
+    logger.info("wrote %s (%d videos, %d captions)", path, len(index["video_ids"]), len(index["captions"]))
+    return path
+
+
+def _thumbnail(frames: list, height: int = 48, count: int = 4):
+    from PIL import Image
+
+    picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    images = [Image.fromarray(np.asarray(frames[i])[..., :3]) for i in picks]
+    scale = height / images[0].height
+    images = [image.resize((max(1, int(image.width * scale)), height), Image.Resampling.NEAREST) for image in images]
+    strip = Image.new("RGB", (sum(image.width for image in images) + 2 * (len(images) - 1), height), (255, 255, 255))
+    x = 0
+    for image in images:
+        strip.paste(image, (x, 0))
+        x += image.width + 2
+    return strip
+
+
+def write_visual_report(result: dict[str, Any], split: SplitData, output_dir: str, num_queries: int, title: str) -> Path:
+    """report/similarity.png (caption x video heatmap) and report/index.html (top-5 videos of each query)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = Path(output_dir) / "report"
+    (report / "thumbnails").mkdir(parents=True, exist_ok=True)
+    similarity = result["similarity"].numpy()
+    shown = similarity[:64, :64]
+    figure, axis = plt.subplots(figsize=(6, 5))
+    image = axis.imshow(shown, cmap="viridis", aspect="auto")
+    axis.set_xlabel("video"), axis.set_ylabel("caption"), axis.set_title(f"{title}: cosine similarity")
+    figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    figure.savefig(report / "similarity.png", dpi=100)
+    plt.close(figure)
+
+    captions = split.rows["caption"]
+    rows_html = []
+    for query in range(min(num_queries, similarity.shape[0])):
+        top = np.argsort(-similarity[query], kind="stable")[:5]
+        cells = []
+        for rank, column in enumerate(top):
+            video = result["video_indices"][column]
+            thumb = report / "thumbnails" / f"{video}.png"
+            if not thumb.exists():
+                try:
+                    _thumbnail(split.store.load(video)).save(thumb)
+                except VideoDecodeError:
+                    continue
+            hit = column == result["targets"][query]
+            cells.append(f'<td class="{"hit" if hit else ""}"><img src="thumbnails/{video}.png"><br>#{rank + 1} '
+                         f'{html.escape(split.eval_index.video_ids[video])} ({similarity[query, column]:.3f})</td>')
+        caption = captions[result["caption_rows"][query]]
+        rows_html.append(f"<tr><th>{html.escape(caption)}</th>{''.join(cells)}</tr>")
+    metrics = result["metrics"]
+    summary = ", ".join(f"{k} {metrics[k]:.1f}" for k in ("t2v_R1", "t2v_R5", "v2t_R1", "v2t_R5") if k in metrics)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>
+body{{font-family:sans-serif}} td,th{{padding:4px;font-size:12px;text-align:center}} th{{text-align:left;max-width:260px}}
+td.hit{{background:#c8f7c5}} img{{image-rendering:pixelated}}</style></head><body>
+<h2>{html.escape(title)}</h2><p>{html.escape(summary)}; green = ground truth.</p>
+<img src="similarity.png"><table>{''.join(rows_html)}</table></body></html>"""
+    (report / "index.html").write_text(page)
+    return report
+
+
+def metrics_table(rows: dict[str, dict[str, float]]) -> str:
+    """A markdown table of R@1/5/10, MdR, MnR in both directions, one row per model."""
+    columns = [("t2v_R1", "T2V R@1"), ("t2v_R5", "R@5"), ("t2v_R10", "R@10"), ("t2v_MedianR", "MdR"),
+               ("t2v_MeanR", "MnR"), ("v2t_R1", "V2T R@1"), ("v2t_R5", "R@5"), ("v2t_R10", "R@10"),
+               ("v2t_MedianR", "MdR"), ("v2t_MeanR", "MnR")]
+    lines = ["| model | " + " | ".join(title for _, title in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, metrics in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{metrics[key]:.1f}" for key, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def model_card(model, model_args: ModelArguments, data_args: DataArguments, args: RunArguments,
+               results: dict[str, dict[str, float]]) -> str:
+    config = model.config
+    base = model_args.model_name_or_path
+    front = ["---", "library_name: transformers", "license: mit", "pipeline_tag: feature-extraction",
+             "tags:", "- clip2video", "- video-text-retrieval", "- video-retrieval", "- custom_code"]
+    if base:
+        front.append(f"base_model: {base}")
+    front += ["metrics:", "- recall", "---"]
+    repo = args.hub_model_id or args.output_dir
+    return "\n".join(front) + f"""
+
+# CLIP2Video — {data_args.dataset_name}
+
+A CLIP2Video video-text retrieval model (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097)) trained
+with `run_retrieval.py` of the clip2video project, {'from ' + base if base else 'from scratch'}, on
+`{data_args.dataset_name}` ({data_args.train_split} split), evaluated on its {data_args.eval_split} split.
+
+## Usage
+
+```python
+import torch
+from transformers import AutoModel, AutoProcessor
+
+model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)
+inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], return_tensors="pt")
+with torch.no_grad():
+    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"])
+similarity = model.logit_scale.exp() * text @ video.T   # index `video` once, search with one matrix product
+```
+
+## Results ({data_args.dataset_name} {data_args.eval_split}, tie rule `{args.tie_rule}`)
+
+{metrics_table(results)}
+
+R@k in percent, MdR/MnR = median/mean rank (1 = best); T2V = text-to-video, V2T = video-to-text.
+
+## Model
+
+temporal head `{config.temporal_head}` ({config.num_temporal_layers} layers), TDB `{config.use_tdb}`
+(`{config.tdb_projection}`), TAB `{config.use_tab}` (input `{config.tab_input}`, {config.num_centers} centers,
+center weight {config.center_weight}), {config.num_frames} frames of {config.vision_config.image_size} px,
+{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters.
+
+## Training
+
+AdamW, learning rate {args.learning_rate} (new modules) / {args.clip_learning_rate} (CLIP), weight decay
+{args.weight_decay}, global batch {args.train_batch_size}, {args.num_train_epochs} epochs, warm-up {args.warmup_ratio}
+then cosine, seed {args.seed}; symmetric InfoNCE over the global batch (global + TAB terms).
+"""
+
+
+def push_folder_to_hub(folder: str, args: RunArguments) -> str:
+    """Create the repository (if needed) and upload the model folder (checkpoints, logs and baseline left out)."""
+    api = HfApi(token=args.hub_token)
+    repo_id = api.create_repo(args.hub_model_id, private=args.hub_private_repo, exist_ok=True).repo_id
+    api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload CLIP2Video from run_retrieval.py",
+                      ignore_patterns=["checkpoints/**", "runs/**", "mean_pooling/**", ".tmp-*", "features.*"])
+    logger.info("pushed %s to https://huggingface.co/%s", folder, repo_id)
+    return repo_id
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_args: DataArguments, args: RunArguments,
+                  processor: CLIP2VideoProcessor, splits: dict[str, SplitData], output_dir: str,
+                  log_prefix: str = "") -> dict[str, Any]:
+    """Build, (train,) evaluate and save one model in `output_dir`; returns its final metrics."""
+    accelerator.free_memory()  # forget a previous model's prepared objects (save_state saves all registered ones)
+    set_seed(args.seed)
+    model = build_model(model_args, processor)
+    freeze_towers(model, model_args)
+    if model_args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    options = video_options(model.config, data_args)
+    configure_processor(processor, options)
+    for split in splits.values():
+        split.store.options = options
+        if data_args.cache_videos:  # decode every video once for the whole run (a no-op for the second model)
+            for failure in split.store.preload(range(len(split.store)), not accelerator.is_local_main_process):
+                logger.warning("unreadable video: %s", failure)
+    batcher = VideoBatcher(processor.video_processor, options, model.config.num_frames)
+    run_args = dataclasses.replace(args, output_dir=output_dir)
+    eval_split = splits.get("eval")
+    final: dict[str, Any] = {}
+
+    def evaluate_fn(step: int) -> dict[str, Any]:
+        result = evaluate_model(accelerator, model, eval_split, batcher, run_args, data_args)
+        logger.info("%seval at step %d: %s", log_prefix, step,
+                    ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items() if k.endswith(("R1", "R5", "MedianR"))))
+        accelerator.log({f"{log_prefix}eval/{k}": v for k, v in result["metrics"].items()}, step=step)
+        final.update(result)
+        return result
+
+    if args.do_train:
+        train_split = splits["train"]
+        micro_batch = args.train_batch_size // args.gradient_accumulation_steps
+        if args.train_batch_size % (args.gradient_accumulation_steps * accelerator.num_processes):
+            raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by gradient_accumulation_steps "
+                             f"x processes ({args.gradient_accumulation_steps} x {accelerator.num_processes})")
+        steps_per_epoch = max(1, (len(train_split.rows) // micro_batch) // args.gradient_accumulation_steps)
+        max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+        optimizer = torch.optim.AdamW(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2),
+                                      eps=args.adam_epsilon)
+        scheduler = get_cosine_schedule_with_warmup(optimizer, int(args.warmup_ratio * max_steps), max_steps)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        state = TrainerState()
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
+        if checkpoint is not None:
+            accelerator.load_state(str(checkpoint))
+            state = TrainerState(**json.loads((checkpoint / TRAINER_STATE).read_text()))
+            logger.info("%sresumed from %s (step %d, epoch %d, batch %d)", log_prefix, checkpoint,
+                        state.completed_steps, state.epoch, state.batches_in_epoch)
+        elif args.resume_from_checkpoint not in (None, "latest"):
+            raise FileNotFoundError(args.resume_from_checkpoint)
+        loss_fn = CLIP2VideoContrastiveLoss(center_weight=accelerator.unwrap_model(model).config.center_weight)
+        logger.info("%straining %d steps: global batch %d (%d processes x %d per process x %d accumulation)",
+                    log_prefix, max_steps, args.train_batch_size, accelerator.num_processes,
+                    micro_batch // accelerator.num_processes, args.gradient_accumulation_steps)
+        state = train(accelerator, model, optimizer, scheduler, train_split, batcher, loss_fn, run_args, data_args,
+                      state, steps_per_epoch, max_steps,
+                      evaluate_fn=evaluate_fn if (args.do_eval and args.eval_steps) else None, log_prefix=log_prefix)
+        final["train"] = {"completed_steps": state.completed_steps, "skipped_training_videos": state.skipped_videos}
+    else:
+        model = accelerator.prepare(model)
+
+    if args.do_eval or args.do_export_features:
+        evaluate_fn(final.get("train", {}).get("completed_steps", 0))
+    unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        if args.do_export_features:
+            export_features(final["encoded"], eval_split, output_dir)
+        if args.do_eval and args.visual_report:
+            write_visual_report(final, eval_split, output_dir, args.report_num_queries, log_prefix.rstrip("/") or "CLIP2Video")
+        if args.do_train:
+            unwrapped.save_pretrained(output_dir, safe_serialization=True)
+            processor.save_pretrained(output_dir)
+    accelerator.wait_for_everyone()
+    return {"metrics": final.get("metrics", {}), "train": final.get("train", {}), "model": unwrapped}
+
+
+def setup_logging(accelerator: Accelerator) -> None:
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
+                        level=logging.INFO if accelerator.is_local_main_process else logging.WARNING)
+    logger.setLevel(logging.INFO if accelerator.is_local_main_process else logging.WARNING)
+    transformers.utils.logging.set_verbosity_warning() if accelerator.is_local_main_process \
+        else transformers.utils.logging.set_verbosity_error()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    # 1. Arguments
+    model_args, data_args, args = parse_args(argv)
+    check_args(model_args, data_args, args)
+    started = time.perf_counter()
+
+    # 2. Accelerate and logging
+    output = Path(args.output_dir)
+    if args.do_train and not args.overwrite_output_dir and args.resume_from_checkpoint is None and output.is_dir() \
+            and any(output.iterdir()):
+        raise ValueError(f"{output} is not empty: pass --overwrite_output_dir or --resume_from_checkpoint latest")
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to, project_dir=args.output_dir,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+    )
+    setup_logging(accelerator)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    logger.info("%d process(es), device %s, mixed precision %s", accelerator.num_processes, accelerator.device,
+                accelerator.mixed_precision)
+    if accelerator.is_main_process and args.overwrite_output_dir and args.resume_from_checkpoint is None \
+            and args.do_train and output.is_dir():
+        shutil.rmtree(output)
+    accelerator.wait_for_everyone()
+    if args.report_to != "none":
+        accelerator.init_trackers("run_retrieval", config={k: v for k, v in dataclasses.asdict(args).items()
+                                                            if isinstance(v, (int, float, str, bool))})
+
+    # 3. Data and processor (the splits are shared by the model and the baseline)
+    processor = build_processor(model_args, data_args)
+    with accelerator.main_process_first():  # the first process builds the datasets cache / synthetic videos
+        splits = {}
+        if args.do_train:
+            splits["train"] = load_split(data_args, data_args.train_split, processor, {}, max_rows=data_args.max_train_samples)
+        if args.do_eval or args.do_export_features:
+            splits["eval"] = load_split(data_args, data_args.eval_split, processor, {}, max_videos=data_args.max_eval_videos)
+
+    # 4.-9. Model(s)
+    configs = {"CLIP2Video": (model_args, args.output_dir, "")}
+    if args.compare_mean_pooling:
+        baseline = dataclasses.replace(model_args, **MEAN_POOLING_OPTIONS)
+        configs["mean pooling"] = (baseline, os.path.join(args.output_dir, "mean_pooling"), "mean_pooling/")
+    results, first_model = {}, None
+    for name, (this_model_args, output_dir, prefix) in configs.items():
+        outcome = run_one_model(accelerator, this_model_args, data_args, args, processor, splits, output_dir, prefix)
+        results[name] = outcome
+        first_model = first_model or outcome["model"]
+
+    # Results, model card, Hub
+    all_results = {name: {**outcome["metrics"], **outcome["train"]} for name, outcome in results.items()}
+    all_results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "all_results.json").write_text(json.dumps(all_results, indent=2))
+        metric_rows = {name: outcome["metrics"] for name, outcome in results.items() if outcome["metrics"]}
+        if args.do_train:
+            (output / "README.md").write_text(model_card(first_model, model_args, data_args, args, metric_rows))
+        if metric_rows:
+            print(f"\n{data_args.dataset_name} {data_args.eval_split} ({args.tie_rule} ties), "
+                  f"{all_results['wall_time_seconds']:.0f} s:\n{metrics_table(metric_rows)}")
+        if args.push_to_hub:
+            push_folder_to_hub(str(output), args)
+    return all_results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Helper of tests/test_run_retrieval.py: loss and gradients of one global batch, run with 1 or 2 processes.
+
+    python tests/ddp_loss_check.py OUT.pt
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ... tests/ddp_loss_check.py OUT.pt
+
+Every process takes its slice of the same 8 caption-video pairs (rank order, as `GlobalBatchSampler` does); the
+main process writes the loss and every parameter's gradient after `accelerator.backward`.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conftest import random_text, random_video, tiny_config  # noqa: E402
+from loss_clip2video import CLIP2VideoContrastiveLoss  # noqa: E402
+from modeling_clip2video import CLIP2VideoModel  # noqa: E402
+from run_retrieval import compute_loss  # noqa: E402
+
+GLOBAL_BATCH = 8
+
+
+def main(out_path: str) -> None:
+    accelerator = Accelerator()
+    torch.manual_seed(0)
+    config = tiny_config(original_padding=False)
+    model = CLIP2VideoModel(config)
+    input_ids, attention_mask = random_text(config, [5, 7, 16, 3, 9, 12, 4, 6], seed=1)
+    pixel_values, video_mask = random_video(config, [6, 4, 6, 2, 5, 6, 3, 6], seed=2)
+    local = GLOBAL_BATCH // accelerator.num_processes
+    rows = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
+    batch = {"input_ids": input_ids[rows], "attention_mask": attention_mask[rows],
+             "pixel_values": pixel_values[rows], "video_mask": video_mask[rows]}
+    model = accelerator.prepare(model)
+    unwrapped = accelerator.unwrap_model(model)
+    loss = compute_loss(model, batch, CLIP2VideoContrastiveLoss(config.center_weight), unwrapped.logit_scale)
+    accelerator.backward(loss)
+    if accelerator.is_main_process:
+        grads = {name: p.grad.detach().clone() for name, p in unwrapped.named_parameters() if p.grad is not None}
+        torch.save({"loss": loss.detach(), "grads": grads, "world_size": accelerator.num_processes}, out_path)
+    accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,291 @@
+"""Tests of the training/evaluation script `run_retrieval.py`, its loss and its metrics."""
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FIXTURES, REPO_ROOT
+from retrieval_metrics import (
+    dsl_retrieval_metrics,
+    ground_truth_ranks,
+    retrieval_metrics,
+    text_to_video_metrics,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Metrics: goldens computed by the original code (spec §12)
+# ----------------------------------------------------------------------------------------------------------------------
+
+GOLDEN_KEYS = ("R1", "R5", "R10", "MR", "MedianR", "MeanR", "Std_Rank")
+
+
+def _assert_matches_golden(got: dict, expected: dict):
+    for key in GOLDEN_KEYS:
+        if key in expected:
+            assert got[key] == pytest.approx(expected[key], abs=1e-9), key
+    if "cols" in expected:
+        assert got["ranks"] == expected["cols"]
+
+
+@pytest.mark.parametrize("variant", ["per_video", "batched"])
+def test_metrics_reproduce_original_goldens(variant):
+    goldens = json.loads((FIXTURES / "golden_config.json").read_text())[f"metrics_on_sim_{variant}"]
+    tensors = torch.load(FIXTURES / "golden_io.pt")
+    similarity, caption_to_video = tensors[f"sim_{variant}"], tensors["caption_to_video"].tolist()
+    cut_off_points = goldens["multi_cut_off_points"]
+    first_captions = [0] + cut_off_points[:-1]
+
+    original = dict(tie_rule="original", median_rule="original", return_ranks=True)
+    single = retrieval_metrics(similarity[first_captions], **original)
+    multi = retrieval_metrics(similarity, caption_to_video, **original)
+    _assert_matches_golden(single["text_to_video"], goldens["single_t2v"])
+    _assert_matches_golden(single["video_to_text"], goldens["single_v2t"])
+    _assert_matches_golden(multi["text_to_video"], goldens["multi_t2v"])
+    _assert_matches_golden(multi["video_to_text"], goldens["multi_v2t"])
+
+    tie = goldens["tie_example"]
+    _assert_matches_golden(text_to_video_metrics(tie["sim"], **original), tie["metrics"])
+
+
+def test_tie_rules_and_median_rules():
+    tie = [[1.0, 1.0, 0.0], [0.5, 1.0, 0.2], [0.1, 0.3, 0.9]]
+    assert ground_truth_ranks(tie, [0, 1, 2], "original").tolist() == [0, 1, 0, 0]  # the original's extra rank
+    assert ground_truth_ranks(tie, [0, 1, 2], "pessimistic").tolist() == [1, 0, 0]
+    assert ground_truth_ranks(tie, [0, 1, 2], "optimistic").tolist() == [0, 0, 0]
+    assert text_to_video_metrics(tie)["R1"] == pytest.approx(200 / 3)  # default: pessimistic
+    # A collapsed model (all scores equal) gets no credit by default.
+    assert retrieval_metrics(np.zeros((4, 4)))["text_to_video"]["R1"] == 0.0
+    # numpy median averages the middle ranks, torch's takes the lower one (the original's multi-caption T2V).
+    ranks_1_and_2 = np.array([[2.0, 1.0], [2.0, 1.0]])  # caption 0 -> rank 0, caption 1 -> rank 1
+    assert text_to_video_metrics(ranks_1_and_2, median_rule="average")["MedianR"] == 1.5
+    assert text_to_video_metrics(ranks_1_and_2, median_rule="lower")["MedianR"] == 1.0
+    assert text_to_video_metrics(ranks_1_and_2, median_rule="original")["MedianR"] == 1.5  # single caption: numpy
+    two_captions_each = ranks_1_and_2[[0, 0, 1, 1]]  # 1-based ranks 1, 1, 2, 2
+    assert text_to_video_metrics(two_captions_each, [0, 0, 1, 1])["MedianR"] == 1.0  # multi-caption: lower middle
+    assert text_to_video_metrics(two_captions_each, [0, 0, 1, 1], median_rule="average")["MedianR"] == 1.5
+
+
+def test_multi_caption_video_to_text_is_group_level():
+    # video 0 has captions 0, 1; video 1 has caption 2. Video 0's best caption group is its own (0.9 > 0.5).
+    similarity = np.array([[0.9, 0.0], [0.1, 0.6], [0.5, 0.7]])
+    metrics = retrieval_metrics(similarity, [0, 0, 1], return_ranks=True)
+    assert metrics["video_to_text"]["ranks"] == [0, 0]
+    assert metrics["text_to_video"]["ranks"] == [0, 1, 0]
+
+
+def test_dsl_rescoring_keeps_a_perfect_matrix_perfect_and_fixes_a_hub_video():
+    # Video 0 is everyone's nearest neighbour ("hub"); the dual softmax damps it.
+    similarity = np.array([[0.50, 0.10, 0.10], [0.49, 0.48, 0.10], [0.49, 0.10, 0.48]])
+    assert retrieval_metrics(similarity)["text_to_video"]["R1"] == pytest.approx(100 / 3)
+    assert dsl_retrieval_metrics(similarity)["text_to_video"]["R1"] == 100.0
+
+
+def test_evaluate_metric_loads_offline_and_matches_module(monkeypatch, tmp_path):
+    import evaluate
+
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    metric = evaluate.load(str(REPO_ROOT / "metrics" / "clip2video_retrieval"), cache_dir=str(tmp_path))
+    tensors = torch.load(FIXTURES / "golden_io.pt")
+    similarity, caption_to_video = tensors["sim_per_video"].double(), tensors["caption_to_video"].tolist()
+    result = metric.compute(predictions=similarity.tolist(), references=caption_to_video, tie_rule="original")
+    expected = retrieval_metrics(similarity, caption_to_video, tie_rule="original")
+    assert result["t2v_R1"] == expected["text_to_video"]["R1"] == 12.5
+    assert result["v2t_MeanR"] == pytest.approx(expected["video_to_text"]["MeanR"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Distributed loss: 2 real processes (gloo) == 1 process on the same global batch
+# ----------------------------------------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+PYTHON = sys.executable
+ACCELERATE = shutil.which("accelerate", path=os.path.dirname(PYTHON)) or "accelerate"
+
+
+def _subprocess_env() -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    return env
+
+
+def test_two_process_loss_and_gradients_equal_one_process(tmp_path):
+    script = str(REPO_ROOT / "tests" / "ddp_loss_check.py")
+    env = _subprocess_env()
+    subprocess.run([PYTHON, script, str(tmp_path / "one.pt")], check=True, env=env, cwd=tmp_path)
+    launch = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", script, str(tmp_path / "two.pt")]
+    subprocess.run(launch, check=True, env=dict(env, ACCELERATE_USE_CPU="1"), cwd=tmp_path, timeout=300)
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert (one["world_size"], two["world_size"]) == (1, 2)  # really two processes
+    assert torch.allclose(one["loss"], two["loss"], atol=1e-5)
+    assert one["grads"].keys() == two["grads"].keys() and len(one["grads"]) > 100
+    for name, grad in one["grads"].items():
+        assert torch.allclose(grad, two["grads"][name], atol=1e-5), name
+    assert one["grads"]["logit_scale"].abs() > 0 and one["grads"]["temporal_alignment_block.center_weights"].abs().max() > 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The script: a tiny synthetic benchmark, train + eval, export, report, card, Hub (mocked), resume, robustness
+# ----------------------------------------------------------------------------------------------------------------------
+
+import dataclasses  # noqa: E402
+import signal  # noqa: E402
+from unittest import mock  # noqa: E402
+
+import run_retrieval  # noqa: E402
+
+TINY_RUN = [
+    "--dataset_name", "synthetic-motion", "--train_size", "32", "--test_size", "16", "--num_frames", "4",
+    "--max_words", "16", "--scratch_hidden_size", "32", "--scratch_num_layers", "1", "--scratch_patch_size", "16",
+    "--num_temporal_layers", "1", "--train_batch_size", "8", "--num_train_epochs", "2", "--learning_rate", "1e-3",
+    "--clip_learning_rate", "1e-3", "--logging_steps", "2", "--checkpointing_steps", "2", "--report_to", "none",
+    "--cache_videos", "--do_train", "--do_eval",
+]
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory):
+    """One datasets/video cache for the whole session (the tiny synthetic set is generated once)."""
+    return str(tmp_path_factory.mktemp("synthetic_cache"))
+
+
+def _tiny_args(output_dir, cache_dir, *extra) -> list[str]:
+    return [*TINY_RUN, "--output_dir", str(output_dir), "--cache_dir", cache_dir, *extra]
+
+
+def test_help_lists_every_option():
+    result = subprocess.run([ACCELERATE, "launch", "--num_processes", "1", "--mixed_precision", "no",
+                             "--dynamo_backend", "no", str(REPO_ROOT / "run_retrieval.py"), "--help"],
+                            env=dict(_subprocess_env(), ACCELERATE_USE_CPU="1"), capture_output=True, text=True,
+                            check=True, timeout=180)
+    for arguments in (run_retrieval.ModelArguments, run_retrieval.DataArguments, run_retrieval.RunArguments):
+        for option in dataclasses.fields(arguments):
+            assert f"--{option.name}" in result.stdout, option.name
+
+
+def test_train_eval_export_card_report_and_push(tmp_path, synthetic_cache):
+    output = tmp_path / "run"
+    with mock.patch.object(run_retrieval, "HfApi") as hf_api:
+        hf_api.return_value.create_repo.return_value.repo_id = "someone/tiny-clip2video"
+        results = run_retrieval.main(_tiny_args(output, synthetic_cache, "--do_export_features", "--dsl",
+                                                "--push_to_hub", "--hub_model_id", "someone/tiny-clip2video"))
+    metrics = results["CLIP2Video"]
+    assert metrics["num_videos"] == 16 and metrics["completed_steps"] == 8 and metrics["skipped_videos"] == 0
+    assert 0 <= metrics["t2v_R1"] <= 100 and "dsl_t2v_R1" in metrics
+    assert json.loads((output / "all_results.json").read_text())["CLIP2Video"]["t2v_R1"] == metrics["t2v_R1"]
+    # Hub: the folder is pushed without checkpoints.
+    hf_api.return_value.create_repo.assert_called_once_with("someone/tiny-clip2video", private=False, exist_ok=True)
+    upload = hf_api.return_value.upload_folder.call_args.kwargs
+    assert upload["repo_id"] == "someone/tiny-clip2video" and upload["folder_path"] == str(output)
+    assert "checkpoints/**" in upload["ignore_patterns"]
+    # The folder: weights, config, remote code, processor, card, report, features.
+    for name in ("model.safetensors", "config.json", "modeling_clip2video.py", "configuration_clip2video.py",
+                 "processing_clip2video.py", "README.md", "report/index.html", "report/similarity.png",
+                 "features.safetensors", "features.json"):
+        assert (output / name).is_file(), name
+    card = (output / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: transformers" in card.split("---")[1]
+    assert "trust_remote_code=True" in card and "| CLIP2Video |" in card and f"{metrics['t2v_R1']:.1f}" in card
+    assert (output / "report/index.html").read_text().count("<tr>") == 16
+    # The saved folder loads as remote code and evaluates to the same metrics; the exported features match it.
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    reloaded = AutoModel.from_pretrained(output, trust_remote_code=True)
+    assert type(reloaded).__name__ == "CLIP2VideoModel"
+    again = run_retrieval.main(["--model_name_or_path", str(output), "--dataset_name", "synthetic-motion",
+                                "--train_size", "32", "--test_size", "16", "--cache_dir", synthetic_cache,
+                                "--output_dir", str(tmp_path / "eval"), "--do_eval", "--report_to", "none"])
+    for key in ("t2v_R1", "t2v_R5", "v2t_R1", "t2v_MeanR", "v2t_MeanR"):
+        assert again["CLIP2Video"][key] == pytest.approx(metrics[key]), key
+    features = load_file(output / "features.safetensors")
+    assert features["video_embeds"].shape == (16, reloaded.config.retrieval_embed_dim)
+
+
+def test_corrupt_and_missing_videos_are_skipped_and_counted(tmp_path, caplog):
+    from datasets_scripts import load_benchmark
+
+    cache = str(tmp_path / "cache")
+    train = load_benchmark("synthetic-motion", "train", cache_dir=cache, train_size=32, test_size=16)
+    test = load_benchmark("synthetic-motion", "test", cache_dir=cache, train_size=32, test_size=16)
+    Path(train[5]["video"]).write_bytes(b"\x00not a video" * 50)
+    Path(test[3]["video"]).write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="run_retrieval"):
+        results = run_retrieval.main(_tiny_args(tmp_path / "run", cache))["CLIP2Video"]
+    assert results["skipped_training_videos"] == 2  # one video, seen in each of the 2 epochs
+    assert results["skipped_videos"] == 1 and results["num_videos"] == 15 and results["num_captions"] == 15
+    assert math.isfinite(results["t2v_MeanR"])
+    assert any(Path(train[5]["video"]).name in record.message for record in caplog.records)
+    assert any(Path(test[3]["video"]).name in record.message for record in caplog.records)
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, synthetic_cache):
+    output = tmp_path / "run"
+    real_compute_loss, calls = run_retrieval.compute_loss, []
+
+    def nan_on_third_step(*args, **kwargs):
+        calls.append(1)
+        loss = real_compute_loss(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    with mock.patch.object(run_retrieval, "compute_loss", nan_on_third_step):
+        with pytest.raises(run_retrieval.TrainingDivergedError, match="loss is nan at optimizer step 3.*checkpoint-2"):
+            run_retrieval.main(_tiny_args(output, synthetic_cache))
+    checkpoints = sorted(p.name for p in (output / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-2"]
+    state = json.loads((output / "checkpoints/checkpoint-2/trainer_state.json").read_text())
+    assert state["completed_steps"] == 2
+    from safetensors.torch import load_file
+
+    weights = load_file(output / "checkpoints/checkpoint-2/model.safetensors")
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+
+
+KILL_AT_THIRD_STEP = """
+import os, signal, sys
+import run_retrieval
+real, calls = run_retrieval.compute_loss, []
+def compute_loss(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:  # mid-epoch 0, after checkpoint-2 was written
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+run_retrieval.compute_loss = compute_loss
+run_retrieval.main(sys.argv[1:])
+"""
+
+
+def test_kill_9_mid_epoch_then_resume_gives_the_same_final_metrics(tmp_path, synthetic_cache):
+    env = _subprocess_env()
+    script = str(REPO_ROOT / "run_retrieval.py")
+    full = _tiny_args(tmp_path / "full", synthetic_cache)
+    subprocess.run([PYTHON, script, *full], check=True, env=env, cwd=tmp_path, capture_output=True, timeout=300)
+
+    killed = _tiny_args(tmp_path / "killed", synthetic_cache)
+    died = subprocess.run([PYTHON, "-c", KILL_AT_THIRD_STEP, *killed], env=env, cwd=tmp_path, capture_output=True,
+                          timeout=300)
+    assert died.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in (tmp_path / "killed/checkpoints").iterdir()) == ["checkpoint-2"]
+    subprocess.run([PYTHON, script, *killed, "--resume_from_checkpoint", "latest"], check=True, env=env,
+                   cwd=tmp_path, capture_output=True, timeout=300)
+
+    expected = json.loads((tmp_path / "full/all_results.json").read_text())["CLIP2Video"]
+    resumed = json.loads((tmp_path / "killed/all_results.json").read_text())["CLIP2Video"]
+    assert resumed["completed_steps"] == expected["completed_steps"] == 8
+    for key, value in expected.items():
+        assert resumed[key] == value, key
+    from safetensors.torch import load_file
+
+    full_weights = load_file(tmp_path / "full/model.safetensors")
+    resumed_weights = load_file(tmp_path / "killed/model.safetensors")
+    for name, tensor in full_weights.items():
+        assert torch.equal(tensor, resumed_weights[name]), name
