@@ -1,11 +1,12 @@
 # Everything a fresh machine needs is installed by the first target that runs.
-# `make demo` runs the main job, `make test` the test suite (both create .venv on first use).
+# `make run` runs the main job (the synthetic-benchmark default run of run_retrieval.py), `make test` the test suite;
+# both create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.clip2video-installed
 
-.PHONY: demo test install bench clean
+.PHONY: run demo test install bench clean
 
 install: $(STAMP)
 
@@ -17,6 +18,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -e ".[test]"
 	touch $@
 
+run: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) run_retrieval.py
+
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) demo.py
 
@@ -25,6 +29,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_similarity.py
+	$(PY) benchmarks/bench_decode.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV)

@@ -73,7 +73,7 @@ DEFAULT_JOB = [
     "--learning_rate", "1e-3", "--clip_learning_rate", "1e-3", "--weight_decay", "0.01",
     "--train_batch_size", "32", "--num_train_epochs", "16", "--warmup_ratio", "0.05", "--max_grad_norm", "1.0",
     "--checkpointing_steps", "epoch", "--checkpoints_total_limit", "1", "--logging_steps", "100",
-    "--cache_videos", "--report_to", "none",
+    "--cache_videos", "--report_to", "none", "--train_group_size", "2",
 ]
 
 
@@ -181,6 +181,9 @@ class RunArguments:
     train_batch_size: int = field(default=128, metadata={"help": (
         "GLOBAL batch (all processes and accumulation steps); the contrastive loss sees "
         "train_batch_size / gradient_accumulation_steps pairs at a time.")})
+    train_group_size: int = field(default=1, metadata={"help": (
+        "Keep consecutive groups of N training rows in the same batch (groups are shuffled, not rows). With "
+        "synthetic-motion's twin pairs (N=2) every video meets its time-reversed twin as a hard negative.")})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
     eval_batch_size: int = field(default=64, metadata={"help": "Videos (or captions) per process per eval batch."})
     warmup_ratio: float = field(default=0.1, metadata={"help": "Linear warm-up share of the steps, then cosine."})
@@ -382,13 +385,17 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
     loss sees the same global batch whatever the number of processes; `skip_batches` resumes mid-epoch.
     """
 
-    def __init__(self, num_rows: int, micro_batch_size: int, rank: int, world_size: int, seed: int):
+    def __init__(self, num_rows: int, micro_batch_size: int, rank: int, world_size: int, seed: int,
+                 group_size: int = 1):
         if micro_batch_size % world_size:
             raise ValueError(f"the global micro-batch ({micro_batch_size}) must divide by the {world_size} processes")
         if num_rows < micro_batch_size:
             raise ValueError(f"{num_rows} training rows cannot fill one global micro-batch of {micro_batch_size}")
+        if group_size < 1 or micro_batch_size % group_size:
+            raise ValueError(f"the global micro-batch ({micro_batch_size}) must divide by the group size ({group_size})")
         self.num_rows, self.micro_batch_size, self.rank, self.world_size, self.seed = (
             num_rows, micro_batch_size, rank, world_size, seed)
+        self.group_size = group_size
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
@@ -397,8 +404,16 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return self.num_rows // self.micro_batch_size - self.start
 
+    def _order(self) -> np.ndarray:
+        """A permutation of the rows that keeps consecutive groups of `group_size` rows together."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.group_size == 1:
+            return rng.permutation(self.num_rows)
+        groups = rng.permutation(self.num_rows // self.group_size)
+        return (groups[:, None] * self.group_size + np.arange(self.group_size)).reshape(-1)
+
     def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_rows)
+        order = self._order()
         local = self.micro_batch_size // self.world_size
         for batch in range(self.start, self.num_rows // self.micro_batch_size):
             offset = batch * self.micro_batch_size + self.rank * local
@@ -413,6 +428,8 @@ class SplitData:
     tokens: dict[str, torch.Tensor]
     store: VideoFrameStore
     eval_index: Any  # datasets_scripts.EvalIndex
+    #: videos 2k and 2k + 1 are one clip and its time reversal, with other captions (synthetic-motion)
+    time_reversed_pairs: bool = False
 
     @property
     def video_of_row(self) -> list[int]:
@@ -433,7 +450,7 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
     tokens = processor.tokenize(list(rows["caption"]))
     store = VideoFrameStore(paths, processor.video_processor, video_options, cache=data_args.cache_videos)
     logger.info("%s/%s: %d captions, %d videos", data_args.dataset_name, split, len(rows), eval_index.num_videos)
-    return SplitData(rows, tokens, store, eval_index)
+    return SplitData(rows, tokens, store, eval_index, time_reversed_pairs=data_args.dataset_name == SYNTHETIC_NAME)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -668,7 +685,7 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
     """The loop: accumulate, backward, clip, step; logs, checkpoints and periodic evaluation; NaN stops the run."""
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     sampler = GlobalBatchSampler(len(train_split.rows), micro_batch, accelerator.process_index,
-                                 accelerator.num_processes, args.seed)
+                                 accelerator.num_processes, args.seed, group_size=args.train_group_size)
     dataset = CaptionVideoDataset(train_split.tokens, train_split.video_of_row, train_split.store)
     dataloader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=batcher.collate_pairs,
                                              num_workers=data_args.dataloader_num_workers)
@@ -819,10 +836,29 @@ def compute_metrics(encoded: dict[str, Any], split: SplitData, args: RunArgument
     if args.dsl:
         flat.update(flatten_metrics(dsl_retrieval_metrics(cosine.numpy(), targets, temperature=args.dsl_temperature,
                                                           tie_rule=args.tie_rule), prefix="dsl_"))
+    if split.time_reversed_pairs and bool(valid.all()):
+        flat["order_accuracy"] = order_accuracy(cosine, targets)
     flat.update(num_videos=int(valid.sum()), num_captions=int(keep_rows.sum()), skipped_videos=int((~valid).sum()))
     return {"metrics": flat, "similarity": cosine, "targets": targets,
             "video_indices": torch.nonzero(valid).flatten().tolist(),
             "caption_rows": torch.nonzero(keep_rows).flatten().tolist()}
+
+
+#: Score gap below which a caption's video and its time-reversed twin count as tied: float rounding (summing the same
+#: frame features in another order) separates the twins of an order-invariant model by ~1e-7.
+ORDER_TIE_TOLERANCE = 1e-5
+
+
+def order_accuracy(similarity: torch.Tensor, targets) -> float:
+    """% of captions that score their own video above its time-reversed twin (video `j ^ 1`) by more than rounding.
+
+    On a split of twin pairs this isolates temporal understanding: a frame-order-invariant model gives the twins equal
+    scores and gets 0 (ties count against it), a model that reads frame order gets up to 100.
+    """
+    targets = torch.as_tensor(targets)
+    rows = torch.arange(len(targets))
+    own, twin = similarity[rows, targets], similarity[rows, targets ^ 1]
+    return 100.0 * (own > twin + ORDER_TIE_TOLERANCE).double().mean().item()
 
 
 def evaluate_model(accelerator, model, split: SplitData, batcher: VideoBatcher, args: RunArguments,
@@ -924,6 +960,8 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     columns = [("t2v_R1", "T2V R@1"), ("t2v_R5", "R@5"), ("t2v_R10", "R@10"), ("t2v_MedianR", "MdR"),
                ("t2v_MeanR", "MnR"), ("v2t_R1", "V2T R@1"), ("v2t_R5", "R@5"), ("v2t_R10", "R@10"),
                ("v2t_MedianR", "MdR"), ("v2t_MeanR", "MnR")]
+    if all("order_accuracy" in metrics for metrics in rows.values()):
+        columns.append(("order_accuracy", "order acc."))
     lines = ["| model | " + " | ".join(title for _, title in columns) + " |", "|---|" + "---:|" * len(columns)]
     for name, metrics in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{metrics[key]:.1f}" for key, _ in columns) + " |")

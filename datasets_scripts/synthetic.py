@@ -27,7 +27,9 @@ the same embedding, hence the same score against every caption:
 The cap is exact when the model sees all frames, or a subset of frames symmetric in time (e.g. the
 default 12 frames with `max_frames=12`). A temporal model can reach 100%.
 
-Training videos are independent random events (both directions of every event kind appear).
+Training videos are random events in twin pairs too: row `2k + 1` is row `2k` played backwards with the reversed
+caption, so a sampler that keeps pairs in one batch (`run_retrieval.py --train_group_size 2`) gives every video its
+time-reversed twin as a hard negative.
 Generation is deterministic for a given configuration and seed: every video has its own random
 stream `numpy.random.default_rng([seed, split, index])`, independent of process scheduling.
 Videos are cached on disk, keyed by a hash of the generation parameters.
@@ -51,7 +53,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever rendering or encoding changes, so old caches are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Best text<->video R@1 (%) of any frame-order-invariant model on the test split (see module doc).
 ORDER_INVARIANT_R1_CAP = 50.0
@@ -443,9 +445,14 @@ def video_id(split: str, index: int) -> str:
 
 
 def _render_train_video(config: SyntheticMotionConfig, index: int) -> tuple[str, np.ndarray]:
-    rng = np.random.default_rng([config.seed, _SPLIT_CODES["train"], 1, index])
+    """Training rows come in twin pairs too: row `2k + 1` is row `2k` reversed in time, with the reversed caption, so a
+    sampler that keeps pairs together gives every video its time-reversed twin as a hard negative."""
+    rng = np.random.default_rng([config.seed, _SPLIT_CODES["train"], 1, index // 2])
     event = _sample_event(rng)
-    return event.caption, render_event(event, config.num_frames, config.frame_size, rng)
+    frames = render_event(event, config.num_frames, config.frame_size, rng)
+    if index % 2:
+        return event.reversed().caption, frames[::-1]
+    return event.caption, frames
 
 
 def _render_test_pair(config: SyntheticMotionConfig, pair: int, event: Event) -> list[tuple[str, np.ndarray]]:

@@ -604,6 +604,18 @@ def test_synthetic_test_pairs_are_exact_time_reversals_with_other_captions(tmp_p
         assert np.array_equal(forward.astype(np.int64).sum(0), backward.astype(np.int64).sum(0))
 
 
+def test_synthetic_train_rows_come_in_twin_pairs(tmp_path):
+    """Row 2k + 1 of the training split is row 2k reversed in time with the reversed caption (hard negatives)."""
+    config = SyntheticMotionConfig(seed=3, train_size=9, test_size=0, num_frames=8, frame_size=32)
+    rows = synthetic.generate_split(config, "train", root=str(tmp_path))
+    assert len(rows) == 9
+    for even, odd in zip(rows[0:8:2], rows[1:8:2]):
+        forward, backward = decode_video(even["video"]), decode_video(odd["video"])
+        assert np.array_equal(forward[::-1], backward) and not np.array_equal(forward, backward)
+        assert even["caption"] != odd["caption"]
+    assert not np.array_equal(decode_video(rows[0]["video"]), decode_video(rows[2]["video"]))
+
+
 def _squared_distances(features):
     """Exact pairwise squared Euclidean distances of integer feature rows."""
     gram = features @ features.T

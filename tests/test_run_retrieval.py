@@ -1,14 +1,22 @@
 """Tests of the training/evaluation script `run_retrieval.py`, its loss and its metrics."""
 
+import dataclasses
 import json
 import logging
 import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
+import run_retrieval
 from conftest import FIXTURES, REPO_ROOT
 from retrieval_metrics import (
     dsl_retrieval_metrics,
@@ -103,10 +111,6 @@ def test_evaluate_metric_loads_offline_and_matches_module(monkeypatch, tmp_path)
 # Distributed loss: 2 real processes (gloo) == 1 process on the same global batch
 # ----------------------------------------------------------------------------------------------------------------------
 
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 
 PYTHON = sys.executable
 ACCELERATE = shutil.which("accelerate", path=os.path.dirname(PYTHON)) or "accelerate"
@@ -137,11 +141,6 @@ def test_two_process_loss_and_gradients_equal_one_process(tmp_path):
 # The script: a tiny synthetic benchmark, train + eval, export, report, card, Hub (mocked), resume, robustness
 # ----------------------------------------------------------------------------------------------------------------------
 
-import dataclasses  # noqa: E402
-import signal  # noqa: E402
-from unittest import mock  # noqa: E402
-
-import run_retrieval  # noqa: E402
 
 TINY_RUN = [
     "--dataset_name", "synthetic-motion", "--train_size", "32", "--test_size", "16", "--num_frames", "4",
@@ -160,6 +159,31 @@ def synthetic_cache(tmp_path_factory):
 
 def _tiny_args(output_dir, cache_dir, *extra) -> list[str]:
     return [*TINY_RUN, "--output_dir", str(output_dir), "--cache_dir", cache_dir, *extra]
+
+
+def test_batch_sampler_keeps_groups_together_and_splits_global_batches_by_rank():
+    sampler = run_retrieval.GlobalBatchSampler(20, 8, rank=0, world_size=1, seed=3, group_size=2)
+    batches = list(sampler)
+    assert len(batches) == 2 and all(len(batch) == 8 for batch in batches)
+    for batch in batches:  # twin rows (2k, 2k + 1) always land in the same batch, next to each other
+        assert all(batch[i] % 2 == 0 and batch[i + 1] == batch[i] + 1 for i in range(0, 8, 2))
+    ranks = [list(run_retrieval.GlobalBatchSampler(20, 8, rank=r, world_size=2, seed=3, group_size=2)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks)] == batches  # two processes see the same global batches
+    assert sorted(sum(batches, [])) != list(range(16))  # shuffled
+    with pytest.raises(ValueError, match="group size"):
+        run_retrieval.GlobalBatchSampler(20, 8, rank=0, world_size=1, seed=3, group_size=3)
+
+
+def test_order_accuracy_counts_own_video_above_its_twin():
+    similarity = torch.tensor([[0.9, 0.1, 0.0, 0.0],   # caption of video 0: above twin 1
+                               [0.5, 0.5, 0.0, 0.0],   # caption of video 1: tie with twin 0 -> not counted
+                               [0.0, 0.0, 0.2, 0.8],   # caption of video 2: below twin 3
+                               [0.0, 0.0, 0.7, 0.7 + 1e-7]])  # caption of video 3: within rounding -> a tie
+    assert run_retrieval.order_accuracy(similarity, np.array([0, 1, 2, 3])) == 25.0
+    table = run_retrieval.metrics_table({"m": {key: 1.0 for key in (
+        "t2v_R1", "t2v_R5", "t2v_R10", "t2v_MedianR", "t2v_MeanR", "v2t_R1", "v2t_R5", "v2t_R10", "v2t_MedianR",
+        "v2t_MeanR", "order_accuracy")}})
+    assert "order acc." in table
 
 
 def test_help_lists_every_option():
