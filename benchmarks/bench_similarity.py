@@ -85,7 +85,7 @@ def similarity_original_loop(model, data: Features, text_batches, video_batches)
     return torch.cat(rows)
 
 
-def similarity_indexed(model, data: Features, chunk: int = 256) -> torch.Tensor:
+def similarity_indexed(model, data: Features, chunk: int = 128) -> torch.Tensor:
     """Ours: retrieval features of every video and caption once, then one matmul."""
     videos = torch.cat([model._retrieval_embeds(*video_parts(model, data.frames[i : i + chunk],
                                                              data.video_mask[i : i + chunk]))
@@ -155,7 +155,7 @@ def main(argv=None):
             for t, v in sample:
                 similarity_original_loop(model, msvd, [t], [v])
             per_call = (time.perf_counter() - start) / len(sample)
-            t_ours, _ = timed(similarity_indexed, msvd)
+            t_ours, _ = timed(similarity_indexed, model, msvd)
             print(f"\nMSVD shape: {videos} videos x {captions} captions, original ~{calls} calls of "
                   f"64 captions x ~{per_batch:.1f} videos")
             print(f"  (a) original loop      ~{per_call * calls:8.0f} s (extrapolated from {len(sample)} calls, "
