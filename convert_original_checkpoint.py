@@ -197,7 +197,7 @@ _BLOCK_RENAMES = {
     "mlp.c_proj.bias": "mlp.fc2.bias",
 }
 
-_CLIP_RENAMES = {
+_KEY_RENAMES = {
     "clip.visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
     "clip.visual.class_embedding": "vision_model.embeddings.class_embedding",
     "clip.visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
@@ -236,8 +236,8 @@ _STACK_PREFIXES = {
 
 def rename_original_key(key: str, tensor: torch.Tensor) -> dict[str, torch.Tensor] | None:
     """One original key -> `{new_key: tensor}` (packed q/k/v split into three), or None for a key of no known module."""
-    if key in _CLIP_RENAMES:
-        return {_CLIP_RENAMES[key]: tensor}
+    if key in _KEY_RENAMES:
+        return {_KEY_RENAMES[key]: tensor}
     if key in _TRANSPOSED_RENAMES:
         return {_TRANSPOSED_RENAMES[key]: tensor.t().contiguous()}
     for old_prefix, new_prefix in _STACK_PREFIXES.items():

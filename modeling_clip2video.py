@@ -31,6 +31,8 @@ logger = logging.get_logger(__name__)
 # a row is masked (a video with a single valid frame, for the TDB difference attention), softmax is shift-invariant and
 # the row attends to all keys; -inf would give NaN instead. Kept so converted checkpoints reproduce the original.
 TEMPORAL_MASK_VALUE = -1e6
+# Top-level modules that come from CLIP (same names as `CLIPModel`); everything else is a CLIP2Video block.
+CLIP_MODULES = ("text_model", "vision_model", "visual_projection", "text_projection", "logit_scale")
 # QuickGELU's constant: x * sigmoid(1.702 x).
 QUICK_GELU_SCALE = 1.702
 # Standard deviation of the original's random TAB centers (`64 ** -0.5`, independent of the width).
@@ -382,7 +384,7 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         model = cls(config)
         clip_state = {name: tensor.float() for name, tensor in clip.state_dict().items()}
         incompatible = model.load_state_dict(clip_state, strict=False)
-        own_clip_keys = [key for key in incompatible.missing_keys if key.split(".")[0] in _CLIP_MODULES]
+        own_clip_keys = [key for key in incompatible.missing_keys if key.split(".")[0] in CLIP_MODULES]
         if incompatible.unexpected_keys or own_clip_keys:
             raise ValueError(
                 f"CLIP weights do not fit the model: unexpected {incompatible.unexpected_keys}, missing {own_clip_keys}"
@@ -445,12 +447,20 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         """
         text_outputs = self.text_model(input_ids=input_ids)
         head_dtype = self.logit_scale.dtype  # the towers may run in lower precision (see `cast_clip_towers`)
-        text_global = F.normalize(self.text_projection(text_outputs.pooler_output).to(head_dtype), dim=-1)
-        if not self.config.use_tab:
-            return text_global, None
-        token_embeds = self.text_projection(text_outputs.last_hidden_state).to(head_dtype)  # (batch, length, dim)
+        end_embeds = self.text_projection(text_outputs.pooler_output).to(head_dtype)
+        token_embeds = self.text_projection(text_outputs.last_hidden_state).to(head_dtype) if self.config.use_tab else None
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        return self.text_embeds_from_states(end_embeds, token_embeds, attention_mask)
+
+    def text_embeds_from_states(
+        self, end_embeds: torch.Tensor, token_embeds: torch.Tensor | None, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`t_g` and (with TAB) `t_c` from projected text-tower states: the end-token state `(batch, dim)` and every
+        token's state `(batch, length, dim)` (None without TAB); the start token is left out of the TAB pooling."""
+        text_global = F.normalize(end_embeds, dim=-1)
+        if not self.config.use_tab:
+            return text_global, None
         token_weights = attention_mask.to(token_embeds.dtype).clone()
         token_weights[:, 0] = 0.0  # the start token does not take part in TAB
         return text_global, self.temporal_alignment_block(token_embeds, token_weights)
@@ -628,8 +638,6 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
 
 CLIP2VideoModel.register_for_auto_class("AutoModel")
 
-_CLIP_MODULES = ("text_model", "vision_model", "visual_projection", "text_projection", "logit_scale")
-
 
 @torch.no_grad()
 def _copy_layers(source: nn.ModuleList, target: nn.ModuleList) -> None:
@@ -645,5 +653,6 @@ __all__ = [
     "CLIP2VideoTemporalAlignmentBlock",
     "CLIP2VideoTemporalDifferenceBlock",
     "CLIP2VideoTemporalTransformer",
+    "CLIP_MODULES",
     "clip2video_loss",
 ]

@@ -42,7 +42,7 @@ from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 from configuration_clip2video import CLIP2VideoConfig
 from datasets_scripts import SYNTHETIC_NAME, get_eval_index, load_benchmark
 from loss_clip2video import CLIP2VideoContrastiveLoss
-from modeling_clip2video import CLIP2VideoModel
+from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
 from retrieval_metrics import TIE_RULES, dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
 
@@ -52,8 +52,6 @@ logger = logging.getLogger("run_retrieval")
 REPO_DIR = Path(__file__).resolve().parent
 #: CLIP's BPE tokenizer files shipped with the repository (used for models trained from scratch).
 DEFAULT_TOKENIZER_DIR = REPO_DIR / "clip_tokenizer"
-#: Modules of a CLIP2Video model that come from CLIP (learning rate `clip_learning_rate`).
-CLIP_MODULES = ("text_model", "vision_model", "text_projection", "visual_projection", "logit_scale")
 #: The original's `feature_framerate` per benchmark family (spec §9.1).
 FEATURE_FRAMERATE = {"msrvtt": 2, "msvd": 1, "vatex": 1, SYNTHETIC_NAME: 1}
 #: The temporal options of `CLIP2VideoConfig` that can be set from the command line.

@@ -61,9 +61,7 @@ class Features:
 
 def text_parts(model: CLIP2VideoModel, eot: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor):
     """`t_g`, `t_c` from CLIP text outputs (what `encode_text` does after the text tower)."""
-    weights = mask.float().clone()
-    weights[:, 0] = 0
-    return torch.nn.functional.normalize(eot, dim=-1), model.temporal_alignment_block(tokens, weights)
+    return model.text_embeds_from_states(eot, tokens, mask)
 
 
 def video_parts(model: CLIP2VideoModel, frames: torch.Tensor, mask: torch.Tensor):
