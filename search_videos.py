@@ -19,6 +19,9 @@ Index layout (INDEX_DIR):
     manifest.json          format version, video root, model fingerprint, shard list, videos that failed to decode
     shards/<id>.npy        (rows, retrieval_embed_dim) float32 video vectors, memory-mapped at query time
     shards/<id>.jsonl      one JSON record per row: path (relative to the root), size, mtime_ns, duration, frames
+    shards/<id>.codes.npy  (rows, dim) int8 codes of the vectors, with shards/<id>.scales.npy (per-dimension scales)
+                           and shards/<id>.norms.npy (error norms): the coarse stage of the exact two-stage search
+                           (`vector_search.py`); derived data, recomputed from the vectors when missing
     pending/<name>.npy     vectors encoded by a run that has not been merged yet (committed every --commit_every
     pending/<name>.json    videos; the .json, written last, marks the chunk complete)
     report.json            what the last index run did: encoded, unchanged, removed, skipped (with reasons)
@@ -50,6 +53,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+import vector_search
+
 
 logger = logging.getLogger("search_videos")
 
@@ -60,6 +65,9 @@ REPORT = "report.json"
 SHARDS = "shards"
 PENDING = "pending"
 LOCK = ".lock"
+#: Below this many indexed videos, `backend="auto"` scans the float32 vectors directly (already a few milliseconds).
+COARSE_MIN_ROWS = 32768
+BACKENDS = ("auto", "int8", "fused", "flat", "faiss")
 TMP_PREFIX = ".tmp-"
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".ogv",
@@ -318,6 +326,37 @@ class Shard:
     def records_path(self, index_dir: Path) -> Path:
         return index_dir / SHARDS / f"{self.id}.jsonl"
 
+    def codes_paths(self, index_dir: Path) -> dict[str, Path]:
+        """The int8 search codes derived from the vectors (`vector_search.Int8Codes`): codes, scales, error norms."""
+        return {name: index_dir / SHARDS / f"{self.id}.{name}.npy" for name in ("codes", "scales", "norms")}
+
+    def file_names(self) -> list[str]:
+        """Every file of the shard, by name in `shards/`."""
+        return [f"{self.id}{suffix}" for suffix in (".npy", ".jsonl", ".codes.npy", ".scales.npy", ".norms.npy")]
+
+
+def write_codes(index_dir: Path, shard: Shard, vectors: np.ndarray) -> vector_search.Int8Codes:
+    """Quantizes a shard's vectors for the two-stage search and writes the codes next to them (atomically)."""
+    codes = vector_search.quantize_int8(vectors)
+    paths = shard.codes_paths(index_dir)
+    write_npy(paths["norms"], np.stack([codes.residual_norms, codes.code_norms]))
+    write_npy(paths["scales"], codes.scales)
+    write_npy(paths["codes"], codes.codes)
+    return codes
+
+
+def read_codes(index_dir: Path, shard: Shard, dim: int) -> vector_search.Int8Codes:
+    """A shard's int8 codes, memory-mapped; raises OSError / ValueError if they are missing or do not fit."""
+    paths = shard.codes_paths(index_dir)
+    norms = np.load(paths["norms"], allow_pickle=False)
+    if norms.shape != (2, shard.rows):
+        raise ValueError(f"{paths['norms']}: shape {norms.shape}, expected (2, {shard.rows})")
+    codes = vector_search.Int8Codes(codes=np.load(paths["codes"], mmap_mode="c", allow_pickle=False),
+                                    scales=np.load(paths["scales"], allow_pickle=False),
+                                    residual_norms=norms[0], code_norms=norms[1])
+    codes.check(shard.rows, dim)
+    return codes
+
 
 @dataclass
 class Manifest:
@@ -380,6 +419,7 @@ class VideoIndex:
         self.manifest = manifest if manifest is not None else Manifest.load(self.index_dir)
         self._records: dict[str, list[bytes]] = {}
         self._vectors: dict[str, np.ndarray] = {}
+        self._codes: dict[str, vector_search.Int8Codes] = {}
 
     def __len__(self) -> int:
         return self.manifest.num_videos
@@ -394,6 +434,20 @@ class VideoIndex:
                                        f"says float32 ({shard.rows}, {self.manifest.dim})")
             self._vectors[shard.id] = array
         return self._vectors[shard.id]
+
+    def codes(self, shard: Shard) -> vector_search.Int8Codes:
+        """The shard's int8 search codes (memory-mapped). An index written before they existed, or whose code files are
+        damaged, gets them computed from the vectors and saved (kept in memory only if the folder is read-only)."""
+        if shard.id not in self._codes:
+            try:
+                self._codes[shard.id] = read_codes(self.index_dir, shard, self.manifest.dim)
+            except (OSError, ValueError) as error:
+                logger.info("shard %s: computing its int8 search codes (%s)", shard.id, error)
+                try:
+                    self._codes[shard.id] = write_codes(self.index_dir, shard, self.vectors(shard))
+                except OSError:
+                    self._codes[shard.id] = vector_search.quantize_int8(self.vectors(shard))
+        return self._codes[shard.id]
 
     def _lines(self, shard: Shard) -> list[bytes]:
         """The raw JSON lines of a shard's records (parsed on demand: a query reads only its hits)."""
@@ -424,48 +478,70 @@ class VideoIndex:
                 return shard, row
         return None
 
-    def search(self, queries: torch.Tensor, k: int = 10, scale: float = 1.0, backend: str = "torch",
-               chunk_rows: int = 65536) -> list[list["Hit"]]:
+    def search(self, queries: torch.Tensor, k: int = 10, scale: float = 1.0, backend: str = "auto",
+               chunk_rows: int | None = None) -> list[list["Hit"]]:
         """Exact top-k of `scale * queries @ vectors.T` over the whole index.
 
         Args:
             queries: `(num_queries, dim)` float32 retrieval vectors.
             k: hits per query (fewer when the index is smaller).
             scale: `logit_scale.exp()` of the model, so that scores are the model's logits.
-            backend: `"torch"` (chunked brute force over the memory-mapped shards) or `"faiss"` (IndexFlatIP).
-            chunk_rows: rows per matrix product (bounds memory to `chunk_rows * (dim + num_queries) * 4` bytes).
+            backend: how the top k is found; every backend gives the exact float32 top k:
+
+                - `"int8"`: two stages (`vector_search.exact_topk`): an int8 scan of the shards' codes with a proven
+                  error bound, then float32 rescoring of the rows the bound cannot rule out.
+                - `"fused"`: the same with a `torch.compile`d one-pass scan, fastest for one query at a time in a
+                  long-lived process (the first call compiles for a few seconds; falls back to "int8").
+                - `"flat"`: a float32 scan of every vector (the reference; 4x the bytes of the int8 scan).
+                - `"faiss"`: FAISS `IndexFlatIP`, built in memory from the shards for this call.
+                - `"auto"` (default): "flat" below `COARSE_MIN_ROWS` videos, else "int8".
+            chunk_rows: rows per scan step (default: the backend's own).
 
         Returns:
-            per query, up to `k` [`Hit`]s, best first. Scores are recomputed in float32 for the winners, so both
-            backends report identical scores.
+            per query, up to `k` [`Hit`]s, best first. Scores are recomputed in float32 for the winners, so every
+            backend reports identical scores.
         """
         queries = queries.float().contiguous()
         if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
             raise ValueError(f"queries must be (num_queries, {self.manifest.dim}), got {tuple(queries.shape)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         shards = [shard for shard in self.manifest.shards if shard.rows]
         k = min(k, self.manifest.num_videos)
         if k <= 0:
             return [[] for _ in range(len(queries))]
+        if backend == "auto":
+            backend = "flat" if self.manifest.num_videos < COARSE_MIN_ROWS else "int8"
         if backend == "faiss":
             global_rows = faiss_topk([self.vectors(shard) for shard in shards], queries, k)
-        elif backend == "torch":
-            global_rows = brute_force_topk([self.vectors(shard) for shard in shards], queries, k, chunk_rows)
+        elif backend == "flat":
+            global_rows = brute_force_topk([self.vectors(shard) for shard in shards], queries, k,
+                                           chunk_rows or 65536)
         else:
-            raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}")
-        return [self._hits(shards, queries[position], rows, scale) for position, rows in enumerate(global_rows)]
+            blocks = [vector_search.SearchBlock(self.vectors(shard), self.codes(shard)) for shard in shards]
+            global_rows = vector_search.exact_topk(blocks, queries, k, kernel=backend, chunk_rows=chunk_rows).rows
+        return self._hits(shards, queries, np.asarray(global_rows, dtype=np.int64), scale)
 
-    def _hits(self, shards: list[Shard], query: torch.Tensor, rows: np.ndarray, scale: float) -> list["Hit"]:
+    def _hits(self, shards: list[Shard], queries: torch.Tensor, rows: np.ndarray, scale: float) -> list[list["Hit"]]:
+        """`Hit`s of `(num_queries, k)` global rows: scores `scale * (query @ vector)` recomputed from the stored
+        vectors (the same formula for every backend), records parsed, best first."""
         starts = np.cumsum([0] + [shard.rows for shard in shards])
-        hits = []
-        for row in rows.tolist():
-            position = int(np.searchsorted(starts, row, side="right") - 1)
-            shard, local = shards[position], row - int(starts[position])
-            vector = torch.from_numpy(np.array(self.vectors(shard)[local]))
-            score = float(scale * (query @ vector))
-            record = self.record(shard, local)
-            hits.append(Hit(path=str(Path(self.manifest.video_dir) / record["path"]), score=score, record=record))
-        hits.sort(key=lambda hit: -hit.score)
-        return hits
+        positions = np.searchsorted(starts, rows, side="right") - 1
+        vectors = np.empty(rows.shape + (self.manifest.dim,), dtype=np.float32)
+        for position in np.unique(positions):
+            mine = positions == position
+            vectors[mine] = self.vectors(shards[position])[rows[mine] - starts[position]]
+        scores = scale * torch.einsum("qd,qkd->qk", queries, torch.from_numpy(vectors))
+        root = Path(self.manifest.video_dir)
+        results = []
+        for query_rows, query_positions, query_scores in zip(rows.tolist(), positions.tolist(), scores.tolist()):
+            hits = []
+            for row, position, score in zip(query_rows, query_positions, query_scores):
+                record = self.record(shards[position], row - int(starts[position]))
+                hits.append(Hit(path=str(root / record["path"]), score=score, record=record))
+            hits.sort(key=lambda hit: -hit.score)
+            results.append(hits)
+        return results
 
 
 @dataclass
@@ -610,7 +686,7 @@ def open_for_update(index_dir: Path, video_dir: Path, loaded: LoadedModel) -> Ma
 
 def remove_stale_files(index_dir: Path, manifest: Manifest) -> None:
     """Deletes temporary files of killed runs and shard files the manifest does not name."""
-    keep = {f"{shard.id}{suffix}" for shard in manifest.shards for suffix in (".npy", ".jsonl")}
+    keep = {name for shard in manifest.shards for name in shard.file_names()}
     for folder in (index_dir, index_dir / SHARDS, index_dir / PENDING):
         if not folder.is_dir():
             continue
@@ -693,6 +769,7 @@ def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int)
             rows = min(shard_rows, len(moved_records) - start)
             shard = Shard(id=f"{time.time_ns()}-{uuid.uuid4().hex[:6]}", rows=rows)
             write_npy(shard.vectors_path(index_dir), merged[start : start + shard_rows])
+            write_codes(index_dir, shard, merged[start : start + shard_rows])
             write_jsonl(shard.records_path(index_dir), moved_records[start : start + shard_rows])
             new_shards.append(shard)
     replaced = [shard for shard in manifest.shards if shard not in kept_shards]
@@ -700,8 +777,8 @@ def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int)
                                   failed=list(failed.values()))
     updated.save(index_dir)
     for shard in replaced:
-        shard.vectors_path(index_dir).unlink(missing_ok=True)
-        shard.records_path(index_dir).unlink(missing_ok=True)
+        for name in shard.file_names():
+            (index_dir / SHARDS / name).unlink(missing_ok=True)
     for marker, _, _, _ in chunks:
         marker.unlink(missing_ok=True)
         marker.with_suffix(".npy").unlink(missing_ok=True)
@@ -861,7 +938,10 @@ class QueryArguments:
     model: str | None = field(default=None, metadata={
         "help": "Model to encode the query (default: the one recorded in the index); refused if it is not the model "
                 "that built the index."})
-    backend: str = field(default="torch", metadata={"help": "torch (brute force, memory-mapped) or faiss."})
+    backend: str = field(default="auto", metadata={"help": (
+        "How the exact top k is found: auto (flat below 32,768 videos, else int8), int8 (int8 scan with an error "
+        "bound + float32 rescoring), fused (the same, compiled one-pass scan: for long-lived processes), flat "
+        "(float32 scan) or faiss.")})
     json: bool = field(default=False, metadata={"help": "Print the hits as JSON."})
     html: str | None = field(default=None, metadata={"help": "Write an HTML gallery (thumbnail strip per hit)."})
     thumbnails: int = field(default=6, metadata={"help": "Frames per thumbnail strip in --html."})
@@ -888,7 +968,7 @@ def encode_query(loaded: LoadedModel, index: VideoIndex, text: str | None, video
 
 
 def search(index_dir: str | os.PathLike, text: str | None = None, video: str | None = None, k: int = 10,
-           model: str | LoadedModel | None = None, backend: str = "torch") -> list[Hit]:
+           model: str | LoadedModel | None = None, backend: str = "auto") -> list[Hit]:
     """Python API: the top `k` videos of an index for a caption or an example video.
 
     Example:

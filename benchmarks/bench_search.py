@@ -1,16 +1,20 @@
 """Search latency of `search_videos.py` at a million videos: a synthetic index, the real on-disk format.
 
 Writes an index of `--num_videos` random unit vectors of width `--dim` (default 1,000,000 x 1024 = 2 * projection_dim
-of ViT-B/32 CLIP2Video with TAB; 4 GB of float32 shards) and measures, excluding the text encoder:
+of ViT-B/32 CLIP2Video with TAB: 4 GB of float32 shards plus 1 GB of int8 search codes) and measures, excluding the
+text encoder, each backend of `VideoIndex.search` (every one returns the exact float32 top k):
 
-* one query: median wall time of `VideoIndex.search` (exact top-k over the memory-mapped shards, scores recomputed,
-  records read) after one warm-up pass, so the shards are in the page cache;
-* 1,000 queries batched: one `brute_force_topk` call;
-* peak memory (VmHWM; memory-mapped pages are page cache and count in it once touched) and anonymous memory;
-* the FAISS `IndexFlatIP` backend when `faiss-cpu` is importable (its build copies the vectors into RAM);
-* what float16 storage would change: top-k overlap with the float32 ranking, and the one-query time over a float16 copy.
+* `flat`: float32 scan of every vector (the reference, and what the index did before the two-stage search);
+* `int8`: two-stage exact search, int8 matrix-product scan (`torch._int_mm`) + error bound + float32 rescoring;
+* `fused`: the same with the `torch.compile`d one-pass scan (one query at a time; compiled once, time reported);
+* `faiss`: FAISS `IndexFlatIP` (exact, float32, in RAM), when `faiss-cpu` is importable.
 
-    python benchmarks/bench_search.py                           # the issue's setting (needs ~10 GB of RAM, 4 GB disk)
+Figures: median wall time of one query (`VideoIndex.search`: scan, rescoring, records read) after a warm-up, so the
+files are in the page cache; the time of 1,000 queries in one call; candidates rescored per query; whether every
+backend returned the same top k as `flat` (ranking change); peak memory (VmHWM: memory-mapped pages count once
+touched) and anonymous memory. Ratios to `flat` are measured in the same run.
+
+    python benchmarks/bench_search.py                           # the issue's setting (~10 GB of RAM, 5 GB of disk)
     python benchmarks/bench_search.py --num_videos 100000       # a quick look
 """
 
@@ -45,7 +49,8 @@ def memory_mib() -> dict:
 
 
 def write_synthetic_index(folder: Path, num_videos: int, dim: int, shard_rows: int, seed: int = 0) -> None:
-    """An index in the real format: unit-norm Gaussian vectors, shard by shard (memory stays at one shard)."""
+    """An index in the real format (vectors, int8 codes, records): unit-norm Gaussian vectors, shard by shard (memory
+    stays at one shard)."""
     generator = torch.Generator().manual_seed(seed)
     shards = []
     (folder / search_videos.SHARDS).mkdir(parents=True, exist_ok=True)
@@ -54,6 +59,7 @@ def write_synthetic_index(folder: Path, num_videos: int, dim: int, shard_rows: i
         vectors = torch.nn.functional.normalize(torch.randn(rows, dim, generator=generator), dim=1)
         shard = search_videos.Shard(id=f"bench-{start:09d}", rows=rows)
         search_videos.write_npy(shard.vectors_path(folder), vectors.numpy())
+        search_videos.write_codes(folder, shard, vectors.numpy())  # as the index's commit does
         search_videos.write_jsonl(shard.records_path(folder), [
             {"path": f"video{start + row:07d}.mp4", "size": 0, "mtime_ns": 0, "duration": None, "frames": 12}
             for row in range(rows)])
@@ -71,58 +77,35 @@ def median_time(function, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_torch(index, queries: torch.Tensor, batch: torch.Tensor, k: int, repeats: int, chunk_rows: int) -> dict:
-    blocks = [index.vectors(shard) for shard in index.manifest.shards]
-    index.search(queries[:1], k=k, chunk_rows=chunk_rows)  # warm-up: page cache, record lines
+def same_topk(rows: np.ndarray, reference: np.ndarray) -> float:
+    """Share of queries whose top k (as a set: exact float32 ties may come in either order) equals the reference."""
+    return float(np.mean([set(a) == set(b) for a, b in zip(rows.tolist(), reference.tolist())]))
+
+
+def hit_rows(index, hits_per_query) -> np.ndarray:
+    """Global row numbers of `Hit`s (the benchmark's paths are `video<row>.mp4`)."""
+    return np.array([[int(Path(hit.path).stem[len("video"):]) for hit in hits] for hits in hits_per_query])
+
+
+def bench_backend(index, backend: str, queries: torch.Tensor, batch: torch.Tensor, k: int, repeats: int) -> dict:
+    """One-query median latency (after a warm-up call) and, unless `backend` is "fused", one call with the batch."""
+    start = time.perf_counter()
+    index.search(queries[-1:], k=k, backend=backend)  # warm-up: page cache, records, compilation for "fused"
+    result = {"first_query_s": time.perf_counter() - start}
     single = [queries[i : i + 1] for i in range(repeats)]
-    result = {
-        "one_query_s": median_time(lambda: index.search(single.pop(), k=k, chunk_rows=chunk_rows), repeats),
-        "one_query_topk_only_s": median_time(lambda: search_videos.brute_force_topk(blocks, queries[:1], k, chunk_rows),
-                                             repeats),
-    }
-    start = time.perf_counter()
-    rows = search_videos.brute_force_topk(blocks, batch, k, chunk_rows)
-    result["batch_s"] = time.perf_counter() - start
+    result["one_query_s"] = median_time(lambda: index.search(single.pop(), k=k, backend=backend), repeats)
+    if backend != "fused":  # one pass per query by design: the batch goes to the int8 kernel
+        start = time.perf_counter()
+        result["rows"] = hit_rows(index, index.search(batch, k=k, backend=backend))
+        result["batch_s"] = time.perf_counter() - start
     result["memory_mib"] = memory_mib()
-    return result, rows
+    return result
 
 
-def bench_faiss(index, queries: torch.Tensor, batch: torch.Tensor, k: int, repeats: int) -> tuple[dict, np.ndarray]:
-    import faiss
-
-    start = time.perf_counter()
-    flat = faiss.IndexFlatIP(index.manifest.dim)
-    for shard in index.manifest.shards:
-        flat.add(np.ascontiguousarray(index.vectors(shard)))
-    result = {"build_s": time.perf_counter() - start}
-    single = [queries[i : i + 1].numpy() for i in range(repeats)]
-    flat.search(single[0], k)
-    result["one_query_s"] = median_time(lambda: flat.search(single.pop(), k), repeats)
-    start = time.perf_counter()
-    _, rows = flat.search(batch.numpy(), k)
-    result["batch_s"] = time.perf_counter() - start
-    result["memory_mib"] = memory_mib()
-    del flat
-    return result, rows
-
-
-def float16_change(index, queries: torch.Tensor, k: int, chunk_rows: int, repeats: int) -> dict:
-    """Top-k of float16-rounded vectors (scored in float32) against the float32 top-k, and a float16 one-query time."""
-    blocks = [index.vectors(shard) for shard in index.manifest.shards]
-    exact = search_videos.brute_force_topk(blocks, queries, k, chunk_rows)
-    half_matrix = np.empty((sum(len(block) for block in blocks), index.manifest.dim), dtype=np.float16)
-    offsets = np.cumsum([0] + [len(block) for block in blocks])
-    for block, offset in zip(blocks, offsets):
-        half_matrix[offset : offset + len(block)] = block
-    halves = (half_matrix[offset : offset + len(block)].astype(np.float32) for block, offset in zip(blocks, offsets))
-    rounded = search_videos.brute_force_topk(halves, queries, k, chunk_rows)
-    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(exact, rounded)])
-    same_order = np.mean([np.array_equal(a, b) for a, b in zip(exact, rounded)])
-    half_matrix = torch.from_numpy(half_matrix)
-    query = queries[:1].half()
-    one_query = median_time(lambda: torch.topk((half_matrix @ query.T)[:, 0], k), repeats)
-    return {"queries": len(queries), "topk_overlap": float(overlap), "same_topk_order": float(same_order),
-            "one_query_fp16_s": one_query}
+def candidates_per_query(index, queries: torch.Tensor, k: int, kernel: str) -> float:
+    blocks = [search_videos.vector_search.SearchBlock(index.vectors(shard), index.codes(shard))
+              for shard in index.manifest.shards]
+    return float(search_videos.vector_search.exact_topk(blocks, queries, k, kernel=kernel).candidates.mean())
 
 
 def main(argv=None) -> int:
@@ -132,9 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num_queries", type=int, default=1000, help="Queries of the batched measurement.")
     parser.add_argument("--k", type=int, default=10, help="Hits per query.")
     parser.add_argument("--repeats", type=int, default=7, help="Timed repeats of one query (median reported).")
-    parser.add_argument("--chunk_rows", type=int, default=65536, help="Rows per matrix product (torch backend).")
-    parser.add_argument("--fp16_queries", type=int, default=50, 
-                        help="Queries for the float16 ranking change (0: skip).")
+    parser.add_argument("--shard_rows", type=int, default=65536, help="Rows per shard of the synthetic index.")
     parser.add_argument("--workdir", default=None, help="Where to write the index (default: a temporary folder).")
     parser.add_argument("--threads", type=int, default=None, help="torch / faiss threads (default: all cores).")
     parser.add_argument("--json", default=None, help="Also write the figures to this JSON file.")
@@ -146,34 +127,40 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         folder = Path(folder)
         start = time.perf_counter()
-        write_synthetic_index(folder, args.num_videos, args.dim, args.chunk_rows)
+        write_synthetic_index(folder, args.num_videos, args.dim, args.shard_rows)
         logger.info("index of %d x %d float32 written in %.1f s (%.2f GB)", args.num_videos, args.dim,
                     time.perf_counter() - start, args.num_videos * args.dim * 4 / 1e9)
         generator = torch.Generator().manual_seed(1)
         queries = torch.nn.functional.normalize(torch.randn(max(args.num_queries, args.repeats, 1), args.dim,
                                                             generator=generator), dim=1)
         index = search_videos.VideoIndex(folder)
+        start = time.perf_counter()
+        for shard in index.manifest.shards:
+            index.codes(shard)
         figures = {"num_videos": args.num_videos, "dim": args.dim, "k": args.k, "num_queries": args.num_queries,
-                   "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg()}
-        figures["torch"], torch_rows = bench_torch(index, queries, queries[: args.num_queries], args.k, args.repeats,
-                                                   args.chunk_rows)
-        logger.info("torch: %s", figures["torch"])
-        if search_videos.faiss_available():
+                   "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg(),
+                   "codes_load_s": time.perf_counter() - start}
+        batch = queries[: args.num_queries]
+        backends = ["flat", "int8", "fused"] + (["faiss"] if search_videos.faiss_available() else [])
+        if not search_videos.faiss_available():
+            logger.info("faiss: not installed (pip install faiss-cpu)")
+        if args.threads and search_videos.faiss_available():
             import faiss
 
-            if args.threads:
-                faiss.omp_set_num_threads(args.threads)
-            figures["faiss"], faiss_rows = bench_faiss(index, queries, queries[: args.num_queries], args.k,
-                                                       args.repeats)
-            figures["faiss"]["same_topk_as_torch"] = float(np.mean(
-                [set(a) == set(b) for a, b in zip(torch_rows, faiss_rows)]))
-            logger.info("faiss: %s", figures["faiss"])
-        else:
-            logger.info("faiss: not installed (pip install faiss-cpu)")
-        if args.fp16_queries:
-            figures["float16_storage"] = float16_change(index, queries[: args.fp16_queries], args.k, args.chunk_rows,
-                                                        args.repeats)
-            logger.info("float16 storage: %s", figures["float16_storage"])
+            faiss.omp_set_num_threads(args.threads)
+        for backend in backends:
+            figures[backend] = bench_backend(index, backend, queries, batch, args.k, args.repeats)
+            logger.info("%s: %s", backend, {key: value for key, value in figures[backend].items() if key != "rows"})
+        reference = figures["flat"]["rows"]
+        for backend in backends:
+            if "rows" in figures[backend]:
+                figures[backend]["same_topk_as_flat"] = same_topk(figures[backend].pop("rows"), reference)
+            figures[backend]["one_query_speedup_vs_flat"] = (figures["flat"]["one_query_s"]
+                                                             / figures[backend]["one_query_s"])
+            if "batch_s" in figures[backend]:
+                figures[backend]["batch_speedup_vs_flat"] = figures["flat"]["batch_s"] / figures[backend]["batch_s"]
+        figures["int8"]["candidates_per_query"] = candidates_per_query(index, batch[:100], args.k, "int8")
+        figures["fused"]["candidates_per_query"] = candidates_per_query(index, batch[:5], args.k, "fused")
         figures["loadavg_after"] = os.getloadavg()
         figures["peak_memory_mib"] = memory_mib()["VmHWM"]
     print(json.dumps(figures, indent=1))

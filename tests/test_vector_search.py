@@ -1,0 +1,208 @@
+"""The two-stage exact search (`vector_search.py`): the error bound holds for every row, and the top k equals a float64
+reference on random, anisotropic and nearly tied collections, for both scan kernels."""
+
+import numpy as np
+import pytest
+import torch
+
+import vector_search as vs
+
+
+def unit_rows(array: np.ndarray) -> np.ndarray:
+    return (array / np.linalg.norm(array, axis=1, keepdims=True)).astype(np.float32)
+
+
+def collection(kind: str, rows: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """Test collections: isotropic; a few dominant dimensions (CLIP's embeddings have such outliers); clusters of
+    near-duplicates (scores tied to 1e-7); and concatenated unit halves (the layout of CLIP2Video's vectors)."""
+    base = rng.standard_normal((rows, dim))
+    if kind == "outliers":
+        base[:, :3] *= 40
+    elif kind == "near-duplicates":
+        centres = rng.standard_normal((6, dim))
+        base = centres[rng.integers(0, 6, rows)] + 1e-6 * base
+    elif kind == "halves":
+        return np.concatenate([unit_rows(base[:, : dim // 2]), unit_rows(base[:, dim // 2 :])], axis=1)
+    return unit_rows(base)
+
+
+def reference_scores(blocks, queries) -> np.ndarray:
+    vectors = np.concatenate([block.vectors for block in blocks]).astype(np.float64)
+    return queries.double().numpy() @ vectors.T
+
+
+def assert_exact_topk(result: vs.TopK, reference: np.ndarray, k: int) -> None:
+    """Same scores as the float64 top k (to float32 rounding), and every returned row really scores that high."""
+    expected = -np.sort(-reference, axis=1)[:, :k]
+    np.testing.assert_allclose(result.scores, expected, atol=2e-6)
+    returned = np.take_along_axis(reference, result.rows, axis=1)
+    np.testing.assert_allclose(returned, expected, atol=2e-6)
+    assert all(len(set(rows)) == k for rows in result.rows.tolist())
+
+
+@pytest.mark.parametrize("kind", ["isotropic", "outliers", "near-duplicates", "halves"])
+@pytest.mark.parametrize("prepare", [vs.prepare_int8, vs.prepare_fused])
+def test_bound_covers_every_row(kind, prepare):
+    """|q.x_i - unit * W_i| <= unit * (residual_weight ||e_i|| + code_weight ||codes_i||) for every query and row: the
+    fact the pruning rests on. Estimates come from the kernels themselves (eager fused reduction for `prepare_fused`)."""
+    rng = np.random.default_rng(0)
+    vectors = collection(kind, 3000, 96, rng)
+    codes = vs.quantize_int8(vectors)
+    queries = torch.from_numpy(collection(kind, 9, 96, rng))
+    prepared = prepare(queries, codes.scales)
+    code_tensor = torch.from_numpy(codes.codes)
+    if prepare is vs.prepare_int8:
+        estimates = vs.scan_int8(code_tensor, prepared).double().numpy().T
+    else:
+        estimates = vs.scan_fused(code_tensor, prepared, vs._fused_scores).double().numpy().T
+    error = np.abs(queries.double().numpy() @ vectors.astype(np.float64).T - prepared.unit[:, None] * estimates)
+    bound = prepared.unit[:, None] * (prepared.residual_weight[:, None] * codes.residual_norms
+                                      + prepared.code_weight[:, None] * codes.code_norms)
+    assert np.all(error <= bound)
+    assert np.median(bound) < 0.05  # and it is tight enough to prune (scores of unit vectors span [-1, 1])
+
+
+def test_quantize_reconstructs_and_rejects_nan():
+    rng = np.random.default_rng(1)
+    vectors = collection("outliers", 500, 40, rng)
+    codes = vs.quantize_int8(vectors, chunk_rows=64)
+    codes.check(500, 40)
+    assert np.abs(codes.codes.astype(np.int32)).max() == vs.CODE_MAX
+    residual = vectors.astype(np.float64) - codes.codes * codes.scales.astype(np.float64)
+    assert np.all(np.linalg.norm(residual, axis=1) <= codes.residual_norms)
+    assert np.all(np.linalg.norm(codes.codes.astype(np.float64), axis=1) <= codes.code_norms)
+    assert np.all(np.abs(residual) <= codes.scales / 2 + 1e-9)
+    vectors[7, 3] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        vs.quantize_int8(vectors)
+
+
+@pytest.mark.parametrize("kind", ["isotropic", "outliers", "near-duplicates", "halves"])
+@pytest.mark.parametrize("kernel", ["int8", "fused"])
+def test_exact_topk_equals_reference(kind, kernel):
+    """Blocks of uneven sizes, chunks smaller than a block, k from 1 to beyond a chunk, 1 and 20 queries."""
+    rng = np.random.default_rng(2)
+    blocks = []
+    for rows in (1, 700, 2300, 1500):
+        vectors = collection(kind, rows, 64, rng)
+        blocks.append(vs.SearchBlock(vectors, vs.quantize_int8(vectors)))
+    for num_queries in (1, 20):
+        queries = torch.from_numpy(collection(kind, num_queries, 64, rng))
+        reference = reference_scores(blocks, queries)
+        for k in (1, 10, 600):
+            result = vs.exact_topk(blocks, queries, k, kernel=kernel, chunk_rows=512)
+            assert_exact_topk(result, reference, k)
+            assert np.all(result.candidates >= k)
+    if kind == "isotropic":  # pruning does its job: few candidates out of 4,501 rows
+        assert result.candidates.mean() < 0.5 * 4501
+
+
+def test_k_equals_collection_and_invalid_arguments():
+    rng = np.random.default_rng(3)
+    vectors = collection("isotropic", 50, 16, rng)
+    blocks = [vs.SearchBlock(vectors, vs.quantize_int8(vectors))]
+    queries = torch.from_numpy(collection("isotropic", 3, 16, rng))
+    result = vs.exact_topk(blocks, queries, 50, kernel="int8", chunk_rows=7)
+    assert_exact_topk(result, reference_scores(blocks, queries), 50)
+    with pytest.raises(ValueError, match="k must be"):
+        vs.exact_topk(blocks, queries, 51)
+    with pytest.raises(ValueError, match="non-finite"):
+        vs.exact_topk(blocks, queries * float("nan"), 5)
+    with pytest.raises(ValueError, match="kernel must be"):
+        vs.exact_topk(blocks, queries, 5, kernel="gpu")
+
+
+def test_compiled_fused_kernel_matches_eager():
+    """The torch.compile'd scan computes the same estimates (up to float32 summation order, inside the bound)."""
+    compiled = vs.compiled_fused_kernel()
+    if compiled is None:
+        pytest.skip("torch.compile is not available here")
+    rng = np.random.default_rng(4)
+    codes = torch.from_numpy(rng.integers(-127, 128, (1000, 300), dtype=np.int8))
+    query = torch.randn(300)
+    np.testing.assert_allclose(compiled(codes, query).numpy(), vs._fused_scores(codes, query).numpy(), rtol=1e-5,
+                               atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# In the index: codes written with the shards, derived again when missing or damaged, every backend the same hits
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def build_index(folder, vectors: np.ndarray, shard_rows: int):
+    import search_videos as sv
+
+    manifest = sv.Manifest(video_dir=str(folder / "videos"), dim=vectors.shape[1],
+                           model={"name_or_path": "test", "fingerprint": "test", "bf16": False})
+    records = [{"path": f"v{row:05d}.mp4", "size": row, "mtime_ns": row, "duration": 1.0, "frames": 12}
+               for row in range(len(vectors))]
+    sv.write_pending_chunk(folder, vectors, records, [], prefix="test")
+    return sv.commit(folder, manifest, drop=set(), shard_rows=shard_rows)
+
+
+def hit_paths(index, queries, backend, k=15):
+    return [[(hit.path, hit.score) for hit in hits] for hits in index.search(queries, k=k, scale=2.0,
+                                                                             backend=backend)]
+
+
+def test_index_backends_agree_and_codes_are_derived_data(tmp_path):
+    import search_videos as sv
+
+    rng = np.random.default_rng(5)
+    vectors = collection("halves", 2500, 32, rng)
+    manifest = build_index(tmp_path, vectors, shard_rows=1000)
+    assert [shard.rows for shard in manifest.shards] == [1000, 1000, 500]
+    for shard in manifest.shards:  # codes were written next to each shard by the commit
+        codes = sv.read_codes(tmp_path, shard, 32)
+        assert np.array_equal(codes.codes, vs.quantize_int8(np.load(shard.vectors_path(tmp_path))).codes)
+    queries = torch.from_numpy(collection("halves", 6, 32, rng))
+    index = sv.VideoIndex(tmp_path)
+    flat = hit_paths(index, queries, "flat")
+    scores = 2.0 * queries.double().numpy() @ vectors.astype(np.float64).T
+    assert [[path for path, _ in hits] for hits in flat] == [
+        [f"{tmp_path / 'videos'}/v{row:05d}.mp4" for row in np.argsort(-row_scores)[:15]] for row_scores in scores]
+    backends = ["int8", "fused", "auto"] + (["faiss"] if sv.faiss_available() else [])
+    for backend in backends:
+        assert hit_paths(index, queries, backend) == flat, backend
+
+    # an index without codes (or with damaged ones) gets them computed again, and saved
+    first, second = manifest.shards[0].codes_paths(tmp_path), manifest.shards[1].codes_paths(tmp_path)
+    first["codes"].unlink()
+    np.save(second["norms"], np.zeros((2, 3), np.float32))
+    assert hit_paths(sv.VideoIndex(tmp_path), queries, "int8") == flat
+    assert first["codes"].is_file() and np.load(second["norms"]).shape == (2, 1000)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        index.search(queries, backend="torch-gpu")
+
+
+def test_read_only_index_keeps_derived_codes_in_memory(tmp_path, monkeypatch):
+    import search_videos as sv
+
+    rng = np.random.default_rng(6)
+    vectors = collection("isotropic", 300, 16, rng)
+    manifest = build_index(tmp_path, vectors, shard_rows=1000)
+    for path in manifest.shards[0].codes_paths(tmp_path).values():
+        path.unlink()
+    queries = torch.from_numpy(collection("isotropic", 2, 16, rng))
+    expected = hit_paths(sv.VideoIndex(tmp_path), queries, "flat", k=5)
+
+    def read_only(path, array):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(sv, "write_npy", read_only)
+    assert hit_paths(sv.VideoIndex(tmp_path), queries, "int8", k=5) == expected
+    assert not manifest.shards[0].codes_paths(tmp_path)["codes"].exists()
+
+
+def test_stale_code_files_are_removed_with_their_shard(tmp_path):
+    import search_videos as sv
+
+    rng = np.random.default_rng(7)
+    manifest = build_index(tmp_path, collection("isotropic", 120, 8, rng), shard_rows=100)
+    small = manifest.shards[1]  # 20 rows: merged again (with the new rows) by the next commit
+    records = [{"path": f"w{row}.mp4", "size": 1, "mtime_ns": 1, "duration": 1.0, "frames": 12} for row in range(5)]
+    sv.write_pending_chunk(tmp_path, collection("isotropic", 5, 8, rng), records, [], prefix="test")
+    updated = sv.commit(tmp_path, manifest, drop=set(), shard_rows=100)
+    assert small not in updated.shards
+    names = {path.name for path in (tmp_path / sv.SHARDS).iterdir()}
+    assert names == {name for shard in updated.shards for name in shard.file_names()}

@@ -1,0 +1,444 @@
+# Copyright 2026 The clip2video authors. Licensed under the MIT licence.
+"""Exact top-k inner-product search over float32 vectors, at a fraction of the cost of a float32 scan.
+
+Two stages, with a proof instead of a recall figure:
+
+1. **Coarse scan over int8 codes.** Each stored block of vectors `x_i` (a shard of the index) is kept a second time as
+   int8 codes with one float32 scale per dimension: `x_i = scales * codes_i + e_i`. The codes are a quarter of the
+   bytes, which is what a scan is bound by, and they feed int8 arithmetic. For every query `q` and row `i` the scan
+   gives an estimate `s~` of the score `s = q . x_i`, and a bound `|s - s~| <= B` that covers every error on the
+   way: the rounding of the codes (`|q . e_i| <= ||q|| ||e_i||`, Cauchy-Schwarz, with `||e_i||` stored per row), the
+   rounding of the query to int8 when it is quantized, and float32 arithmetic (`gamma_n` bounds of the sums).
+2. **Exact rescoring.** Let `tau` be the k-th largest lower bound `s~ - B`. A row whose upper bound `s~ + B` is below
+   `tau` has a score below that of k rows, so it cannot be in the top k. Every other row is a candidate, rescored in
+   float32 from the stored vectors; the top k of the candidates is the exact top k.
+
+The ranking is the float32 ranking (ties at the k-th score may come in either order) and the scores are float32 dot
+products of the stored vectors: no approximation reaches the result, only the cost depends on the data (how many
+candidates the bound leaves; a few hundred per query out of a million for random unit vectors, see
+`benchmarks/bench_search.py`).
+
+Two scan kernels:
+
+* `"int8"`: the queries are quantized to int8 too and `torch._int_mm` computes exact int32 products (int8 x int8 ->
+  int32 on the CPU's VNNI units). Best for batches of queries (compute bound).
+* `"fused"`: one pass over the codes with the float32 query, a reduction that `torch.compile` fuses (int8 load,
+  convert, multiply-add). Best for a single query (bound by memory bandwidth: 1 byte per dimension and row). The first
+  call compiles it (seconds; torch caches it on disk); without a working compiler the search falls back to `"int8"`.
+
+Example:
+    >>> codes = quantize_int8(vectors)                       # (rows, dim) float32 -> Int8Codes
+    >>> result = exact_topk([SearchBlock(vectors, codes)], queries, k=10)
+    >>> result.rows                                         # (num_queries, k) int64, best first
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+logger = logging.getLogger(__name__)
+
+#: Unit roundoff of float32.
+FLOAT32_ROUNDOFF = 2.0 ** -24
+#: Largest int8 code (codes lie in [-127, 127], symmetric).
+CODE_MAX = 127
+#: Relative slack on every bound, for the float32/float64 arithmetic of the bounds and thresholds themselves.
+BOUND_SLACK = 1e-5
+#: Up to this many queries the "fused" kernel runs one pass per query; more queries use the "int8" kernel.
+FUSED_MAX_QUERIES = 4
+#: Target elements of one (queries x rows) score block of the "int8" kernel (16 MB of int32: stays in a large cache).
+BLOCK_ELEMENTS = 1 << 22
+#: Candidates gathered and rescored at a time (bounds the memory of the rescoring to 2 * RESCORE_ROWS * dim floats).
+RESCORE_ROWS = 8192
+#: The first rescoring round takes this many times k candidates per query (those of highest upper bound).
+FIRST_ROUND_FACTOR = 4
+
+
+def _round_up(array: np.ndarray) -> np.ndarray:
+    """float64 -> the smallest float32 values >= the input (so a bound stays a bound after the cast)."""
+    rounded = array.astype(np.float32)
+    return np.where(rounded.astype(np.float64) < array, np.nextafter(rounded, np.float32(np.inf)), rounded)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Codes
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Int8Codes:
+    """int8 codes of a block of vectors and what bounds their error: `x_i = scales * codes[i] + e_i`.
+
+    Attributes:
+        codes: `(rows, dim)` int8 in [-127, 127].
+        scales: `(dim,)` float32, positive: one scale per dimension (the dimension's largest |x| / 127).
+        residual_norms: `(rows,)` float32, `>= ||e_i||` (computed in float64 and rounded up).
+        code_norms: `(rows,)` float32, `>= ||codes[i]||`.
+    """
+
+    codes: np.ndarray
+    scales: np.ndarray
+    residual_norms: np.ndarray
+    code_norms: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def check(self, rows: int, dim: int) -> None:
+        """Raises ValueError unless the arrays have the shapes and types of a `(rows, dim)` block."""
+        expected = {"codes": ((rows, dim), np.int8), "scales": ((dim,), np.float32),
+                    "residual_norms": ((rows,), np.float32), "code_norms": ((rows,), np.float32)}
+        for name, (shape, dtype) in expected.items():
+            array = getattr(self, name)
+            if array.shape != shape or array.dtype != dtype:
+                raise ValueError(f"{name}: {array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape}")
+        if not (np.all(np.isfinite(self.scales)) and np.all(self.scales > 0)):
+            raise ValueError("scales must be finite and positive")
+
+
+def quantize_int8(vectors: np.ndarray, chunk_rows: int = 8192) -> Int8Codes:
+    """Per-dimension symmetric int8 codes of `(rows, dim)` float32 vectors, with rounded-up error norms.
+
+    Raises:
+        ValueError: if a vector is not finite (a NaN has no bound).
+    """
+    vectors = np.asarray(vectors)
+    rows, dim = vectors.shape
+    scales = np.zeros(dim, dtype=np.float32)
+    for start in range(0, rows, chunk_rows):
+        block = np.asarray(vectors[start : start + chunk_rows], dtype=np.float32)
+        if not np.all(np.isfinite(block)):
+            raise ValueError(f"rows {start}..{start + len(block) - 1} hold non-finite values")
+        np.maximum(scales, np.abs(block).max(axis=0), out=scales)
+    scales = np.where(scales > 0, scales / CODE_MAX, 1.0).astype(np.float32)
+    codes = np.empty((rows, dim), dtype=np.int8)
+    residual_norms = np.empty(rows, dtype=np.float32)
+    code_norms = np.empty(rows, dtype=np.float32)
+    scales64 = scales.astype(np.float64)
+    for start in range(0, rows, chunk_rows):
+        block = np.asarray(vectors[start : start + chunk_rows], dtype=np.float64)
+        block_codes = np.clip(np.rint(block / scales64), -CODE_MAX, CODE_MAX)
+        codes[start : start + len(block)] = block_codes
+        residual = np.sqrt(((block - block_codes * scales64) ** 2).sum(axis=1))
+        residual_norms[start : start + len(block)] = _round_up(residual * (1 + BOUND_SLACK))
+        code_norms[start : start + len(block)] = _round_up(np.sqrt((block_codes ** 2).sum(axis=1)))
+    return Int8Codes(codes=codes, scales=scales, residual_norms=residual_norms, code_norms=code_norms)
+
+
+@dataclass
+class SearchBlock:
+    """One block of the searched collection: its float32 vectors (for rescoring) and their int8 codes (for the scan)."""
+
+    vectors: np.ndarray
+    codes: Int8Codes
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Scan kernels: estimates and their error bounds, in the kernel's own units
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScanQueries:
+    """Queries prepared for one block's scan. The kernel's estimate `W[q, i]` relates to the score by
+    `|q . x_i - unit[q] * W[q, i]| <= unit[q] * (residual_weight[q] * ||e_i|| + code_weight[q] * ||codes_i||)`."""
+
+    unit: np.ndarray  # (num_queries,) float64
+    residual_weight: np.ndarray  # (num_queries,) float64
+    code_weight: np.ndarray  # (num_queries,) float64
+    operand: torch.Tensor  # what the kernel multiplies the codes with
+
+
+def _dot_error_factor(terms: int) -> float:
+    """gamma_n = n u / (1 - n u): relative error bound of a float32 sum of `terms` rounded products, any order."""
+    nu = terms * FLOAT32_ROUNDOFF
+    return nu / (1 - nu)
+
+
+def prepare_fused(queries: torch.Tensor, scales: np.ndarray) -> ScanQueries:
+    """Float32 operand `q * scales`; the fused kernel's estimate is `sum_j codes_ij (q_j scales_j)` in float32."""
+    queries64 = queries.double().numpy()
+    operand = (queries * torch.from_numpy(scales)).contiguous()
+    # errors: the product q_j * scales_j rounded (u), D products and D-1 additions (gamma_{D+1}); both relative to
+    # sum_j |q'_j codes_ij| <= ||q'|| ||codes_i|| (Cauchy-Schwarz)
+    factor = _dot_error_factor(queries.shape[1] + 2)
+    operand_norms = np.linalg.norm(operand.double().numpy(), axis=1)
+    return ScanQueries(unit=np.ones(len(queries)), residual_weight=np.linalg.norm(queries64, axis=1),
+                       code_weight=factor * operand_norms * (1 + FLOAT32_ROUNDOFF), operand=operand)
+
+
+def prepare_int8(queries: torch.Tensor, scales: np.ndarray) -> ScanQueries:
+    """int8 operand: `q * scales = unit * d + f` with `d` int8 per query; the estimate is the exact int32 `d . codes_i`.
+
+    The score is `q . x_i = unit (d . codes_i) + f . codes_i + q . e_i` (up to the float32 rounding of `q * scales`),
+    so in units of `unit` the error is at most `(||q|| ||e_i|| + (||f|| + u ||q'||) ||codes_i||) / unit`.
+    """
+    queries64 = queries.double().numpy()
+    scaled = (queries * torch.from_numpy(scales)).double().numpy()  # q' as the float32 product, exactly in float64
+    peak = np.abs(scaled).max(axis=1)
+    unit = np.where(peak > 0, peak / CODE_MAX, 1.0)
+    digits = np.clip(np.rint(scaled / unit[:, None]), -CODE_MAX, CODE_MAX)
+    remainder = np.linalg.norm(scaled - digits * unit[:, None], axis=1)
+    rounding = FLOAT32_ROUNDOFF * np.linalg.norm(scaled, axis=1)
+    return ScanQueries(unit=unit, residual_weight=np.linalg.norm(queries64, axis=1) / unit,
+                       code_weight=(remainder + rounding) / unit,
+                       operand=torch.from_numpy(np.ascontiguousarray(digits.T.astype(np.int8))))
+
+
+def _fused_scores(codes: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """`(rows, dim)` int8 x `(dim,)` float32 -> `(rows,)` float32 estimates, one pass over the codes."""
+    return (codes.to(torch.float32) * query).sum(-1)
+
+
+_COMPILED_FUSED = None
+_FUSED_FAILED = False
+
+
+def compiled_fused_kernel():
+    """The `torch.compile`d fused kernel, or None when compiling is not possible here (logged once)."""
+    global _COMPILED_FUSED, _FUSED_FAILED
+    if _COMPILED_FUSED is None and not _FUSED_FAILED:
+        try:
+            kernel = torch.compile(_fused_scores, dynamic=True)
+            probe = torch.arange(-6, 6, dtype=torch.int8).reshape(3, 4)
+            expected = _fused_scores(probe, torch.ones(4))
+            if not torch.equal(kernel(probe, torch.ones(4)), expected):
+                raise RuntimeError("compiled kernel gives wrong results")
+            _COMPILED_FUSED = kernel
+        except Exception as error:  # no C++ compiler, unsupported platform, ...: the int8 kernel is exact too
+            _FUSED_FAILED = True
+            logger.warning("fused int8 scan unavailable (%s: %s); using the int8 matrix-product scan",
+                           type(error).__name__, error)
+    return _COMPILED_FUSED
+
+
+def scan_fused(codes: torch.Tensor, prepared: ScanQueries, kernel) -> torch.Tensor:
+    """`(rows, num_queries)` float32 estimates, one fused pass over the codes per query."""
+    return torch.stack([kernel(codes, query) for query in prepared.operand], dim=1)
+
+
+def scan_int8(codes: torch.Tensor, prepared: ScanQueries) -> torch.Tensor:
+    """`(rows, num_queries)` int32 exact products of the codes and the int8 queries (`operand`: `(dim, queries)`)."""
+    return torch._int_mm(codes, prepared.operand)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Two-stage top-k
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TopK:
+    """Result of `exact_topk`: `rows` `(num_queries, k)` int64 global row numbers (blocks concatenated), best first;
+    `scores` `(num_queries, k)` float32 exact scores; `candidates` `(num_queries,)` rows rescored per query."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    candidates: np.ndarray
+
+
+class _RunningThreshold:
+    """Per query, the k largest lower bounds seen so far; `tau` is their minimum (-inf until k rows were seen)."""
+
+    def __init__(self, num_queries: int, k: int):
+        self.k = k
+        self.seen = 0
+        self.best = np.full((num_queries, k), -np.inf)
+
+    def update(self, lower: np.ndarray, rows: int) -> None:
+        """Merges `(num_queries, n)` lower bounds of `rows` newly scanned rows (rows=0: rows already counted)."""
+        merged = np.concatenate([self.best, lower], axis=1)
+        self.best = -np.partition(-merged, self.k - 1, axis=1)[:, : self.k]
+        self.seen += rows
+
+    @property
+    def tau(self) -> np.ndarray:
+        return self.best.min(axis=1)
+
+
+def _as_threshold(values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """Thresholds rounded DOWN to the estimate's dtype (so that `W >= threshold` keeps every row it must keep)."""
+    if dtype == torch.int32:
+        return torch.from_numpy(np.clip(np.floor(values), -2**31, 2**31 - 1).astype(np.int32))
+    rounded = values.astype(np.float32)
+    rounded = np.where(rounded.astype(np.float64) > values, np.nextafter(rounded, np.float32(-np.inf)), rounded)
+    return torch.from_numpy(rounded)
+
+
+def _rows_above(estimates: torch.Tensor, thresholds: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, queries) where `estimates[row, query] >= thresholds[query]`, for `(rows, queries)` estimates."""
+    rows, queries = (estimates >= thresholds).nonzero(as_tuple=True)
+    return rows.numpy(), queries.numpy()
+
+
+def _top_per_query(values: np.ndarray, queries: np.ndarray, num_queries: int, k: int) -> np.ndarray:
+    """`(num_queries, k)` table of each query's k largest `values` (-inf where a query has fewer)."""
+    order = np.lexsort((-values, queries))
+    queries = queries[order]
+    starts = np.searchsorted(queries, np.arange(num_queries))
+    rank = np.arange(len(queries)) - starts[queries]
+    keep = rank < k
+    table = np.full((num_queries, k), -np.inf)
+    table[queries[keep], rank[keep]] = values[order][keep]
+    return table
+
+
+def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _RunningThreshold, chunk_rows: int,
+                kernel, fused) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Scans one block chunk by chunk; returns its candidates as (query numbers, local rows, upper bounds).
+
+    A row is a candidate when its upper bound reaches the running threshold `tau` (the k-th largest lower bound so
+    far). A row whose lower bound exceeds `tau` is a candidate too, so `tau` is updated from the candidates alone;
+    only until k rows were seen does it need the top k of a whole chunk."""
+    codes = block.codes
+    prepared = prepare_fused(queries, codes.scales) if kernel == "fused" else prepare_int8(queries, codes.scales)
+    all_codes = torch.from_numpy(np.asarray(codes.codes))
+    found = []
+    for start in range(0, len(codes), chunk_rows):
+        stop = min(start + chunk_rows, len(codes))
+        chunk = all_codes[start:stop]
+        estimates = scan_fused(chunk, prepared, fused) if kernel == "fused" else scan_int8(chunk, prepared)
+        # one bound per (query, chunk): the chunk's largest error norms, in the kernel's units (with slack)
+        bound = (prepared.residual_weight * float(codes.residual_norms[start:stop].max())
+                 + prepared.code_weight * float(codes.code_norms[start:stop].max())) * (1 + BOUND_SLACK)
+        whole_chunk = threshold.seen < k
+        if whole_chunk:
+            top = torch.topk(estimates, min(k, stop - start), dim=0).values.double().numpy()  # (k, queries)
+            threshold.update((prepared.unit * (top - bound)).T, rows=stop - start)
+        # keep rows whose upper bound unit * (W + bound) reaches tau, i.e. W >= tau / unit - bound
+        rows, query_numbers = _rows_above(estimates, _as_threshold(threshold.tau / prepared.unit - bound,
+                                                                   estimates.dtype))
+        values = estimates.numpy()[rows, query_numbers].astype(np.float64)
+        if not whole_chunk:  # (the top k of a whole chunk already holds its best lower bounds)
+            lower = prepared.unit[query_numbers] * (values - bound[query_numbers])
+            threshold.update(_top_per_query(lower, query_numbers, len(queries), k), rows=stop - start)
+        upper = prepared.unit[query_numbers] * (values + bound[query_numbers])
+        found.append((query_numbers, rows + start, upper))
+    return found
+
+
+@dataclass
+class _Candidates:
+    """(query, row) pairs the bound could not rule out, with the upper bounds of their scores."""
+
+    query: np.ndarray  # (n,) int64
+    block: np.ndarray  # (n,) int64 block number
+    row: np.ndarray  # (n,) int64 row within the block
+    upper: np.ndarray  # (n,) float64
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def subset(self, selected: np.ndarray) -> "_Candidates":
+        return _Candidates(self.query[selected], self.block[selected], self.row[selected], self.upper[selected])
+
+
+def _pair_scores(blocks: Sequence[SearchBlock], queries: torch.Tensor, pairs: _Candidates) -> np.ndarray:
+    """Exact float32 scores `queries[q] . vectors[row]` of candidate pairs (rows read block by block, in order)."""
+    scores = np.empty(len(pairs), dtype=np.float32)
+    for number, block in enumerate(blocks):
+        selected = np.flatnonzero(pairs.block == number)
+        if not len(selected):
+            continue
+        selected = selected[np.argsort(pairs.row[selected], kind="stable")]
+        vectors = block.vectors if isinstance(block.vectors, torch.Tensor) else torch.from_numpy(block.vectors)
+        for start in range(0, len(selected), RESCORE_ROWS):
+            part = selected[start : start + RESCORE_ROWS]
+            rows = vectors.index_select(0, torch.from_numpy(pairs.row[part]))
+            scores[part] = (rows * queries.index_select(0, torch.from_numpy(pairs.query[part]))).sum(dim=1).numpy()
+    return scores
+
+
+def _kth_largest(scores: np.ndarray, query: np.ndarray, rank: np.ndarray, num_queries: int, width: int,
+                 k: int) -> np.ndarray:
+    """Per query, the k-th largest of its `scores` (placed by `rank` < width); -inf for a query with fewer than k."""
+    table = np.full((num_queries, width), -np.inf)
+    table[query, rank] = scores
+    return -np.partition(-table, k - 1, axis=1)[:, k - 1]
+
+
+def _rescore(blocks: Sequence[SearchBlock], offsets: np.ndarray, queries: torch.Tensor, k: int,
+             candidates: _Candidates) -> TopK:
+    """Exact top k of the candidates, rescoring as few as the bounds allow.
+
+    Round 1 rescores each query's `FIRST_ROUND_FACTOR * k` candidates of highest upper bound; their k-th exact score
+    `s_k` is a lower bound of the final k-th score, so round 2 rescores only the other candidates whose upper bound
+    reaches `s_k`. Every candidate left out scores below k rescored rows.
+    """
+    num_queries = len(queries)
+    order = np.lexsort((-candidates.upper, candidates.query))  # by query, highest upper bound first
+    candidates = candidates.subset(order)
+    counts = np.bincount(candidates.query, minlength=num_queries)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    rank = np.arange(len(candidates)) - starts[candidates.query]
+    width = max(FIRST_ROUND_FACTOR * k, 1)
+    first = rank < width
+    scores = np.full(len(candidates), -np.inf, dtype=np.float32)
+    scores[first] = _pair_scores(blocks, queries, candidates.subset(first))
+    kth = _kth_largest(scores[first], candidates.query[first], rank[first], num_queries, width, k)
+    second = ~first & (candidates.upper >= kth[candidates.query])
+    scores[second] = _pair_scores(blocks, queries, candidates.subset(second))
+    rescored = np.flatnonzero(first | second)
+    if np.any(np.bincount(candidates.query[rescored], minlength=num_queries) < k):  # the bounds guarantee k
+        raise RuntimeError("internal error: fewer than k candidates survived the bounds")
+    order = rescored[np.lexsort((-scores[rescored], candidates.query[rescored]))]  # by query, best score first
+    counts = np.bincount(candidates.query[rescored], minlength=num_queries)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    best = order[(starts[:-1, None] + np.arange(k)[None, :]).ravel()].reshape(num_queries, k)
+    return TopK(rows=offsets[candidates.block[best]] + candidates.row[best], scores=scores[best], candidates=counts)
+
+
+def choose_kernel(num_queries: int, kernel: str = "auto"):
+    """`("fused", compiled)` or `("int8", None)` for `kernel` in auto|fused|int8 (auto: fused for few queries)."""
+    if kernel not in ("auto", "fused", "int8"):
+        raise ValueError(f"kernel must be 'auto', 'fused' or 'int8', got {kernel!r}")
+    if kernel == "fused" or (kernel == "auto" and num_queries <= FUSED_MAX_QUERIES):
+        compiled = compiled_fused_kernel()
+        if compiled is not None:
+            return "fused", compiled
+    return "int8", None
+
+
+def exact_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, kernel: str = "auto",
+               chunk_rows: int | None = None) -> TopK:
+    """Exact top-k rows of `queries @ concat(vectors).T` by an int8 scan with error bounds and float32 rescoring.
+
+    Args:
+        blocks: the collection, block after block (global row numbers run through them in order).
+        queries: `(num_queries, dim)` float32.
+        k: hits per query, `1 <= k <= total rows`.
+        kernel: "auto", "fused" or "int8" (see the module docstring; the result does not depend on it).
+        chunk_rows: rows scanned at a time (default: one block for "fused"; about 4M scores for "int8").
+
+    Returns:
+        `TopK` (rows, exact float32 scores, candidates rescored per query).
+    """
+    queries = queries.detach().float().contiguous()
+    total = sum(len(block.codes) for block in blocks)
+    if not 1 <= k <= total:
+        raise ValueError(f"k must be in [1, {total}], got {k}")
+    if not torch.isfinite(queries).all():
+        raise ValueError("queries hold non-finite values")
+    name, fused = choose_kernel(len(queries), kernel)
+    if chunk_rows is None:
+        chunk_rows = 1 << 30 if name == "fused" else max(1024, BLOCK_ELEMENTS // max(1, len(queries)))
+    threshold = _RunningThreshold(len(queries), k)
+    per_block = [_scan_block(block, queries, k, threshold, chunk_rows, name, fused) for block in blocks]
+    tau = threshold.tau
+    parts = []
+    for number, found in enumerate(per_block):
+        for found_queries, found_rows, upper in found:
+            alive = upper >= tau[found_queries]  # tau only grew after these were kept
+            parts.append(_Candidates(found_queries[alive], np.full(int(alive.sum()), number), found_rows[alive],
+                                     upper[alive]))
+    candidates = _Candidates(*(np.concatenate([getattr(part, name) for part in parts])
+                               for name in ("query", "block", "row", "upper")))
+    offsets = np.concatenate([[0], np.cumsum([len(block.codes) for block in blocks])])
+    return _rescore(blocks, offsets, queries, k, candidates)
