@@ -420,6 +420,7 @@ class VideoIndex:
         self._records: dict[str, list[bytes]] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._codes: dict[str, vector_search.Int8Codes] = {}
+        self._faiss = None
 
     def __len__(self) -> int:
         return self.manifest.num_videos
@@ -493,7 +494,8 @@ class VideoIndex:
                 - `"fused"`: the same with a `torch.compile`d one-pass scan, fastest for one query at a time in a
                   long-lived process (the first call compiles for a few seconds; falls back to "int8").
                 - `"flat"`: a float32 scan of every vector (the reference; 4x the bytes of the int8 scan).
-                - `"faiss"`: FAISS `IndexFlatIP`, built in memory from the shards for this call.
+                - `"faiss"`: FAISS `IndexFlatIP` (`pip install faiss-cpu`), built in RAM from the shards on the first
+                  such call and kept by this `VideoIndex`.
                 - `"auto"` (default): "flat" below `COARSE_MIN_ROWS` videos, else "int8".
             chunk_rows: rows per scan step (default: the backend's own).
 
@@ -513,7 +515,9 @@ class VideoIndex:
         if backend == "auto":
             backend = "flat" if self.manifest.num_videos < COARSE_MIN_ROWS else "int8"
         if backend == "faiss":
-            global_rows = faiss_topk([self.vectors(shard) for shard in shards], queries, k)
+            if self._faiss is None:
+                self._faiss = build_faiss_index([self.vectors(shard) for shard in shards], self.manifest.dim)
+            global_rows = faiss_topk([], queries, k, flat=self._faiss)
         elif backend == "flat":
             global_rows = brute_force_topk([self.vectors(shard) for shard in shards], queries, k,
                                            chunk_rows or 65536)
@@ -598,15 +602,21 @@ def faiss_available() -> bool:
     return True
 
 
-def faiss_topk(blocks: Sequence[np.ndarray], queries: torch.Tensor, k: int) -> np.ndarray:
-    """Top-k rows with FAISS `IndexFlatIP` (exact inner product; built in memory from the shards for this call)."""
+def build_faiss_index(blocks: Sequence[np.ndarray], dim: int):
+    """FAISS `IndexFlatIP` (exact inner product, float32, in RAM) holding the blocks' rows in order."""
     try:
         import faiss
     except ImportError:
         raise ImportError("the faiss backend needs `pip install faiss-cpu`") from None
-    flat = faiss.IndexFlatIP(queries.shape[1])
+    flat = faiss.IndexFlatIP(dim)
     for block in blocks:
         flat.add(np.ascontiguousarray(block, dtype=np.float32))
+    return flat
+
+
+def faiss_topk(blocks: Sequence[np.ndarray], queries: torch.Tensor, k: int, flat=None) -> np.ndarray:
+    """Top-k rows with FAISS `IndexFlatIP` (`flat`, or one built from `blocks` for this call)."""
+    flat = flat if flat is not None else build_faiss_index(blocks, queries.shape[1])
     _, rows = flat.search(queries.numpy(), k)
     return rows.astype(np.int64)
 

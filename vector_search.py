@@ -57,6 +57,10 @@ FUSED_MAX_QUERIES = 4
 BLOCK_ELEMENTS = 1 << 22
 #: Candidates gathered and rescored at a time (bounds the memory of the rescoring to 2 * RESCORE_ROWS * dim floats).
 RESCORE_ROWS = 8192
+#: Candidate rows are screened in groups of this many rows (by their maximum estimate) when a chunk holds at least
+#: SCREEN_MIN_ELEMENTS estimates (queries x rows); smaller chunks are compared row by row.
+SCREEN_GROUP = 8
+SCREEN_MIN_ELEMENTS = 1 << 20
 #: The first rescoring round takes this many times k candidates per query (those of highest upper bound).
 FIRST_ROUND_FACTOR = 4
 
@@ -221,7 +225,8 @@ def compiled_fused_kernel():
 
 def scan_fused(codes: torch.Tensor, prepared: ScanQueries, kernel) -> torch.Tensor:
     """`(rows, num_queries)` float32 estimates, one fused pass over the codes per query."""
-    return torch.stack([kernel(codes, query) for query in prepared.operand], dim=1)
+    columns = [kernel(codes, query) for query in prepared.operand]
+    return columns[0][:, None] if len(columns) == 1 else torch.stack(columns, dim=1)
 
 
 def scan_int8(codes: torch.Tensor, prepared: ScanQueries) -> torch.Tensor:
@@ -272,10 +277,28 @@ def _as_threshold(values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(rounded)
 
 
-def _rows_above(estimates: torch.Tensor, thresholds: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, queries) where `estimates[row, query] >= thresholds[query]`, for `(rows, queries)` estimates."""
-    rows, queries = (estimates >= thresholds).nonzero(as_tuple=True)
-    return rows.numpy(), queries.numpy()
+def _rows_above(estimates: torch.Tensor, thresholds: torch.Tensor, screen: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, queries) where `estimates[row, query] >= thresholds[query]`, for `(rows, queries)` estimates.
+
+    With `screen > 1`, rows are first screened in groups of `screen` by their maximum (one read of the estimates,
+    a comparison on a `screen` times smaller matrix); only groups that reach a threshold are compared row by row.
+    That pays when candidates are rare, as in large batches of queries."""
+    rows = len(estimates)
+    grouped = rows - rows % screen if screen > 1 else 0
+    values, limits = estimates.numpy(), thresholds.numpy()
+    found_rows, found_queries = [], []
+    if grouped:
+        maxima = estimates[:grouped].view(grouped // screen, screen, -1).amax(dim=1)
+        groups, queries = np.nonzero((maxima >= thresholds).numpy())
+        members = groups[:, None] * screen + np.arange(screen)
+        keep = values[members, queries[:, None]] >= limits[queries][:, None]
+        found_rows.append(members[keep])
+        found_queries.append(np.broadcast_to(queries[:, None], members.shape)[keep])
+    if grouped < rows:
+        tail_rows, tail_queries = np.nonzero(values[grouped:] >= limits)
+        found_rows.append(tail_rows + grouped)
+        found_queries.append(tail_queries)
+    return np.concatenate(found_rows), np.concatenate(found_queries)
 
 
 def _top_per_query(values: np.ndarray, queries: np.ndarray, num_queries: int, k: int) -> np.ndarray:
@@ -313,8 +336,9 @@ def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _R
             top = torch.topk(estimates, min(k, stop - start), dim=0).values.double().numpy()  # (k, queries)
             threshold.update((prepared.unit * (top - bound)).T, rows=stop - start)
         # keep rows whose upper bound unit * (W + bound) reaches tau, i.e. W >= tau / unit - bound
+        screen = SCREEN_GROUP if estimates.numel() >= SCREEN_MIN_ELEMENTS else 1
         rows, query_numbers = _rows_above(estimates, _as_threshold(threshold.tau / prepared.unit - bound,
-                                                                   estimates.dtype))
+                                                                   estimates.dtype), screen)
         values = estimates.numpy()[rows, query_numbers].astype(np.float64)
         if not whole_chunk:  # (the top k of a whole chunk already holds its best lower bounds)
             lower = prepared.unit[query_numbers] * (values - bound[query_numbers])

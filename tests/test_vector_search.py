@@ -97,6 +97,17 @@ def test_exact_topk_equals_reference(kind, kernel):
         assert result.candidates.mean() < 0.5 * 4501
 
 
+@pytest.mark.parametrize("screen", [1, 3, 8])
+def test_rows_above_with_and_without_screening(screen):
+    rng = np.random.default_rng(8)
+    estimates = torch.from_numpy(rng.integers(-1000, 1000, (203, 5), dtype=np.int32))
+    thresholds = torch.tensor([990, 900, -1000, 1000, 2000], dtype=torch.int32)
+    rows, queries = vs._rows_above(estimates, thresholds, screen)
+    expected = set(zip(*np.nonzero(estimates.numpy() >= thresholds.numpy())))
+    assert set(zip(rows.tolist(), queries.tolist())) == {(int(r), int(q)) for r, q in expected}
+    assert len(rows) == len(expected)
+
+
 def test_k_equals_collection_and_invalid_arguments():
     rng = np.random.default_rng(3)
     vectors = collection("isotropic", 50, 16, rng)
