@@ -87,6 +87,10 @@ class IndexBusyError(VideoIndexError):
     """Another index run holds the index's lock."""
 
 
+class IndexWriteError(VideoIndexError):
+    """The index folder cannot be created or written (a file in the way, no permission, read-only file system)."""
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Atomic files
 # ----------------------------------------------------------------------------------------------------------------------
@@ -347,12 +351,16 @@ class Manifest:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise IndexFormatError(f"{path}: unreadable manifest ({error})") from None
-        if data.get("format") != INDEX_FORMAT or data.get("version") != INDEX_VERSION:
+        if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or data.get("version") != INDEX_VERSION:
+            found = data if isinstance(data, dict) else {}
             raise IndexFormatError(
-                f"{path}: format {data.get('format')!r} version {data.get('version')!r}, expected {INDEX_FORMAT!r} "
+                f"{path}: format {found.get('format')!r} version {found.get('version')!r}, expected {INDEX_FORMAT!r} "
                 f"version {INDEX_VERSION}")
-        data["shards"] = [Shard(**shard) for shard in data["shards"]]
-        return cls(**data)
+        try:
+            data["shards"] = [Shard(**shard) for shard in data["shards"]]
+            return cls(**data)
+        except (KeyError, TypeError) as error:  # a field missing, unknown or of the wrong kind
+            raise IndexFormatError(f"{path}: malformed manifest ({type(error).__name__}: {error})") from None
 
     def save(self, index_dir: Path) -> None:
         write_json(index_dir / MANIFEST, self.to_dict())
@@ -574,10 +582,20 @@ class IndexReport:
 
 @contextlib.contextmanager
 def index_lock(index_dir: Path) -> Iterator[None]:
-    """Exclusive lock on the index for one writer (released by the OS if the process dies)."""
+    """Exclusive lock on the index for one writer (released by the OS if the process dies); creates the folder.
+
+    Raises:
+        IndexWriteError: the folder cannot be created or written.
+        IndexBusyError: another run holds the lock.
+    """
     import fcntl
 
-    handle = open(index_dir / LOCK, "a+")
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(index_dir / LOCK, "a+")
+    except OSError as error:
+        raise IndexWriteError(f"{index_dir}: cannot create or write the index folder ({error.strerror or error})"
+                              ) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -807,9 +825,7 @@ def build_index(args: IndexArguments) -> IndexReport:
     loaded = load_model(args.model, device=state.device, bf16=args.bf16)
     report, plan = IndexReport(), None
     lock = index_lock(index_dir) if state.is_main_process else contextlib.nullcontext()
-    if state.is_main_process:
-        index_dir.mkdir(parents=True, exist_ok=True)
-    with lock:
+    with lock:  # creates the index folder
         if state.is_main_process:
             manifest = open_for_update(index_dir, video_dir, loaded)
             remove_stale_files(index_dir, manifest)

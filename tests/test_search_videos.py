@@ -299,3 +299,21 @@ def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_di
     assert len(vectors) == 6
     for path, (from_sharded, from_single) in vectors.items():
         assert np.allclose(from_sharded, from_single, atol=1e-6), path
+
+
+def test_unusable_index_folders_are_refused_with_their_reason(video_dir, model_dir, tmp_path, caplog):
+    (tmp_path / "a_file").write_text("not a folder")
+    for index_dir, reason in ((tmp_path / "a_file" / "index", "IndexWriteError: "),
+                              (tmp_path / "no_fields", "IndexFormatError: "),
+                              (tmp_path / "a_list", "IndexFormatError: ")):
+        if index_dir.name != "index":
+            index_dir.mkdir()
+            fields_missing = {"format": search_videos.INDEX_FORMAT, "version": search_videos.INDEX_VERSION}
+            (index_dir / search_videos.MANIFEST).write_text("[]" if index_dir.name == "a_list" else
+                                                            json.dumps(fields_missing))
+        caplog.clear()
+        assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(index_dir),
+                                   *FAST]) == 1
+        assert caplog.records[-1].getMessage().startswith(reason + str(index_dir)), caplog.records[-1].getMessage()
+    with pytest.raises(search_videos.IndexFormatError, match="malformed manifest"):
+        search_videos.VideoIndex(tmp_path / "no_fields")
