@@ -26,6 +26,13 @@ Index layout (INDEX_DIR):
 Every file is written to a temporary name and renamed (`os.replace`), and the manifest is replaced only after the
 files it names exist, so a run killed at any point leaves a valid index; the next run merges the complete pending
 chunks (finished videos are not encoded again) and carries on.
+
+Multi-process runs (`accelerate launch`): the processes check in with each other after loading the model, after the
+main process has opened the index and planned the work, after every batch and after the merge. A failure on any
+process (a model that is not the index's, an index locked by another run, unwritable or malformed, an error while
+encoding) stops every process within one batch; the run exits with status 1 and every process logs the reason: the
+failed one its error, the others `RunAbortedError: process R of N failed: <error>`. The processes stopped that way
+commit what they had encoded, which the next run keeps.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import html
 import io
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -89,6 +97,11 @@ class IndexBusyError(VideoIndexError):
 
 class IndexWriteError(VideoIndexError):
     """The index folder cannot be created or written (a file in the way, no permission, read-only file system)."""
+
+
+class RunAbortedError(VideoIndexError):
+    """Another process of a multi-process index run failed (or died): this one stops too; the message says which
+    process and why."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -765,100 +778,243 @@ def encode_batch(loaded: LoadedModel, items: list[dict]) -> torch.Tensor:
     return loaded.encode_videos(pixel_values, video_mask)
 
 
+class ProcessAgreement:
+    """Keeps the processes of a multi-process index run in step, so that a failure on any of them stops all of them.
+
+    A process that fails must not simply leave: the others would wait for it in their next collective until the
+    process group times out, or carry on encoding for nothing, and (under `accelerate launch`) be killed without
+    saying why. Instead, at fixed points every process calls `check` with the exception it hit, or None; the processes
+    exchange these outcomes and, if any failed, all raise at once: a failed process its own exception, the others
+    `RunAbortedError` naming the failed process and its error. Every process must make the same calls in the same
+    order. With one process, `check` only re-raises.
+
+    Example:
+        >>> agreement = ProcessAgreement(state.process_index, state.num_processes)
+        >>> loaded = agreement.run(load_model, "my_model")         # every process loads; all fail if one fails
+        >>> plan = agreement.run_on_main(make_plan, index_dir)     # the main process plans, every process gets it
+    """
+
+    def __init__(self, process_index: int = 0, num_processes: int = 1):
+        self.process_index, self.num_processes = process_index, num_processes
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.process_index == 0
+
+    def check(self, error: Exception | None = None, value=None) -> list:
+        """Collective: exchanges this process's outcome with the others'.
+
+        Args:
+            error: the exception this process hit since the last check, or None.
+            value: a small picklable value to share (e.g. counts).
+
+        Returns:
+            every process's `value`, by process index.
+
+        Raises:
+            `error` itself when it is not None; otherwise `RunAbortedError` when another process failed.
+        """
+        if self.num_processes == 1:
+            if error is not None:
+                raise error
+            return [value]
+        outcome = None if error is None else f"{type(error).__name__}: {error}"
+        outcomes = [None] * self.num_processes
+        self._collective(torch.distributed.all_gather_object, outcomes, (outcome, value))
+        if error is not None:
+            raise error
+        failures = [f"process {rank} of {self.num_processes} failed: {message}"
+                    for rank, (message, _) in enumerate(outcomes) if message is not None]
+        if failures:
+            raise RunAbortedError("; ".join(failures))
+        return [shared for _, shared in outcomes]
+
+    def run(self, function, *args):
+        """Every process runs `function(*args)` and checks in; returns this process's result."""
+        try:
+            result, error = function(*args), None
+        except Exception as caught:
+            result, error = None, caught
+        self.check(error)
+        return result
+
+    def run_on_main(self, function, *args):
+        """The main process runs `function(*args)` while the others wait; every process checks in and gets its result
+        (broadcast: it may be large)."""
+        result = self.run(function, *args) if self.is_main_process else self.run(lambda: None)
+        if self.num_processes == 1:
+            return result
+        box = [result]
+        self._collective(torch.distributed.broadcast_object_list, box, 0)
+        return box[0]
+
+    def _collective(self, operation, *args) -> None:
+        try:
+            operation(*args)
+        except RuntimeError as error:  # gloo/NCCL: a peer died (killed, crashed) or the group timed out
+            raise RunAbortedError(f"process {self.process_index} of {self.num_processes} lost contact with the other "
+                                  f"processes (did one die?): {error}") from None
+
+
+class PendingChunkWriter:
+    """Collects a process's encoded videos and unreadable files, and commits them as pending chunks."""
+
+    def __init__(self, index_dir: Path, dim: int, prefix: str):
+        self.index_dir, self.dim, self.prefix = index_dir, dim, prefix
+        self.vectors, self.records, self.failed = [], [], []
+        self.encoded, self.all_failed = 0, []
+
+    def __len__(self) -> int:
+        """Videos waiting to be committed."""
+        return len(self.records) + len(self.failed)
+
+    def add(self, items: list[dict], vectors: np.ndarray | None) -> None:
+        """Adds one decoded batch: `vectors` are those of its readable items, in order (None when there are none)."""
+        for item in items:
+            if "error" in item:
+                video = item["video"]
+                logger.warning("skipping %s: %s", video.path, item["error"])
+                self.failed.append({"path": video.path, "size": video.size, "mtime_ns": video.mtime_ns,
+                                    "reason": item["error"]})
+        if vectors is not None:
+            self.vectors.append(vectors)
+            self.records.extend({"path": item["video"].path, "size": item["video"].size,
+                                 "mtime_ns": item["video"].mtime_ns, "duration": item["duration"],
+                                 "frames": int(item["video_mask"].sum())} for item in items if "error" not in item)
+
+    def flush(self) -> None:
+        """Writes what was added since the last flush as one pending chunk (nothing when empty)."""
+        if not len(self):
+            return
+        vectors = np.concatenate(self.vectors) if self.vectors else np.zeros((0, self.dim))
+        write_pending_chunk(self.index_dir, vectors, self.records, self.failed, self.prefix)
+        self.encoded, self.all_failed = self.encoded + len(self.records), self.all_failed + self.failed
+        self.vectors, self.records, self.failed = [], [], []
+
+    def save_before_stopping(self) -> None:
+        """`flush` for a process stopped by another's failure: its finished videos need not be encoded again."""
+        try:
+            self.flush()
+        except Exception as error:  # the run is failing anyway; report the first error, not this one
+            logger.warning("could not commit the %d videos encoded before stopping: %s", len(self), error)
+
+
 def encode_videos(loaded: LoadedModel, video_dir: Path, videos: Sequence[VideoFile], index_dir: Path,
-                  args: IndexArguments, prefix: str, show_progress: bool = True) -> tuple[int, list[dict]]:
+                  args: IndexArguments, prefix: str, show_progress: bool = True,
+                  agreement: ProcessAgreement | None = None, num_batches: int | None = None) -> tuple[int, list[dict]]:
     """Encodes `videos` in batches and commits them as pending chunks every `args.commit_every` videos.
+
+    In a multi-process run every process checks in with `agreement` after each batch, `num_batches` times (the largest
+    share's number of batches, so that a process with fewer videos keeps checking in until the others are done): a
+    failure on any process stops every process within one batch; the processes stopped by another's failure commit
+    what they had encoded, which the next run keeps.
 
     Returns:
         the number of videos encoded and the records of the unreadable ones (`path`, `size`, `mtime_ns`, `reason`).
     """
     from tqdm.auto import tqdm
 
+    agreement = agreement or ProcessAgreement()
     loader = torch.utils.data.DataLoader(
         VideoFolderDataset(video_dir, videos, loaded.processor), batch_size=args.batch_size,
         num_workers=args.num_workers, collate_fn=_collate)
-    dim = int(loaded.model.config.retrieval_embed_dim)
-    vectors, records, failed, all_failed, encoded = [], [], [], [], 0
+    num_batches = len(loader) if num_batches is None else num_batches
+    batches = iter(loader)
+    pending = PendingChunkWriter(index_dir, int(loaded.model.config.retrieval_embed_dim), prefix)
     progress = tqdm(total=len(videos), desc="indexing", unit="video", disable=not show_progress)
-    for items in loader:
-        good = [item for item in items if "error" not in item]
-        for item in items:
-            if "error" in item:
-                video = item["video"]
-                logger.warning("skipping %s: %s", video.path, item["error"])
-                failed.append({"path": video.path, "size": video.size, "mtime_ns": video.mtime_ns,
-                               "reason": item["error"]})
-        if good:
-            vectors.append(encode_batch(loaded, good).numpy())
-            records.extend({"path": item["video"].path, "size": item["video"].size,
-                            "mtime_ns": item["video"].mtime_ns, "duration": item["duration"],
-                            "frames": int(item["video_mask"].sum())} for item in good)
-        progress.update(len(items))
-        if len(records) + len(failed) >= args.commit_every:
-            write_pending_chunk(index_dir, np.concatenate(vectors) if vectors else np.zeros((0, dim)), records, failed,
-                                prefix)
-            encoded, all_failed = encoded + len(records), all_failed + failed
-            vectors, records, failed = [], [], []
-    if records or failed:
-        write_pending_chunk(index_dir, np.concatenate(vectors) if vectors else np.zeros((0, dim)), records, failed,
-                            prefix)
-        encoded, all_failed = encoded + len(records), all_failed + failed
-    progress.close()
-    return encoded, all_failed
+    try:
+        for step in range(num_batches):
+            error = None
+            try:
+                items = next(batches, [])
+                good = [item for item in items if "error" not in item]
+                pending.add(items, encode_batch(loaded, good).numpy() if good else None)
+                progress.update(len(items))
+                if len(pending) >= args.commit_every or step == num_batches - 1:
+                    pending.flush()
+            except Exception as caught:
+                error = caught
+            try:
+                agreement.check(error)
+            except RunAbortedError:
+                pending.save_before_stopping()
+                raise
+    finally:
+        progress.close()
+    return pending.encoded, pending.all_failed
+
+
+def _load_indexing_model(args: IndexArguments, video_dir: Path, device: torch.device) -> LoadedModel:
+    """Every process: the model, after checking that there is a folder to index."""
+    if not video_dir.is_dir():
+        raise FileNotFoundError(f"{video_dir}: no such folder")
+    return load_model(args.model, device=device, bf16=args.bf16)
+
+
+def _open_and_plan(index_dir: Path, video_dir: Path, loaded: LoadedModel, args: IndexArguments,
+                   held: contextlib.ExitStack) -> Plan:
+    """Main process: takes the index's lock (held by `held` until the run ends), checks the index against the model
+    and the folder, merges what killed runs left, removes deleted and changed videos, and plans the work."""
+    held.enter_context(index_lock(index_dir))
+    manifest = open_for_update(index_dir, video_dir, loaded)
+    remove_stale_files(index_dir, manifest)
+    manifest = commit(index_dir, manifest, set(), args.shard_rows)  # what a killed run left
+    plan = plan_update(video_dir, manifest, index_dir, args.retry_failed)
+    manifest = commit(index_dir, manifest, plan.drop, args.shard_rows)  # deleted and changed videos out
+    manifest.save(index_dir)
+    logger.info("%s: %d videos indexed, %d to encode, %d removed", index_dir, manifest.num_videos, len(plan.todo),
+                len(plan.drop))
+    return plan
+
+
+def _merge_and_report(index_dir: Path, args: IndexArguments, plan: Plan, shares: list[tuple[int, list[dict]]],
+                      started: float) -> IndexReport:
+    """Main process: merges every process's pending chunks into the shards and writes `report.json`."""
+    manifest = commit(index_dir, Manifest.load(index_dir), set(), args.shard_rows)
+    failed = [item for _, share_failed in shares for item in share_failed]
+    report = IndexReport(
+        encoded=sum(encoded for encoded, _ in shares), unchanged=plan.unchanged,
+        removed=len(plan.drop - {video.path for video in plan.todo}),
+        skipped=sorted(failed + plan.skipped_unchanged, key=lambda item: item["path"]),
+        encoded_per_process=[encoded for encoded, _ in shares], seconds=round(time.perf_counter() - started, 3))
+    write_json(index_dir / REPORT, dataclasses.asdict(report))
+    logger.info("%s: %s; %d videos in the index", index_dir, report.summary(), manifest.num_videos)
+    for item in report.skipped:
+        logger.info("  unreadable: %s (%s)", item["path"], item["reason"])
+    return report
 
 
 def build_index(args: IndexArguments) -> IndexReport:
     """Creates or updates an index (see the module docstring); runs on every process of an `accelerate launch`.
 
-    The main process merges what killed runs left, plans the work and broadcasts it; every process encodes its share
-    (`todo[rank::world_size]`) into its own pending chunks; the main process merges them at the end.
+    Steps: every process loads the model; the main process takes the lock, merges what killed runs left, plans the
+    work and broadcasts it; every process encodes its share (`todo[rank::world_size]`) into its own pending chunks; the
+    main process merges them. The processes check in with each other after each step and after every batch
+    (`ProcessAgreement`), so a failure on any process (a model that is not the index's, a locked or unwritable index,
+    a malformed manifest, an error while encoding) stops every process promptly, each raising the error or a
+    `RunAbortedError` that names it. The index stays valid: each write is atomic and the manifest is replaced last.
+
+    Returns:
+        the run's report, on every process.
     """
     from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list, parse_flag_from_env
+    from accelerate.utils import parse_flag_from_env
 
     # like `Accelerator`, honour `ACCELERATE_USE_CPU` (multi-process CPU runs over gloo)
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    agreement = ProcessAgreement(state.process_index, state.num_processes)
     started = time.perf_counter()
     video_dir, index_dir = Path(args.video_dir).resolve(), Path(args.index).resolve()
-    if not video_dir.is_dir():
-        raise FileNotFoundError(f"{video_dir}: no such folder")
-    loaded = load_model(args.model, device=state.device, bf16=args.bf16)
-    report, plan = IndexReport(), None
-    lock = index_lock(index_dir) if state.is_main_process else contextlib.nullcontext()
-    with lock:  # creates the index folder
-        if state.is_main_process:
-            manifest = open_for_update(index_dir, video_dir, loaded)
-            remove_stale_files(index_dir, manifest)
-            manifest = commit(index_dir, manifest, set(), args.shard_rows)  # what a killed run left
-            plan = plan_update(video_dir, manifest, index_dir, args.retry_failed)
-            manifest = commit(index_dir, manifest, plan.drop, args.shard_rows)  # deleted and changed videos out
-            manifest.save(index_dir)
-            logger.info("%s: %d videos indexed, %d to encode, %d removed", index_dir, manifest.num_videos,
-                        len(plan.todo), len(plan.drop))
-        if state.num_processes > 1:
-            plan = broadcast_object_list([plan])[0]
+    with contextlib.ExitStack() as held:  # the main process's lock on the index
+        loaded = agreement.run(_load_indexing_model, args, video_dir, state.device)
+        plan = agreement.run_on_main(_open_and_plan, index_dir, video_dir, loaded, args, held)
         mine = plan.todo[state.process_index :: state.num_processes]
-        encoded, failed = encode_videos(loaded, video_dir, mine, index_dir, args, prefix=f"r{state.process_index}",
-                                        show_progress=state.is_local_main_process)
-        gathered = [(encoded, failed)]
-        if state.num_processes > 1:
-            gathered = [None] * state.num_processes
-            torch.distributed.all_gather_object(gathered, (encoded, failed))
-        encoded, failed = sum(item[0] for item in gathered), [item for share in gathered for item in share[1]]
-        state.wait_for_everyone()
-        if state.is_main_process:
-            manifest = commit(index_dir, Manifest.load(index_dir), set(), args.shard_rows)
-            report = IndexReport(encoded=encoded, unchanged=plan.unchanged, removed=len(plan.drop - {
-                video.path for video in plan.todo}), skipped=sorted(failed + plan.skipped_unchanged,
-                                                                   key=lambda item: item["path"]),
-                                 encoded_per_process=[share[0] for share in gathered],
-                                 seconds=round(time.perf_counter() - started, 3))
-            write_json(index_dir / REPORT, dataclasses.asdict(report))
-            logger.info("%s: %s; %d videos in the index", index_dir, report.summary(), manifest.num_videos)
-            for item in report.skipped:
-                logger.info("  unreadable: %s (%s)", item["path"], item["reason"])
-    state.wait_for_everyone()
-    return report
+        largest_share = math.ceil(len(plan.todo) / state.num_processes)
+        shares = agreement.check(value=encode_videos(
+            loaded, video_dir, mine, index_dir, args, prefix=f"r{state.process_index}",
+            show_progress=state.is_local_main_process, agreement=agreement,
+            num_batches=math.ceil(largest_share / args.batch_size)))
+        return agreement.run_on_main(_merge_and_report, index_dir, args, plan, shares, started)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Tests of search_videos.py: a tiny model (CLIP vocabulary, so the real tokenizer fits) indexes a folder of small
 generated videos; queries are checked against the model's `forward`, the index against edits, kills and bad files."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -276,16 +277,23 @@ def test_faiss_backend_gives_the_same_hits(video_dir, model_dir, loaded, tmp_pat
         assert [(hit.path, hit.score) for hit in torch_hits] == [(hit.path, hit.score) for hit in faiss_hits]
 
 
-def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_dir, tmp_path):
+def accelerate_launch(script: Path, *args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
+    """Runs `script` in a real 2-process gloo `accelerate launch` on the CPU; returns the result and the seconds taken
+    (a hang fails the test with `TimeoutExpired` after `timeout` seconds)."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     if accelerate is None:
         pytest.skip("accelerate launcher not installed")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
+    started = time.monotonic()
     result = subprocess.run(
         [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", str(REPO / "search_videos.py"), "index", str(video_dir), "--model", str(model_dir),
-         "--index", str(tmp_path / "sharded"), *FAST],
-        env=env, capture_output=True, text=True, timeout=300)
+         "--dynamo_backend", "no", str(script), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return result, time.monotonic() - started
+
+
+def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_dir, tmp_path):
+    result, _ = accelerate_launch(REPO / "search_videos.py", "index", str(video_dir), "--model", str(model_dir),
+                                  "--index", str(tmp_path / "sharded"), *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "sharded" / search_videos.REPORT).read_text())
     assert report["encoded"] == 6 and [item["path"] for item in report["skipped"]] == ["broken.mp4"]
@@ -299,6 +307,77 @@ def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_di
     assert len(vectors) == 6
     for path, (from_sharded, from_single) in vectors.items():
         assert np.allclose(from_sharded, from_single, atol=1e-6), path
+
+
+# A hang shows as `TimeoutExpired` after HANG_TIMEOUT seconds (the process group's own timeout is 30 minutes); a prompt
+# stop takes the launcher's start-up, the model load and a few seconds, even on a loaded machine.
+HANG_TIMEOUT, PROMPT = 180, 120
+
+
+def index_logs(output: str) -> list[str]:
+    """The `search_videos` log lines of a launch's output (both processes), without their timestamps."""
+    return [line.split(" search_videos: ", 1)[1] for line in output.splitlines() if " search_videos: " in line]
+
+
+@pytest.mark.parametrize("failure", ["model mismatch", "lock held by another run"])
+def test_accelerate_run_stops_every_process_when_the_main_process_fails(failure, video_dir, model_dir, tmp_path):
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir)
+    manifest = (index_dir / search_videos.MANIFEST).read_text()
+    model = save_tiny_model(tmp_path / "other", seed=1) if failure == "model mismatch" else model_dir
+    with search_videos.index_lock(index_dir) if failure.startswith("lock") else contextlib.nullcontext():
+        result, seconds = accelerate_launch(REPO / "search_videos.py", "index", str(video_dir), "--model", str(model),
+                                            "--index", str(index_dir), *FAST, timeout=HANG_TIMEOUT)
+    assert result.returncode != 0 and seconds < PROMPT, (seconds, result.stderr[-3000:])
+    reason = ("ModelMismatchError: " if failure == "model mismatch" else "IndexBusyError: ") + str(index_dir)
+    logs = index_logs(result.stderr)
+    assert any(line.startswith(reason) for line in logs), result.stderr[-3000:]  # process 0: its own error
+    assert any(line.startswith(f"RunAbortedError: process 0 of 2 failed: {reason}") for line in logs), logs  # the other
+    assert (index_dir / search_videos.MANIFEST).read_text() == manifest  # the index is untouched
+    assert not (index_dir / "pending").exists() or list((index_dir / "pending").iterdir()) == []
+
+
+FAILING_INDEXER = textwrap.dedent("""
+    import os, sys, time
+    import torch
+    import search_videos
+
+    original, batches = search_videos.encode_batch, []
+
+    def flaky(loaded, items):  # process 1 runs out of device memory at its second batch; process 0 is slow
+        batches.append(items)
+        if os.environ["RANK"] == "1" and len(batches) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated on process 1)")
+        time.sleep(0.5)
+        return original(loaded, items)
+
+    search_videos.encode_batch = flaky
+    sys.exit(search_videos.main(sys.argv[1:]))
+""")
+
+
+def test_accelerate_run_stops_every_process_when_another_fails_while_encoding(video_dir, model_dir, tmp_path,
+                                                                             record_encoded):
+    for number in range(6, 12):
+        write_event_video(video_dir / f"video{number}.mp4", EVENTS[number % 6], seed=number)
+    index_dir = tmp_path / "index"
+    (tmp_path / "failing_indexer.py").write_text(FAILING_INDEXER)
+    result, seconds = accelerate_launch(
+        tmp_path / "failing_indexer.py", "index", str(video_dir), "--model", str(model_dir), "--index", str(index_dir),
+        "--num_workers", "0", "--batch_size", "1", "--commit_every", "1", timeout=HANG_TIMEOUT)
+    assert result.returncode != 0 and seconds < PROMPT, (seconds, result.stderr[-3000:])
+    assert "OutOfMemoryError: CUDA out of memory" in result.stderr  # process 1's own traceback
+    assert any(line.startswith("RunAbortedError: process 1 of 2 failed: OutOfMemoryError: CUDA out of memory")
+               for line in index_logs(result.stderr)), result.stderr[-3000:]
+
+    # process 0 stopped within a batch of the failure (its share is 7 files) and kept what it had encoded
+    committed = [record["path"] for marker, _, records, _ in search_videos.read_pending_chunks(index_dir, 128)
+                 for record in records]
+    assert 1 <= len(committed) <= 3, committed
+    assert len(search_videos.VideoIndex(index_dir)) == 0  # a valid index: nothing merged, no partial manifest
+    report = index_folder(video_dir, model_dir, index_dir)
+    assert not set(committed) & set(record_encoded) and report["encoded"] == 12 - len(committed)
+    assert len(search_videos.VideoIndex(index_dir)) == 12
 
 
 def test_unusable_index_folders_are_refused_with_their_reason(video_dir, model_dir, tmp_path, caplog):
