@@ -19,6 +19,9 @@ Index layout (INDEX_DIR):
     manifest.json          format version, video root, model fingerprint, shard list, videos that failed to decode
     shards/<id>.npy        (rows, retrieval_embed_dim) float32 video vectors, memory-mapped at query time
     shards/<id>.jsonl      one JSON record per row: path (relative to the root), size, mtime_ns, duration, frames
+    shards/<id>.lookup.npy (3, rows) uint64 path lookup: the records' path keys (BLAKE2b, 64 bits) in increasing order,
+                           their rows, the byte offsets of their lines in the .jsonl; written with the shard, derived
+                           from the .jsonl (an index without it still works: it is rebuilt and saved on first use)
     pending/<name>.npy     vectors encoded by a run that has not been merged yet (committed every --commit_every
     pending/<name>.json    videos; the .json, written last, marks the chunk complete)
     report.json            what the last index run did: encoded, unchanged, removed, skipped (with reasons)
@@ -68,6 +71,7 @@ REPORT = "report.json"
 SHARDS = "shards"
 PENDING = "pending"
 LOCK = ".lock"
+LOOKUP_SUFFIX = ".lookup.npy"
 TMP_PREFIX = ".tmp-"
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".ogv",
@@ -324,7 +328,8 @@ def _collate(items: list[dict]) -> list[dict]:
 
 @dataclass
 class Shard:
-    """One shard: `rows` vectors in `shards/<id>.npy` and their records in `shards/<id>.jsonl`."""
+    """One shard: `rows` vectors in `shards/<id>.npy`, their records in `shards/<id>.jsonl`, and the path lookup of
+    the records in `shards/<id>.lookup.npy` (derived from the records: rebuilt when missing)."""
 
     id: str
     rows: int
@@ -334,6 +339,38 @@ class Shard:
 
     def records_path(self, index_dir: Path) -> Path:
         return index_dir / SHARDS / f"{self.id}.jsonl"
+
+    def lookup_path(self, index_dir: Path) -> Path:
+        return index_dir / SHARDS / f"{self.id}{LOOKUP_SUFFIX}"
+
+
+def path_key(path: str) -> np.uint64:
+    """64-bit key of a record path (the first 8 bytes of its BLAKE2b digest): the same in every process and run."""
+    return np.uint64(int.from_bytes(hashlib.blake2b(path.encode("utf-8"), digest_size=8).digest(), "little"))
+
+
+def build_path_lookup(records_path: Path, rows: int) -> np.ndarray:
+    """The path lookup of a shard's records: a `(3, rows)` uint64 array whose rows are the records' `path_key`s in
+    increasing order, their row numbers in the shard, and the byte offsets of their lines in `records_path`.
+
+    A lookup is a binary search in the first row (`np.searchsorted` on the memory-mapped file touches O(log rows) pages)
+    and one read of the record line, which confirms the path (keys may collide).
+    """
+    data = records_path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    if len(lines) != rows:
+        raise IndexFormatError(f"{records_path}: {len(lines)} records, manifest says {rows}")
+    offsets = np.cumsum([0] + [len(line) for line in lines[:-1]], dtype=np.uint64)
+    keys = np.array([path_key(json.loads(line)["path"]) for line in lines], dtype=np.uint64)
+    order = np.argsort(keys, kind="stable")
+    return np.stack([keys[order], order.astype(np.uint64), offsets[order]])
+
+
+def write_path_lookup(index_dir: Path, shard: Shard) -> np.ndarray:
+    """Builds a shard's path lookup from its records file and writes it (atomically) next to it."""
+    lookup = build_path_lookup(shard.records_path(index_dir), shard.rows)
+    write_npy(shard.lookup_path(index_dir), lookup)
+    return lookup
 
 
 @dataclass
@@ -401,6 +438,7 @@ class VideoIndex:
         self.manifest = manifest if manifest is not None else Manifest.load(self.index_dir)
         self._records: dict[str, list[bytes]] = {}
         self._vectors: dict[str, np.ndarray] = {}
+        self._lookups: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.manifest.num_videos
@@ -438,12 +476,63 @@ class VideoIndex:
             for row, record in enumerate(self.records(shard)):
                 yield shard, row, record
 
-    def find(self, path: str) -> tuple[Shard, int] | None:
-        """Shard and row of an indexed video (path relative to the root), or None."""
-        for shard, row, record in self.all_records():
-            if record["path"] == path:
-                return shard, row
+    def locate(self, path: str) -> tuple[Shard, int, dict] | None:
+        """Shard, row and record of an indexed video (`path` relative to the root, as stored), or None.
+
+        Costs, per shard, a binary search in its memory-mapped path lookup and, where the key matches, one record line
+        read: the other records are not read.
+        """
+        key = path_key(path)
+        for shard in self.manifest.shards:
+            keys, rows, offsets = self._path_lookup(shard)
+            for position in range(int(np.searchsorted(keys, key, "left")), int(np.searchsorted(keys, key, "right"))):
+                record = self._record_at(shard, int(offsets[position]))
+                if record.get("path") == path:
+                    return shard, int(rows[position]), record
         return None
+
+    def find(self, path: str) -> tuple[Shard, int] | None:
+        """Shard and row of an indexed video (path relative to the root), or None (see `locate`)."""
+        found = self.locate(path)
+        return None if found is None else found[:2]
+
+    def _path_lookup(self, shard: Shard) -> np.ndarray:
+        """The shard's path lookup (`build_path_lookup`), memory-mapped; an index written before lookups existed, or
+        whose lookup file is missing or damaged, gets it built from the records and saved (kept in memory only when
+        the index is not writable)."""
+        if shard.id in self._lookups:
+            return self._lookups[shard.id]
+        path = shard.lookup_path(self.index_dir)
+        lookup = None
+        if path.is_file():
+            try:
+                lookup = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as error:
+                logger.warning("%s: unreadable path lookup, rebuilding it (%s)", path, error)
+            if lookup is not None and (lookup.shape != (3, shard.rows) or lookup.dtype != np.uint64):
+                logger.warning("%s: path lookup of shape %s %s for %d records, rebuilding it", path, lookup.shape,
+                               lookup.dtype, shard.rows)
+                lookup = None
+        if lookup is None:
+            lookup = build_path_lookup(shard.records_path(self.index_dir), shard.rows)
+            try:
+                write_npy(path, lookup)
+            except OSError as error:  # a read-only index: keep the lookup for this session only
+                logger.info("%s: path lookup not saved (%s)", path, error)
+        self._lookups[shard.id] = lookup
+        return lookup
+
+    def _record_at(self, shard: Shard, offset: int) -> dict:
+        """The record whose line starts at byte `offset` of the shard's records file."""
+        with open(shard.records_path(self.index_dir), "rb") as handle:
+            handle.seek(offset)
+            line = handle.readline()
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            raise IndexFormatError(f"{shard.records_path(self.index_dir)}: no record at byte {offset} (its path lookup "
+                                   f"{shard.lookup_path(self.index_dir).name} does not match it; delete the lookup to "
+                                   "rebuild it)") from None
 
     def search(self, queries: torch.Tensor, k: int = 10, scale: float = 1.0, backend: str = "torch",
                chunk_rows: int = 65536) -> list[list["Hit"]]:
@@ -641,7 +730,7 @@ def open_for_update(index_dir: Path, video_dir: Path, loaded: LoadedModel) -> Ma
 
 def remove_stale_files(index_dir: Path, manifest: Manifest) -> None:
     """Deletes temporary files of killed runs and shard files the manifest does not name."""
-    keep = {f"{shard.id}{suffix}" for shard in manifest.shards for suffix in (".npy", ".jsonl")}
+    keep = {f"{shard.id}{suffix}" for shard in manifest.shards for suffix in (".npy", ".jsonl", LOOKUP_SUFFIX)}
     for folder in (index_dir, index_dir / SHARDS, index_dir / PENDING):
         if not folder.is_dir():
             continue
@@ -725,6 +814,7 @@ def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int)
             shard = Shard(id=f"{time.time_ns()}-{uuid.uuid4().hex[:6]}", rows=rows)
             write_npy(shard.vectors_path(index_dir), merged[start : start + shard_rows])
             write_jsonl(shard.records_path(index_dir), moved_records[start : start + shard_rows])
+            write_path_lookup(index_dir, shard)
             new_shards.append(shard)
     replaced = [shard for shard in manifest.shards if shard not in kept_shards]
     updated = dataclasses.replace(manifest, shards=kept_shards + new_shards,
@@ -733,6 +823,7 @@ def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int)
     for shard in replaced:
         shard.vectors_path(index_dir).unlink(missing_ok=True)
         shard.records_path(index_dir).unlink(missing_ok=True)
+        shard.lookup_path(index_dir).unlink(missing_ok=True)
     for marker, _, _, _ in chunks:
         marker.unlink(missing_ok=True)
         marker.with_suffix(".npy").unlink(missing_ok=True)

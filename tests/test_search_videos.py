@@ -396,3 +396,51 @@ def test_unusable_index_folders_are_refused_with_their_reason(video_dir, model_d
         assert caplog.records[-1].getMessage().startswith(reason + str(index_dir)), caplog.records[-1].getMessage()
     with pytest.raises(search_videos.IndexFormatError, match="malformed manifest"):
         search_videos.VideoIndex(tmp_path / "no_fields")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Search by example video: the path lookup
+
+
+def lookup_files(index_dir: Path) -> set[str]:
+    return {path.name for path in (index_dir / "shards").glob("*" + search_videos.LOOKUP_SUFFIX)}
+
+
+def shard_ids(index_dir: Path) -> set[str]:
+    return {shard.id for shard in search_videos.Manifest.load(index_dir).shards}
+
+
+def test_index_without_lookup_files_still_finds_paths(video_dir, model_dir, tmp_path, monkeypatch, caplog):
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+    expected = {record["path"]: (shard.id, row) for shard, row, record in
+                search_videos.VideoIndex(index_dir).all_records()}
+    lookups = lookup_files(index_dir)
+    for name in lookups:  # an index written before lookups existed
+        (index_dir / "shards" / name).unlink()
+
+    def read_only(path, array):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with monkeypatch.context() as patched:  # a read-only index: lookups built in memory, nothing written
+        patched.setattr(search_videos, "write_npy", read_only)
+        index = search_videos.VideoIndex(index_dir)
+        assert {path: (shard.id, row) for path in expected for shard, row in [index.find(path)]} == expected
+        assert lookup_files(index_dir) == set()
+
+    index = search_videos.VideoIndex(index_dir)  # built from the records and saved on first use
+    assert index.find("not/indexed.mp4") is None and lookup_files(index_dir) == lookups
+    assert {path: (shard.id, row) for path in expected for shard, row in [index.find(path)]} == expected
+
+    damaged = sorted(index_dir.glob("shards/*" + search_videos.LOOKUP_SUFFIX))[0]
+    search_videos.write_npy(damaged, np.zeros((3, 1), np.uint64))
+    index = search_videos.VideoIndex(index_dir)
+    assert {path: (shard.id, row) for path in expected for shard, row in [index.find(path)]} == expected
+    assert "rebuilding it" in caplog.text and np.load(damaged).shape == (3, 2)
+
+    (video_dir / "video0.mp4").unlink()  # the next run replaces a shard: its lookup goes with it, the new one's comes
+    search_videos.write_npy(index_dir / "shards" / f"gone{search_videos.LOOKUP_SUFFIX}", np.zeros((3, 0), np.uint64))
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+    assert lookup_files(index_dir) == {shard + search_videos.LOOKUP_SUFFIX for shard in shard_ids(index_dir)}
+    index = search_videos.VideoIndex(index_dir)
+    assert index.find("video0.mp4") is None and index.find("video5.mp4") is not None
