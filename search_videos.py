@@ -14,6 +14,13 @@ Exactness: `get_text_features` / `get_video_features` are the model's retrieval 
 vectors, so a text query's score for a video is the model's logit for that (caption, video) pair. Video-by-example
 queries use the same formula with the query video's vector in place of the caption's.
 
+Search by example: a `--video` file that is in the index, unchanged, is not encoded again: its stored vector is the
+query. The file is looked up by path, per shard a binary search in the lookup and one record line read, whatever the
+size of the index; the path may be given relative to the working directory (`./x.mp4`), absolute, or through
+symlinks (it is matched as written, with its folder's symlinks resolved, and fully resolved, against the paths stored
+relative to the indexed root). "Unchanged" is the index runs' rule: same size and mtime as recorded; a file edited
+since it was indexed is encoded anew (its stored vector describes the old contents) until the next index run.
+
 Index layout (INDEX_DIR):
 
     manifest.json          format version, video root, model fingerprint, shard list, videos that failed to decode
@@ -1119,7 +1126,8 @@ class QueryArguments:
 
     index: str = field(metadata={"help": "Index folder made by `search_videos.py index`."})
     text: str | None = field(default=None, metadata={"help": "Caption to search for."})
-    video: str | None = field(default=None, metadata={"help": "Search by example: a video file."})
+    video: str | None = field(default=None, metadata={
+        "help": "Search by example: a video file (an indexed, unchanged one is not encoded again)."})
     k: int = field(default=10, metadata={"help": "Number of hits."})
     model: str | None = field(default=None, metadata={
         "help": "Model to encode the query (default: the one recorded in the index); refused if it is not the model "
@@ -1130,23 +1138,58 @@ class QueryArguments:
     thumbnails: int = field(default=6, metadata={"help": "Frames per thumbnail strip in --html."})
 
 
+def index_relative_paths(video: str | os.PathLike, root: Path) -> list[str]:
+    """The forms an example video's path may have among the index's records (relative to the indexed `root`, forward
+    slashes, as `scan_videos` stores them), most literal first: from its absolute path with `.` and `..` removed (a
+    symlink inside the root is indexed under its own name), with its folder's symlinks resolved, and fully resolved.
+    Forms outside the root and duplicates are left out."""
+    absolute = Path(os.path.abspath(video))
+    relative = []
+    for candidate in (absolute, absolute.parent.resolve() / absolute.name, absolute.resolve()):
+        try:
+            form = candidate.relative_to(root).as_posix()
+        except ValueError:
+            continue
+        if form not in relative:
+            relative.append(form)
+    return relative
+
+
+def indexed_vector(index: VideoIndex, video: str | os.PathLike) -> torch.Tensor | None:
+    """`(1, dim)` stored vector of an example video that is in the index and unchanged since, or None.
+
+    The file counts as unchanged when its size and mtime are those recorded at indexing, the rule index runs use to
+    decide what to encode again; a file edited since (and not re-indexed yet) returns None, so that it is encoded anew
+    rather than searched with the vector of its old contents.
+    """
+    stat = os.stat(video)
+    for relative in index_relative_paths(video, Path(index.manifest.video_dir)):
+        found = index.locate(relative)
+        if found is None:
+            continue
+        shard, row, record = found
+        if (record["size"], record["mtime_ns"]) != (stat.st_size, stat.st_mtime_ns):
+            logger.info("%s changed since it was indexed (size or mtime differ): encoding it again", video)
+            return None
+        return torch.from_numpy(np.array(index.vectors(shard)[row]))[None]
+    return None
+
+
 def encode_query(loaded: LoadedModel, index: VideoIndex, text: str | None, video: str | None) -> torch.Tensor:
-    """`(1, dim)` query vector: a caption's, or a video's (its stored vector when the file is indexed, unchanged)."""
+    """`(1, dim)` query vector: a caption's, or a video's (its stored vector when the file is indexed and unchanged,
+    see `indexed_vector`; otherwise the model encodes it).
+
+    Raises:
+        FileNotFoundError: `video` is not a file.
+    """
     if text is not None:
         return loaded.encode_text([text])
-    path = Path(video).resolve()
-    try:
-        relative = path.relative_to(Path(index.manifest.video_dir)).as_posix()
-    except ValueError:
-        relative = None
-    found = index.find(relative) if relative is not None else None
-    if found is not None:
-        shard, row = found
-        record = index.record(shard, row)
-        stat = path.stat()
-        if (record["size"], record["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
-            return torch.from_numpy(np.array(index.vectors(shard)[row]))[None]
-    inputs = loaded.processor(videos=[str(path)], return_tensors="pt")  # VideoDecodeError names the file
+    if not os.path.isfile(video):
+        raise FileNotFoundError(f"{video}: no such file")
+    stored = indexed_vector(index, video)
+    if stored is not None:
+        return stored
+    inputs = loaded.processor(videos=[os.path.abspath(video)], return_tensors="pt")  # VideoDecodeError names the file
     return loaded.encode_videos(inputs["pixel_values"], inputs["video_mask"])
 
 

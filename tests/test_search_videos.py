@@ -410,6 +410,99 @@ def shard_ids(index_dir: Path) -> set[str]:
     return {shard.id for shard in search_videos.Manifest.load(index_dir).shards}
 
 
+def watch_record_reads(monkeypatch) -> list[bytes]:
+    """Lists the record lines parsed from now on (`json.loads` of bytes); reading a shard's records whole fails."""
+    parsed, original = [], json.loads
+
+    def counting(text, *args, **kwargs):
+        if isinstance(text, bytes):
+            parsed.append(text)
+        return original(text, *args, **kwargs)
+
+    def whole_shard(self, shard):
+        raise AssertionError(f"shard {shard.id}: every record read")
+
+    monkeypatch.setattr(json, "loads", counting)
+    monkeypatch.setattr(search_videos.VideoIndex, "_lines", whole_shard)
+    return parsed
+
+
+@pytest.fixture
+def count_encoded(loaded, monkeypatch) -> list[int]:
+    """Number of videos the model encodes for queries during the test."""
+    encoded, original = [], loaded.encode_videos
+
+    def counting(pixel_values, video_mask):
+        encoded.append(len(pixel_values))
+        return original(pixel_values, video_mask)
+
+    monkeypatch.setattr(loaded, "encode_videos", counting)
+    return encoded
+
+
+def test_video_query_of_an_indexed_file_reads_one_record(video_dir, model_dir, loaded, tmp_path, monkeypatch):
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+    assert len(shard_ids(index_dir)) == 3  # written with their lookups
+    assert lookup_files(index_dir) == {shard + search_videos.LOOKUP_SUFFIX for shard in shard_ids(index_dir)}
+    (tmp_path / "outside_link.mp4").symlink_to(video_dir / "nested" / "video4.mp4")
+    (tmp_path / "root_link").symlink_to(video_dir, target_is_directory=True)
+    (video_dir / "inside_link.mp4").symlink_to(video_dir / "video0.mp4")  # indexed under its own name by the next run
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+    monkeypatch.chdir(video_dir)
+    forms = {"./video5.mp4": "video5.mp4", str(video_dir / "video1.mp4"): "video1.mp4",
+             "nested/../video3.mp4": "video3.mp4", str(tmp_path / "outside_link.mp4"): "nested/video4.mp4",
+             str(tmp_path / "root_link" / "video2.mp4"): "video2.mp4", "inside_link.mp4": "inside_link.mp4"}
+
+    index = search_videos.VideoIndex(index_dir)
+    stored = {relative: np.array(index.vectors(shard)[row])
+              for shard, row, record in index.all_records() for relative in [record["path"]]}
+    with monkeypatch.context() as patched:
+        parsed = watch_record_reads(patched)
+        patched.setattr(loaded, "encode_videos", lambda *args: pytest.fail("an indexed video was encoded"))
+        for form, relative in forms.items():
+            parsed.clear()
+            query = search_videos.encode_query(loaded, index, None, form)
+            assert np.array_equal(query[0].numpy(), stored[relative]), form
+            assert len(parsed) == 1 and json.loads(parsed[0])["path"] == relative, (form, parsed)
+        parsed.clear()
+        assert index.locate("not/indexed.mp4") is None and parsed == []
+
+    hits = search_videos.search(index_dir, video=str(tmp_path / "outside_link.mp4"), k=3, model=loaded)
+    assert hits[0].path == str(video_dir / "nested" / "video4.mp4")
+    assert hits[0].score == pytest.approx(loaded.logit_scale, rel=1e-5)  # its own stored (unit) vector: the top hit
+
+
+def test_video_query_encodes_unindexed_and_edited_files(video_dir, model_dir, loaded, tmp_path, count_encoded):
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir)
+    index = search_videos.VideoIndex(index_dir)
+    stored = {record["path"]: np.array(index.vectors(shard)[row]) for shard, row, record in index.all_records()}
+
+    def fresh(path: Path) -> np.ndarray:
+        inputs = loaded.processor(videos=[str(path)], return_tensors="pt")
+        return loaded.model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).detach()[0].numpy()
+
+    copy = Path(shutil.copy(video_dir / "video2.mp4", tmp_path / "copy.mp4"))  # not in the index: encoded
+    assert np.allclose(search_videos.encode_query(loaded, index, None, str(copy))[0], stored["video2.mp4"], atol=1e-5)
+    assert count_encoded == [1]
+
+    write_event_video(video_dir / "video1.mp4", Event("size", ("white", "square", "shrinks")), seed=20)  # edited
+    query = search_videos.encode_query(loaded, index, None, str(video_dir / "video1.mp4"))[0].numpy()
+    assert count_encoded == [1, 1]
+    assert np.allclose(query, fresh(video_dir / "video1.mp4"), atol=1e-5)
+    assert not np.allclose(query, stored["video1.mp4"], atol=1e-3)  # not the stale stored vector
+
+    touched = video_dir / "video3.mp4"  # same bytes, new mtime: the index run's rule says changed, so encoded too
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    assert np.allclose(search_videos.encode_query(loaded, index, None, str(touched))[0], stored["video3.mp4"],
+                       atol=1e-5)
+    assert count_encoded == [1, 1, 1]
+
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        search_videos.search(index_dir, video=str(video_dir / "missing.mp4"), model=loaded)
+
+
 def test_index_without_lookup_files_still_finds_paths(video_dir, model_dir, tmp_path, monkeypatch, caplog):
     index_dir = tmp_path / "index"
     index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
