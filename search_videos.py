@@ -1107,11 +1107,11 @@ def build_index(args: IndexArguments) -> IndexReport:
         loaded = agreement.run(_load_indexing_model, args, video_dir, state.device)
         plan = agreement.run_on_main(_open_and_plan, index_dir, video_dir, loaded, args, held)
         mine = plan.todo[state.process_index :: state.num_processes]
-        largest_share = math.ceil(len(plan.todo) / state.num_processes)
-        shares = agreement.check(value=encode_videos(
-            loaded, video_dir, mine, index_dir, args, prefix=f"r{state.process_index}",
-            show_progress=state.is_local_main_process, agreement=agreement,
-            num_batches=math.ceil(largest_share / args.batch_size)))
+        largest_share = math.ceil(len(plan.todo) / state.num_processes)  # process 0's: every process goes that far
+        outcome = encode_videos(loaded, video_dir, mine, index_dir, args, prefix=f"r{state.process_index}",
+                                show_progress=state.is_local_main_process, agreement=agreement,
+                                num_batches=math.ceil(largest_share / args.batch_size))
+        shares = agreement.check(value=outcome)  # every process's (videos encoded, unreadable files)
         return agreement.run_on_main(_merge_and_report, index_dir, args, plan, shares, started)
 
 
