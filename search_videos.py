@@ -14,11 +14,21 @@ Exactness: `get_text_features` / `get_video_features` are the model's retrieval 
 vectors, so a text query's score for a video is the model's logit for that (caption, video) pair. Video-by-example
 queries use the same formula with the query video's vector in place of the caption's.
 
+Search by example: a `--video` file that is in the index, unchanged, is not encoded again: its stored vector is the
+query. The file is looked up by path, per shard a binary search in the lookup and one record line read, whatever the
+size of the index; the path may be given relative to the working directory (`./x.mp4`), absolute, or through
+symlinks (it is matched as written, with its folder's symlinks resolved, and fully resolved, against the paths stored
+relative to the indexed root). "Unchanged" is the index runs' rule: same size and mtime as recorded; a file edited
+since it was indexed is encoded anew (its stored vector describes the old contents) until the next index run.
+
 Index layout (INDEX_DIR):
 
     manifest.json          format version, video root, model fingerprint, shard list, videos that failed to decode
     shards/<id>.npy        (rows, retrieval_embed_dim) float32 video vectors, memory-mapped at query time
     shards/<id>.jsonl      one JSON record per row: path (relative to the root), size, mtime_ns, duration, frames
+    shards/<id>.lookup.npy (3, rows) uint64 path lookup: the records' path keys (BLAKE2b, 64 bits) in increasing order,
+                           their rows, the byte offsets of their lines in the .jsonl; written with the shard, derived
+                           from the .jsonl (an index without it still works: it is rebuilt and saved on first use)
     shards/<id>.codes.npy  (rows, dim) int8 codes of the vectors, with shards/<id>.scales.npy (per-dimension scales)
                            and shards/<id>.norms.npy (error norms): the coarse stage of the exact two-stage search
                            (`vector_search.py`); derived data, recomputed from the vectors when missing
@@ -29,6 +39,13 @@ Index layout (INDEX_DIR):
 Every file is written to a temporary name and renamed (`os.replace`), and the manifest is replaced only after the
 files it names exist, so a run killed at any point leaves a valid index; the next run merges the complete pending
 chunks (finished videos are not encoded again) and carries on.
+
+Multi-process runs (`accelerate launch`): the processes check in with each other after loading the model, after the
+main process has opened the index and planned the work, after every batch and after the merge. A failure on any
+process (a model that is not the index's, an index locked by another run, unwritable or malformed, an error while
+encoding) stops every process within one batch; the run exits with status 1 and every process logs the reason: the
+failed one its error, the others `RunAbortedError: process R of N failed: <error>`. The processes stopped that way
+commit what they had encoded, which the next run keeps.
 """
 
 from __future__ import annotations
@@ -42,6 +59,7 @@ import html
 import io
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -68,6 +86,7 @@ LOCK = ".lock"
 #: Below this many indexed videos, `backend="auto"` scans the float32 vectors directly (already a few milliseconds).
 COARSE_MIN_ROWS = 32768
 BACKENDS = ("auto", "int8", "fused", "flat", "faiss")
+LOOKUP_SUFFIX = ".lookup.npy"
 TMP_PREFIX = ".tmp-"
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".ogv",
@@ -93,6 +112,15 @@ class ModelMismatchError(VideoIndexError):
 
 class IndexBusyError(VideoIndexError):
     """Another index run holds the index's lock."""
+
+
+class IndexWriteError(VideoIndexError):
+    """The index folder cannot be created or written (a file in the way, no permission, read-only file system)."""
+
+
+class RunAbortedError(VideoIndexError):
+    """Another process of a multi-process index run failed (or died): this one stops too; the message says which
+    process and why."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -315,7 +343,8 @@ def _collate(items: list[dict]) -> list[dict]:
 
 @dataclass
 class Shard:
-    """One shard: `rows` vectors in `shards/<id>.npy` and their records in `shards/<id>.jsonl`."""
+    """One shard: `rows` vectors in `shards/<id>.npy`, their records in `shards/<id>.jsonl`, and the path lookup of
+    the records in `shards/<id>.lookup.npy` (derived from the records: rebuilt when missing)."""
 
     id: str
     rows: int
@@ -330,9 +359,13 @@ class Shard:
         """The int8 search codes derived from the vectors (`vector_search.Int8Codes`): codes, scales, error norms."""
         return {name: index_dir / SHARDS / f"{self.id}.{name}.npy" for name in ("codes", "scales", "norms")}
 
+    def lookup_path(self, index_dir: Path) -> Path:
+        return index_dir / SHARDS / f"{self.id}{LOOKUP_SUFFIX}"
+
     def file_names(self) -> list[str]:
         """Every file of the shard, by name in `shards/`."""
-        return [f"{self.id}{suffix}" for suffix in (".npy", ".jsonl", ".codes.npy", ".scales.npy", ".norms.npy")]
+        return [f"{self.id}{suffix}" for suffix in (".npy", ".jsonl", LOOKUP_SUFFIX, ".codes.npy", ".scales.npy",
+                                                    ".norms.npy")]
 
 
 def write_codes(index_dir: Path, shard: Shard, vectors: np.ndarray) -> vector_search.Int8Codes:
@@ -356,6 +389,35 @@ def read_codes(index_dir: Path, shard: Shard, dim: int) -> vector_search.Int8Cod
                                     residual_norms=norms[0], code_norms=norms[1])
     codes.check(shard.rows, dim)
     return codes
+
+
+def path_key(path: str) -> np.uint64:
+    """64-bit key of a record path (the first 8 bytes of its BLAKE2b digest): the same in every process and run."""
+    return np.uint64(int.from_bytes(hashlib.blake2b(path.encode("utf-8"), digest_size=8).digest(), "little"))
+
+
+def build_path_lookup(records_path: Path, rows: int) -> np.ndarray:
+    """The path lookup of a shard's records: a `(3, rows)` uint64 array whose rows are the records' `path_key`s in
+    increasing order, their row numbers in the shard, and the byte offsets of their lines in `records_path`.
+
+    A lookup is a binary search in the first row (`np.searchsorted` on the memory-mapped file touches O(log rows) pages)
+    and one read of the record line, which confirms the path (keys may collide).
+    """
+    data = records_path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    if len(lines) != rows:
+        raise IndexFormatError(f"{records_path}: {len(lines)} records, manifest says {rows}")
+    offsets = np.cumsum([0] + [len(line) for line in lines[:-1]], dtype=np.uint64)
+    keys = np.array([path_key(json.loads(line)["path"]) for line in lines], dtype=np.uint64)
+    order = np.argsort(keys, kind="stable")
+    return np.stack([keys[order], order.astype(np.uint64), offsets[order]])
+
+
+def write_path_lookup(index_dir: Path, shard: Shard) -> np.ndarray:
+    """Builds a shard's path lookup from its records file and writes it (atomically) next to it."""
+    lookup = build_path_lookup(shard.records_path(index_dir), shard.rows)
+    write_npy(shard.lookup_path(index_dir), lookup)
+    return lookup
 
 
 @dataclass
@@ -386,12 +448,16 @@ class Manifest:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise IndexFormatError(f"{path}: unreadable manifest ({error})") from None
-        if data.get("format") != INDEX_FORMAT or data.get("version") != INDEX_VERSION:
+        if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or data.get("version") != INDEX_VERSION:
+            found = data if isinstance(data, dict) else {}
             raise IndexFormatError(
-                f"{path}: format {data.get('format')!r} version {data.get('version')!r}, expected {INDEX_FORMAT!r} "
+                f"{path}: format {found.get('format')!r} version {found.get('version')!r}, expected {INDEX_FORMAT!r} "
                 f"version {INDEX_VERSION}")
-        data["shards"] = [Shard(**shard) for shard in data["shards"]]
-        return cls(**data)
+        try:
+            data["shards"] = [Shard(**shard) for shard in data["shards"]]
+            return cls(**data)
+        except (KeyError, TypeError) as error:  # a field missing, unknown or of the wrong kind
+            raise IndexFormatError(f"{path}: malformed manifest ({type(error).__name__}: {error})") from None
 
     def save(self, index_dir: Path) -> None:
         write_json(index_dir / MANIFEST, self.to_dict())
@@ -421,6 +487,7 @@ class VideoIndex:
         self._vectors: dict[str, np.ndarray] = {}
         self._codes: dict[str, vector_search.Int8Codes] = {}
         self._faiss = None
+        self._lookups: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.manifest.num_videos
@@ -472,12 +539,63 @@ class VideoIndex:
             for row, record in enumerate(self.records(shard)):
                 yield shard, row, record
 
-    def find(self, path: str) -> tuple[Shard, int] | None:
-        """Shard and row of an indexed video (path relative to the root), or None."""
-        for shard, row, record in self.all_records():
-            if record["path"] == path:
-                return shard, row
+    def locate(self, path: str) -> tuple[Shard, int, dict] | None:
+        """Shard, row and record of an indexed video (`path` relative to the root, as stored), or None.
+
+        Costs, per shard, a binary search in its memory-mapped path lookup and, where the key matches, one record line
+        read: the other records are not read.
+        """
+        key = path_key(path)
+        for shard in self.manifest.shards:
+            keys, rows, offsets = self._path_lookup(shard)
+            for position in range(int(np.searchsorted(keys, key, "left")), int(np.searchsorted(keys, key, "right"))):
+                record = self._record_at(shard, int(offsets[position]))
+                if record.get("path") == path:
+                    return shard, int(rows[position]), record
         return None
+
+    def find(self, path: str) -> tuple[Shard, int] | None:
+        """Shard and row of an indexed video (path relative to the root), or None (see `locate`)."""
+        found = self.locate(path)
+        return None if found is None else found[:2]
+
+    def _path_lookup(self, shard: Shard) -> np.ndarray:
+        """The shard's path lookup (`build_path_lookup`), memory-mapped; an index written before lookups existed, or
+        whose lookup file is missing or damaged, gets it built from the records and saved (kept in memory only when
+        the index is not writable)."""
+        if shard.id in self._lookups:
+            return self._lookups[shard.id]
+        path = shard.lookup_path(self.index_dir)
+        lookup = None
+        if path.is_file():
+            try:
+                lookup = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as error:
+                logger.warning("%s: unreadable path lookup, rebuilding it (%s)", path, error)
+            if lookup is not None and (lookup.shape != (3, shard.rows) or lookup.dtype != np.uint64):
+                logger.warning("%s: path lookup of shape %s %s for %d records, rebuilding it", path, lookup.shape,
+                               lookup.dtype, shard.rows)
+                lookup = None
+        if lookup is None:
+            lookup = build_path_lookup(shard.records_path(self.index_dir), shard.rows)
+            try:
+                write_npy(path, lookup)
+            except OSError as error:  # a read-only index: keep the lookup for this session only
+                logger.info("%s: path lookup not saved (%s)", path, error)
+        self._lookups[shard.id] = lookup
+        return lookup
+
+    def _record_at(self, shard: Shard, offset: int) -> dict:
+        """The record whose line starts at byte `offset` of the shard's records file."""
+        with open(shard.records_path(self.index_dir), "rb") as handle:
+            handle.seek(offset)
+            line = handle.readline()
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            raise IndexFormatError(f"{shard.records_path(self.index_dir)}: no record at byte {offset} (its path lookup "
+                                   f"{shard.lookup_path(self.index_dir).name} does not match it; delete the lookup to "
+                                   "rebuild it)") from None
 
     def search(self, queries: torch.Tensor, k: int = 10, scale: float = 1.0, backend: str = "auto",
                chunk_rows: int | None = None) -> list[list["Hit"]]:
@@ -660,10 +778,20 @@ class IndexReport:
 
 @contextlib.contextmanager
 def index_lock(index_dir: Path) -> Iterator[None]:
-    """Exclusive lock on the index for one writer (released by the OS if the process dies)."""
+    """Exclusive lock on the index for one writer (released by the OS if the process dies); creates the folder.
+
+    Raises:
+        IndexWriteError: the folder cannot be created or written.
+        IndexBusyError: another run holds the lock.
+    """
     import fcntl
 
-    handle = open(index_dir / LOCK, "a+")
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(index_dir / LOCK, "a+")
+    except OSError as error:
+        raise IndexWriteError(f"{index_dir}: cannot create or write the index folder ({error.strerror or error})"
+                              ) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -781,6 +909,7 @@ def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int)
             write_npy(shard.vectors_path(index_dir), merged[start : start + shard_rows])
             write_codes(index_dir, shard, merged[start : start + shard_rows])
             write_jsonl(shard.records_path(index_dir), moved_records[start : start + shard_rows])
+            write_path_lookup(index_dir, shard)
             new_shards.append(shard)
     replaced = [shard for shard in manifest.shards if shard not in kept_shards]
     updated = dataclasses.replace(manifest, shards=kept_shards + new_shards,
@@ -834,102 +963,243 @@ def encode_batch(loaded: LoadedModel, items: list[dict]) -> torch.Tensor:
     return loaded.encode_videos(pixel_values, video_mask)
 
 
+class ProcessAgreement:
+    """Keeps the processes of a multi-process index run in step, so that a failure on any of them stops all of them.
+
+    A process that fails must not simply leave: the others would wait for it in their next collective until the
+    process group times out, or carry on encoding for nothing, and (under `accelerate launch`) be killed without
+    saying why. Instead, at fixed points every process calls `check` with the exception it hit, or None; the processes
+    exchange these outcomes and, if any failed, all raise at once: a failed process its own exception, the others
+    `RunAbortedError` naming the failed process and its error. Every process must make the same calls in the same
+    order. With one process, `check` only re-raises.
+
+    Example:
+        >>> agreement = ProcessAgreement(state.process_index, state.num_processes)
+        >>> loaded = agreement.run(load_model, "my_model")         # every process loads; all fail if one fails
+        >>> plan = agreement.run_on_main(make_plan, index_dir)     # the main process plans, every process gets it
+    """
+
+    def __init__(self, process_index: int = 0, num_processes: int = 1):
+        self.process_index, self.num_processes = process_index, num_processes
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.process_index == 0
+
+    def check(self, error: Exception | None = None, value=None) -> list:
+        """Collective: exchanges this process's outcome with the others'.
+
+        Args:
+            error: the exception this process hit since the last check, or None.
+            value: a small picklable value to share (e.g. counts).
+
+        Returns:
+            every process's `value`, by process index.
+
+        Raises:
+            `error` itself when it is not None; otherwise `RunAbortedError` when another process failed.
+        """
+        if self.num_processes == 1:
+            if error is not None:
+                raise error
+            return [value]
+        outcome = None if error is None else f"{type(error).__name__}: {error}"
+        outcomes = [None] * self.num_processes
+        self._collective(torch.distributed.all_gather_object, outcomes, (outcome, value))
+        if error is not None:
+            raise error
+        failures = [f"process {rank} of {self.num_processes} failed: {message}"
+                    for rank, (message, _) in enumerate(outcomes) if message is not None]
+        if failures:
+            raise RunAbortedError("; ".join(failures))
+        return [shared for _, shared in outcomes]
+
+    def run(self, function, *args):
+        """Every process runs `function(*args)` and checks in; returns this process's result."""
+        try:
+            result, error = function(*args), None
+        except Exception as caught:
+            result, error = None, caught
+        self.check(error)
+        return result
+
+    def run_on_main(self, function, *args):
+        """The main process runs `function(*args)` while the others wait; every process checks in and gets its result
+        (broadcast: it may be large)."""
+        result = self.run(function, *args) if self.is_main_process else self.run(lambda: None)
+        if self.num_processes == 1:
+            return result
+        box = [result]
+        self._collective(torch.distributed.broadcast_object_list, box, 0)
+        return box[0]
+
+    def _collective(self, operation, *args) -> None:
+        try:
+            operation(*args)
+        except RuntimeError as error:  # gloo/NCCL: a peer died (killed, crashed) or the group timed out
+            raise RunAbortedError(f"process {self.process_index} of {self.num_processes} lost contact with the other "
+                                  f"processes (did one die?): {error}") from None
+
+
+class PendingChunkWriter:
+    """Collects a process's encoded videos and unreadable files, and commits them as pending chunks."""
+
+    def __init__(self, index_dir: Path, dim: int, prefix: str):
+        self.index_dir, self.dim, self.prefix = index_dir, dim, prefix
+        self.vectors, self.records, self.failed = [], [], []
+        self.encoded, self.all_failed = 0, []
+
+    def __len__(self) -> int:
+        """Videos waiting to be committed."""
+        return len(self.records) + len(self.failed)
+
+    def add(self, items: list[dict], vectors: np.ndarray | None) -> None:
+        """Adds one decoded batch: `vectors` are those of its readable items, in order (None when there are none)."""
+        for item in items:
+            if "error" in item:
+                video = item["video"]
+                logger.warning("skipping %s: %s", video.path, item["error"])
+                self.failed.append({"path": video.path, "size": video.size, "mtime_ns": video.mtime_ns,
+                                    "reason": item["error"]})
+        if vectors is not None:
+            self.vectors.append(vectors)
+            self.records.extend({"path": item["video"].path, "size": item["video"].size,
+                                 "mtime_ns": item["video"].mtime_ns, "duration": item["duration"],
+                                 "frames": int(item["video_mask"].sum())} for item in items if "error" not in item)
+
+    def flush(self) -> None:
+        """Writes what was added since the last flush as one pending chunk (nothing when empty)."""
+        if not len(self):
+            return
+        vectors = np.concatenate(self.vectors) if self.vectors else np.zeros((0, self.dim))
+        write_pending_chunk(self.index_dir, vectors, self.records, self.failed, self.prefix)
+        self.encoded, self.all_failed = self.encoded + len(self.records), self.all_failed + self.failed
+        self.vectors, self.records, self.failed = [], [], []
+
+    def save_before_stopping(self) -> None:
+        """`flush` for a process stopped by another's failure: its finished videos need not be encoded again."""
+        try:
+            self.flush()
+        except Exception as error:  # the run is failing anyway; report the first error, not this one
+            logger.warning("could not commit the %d videos encoded before stopping: %s", len(self), error)
+
+
 def encode_videos(loaded: LoadedModel, video_dir: Path, videos: Sequence[VideoFile], index_dir: Path,
-                  args: IndexArguments, prefix: str, show_progress: bool = True) -> tuple[int, list[dict]]:
+                  args: IndexArguments, prefix: str, show_progress: bool = True,
+                  agreement: ProcessAgreement | None = None, num_batches: int | None = None) -> tuple[int, list[dict]]:
     """Encodes `videos` in batches and commits them as pending chunks every `args.commit_every` videos.
+
+    In a multi-process run every process checks in with `agreement` after each batch, `num_batches` times (the largest
+    share's number of batches, so that a process with fewer videos keeps checking in until the others are done): a
+    failure on any process stops every process within one batch; the processes stopped by another's failure commit
+    what they had encoded, which the next run keeps.
 
     Returns:
         the number of videos encoded and the records of the unreadable ones (`path`, `size`, `mtime_ns`, `reason`).
     """
     from tqdm.auto import tqdm
 
+    agreement = agreement or ProcessAgreement()
     loader = torch.utils.data.DataLoader(
         VideoFolderDataset(video_dir, videos, loaded.processor), batch_size=args.batch_size,
         num_workers=args.num_workers, collate_fn=_collate)
-    dim = int(loaded.model.config.retrieval_embed_dim)
-    vectors, records, failed, all_failed, encoded = [], [], [], [], 0
+    num_batches = len(loader) if num_batches is None else num_batches
+    batches = iter(loader)
+    pending = PendingChunkWriter(index_dir, int(loaded.model.config.retrieval_embed_dim), prefix)
     progress = tqdm(total=len(videos), desc="indexing", unit="video", disable=not show_progress)
-    for items in loader:
-        good = [item for item in items if "error" not in item]
-        for item in items:
-            if "error" in item:
-                video = item["video"]
-                logger.warning("skipping %s: %s", video.path, item["error"])
-                failed.append({"path": video.path, "size": video.size, "mtime_ns": video.mtime_ns,
-                               "reason": item["error"]})
-        if good:
-            vectors.append(encode_batch(loaded, good).numpy())
-            records.extend({"path": item["video"].path, "size": item["video"].size,
-                            "mtime_ns": item["video"].mtime_ns, "duration": item["duration"],
-                            "frames": int(item["video_mask"].sum())} for item in good)
-        progress.update(len(items))
-        if len(records) + len(failed) >= args.commit_every:
-            write_pending_chunk(index_dir, np.concatenate(vectors) if vectors else np.zeros((0, dim)), records, failed,
-                                prefix)
-            encoded, all_failed = encoded + len(records), all_failed + failed
-            vectors, records, failed = [], [], []
-    if records or failed:
-        write_pending_chunk(index_dir, np.concatenate(vectors) if vectors else np.zeros((0, dim)), records, failed,
-                            prefix)
-        encoded, all_failed = encoded + len(records), all_failed + failed
-    progress.close()
-    return encoded, all_failed
+    try:
+        for step in range(num_batches):
+            error = None
+            try:
+                items = next(batches, [])
+                good = [item for item in items if "error" not in item]
+                pending.add(items, encode_batch(loaded, good).numpy() if good else None)
+                progress.update(len(items))
+                if len(pending) >= args.commit_every or step == num_batches - 1:
+                    pending.flush()
+            except Exception as caught:
+                error = caught
+            try:
+                agreement.check(error)
+            except RunAbortedError:
+                pending.save_before_stopping()
+                raise
+    finally:
+        progress.close()
+    return pending.encoded, pending.all_failed
+
+
+def _load_indexing_model(args: IndexArguments, video_dir: Path, device: torch.device) -> LoadedModel:
+    """Every process: the model, after checking that there is a folder to index."""
+    if not video_dir.is_dir():
+        raise FileNotFoundError(f"{video_dir}: no such folder")
+    return load_model(args.model, device=device, bf16=args.bf16)
+
+
+def _open_and_plan(index_dir: Path, video_dir: Path, loaded: LoadedModel, args: IndexArguments,
+                   held: contextlib.ExitStack) -> Plan:
+    """Main process: takes the index's lock (held by `held` until the run ends), checks the index against the model
+    and the folder, merges what killed runs left, removes deleted and changed videos, and plans the work."""
+    held.enter_context(index_lock(index_dir))
+    manifest = open_for_update(index_dir, video_dir, loaded)
+    remove_stale_files(index_dir, manifest)
+    manifest = commit(index_dir, manifest, set(), args.shard_rows)  # what a killed run left
+    plan = plan_update(video_dir, manifest, index_dir, args.retry_failed)
+    manifest = commit(index_dir, manifest, plan.drop, args.shard_rows)  # deleted and changed videos out
+    manifest.save(index_dir)
+    logger.info("%s: %d videos indexed, %d to encode, %d removed", index_dir, manifest.num_videos, len(plan.todo),
+                len(plan.drop))
+    return plan
+
+
+def _merge_and_report(index_dir: Path, args: IndexArguments, plan: Plan, shares: list[tuple[int, list[dict]]],
+                      started: float) -> IndexReport:
+    """Main process: merges every process's pending chunks into the shards and writes `report.json`."""
+    manifest = commit(index_dir, Manifest.load(index_dir), set(), args.shard_rows)
+    failed = [item for _, share_failed in shares for item in share_failed]
+    report = IndexReport(
+        encoded=sum(encoded for encoded, _ in shares), unchanged=plan.unchanged,
+        removed=len(plan.drop - {video.path for video in plan.todo}),
+        skipped=sorted(failed + plan.skipped_unchanged, key=lambda item: item["path"]),
+        encoded_per_process=[encoded for encoded, _ in shares], seconds=round(time.perf_counter() - started, 3))
+    write_json(index_dir / REPORT, dataclasses.asdict(report))
+    logger.info("%s: %s; %d videos in the index", index_dir, report.summary(), manifest.num_videos)
+    for item in report.skipped:
+        logger.info("  unreadable: %s (%s)", item["path"], item["reason"])
+    return report
 
 
 def build_index(args: IndexArguments) -> IndexReport:
     """Creates or updates an index (see the module docstring); runs on every process of an `accelerate launch`.
 
-    The main process merges what killed runs left, plans the work and broadcasts it; every process encodes its share
-    (`todo[rank::world_size]`) into its own pending chunks; the main process merges them at the end.
+    Steps: every process loads the model; the main process takes the lock, merges what killed runs left, plans the
+    work and broadcasts it; every process encodes its share (`todo[rank::world_size]`) into its own pending chunks; the
+    main process merges them. The processes check in with each other after each step and after every batch
+    (`ProcessAgreement`), so a failure on any process (a model that is not the index's, a locked or unwritable index,
+    a malformed manifest, an error while encoding) stops every process promptly, each raising the error or a
+    `RunAbortedError` that names it. The index stays valid: each write is atomic and the manifest is replaced last.
+
+    Returns:
+        the run's report, on every process.
     """
     from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list, parse_flag_from_env
+    from accelerate.utils import parse_flag_from_env
 
     # like `Accelerator`, honour `ACCELERATE_USE_CPU` (multi-process CPU runs over gloo)
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    agreement = ProcessAgreement(state.process_index, state.num_processes)
     started = time.perf_counter()
     video_dir, index_dir = Path(args.video_dir).resolve(), Path(args.index).resolve()
-    if not video_dir.is_dir():
-        raise FileNotFoundError(f"{video_dir}: no such folder")
-    loaded = load_model(args.model, device=state.device, bf16=args.bf16)
-    report, plan = IndexReport(), None
-    lock = index_lock(index_dir) if state.is_main_process else contextlib.nullcontext()
-    if state.is_main_process:
-        index_dir.mkdir(parents=True, exist_ok=True)
-    with lock:
-        if state.is_main_process:
-            manifest = open_for_update(index_dir, video_dir, loaded)
-            remove_stale_files(index_dir, manifest)
-            manifest = commit(index_dir, manifest, set(), args.shard_rows)  # what a killed run left
-            plan = plan_update(video_dir, manifest, index_dir, args.retry_failed)
-            manifest = commit(index_dir, manifest, plan.drop, args.shard_rows)  # deleted and changed videos out
-            manifest.save(index_dir)
-            logger.info("%s: %d videos indexed, %d to encode, %d removed", index_dir, manifest.num_videos,
-                        len(plan.todo), len(plan.drop))
-        if state.num_processes > 1:
-            plan = broadcast_object_list([plan])[0]
+    with contextlib.ExitStack() as held:  # the main process's lock on the index
+        loaded = agreement.run(_load_indexing_model, args, video_dir, state.device)
+        plan = agreement.run_on_main(_open_and_plan, index_dir, video_dir, loaded, args, held)
         mine = plan.todo[state.process_index :: state.num_processes]
-        encoded, failed = encode_videos(loaded, video_dir, mine, index_dir, args, prefix=f"r{state.process_index}",
-                                        show_progress=state.is_local_main_process)
-        gathered = [(encoded, failed)]
-        if state.num_processes > 1:
-            gathered = [None] * state.num_processes
-            torch.distributed.all_gather_object(gathered, (encoded, failed))
-        encoded, failed = sum(item[0] for item in gathered), [item for share in gathered for item in share[1]]
-        state.wait_for_everyone()
-        if state.is_main_process:
-            manifest = commit(index_dir, Manifest.load(index_dir), set(), args.shard_rows)
-            report = IndexReport(encoded=encoded, unchanged=plan.unchanged, removed=len(plan.drop - {
-                video.path for video in plan.todo}), skipped=sorted(failed + plan.skipped_unchanged,
-                                                                   key=lambda item: item["path"]),
-                                 encoded_per_process=[share[0] for share in gathered],
-                                 seconds=round(time.perf_counter() - started, 3))
-            write_json(index_dir / REPORT, dataclasses.asdict(report))
-            logger.info("%s: %s; %d videos in the index", index_dir, report.summary(), manifest.num_videos)
-            for item in report.skipped:
-                logger.info("  unreadable: %s (%s)", item["path"], item["reason"])
-    state.wait_for_everyone()
-    return report
+        largest_share = math.ceil(len(plan.todo) / state.num_processes)  # process 0's: every process goes that far
+        outcome = encode_videos(loaded, video_dir, mine, index_dir, args, prefix=f"r{state.process_index}",
+                                show_progress=state.is_local_main_process, agreement=agreement,
+                                num_batches=math.ceil(largest_share / args.batch_size))
+        shares = agreement.check(value=outcome)  # every process's (videos encoded, unreadable files)
+        return agreement.run_on_main(_merge_and_report, index_dir, args, plan, shares, started)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -943,7 +1213,8 @@ class QueryArguments:
 
     index: str = field(metadata={"help": "Index folder made by `search_videos.py index`."})
     text: str | None = field(default=None, metadata={"help": "Caption to search for."})
-    video: str | None = field(default=None, metadata={"help": "Search by example: a video file."})
+    video: str | None = field(default=None, metadata={
+        "help": "Search by example: a video file (an indexed, unchanged one is not encoded again)."})
     k: int = field(default=10, metadata={"help": "Number of hits."})
     model: str | None = field(default=None, metadata={
         "help": "Model to encode the query (default: the one recorded in the index); refused if it is not the model "
@@ -957,23 +1228,58 @@ class QueryArguments:
     thumbnails: int = field(default=6, metadata={"help": "Frames per thumbnail strip in --html."})
 
 
+def index_relative_paths(video: str | os.PathLike, root: Path) -> list[str]:
+    """The forms an example video's path may have among the index's records (relative to the indexed `root`, forward
+    slashes, as `scan_videos` stores them), most literal first: from its absolute path with `.` and `..` removed (a
+    symlink inside the root is indexed under its own name), with its folder's symlinks resolved, and fully resolved.
+    Forms outside the root and duplicates are left out."""
+    absolute = Path(os.path.abspath(video))
+    relative = []
+    for candidate in (absolute, absolute.parent.resolve() / absolute.name, absolute.resolve()):
+        try:
+            form = candidate.relative_to(root).as_posix()
+        except ValueError:
+            continue
+        if form not in relative:
+            relative.append(form)
+    return relative
+
+
+def indexed_vector(index: VideoIndex, video: str | os.PathLike) -> torch.Tensor | None:
+    """`(1, dim)` stored vector of an example video that is in the index and unchanged since, or None.
+
+    The file counts as unchanged when its size and mtime are those recorded at indexing, the rule index runs use to
+    decide what to encode again; a file edited since (and not re-indexed yet) returns None, so that it is encoded anew
+    rather than searched with the vector of its old contents.
+    """
+    stat = os.stat(video)
+    for relative in index_relative_paths(video, Path(index.manifest.video_dir)):
+        found = index.locate(relative)
+        if found is None:
+            continue
+        shard, row, record = found
+        if (record["size"], record["mtime_ns"]) != (stat.st_size, stat.st_mtime_ns):
+            logger.info("%s changed since it was indexed (size or mtime differ): encoding it again", video)
+            return None
+        return torch.from_numpy(np.array(index.vectors(shard)[row]))[None]
+    return None
+
+
 def encode_query(loaded: LoadedModel, index: VideoIndex, text: str | None, video: str | None) -> torch.Tensor:
-    """`(1, dim)` query vector: a caption's, or a video's (its stored vector when the file is indexed, unchanged)."""
+    """`(1, dim)` query vector: a caption's, or a video's (its stored vector when the file is indexed and unchanged,
+    see `indexed_vector`; otherwise the model encodes it).
+
+    Raises:
+        FileNotFoundError: `video` is not a file.
+    """
     if text is not None:
         return loaded.encode_text([text])
-    path = Path(video).resolve()
-    try:
-        relative = path.relative_to(Path(index.manifest.video_dir)).as_posix()
-    except ValueError:
-        relative = None
-    found = index.find(relative) if relative is not None else None
-    if found is not None:
-        shard, row = found
-        record = index.record(shard, row)
-        stat = path.stat()
-        if (record["size"], record["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
-            return torch.from_numpy(np.array(index.vectors(shard)[row]))[None]
-    inputs = loaded.processor(videos=[str(path)], return_tensors="pt")  # VideoDecodeError names the file
+    if not os.path.isfile(video):
+        raise FileNotFoundError(f"{video}: no such file")
+    stored = indexed_vector(index, video)
+    if stored is not None:
+        return stored
+    inputs = loaded.processor(videos=[os.path.abspath(video)], return_tensors="pt")  # VideoDecodeError names the file
     return loaded.encode_videos(inputs["pixel_values"], inputs["video_mask"])
 
 

@@ -1,6 +1,7 @@
 """Tests of search_videos.py: a tiny model (CLIP vocabulary, so the real tokenizer fits) indexes a folder of small
 generated videos; queries are checked against the model's `forward`, the index against edits, kills and bad files."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -276,16 +277,23 @@ def test_faiss_backend_gives_the_same_hits(video_dir, model_dir, loaded, tmp_pat
         assert [(hit.path, hit.score) for hit in torch_hits] == [(hit.path, hit.score) for hit in faiss_hits]
 
 
-def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_dir, tmp_path):
+def accelerate_launch(script: Path, *args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
+    """Runs `script` in a real 2-process gloo `accelerate launch` on the CPU; returns the result and the seconds taken
+    (a hang fails the test with `TimeoutExpired` after `timeout` seconds)."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     if accelerate is None:
         pytest.skip("accelerate launcher not installed")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
+    started = time.monotonic()
     result = subprocess.run(
         [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", str(REPO / "search_videos.py"), "index", str(video_dir), "--model", str(model_dir),
-         "--index", str(tmp_path / "sharded"), *FAST],
-        env=env, capture_output=True, text=True, timeout=300)
+         "--dynamo_backend", "no", str(script), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return result, time.monotonic() - started
+
+
+def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_dir, tmp_path):
+    result, _ = accelerate_launch(REPO / "search_videos.py", "index", str(video_dir), "--model", str(model_dir),
+                                  "--index", str(tmp_path / "sharded"), *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "sharded" / search_videos.REPORT).read_text())
     assert report["encoded"] == 6 and [item["path"] for item in report["skipped"]] == ["broken.mp4"]
@@ -299,3 +307,233 @@ def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_di
     assert len(vectors) == 6
     for path, (from_sharded, from_single) in vectors.items():
         assert np.allclose(from_sharded, from_single, atol=1e-6), path
+
+
+# A hang shows as `TimeoutExpired` after HANG_TIMEOUT seconds (the process group's own timeout is 30 minutes); a prompt
+# stop takes the launcher's start-up, the model load and a few seconds, even on a loaded machine.
+HANG_TIMEOUT, PROMPT = 180, 120
+
+
+def index_logs(output: str) -> list[str]:
+    """The `search_videos` log lines of a launch's output (both processes), without their timestamps."""
+    return [line.split(" search_videos: ", 1)[1] for line in output.splitlines() if " search_videos: " in line]
+
+
+@pytest.mark.parametrize("failure", ["model mismatch", "lock held by another run"])
+def test_accelerate_run_stops_every_process_when_the_main_process_fails(failure, video_dir, model_dir, tmp_path):
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir)
+    manifest = (index_dir / search_videos.MANIFEST).read_text()
+    model = save_tiny_model(tmp_path / "other", seed=1) if failure == "model mismatch" else model_dir
+    with search_videos.index_lock(index_dir) if failure.startswith("lock") else contextlib.nullcontext():
+        result, seconds = accelerate_launch(REPO / "search_videos.py", "index", str(video_dir), "--model", str(model),
+                                            "--index", str(index_dir), *FAST, timeout=HANG_TIMEOUT)
+    assert result.returncode != 0 and seconds < PROMPT, (seconds, result.stderr[-3000:])
+    reason = ("ModelMismatchError: " if failure == "model mismatch" else "IndexBusyError: ") + str(index_dir)
+    logs = index_logs(result.stderr)
+    assert any(line.startswith(reason) for line in logs), result.stderr[-3000:]  # process 0: its own error
+    assert any(line.startswith(f"RunAbortedError: process 0 of 2 failed: {reason}") for line in logs), logs  # the other
+    assert (index_dir / search_videos.MANIFEST).read_text() == manifest  # the index is untouched
+    assert not (index_dir / "pending").exists() or list((index_dir / "pending").iterdir()) == []
+
+
+FAILING_INDEXER = textwrap.dedent("""
+    import os, sys, time
+    import torch
+    import search_videos
+
+    original, batches = search_videos.encode_batch, []
+
+    def flaky(loaded, items):  # process 1 runs out of device memory at its second batch; process 0 is slow
+        batches.append(items)
+        if os.environ["RANK"] == "1" and len(batches) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated on process 1)")
+        time.sleep(0.5)
+        return original(loaded, items)
+
+    search_videos.encode_batch = flaky
+    sys.exit(search_videos.main(sys.argv[1:]))
+""")
+
+
+def test_accelerate_run_stops_every_process_when_another_fails_while_encoding(video_dir, model_dir, tmp_path,
+                                                                             record_encoded):
+    for number in range(6, 12):
+        write_event_video(video_dir / f"video{number}.mp4", EVENTS[number % 6], seed=number)
+    index_dir = tmp_path / "index"
+    (tmp_path / "failing_indexer.py").write_text(FAILING_INDEXER)
+    result, seconds = accelerate_launch(
+        tmp_path / "failing_indexer.py", "index", str(video_dir), "--model", str(model_dir), "--index", str(index_dir),
+        "--num_workers", "0", "--batch_size", "1", "--commit_every", "1", timeout=HANG_TIMEOUT)
+    assert result.returncode != 0 and seconds < PROMPT, (seconds, result.stderr[-3000:])
+    assert "OutOfMemoryError: CUDA out of memory" in result.stderr  # process 1's own traceback
+    assert any(line.startswith("RunAbortedError: process 1 of 2 failed: OutOfMemoryError: CUDA out of memory")
+               for line in index_logs(result.stderr)), result.stderr[-3000:]
+
+    # process 0 stopped within a batch of the failure (its share is 7 files) and kept what it had encoded
+    committed = [record["path"] for marker, _, records, _ in search_videos.read_pending_chunks(index_dir, 128)
+                 for record in records]
+    assert 1 <= len(committed) <= 3, committed
+    assert len(search_videos.VideoIndex(index_dir)) == 0  # a valid index: nothing merged, no partial manifest
+    report = index_folder(video_dir, model_dir, index_dir)
+    assert not set(committed) & set(record_encoded) and report["encoded"] == 12 - len(committed)
+    assert len(search_videos.VideoIndex(index_dir)) == 12
+
+
+def test_unusable_index_folders_are_refused_with_their_reason(video_dir, model_dir, tmp_path, caplog):
+    (tmp_path / "a_file").write_text("not a folder")
+    for index_dir, reason in ((tmp_path / "a_file" / "index", "IndexWriteError: "),
+                              (tmp_path / "no_fields", "IndexFormatError: "),
+                              (tmp_path / "a_list", "IndexFormatError: ")):
+        if index_dir.name != "index":
+            index_dir.mkdir()
+            fields_missing = {"format": search_videos.INDEX_FORMAT, "version": search_videos.INDEX_VERSION}
+            (index_dir / search_videos.MANIFEST).write_text("[]" if index_dir.name == "a_list" else
+                                                            json.dumps(fields_missing))
+        caplog.clear()
+        assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(index_dir),
+                                   *FAST]) == 1
+        assert caplog.records[-1].getMessage().startswith(reason + str(index_dir)), caplog.records[-1].getMessage()
+    with pytest.raises(search_videos.IndexFormatError, match="malformed manifest"):
+        search_videos.VideoIndex(tmp_path / "no_fields")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Search by example video: the path lookup
+
+
+def lookup_files(index_dir: Path) -> set[str]:
+    return {path.name for path in (index_dir / "shards").glob("*" + search_videos.LOOKUP_SUFFIX)}
+
+
+def shard_ids(index_dir: Path) -> set[str]:
+    return {shard.id for shard in search_videos.Manifest.load(index_dir).shards}
+
+
+def watch_record_reads(monkeypatch) -> list[bytes]:
+    """Lists the record lines parsed from now on (`json.loads` of bytes); reading a shard's records whole fails."""
+    parsed, original = [], json.loads
+
+    def counting(text, *args, **kwargs):
+        if isinstance(text, bytes):
+            parsed.append(text)
+        return original(text, *args, **kwargs)
+
+    def whole_shard(self, shard):
+        raise AssertionError(f"shard {shard.id}: every record read")
+
+    monkeypatch.setattr(json, "loads", counting)
+    monkeypatch.setattr(search_videos.VideoIndex, "_lines", whole_shard)
+    return parsed
+
+
+@pytest.fixture
+def count_encoded(loaded, monkeypatch) -> list[int]:
+    """Number of videos the model encodes for queries during the test."""
+    encoded, original = [], loaded.encode_videos
+
+    def counting(pixel_values, video_mask):
+        encoded.append(len(pixel_values))
+        return original(pixel_values, video_mask)
+
+    monkeypatch.setattr(loaded, "encode_videos", counting)
+    return encoded
+
+
+def test_video_query_of_an_indexed_file_reads_one_record(video_dir, model_dir, loaded, tmp_path, monkeypatch):
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+    assert len(shard_ids(index_dir)) == 3  # written with their lookups
+    assert lookup_files(index_dir) == {shard + search_videos.LOOKUP_SUFFIX for shard in shard_ids(index_dir)}
+    (tmp_path / "outside_link.mp4").symlink_to(video_dir / "nested" / "video4.mp4")
+    (tmp_path / "root_link").symlink_to(video_dir, target_is_directory=True)
+    (video_dir / "inside_link.mp4").symlink_to(video_dir / "video0.mp4")  # indexed under its own name by the next run
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+    monkeypatch.chdir(video_dir)
+    forms = {"./video5.mp4": "video5.mp4", str(video_dir / "video1.mp4"): "video1.mp4",
+             "nested/../video3.mp4": "video3.mp4", str(tmp_path / "outside_link.mp4"): "nested/video4.mp4",
+             str(tmp_path / "root_link" / "video2.mp4"): "video2.mp4", "inside_link.mp4": "inside_link.mp4"}
+
+    index = search_videos.VideoIndex(index_dir)
+    stored = {relative: np.array(index.vectors(shard)[row])
+              for shard, row, record in index.all_records() for relative in [record["path"]]}
+    with monkeypatch.context() as patched:
+        parsed = watch_record_reads(patched)
+        patched.setattr(loaded, "encode_videos", lambda *args: pytest.fail("an indexed video was encoded"))
+        for form, relative in forms.items():
+            parsed.clear()
+            query = search_videos.encode_query(loaded, index, None, form)
+            assert np.array_equal(query[0].numpy(), stored[relative]), form
+            assert len(parsed) == 1 and json.loads(parsed[0])["path"] == relative, (form, parsed)
+        parsed.clear()
+        assert index.locate("not/indexed.mp4") is None and parsed == []
+
+    hits = search_videos.search(index_dir, video=str(tmp_path / "outside_link.mp4"), k=3, model=loaded)
+    assert hits[0].path == str(video_dir / "nested" / "video4.mp4")
+    assert hits[0].score == pytest.approx(loaded.logit_scale, rel=1e-5)  # its own stored (unit) vector: the top hit
+
+
+def test_video_query_encodes_unindexed_and_edited_files(video_dir, model_dir, loaded, tmp_path, count_encoded):
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir)
+    index = search_videos.VideoIndex(index_dir)
+    stored = {record["path"]: np.array(index.vectors(shard)[row]) for shard, row, record in index.all_records()}
+
+    def fresh(path: Path) -> np.ndarray:
+        inputs = loaded.processor(videos=[str(path)], return_tensors="pt")
+        return loaded.model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).detach()[0].numpy()
+
+    copy = Path(shutil.copy(video_dir / "video2.mp4", tmp_path / "copy.mp4"))  # not in the index: encoded
+    assert np.allclose(search_videos.encode_query(loaded, index, None, str(copy))[0], stored["video2.mp4"], atol=1e-5)
+    assert count_encoded == [1]
+
+    write_event_video(video_dir / "video1.mp4", Event("size", ("white", "square", "shrinks")), seed=20)  # edited
+    query = search_videos.encode_query(loaded, index, None, str(video_dir / "video1.mp4"))[0].numpy()
+    assert count_encoded == [1, 1]
+    assert np.allclose(query, fresh(video_dir / "video1.mp4"), atol=1e-5)
+    assert not np.allclose(query, stored["video1.mp4"], atol=1e-3)  # not the stale stored vector
+
+    touched = video_dir / "video3.mp4"  # same bytes, new mtime: the index run's rule says changed, so encoded too
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    assert np.allclose(search_videos.encode_query(loaded, index, None, str(touched))[0], stored["video3.mp4"],
+                       atol=1e-5)
+    assert count_encoded == [1, 1, 1]
+
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        search_videos.search(index_dir, video=str(video_dir / "missing.mp4"), model=loaded)
+
+
+def test_index_without_lookup_files_still_finds_paths(video_dir, model_dir, tmp_path, monkeypatch, caplog):
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+    expected = {record["path"]: (shard.id, row) for shard, row, record in
+                search_videos.VideoIndex(index_dir).all_records()}
+    lookups = lookup_files(index_dir)
+    for name in lookups:  # an index written before lookups existed
+        (index_dir / "shards" / name).unlink()
+
+    def read_only(path, array):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with monkeypatch.context() as patched:  # a read-only index: lookups built in memory, nothing written
+        patched.setattr(search_videos, "write_npy", read_only)
+        index = search_videos.VideoIndex(index_dir)
+        assert {path: (shard.id, row) for path in expected for shard, row in [index.find(path)]} == expected
+        assert lookup_files(index_dir) == set()
+
+    index = search_videos.VideoIndex(index_dir)  # built from the records and saved on first use
+    assert index.find("not/indexed.mp4") is None and lookup_files(index_dir) == lookups
+    assert {path: (shard.id, row) for path in expected for shard, row in [index.find(path)]} == expected
+
+    damaged = sorted(index_dir.glob("shards/*" + search_videos.LOOKUP_SUFFIX))[0]
+    search_videos.write_npy(damaged, np.zeros((3, 1), np.uint64))
+    index = search_videos.VideoIndex(index_dir)
+    assert {path: (shard.id, row) for path in expected for shard, row in [index.find(path)]} == expected
+    assert "rebuilding it" in caplog.text and np.load(damaged).shape == (3, 2)
+
+    (video_dir / "video0.mp4").unlink()  # the next run replaces a shard: its lookup goes with it, the new one's comes
+    search_videos.write_npy(index_dir / "shards" / f"gone{search_videos.LOOKUP_SUFFIX}", np.zeros((3, 0), np.uint64))
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+    assert lookup_files(index_dir) == {shard + search_videos.LOOKUP_SUFFIX for shard in shard_ids(index_dir)}
+    index = search_videos.VideoIndex(index_dir)
+    assert index.find("video0.mp4") is None and index.find("video5.mp4") is not None
