@@ -88,6 +88,8 @@ COARSE_MIN_ROWS = 32768
 BACKENDS = ("auto", "int8", "fused", "flat", "faiss")
 LOOKUP_SUFFIX = ".lookup.npy"
 TMP_PREFIX = ".tmp-"
+#: Hits in one shard beyond which a search reads the shard's whole records file instead of one line per hit.
+MANY_HITS = 64
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".ogv",
 )
@@ -488,6 +490,7 @@ class VideoIndex:
         self._codes: dict[str, vector_search.Int8Codes] = {}
         self._faiss = None
         self._lookups: dict[str, np.ndarray] = {}
+        self._offsets: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.manifest.num_videos
@@ -528,8 +531,21 @@ class VideoIndex:
         return self._records[shard.id]
 
     def record(self, shard: Shard, row: int) -> dict:
-        """The record of one row: `path` (relative to the root), `size`, `mtime_ns`, `duration`, `frames`."""
-        return json.loads(self._lines(shard)[row])
+        """The record of one row: `path` (relative to the root), `size`, `mtime_ns`, `duration`, `frames`.
+
+        Read through the path lookup's line offsets (one line read) unless the shard's records are already loaded."""
+        if shard.id in self._records:
+            return json.loads(self._records[shard.id][row])
+        return self._record_at(shard, int(self._record_offsets(shard)[row]))
+
+    def _record_offsets(self, shard: Shard) -> np.ndarray:
+        """Byte offset of each row's record line (from the path lookup, which holds them in key order)."""
+        if shard.id not in self._offsets:
+            _, rows, offsets = self._path_lookup(shard)
+            by_row = np.empty(shard.rows, dtype=np.uint64)
+            by_row[rows.astype(np.int64)] = offsets
+            self._offsets[shard.id] = by_row
+        return self._offsets[shard.id]
 
     def records(self, shard: Shard) -> list[dict]:
         return [json.loads(line) for line in self._lines(shard)]
@@ -653,6 +669,8 @@ class VideoIndex:
         for position in np.unique(positions):
             mine = positions == position
             vectors[mine] = self.vectors(shards[position])[rows[mine] - starts[position]]
+            if np.count_nonzero(mine) > MANY_HITS:  # a large batch: reading the shard's records at once is cheaper
+                self._lines(shards[position])
         scores = scale * torch.einsum("qd,qkd->qk", queries, torch.from_numpy(vectors))
         root = Path(self.manifest.video_dir)
         results = []

@@ -49,7 +49,7 @@ def memory_mib() -> dict:
 
 
 def write_synthetic_index(folder: Path, num_videos: int, dim: int, shard_rows: int, seed: int = 0) -> None:
-    """An index in the real format (vectors, int8 codes, records): unit-norm Gaussian vectors, shard by shard (memory
+    """An index in the real format (vectors, int8 codes, records, path lookup): unit-norm Gaussian vectors, shard by shard (memory
     stays at one shard)."""
     generator = torch.Generator().manual_seed(seed)
     shards = []
@@ -63,6 +63,7 @@ def write_synthetic_index(folder: Path, num_videos: int, dim: int, shard_rows: i
         search_videos.write_jsonl(shard.records_path(folder), [
             {"path": f"video{start + row:07d}.mp4", "size": 0, "mtime_ns": 0, "duration": None, "frames": 12}
             for row in range(rows)])
+        search_videos.write_path_lookup(folder, shard)
         shards.append(shard)
     search_videos.Manifest(video_dir=str(folder / "videos"), dim=dim, shards=shards,
                            model={"name_or_path": "synthetic", "fingerprint": "synthetic", "bf16": False}).save(folder)
