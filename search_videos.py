@@ -702,32 +702,8 @@ class Hit:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def brute_force_topk(blocks: Iterable[np.ndarray], queries: torch.Tensor, k: int, chunk_rows: int = 65536
-                     ) -> np.ndarray:
-    """Exact top-k rows of `queries @ concat(blocks).T`, chunk by chunk (memory bounded by `chunk_rows`).
-
-    Args:
-        blocks: `(rows_i, dim)` float32 arrays (memory-mapped shards), concatenated in order.
-        queries: `(num_queries, dim)` float32.
-        k: `<= sum(rows_i)`.
-
-    Returns:
-        `(num_queries, k)` int64 global row numbers, best first.
-    """
-    best_scores = torch.full((len(queries), 0), -torch.inf)
-    best_rows = torch.zeros((len(queries), 0), dtype=torch.long)
-    offset = 0
-    for block in blocks:
-        for start in range(0, len(block), chunk_rows):
-            chunk = torch.from_numpy(np.asarray(block[start : start + chunk_rows]))
-            scores = queries @ chunk.T  # (num_queries, chunk)
-            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-            best_scores = torch.cat([best_scores, top.values], dim=1)
-            best_rows = torch.cat([best_rows, top.indices + offset + start], dim=1)
-            keep = torch.topk(best_scores, min(k, best_scores.shape[1]), dim=1)
-            best_scores, best_rows = keep.values, torch.gather(best_rows, 1, keep.indices)
-        offset += len(block)
-    return best_rows.numpy()
+#: The float32 scan (the "flat" backend and the reference), also used by the two-stage search as its fallback.
+brute_force_topk = vector_search.flat_topk
 
 
 def faiss_available() -> bool:

@@ -53,14 +53,17 @@ CODE_MAX = 127
 BOUND_SLACK = 1e-5
 #: Up to this many queries the "fused" kernel runs one pass per query; more queries use the "int8" kernel.
 FUSED_MAX_QUERIES = 4
-#: Target elements of one (queries x rows) score block of the "int8" kernel (16 MB of int32: stays in a large cache).
-BLOCK_ELEMENTS = 1 << 22
+#: Target elements of one (rows x queries) block of estimates of the "int8" kernel (256 MB of int32): large blocks keep
+#: the int8 matrix product efficient, and the per-block work of finding candidates is cheap next to it.
+BLOCK_ELEMENTS = 1 << 26
 #: Candidates gathered and rescored at a time (bounds the memory of the rescoring to 2 * RESCORE_ROWS * dim floats).
 RESCORE_ROWS = 8192
-#: Candidate rows are screened in groups of this many rows (by their maximum estimate) when a chunk holds at least
-#: SCREEN_MIN_ELEMENTS estimates (queries x rows); smaller chunks are compared row by row.
-SCREEN_GROUP = 8
-SCREEN_MIN_ELEMENTS = 1 << 20
+#: Bytes of a comparison mask searched at once for candidates (as one uint64 word).
+WORD = 8
+#: The scan gives up for a float32 scan when it has kept more than CANDIDATE_SHARE of all (query, row) pairs (and
+#: more than MIN_CANDIDATE_LIMIT): then the bounds do not prune (collections of near-identical vectors).
+CANDIDATE_SHARE = 0.05
+MIN_CANDIDATE_LIMIT = 1 << 20
 #: The first rescoring round takes this many times k candidates per query (those of highest upper bound).
 FIRST_ROUND_FACTOR = 4
 
@@ -255,6 +258,8 @@ class _RunningThreshold:
     def __init__(self, num_queries: int, k: int):
         self.k = k
         self.seen = 0
+        self.found = 0
+        self.limit = float("inf")
         self.best = np.full((num_queries, k), -np.inf)
 
     def update(self, lower: np.ndarray, rows: int) -> None:
@@ -277,40 +282,31 @@ def _as_threshold(values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(rounded)
 
 
-def _rows_above(estimates: torch.Tensor, thresholds: torch.Tensor, screen: int) -> tuple[np.ndarray, np.ndarray]:
+def _rows_above(estimates: torch.Tensor, thresholds: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(rows, queries) where `estimates[row, query] >= thresholds[query]`, for `(rows, queries)` estimates.
 
-    With `screen > 1`, rows are first screened in groups of `screen` by their maximum (one read of the estimates,
-    a comparison on a `screen` times smaller matrix); only groups that reach a threshold are compared row by row.
-    That pays when candidates are rare, as in large batches of queries."""
-    rows = len(estimates)
-    grouped = rows - rows % screen if screen > 1 else 0
-    values, limits = estimates.numpy(), thresholds.numpy()
-    found_rows, found_queries = [], []
-    if grouped:
-        maxima = estimates[:grouped].view(grouped // screen, screen, -1).amax(dim=1)
-        groups, queries = np.nonzero((maxima >= thresholds).numpy())
-        members = groups[:, None] * screen + np.arange(screen)
-        keep = values[members, queries[:, None]] >= limits[queries][:, None]
-        found_rows.append(members[keep])
-        found_queries.append(np.broadcast_to(queries[:, None], members.shape)[keep])
-    if grouped < rows:
-        tail_rows, tail_queries = np.nonzero(values[grouped:] >= limits)
-        found_rows.append(tail_rows + grouped)
-        found_queries.append(tail_queries)
-    return np.concatenate(found_rows), np.concatenate(found_queries)
+    Candidates are rare, so the comparison's boolean mask is searched 8 bytes at a time (viewed as uint64 words) and
+    only the nonzero words are expanded."""
+    mask = (estimates >= thresholds).numpy()
+    num_queries = mask.shape[1]
+    flat = mask.reshape(-1)
+    whole = len(flat) - len(flat) % WORD
+    words = np.flatnonzero(flat[:whole].view(np.uint64))
+    positions = (words[:, None] * WORD + np.arange(WORD)).ravel()
+    positions = np.concatenate([positions[flat[positions]], whole + np.flatnonzero(flat[whole:])])
+    return positions // num_queries, positions % num_queries
 
 
 def _top_per_query(values: np.ndarray, queries: np.ndarray, num_queries: int, k: int) -> np.ndarray:
     """`(num_queries, k)` table of each query's k largest `values` (-inf where a query has fewer)."""
-    order = np.lexsort((-values, queries))
-    queries = queries[order]
-    starts = np.searchsorted(queries, np.arange(num_queries))
-    rank = np.arange(len(queries)) - starts[queries]
-    keep = rank < k
-    table = np.full((num_queries, k), -np.inf)
-    table[queries[keep], rank[keep]] = values[order][keep]
-    return table
+    keys = queries.astype(np.int16) if num_queries <= np.iinfo(np.int16).max else queries
+    order = np.argsort(keys, kind="stable")  # a radix sort for int16 keys
+    queries, values = queries[order], values[order]
+    counts = np.bincount(queries, minlength=num_queries)
+    rank = np.arange(len(queries)) - (np.cumsum(counts) - counts)[queries]
+    table = np.full((num_queries, max(k, int(counts.max(initial=0)))), -np.inf)
+    table[queries, rank] = values
+    return -np.partition(-table, k - 1, axis=1)[:, :k]
 
 
 def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _RunningThreshold, chunk_rows: int,
@@ -336,15 +332,17 @@ def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _R
             top = torch.topk(estimates, min(k, stop - start), dim=0).values.double().numpy()  # (k, queries)
             threshold.update((prepared.unit * (top - bound)).T, rows=stop - start)
         # keep rows whose upper bound unit * (W + bound) reaches tau, i.e. W >= tau / unit - bound
-        screen = SCREEN_GROUP if estimates.numel() >= SCREEN_MIN_ELEMENTS else 1
         rows, query_numbers = _rows_above(estimates, _as_threshold(threshold.tau / prepared.unit - bound,
-                                                                   estimates.dtype), screen)
+                                                                   estimates.dtype))
         values = estimates.numpy()[rows, query_numbers].astype(np.float64)
         if not whole_chunk:  # (the top k of a whole chunk already holds its best lower bounds)
             lower = prepared.unit[query_numbers] * (values - bound[query_numbers])
             threshold.update(_top_per_query(lower, query_numbers, len(queries), k), rows=stop - start)
         upper = prepared.unit[query_numbers] * (values + bound[query_numbers])
         found.append((query_numbers, rows + start, upper))
+        threshold.found += len(rows)
+        if threshold.found > threshold.limit:
+            raise _TooManyCandidates
     return found
 
 
@@ -419,6 +417,38 @@ def _rescore(blocks: Sequence[SearchBlock], offsets: np.ndarray, queries: torch.
     return TopK(rows=offsets[candidates.block[best]] + candidates.row[best], scores=scores[best], candidates=counts)
 
 
+def flat_topk(blocks: Sequence[np.ndarray], queries: torch.Tensor, k: int, chunk_rows: int = 65536) -> np.ndarray:
+    """Exact top-k rows of `queries @ concat(blocks).T` by a float32 scan, chunk by chunk (memory bounded by
+    `chunk_rows`): the reference the two-stage search is tested against, and its fallback.
+
+    Args:
+        blocks: `(rows_i, dim)` float32 arrays (e.g. memory-mapped shards), concatenated in order.
+        queries: `(num_queries, dim)` float32.
+        k: `<= sum(rows_i)`.
+
+    Returns:
+        `(num_queries, k)` int64 global row numbers, best first.
+    """
+    best_scores = torch.full((len(queries), 0), -torch.inf)
+    best_rows = torch.zeros((len(queries), 0), dtype=torch.long)
+    offset = 0
+    for block in blocks:
+        for start in range(0, len(block), chunk_rows):
+            chunk = torch.from_numpy(np.asarray(block[start : start + chunk_rows]))
+            scores = queries @ chunk.T  # (num_queries, chunk)
+            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            best_scores = torch.cat([best_scores, top.values], dim=1)
+            best_rows = torch.cat([best_rows, top.indices + offset + start], dim=1)
+            keep = torch.topk(best_scores, min(k, best_scores.shape[1]), dim=1)
+            best_scores, best_rows = keep.values, torch.gather(best_rows, 1, keep.indices)
+        offset += len(block)
+    return best_rows.numpy()
+
+
+class _TooManyCandidates(Exception):
+    """The bounds leave too many candidates (near-identical vectors): a float32 scan is cheaper."""
+
+
 def choose_kernel(num_queries: int, kernel: str = "auto"):
     """`("fused", compiled)` or `("int8", None)` for `kernel` in auto|fused|int8 (auto: fused for few queries)."""
     if kernel not in ("auto", "fused", "int8"):
@@ -454,7 +484,18 @@ def exact_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, ker
     if chunk_rows is None:
         chunk_rows = 1 << 30 if name == "fused" else max(1024, BLOCK_ELEMENTS // max(1, len(queries)))
     threshold = _RunningThreshold(len(queries), k)
-    per_block = [_scan_block(block, queries, k, threshold, chunk_rows, name, fused) for block in blocks]
+    threshold.limit = max(MIN_CANDIDATE_LIMIT, CANDIDATE_SHARE * len(queries) * total)
+    try:
+        per_block = [_scan_block(block, queries, k, threshold, chunk_rows, name, fused) for block in blocks]
+    except _TooManyCandidates:
+        logger.info("two-stage search: the bounds rule out too few rows (near-identical vectors); float32 scan")
+        rows = flat_topk([block.vectors for block in blocks], queries, k)
+        offsets = np.concatenate([[0], np.cumsum([len(block.codes) for block in blocks])])
+        numbers = np.searchsorted(offsets, rows.ravel(), side="right") - 1
+        pairs = _Candidates(query=np.repeat(np.arange(len(queries)), k), block=numbers,
+                            row=rows.ravel() - offsets[numbers], upper=np.zeros(rows.size))
+        scores = _pair_scores(blocks, queries, pairs).reshape(rows.shape)
+        return TopK(rows=rows, scores=scores, candidates=np.full(len(queries), total))
     tau = threshold.tau
     parts = []
     for number, found in enumerate(per_block):

@@ -97,15 +97,15 @@ def test_exact_topk_equals_reference(kind, kernel):
         assert result.candidates.mean() < 0.5 * 4501
 
 
-@pytest.mark.parametrize("screen", [1, 3, 8])
-def test_rows_above_with_and_without_screening(screen):
+@pytest.mark.parametrize("shape", [(203, 5), (1, 1), (7, 3), (64, 1)])
+def test_rows_above_finds_every_entry(shape):
     rng = np.random.default_rng(8)
-    estimates = torch.from_numpy(rng.integers(-1000, 1000, (203, 5), dtype=np.int32))
-    thresholds = torch.tensor([990, 900, -1000, 1000, 2000], dtype=torch.int32)
-    rows, queries = vs._rows_above(estimates, thresholds, screen)
-    expected = set(zip(*np.nonzero(estimates.numpy() >= thresholds.numpy())))
-    assert set(zip(rows.tolist(), queries.tolist())) == {(int(r), int(q)) for r, q in expected}
-    assert len(rows) == len(expected)
+    estimates = torch.from_numpy(rng.integers(-1000, 1000, shape, dtype=np.int32))
+    thresholds = torch.from_numpy(rng.integers(-1100, 1100, shape[1], dtype=np.int32))
+    thresholds[0] = 990
+    rows, queries = vs._rows_above(estimates, thresholds)
+    expected = np.nonzero(estimates.numpy() >= thresholds.numpy())
+    assert sorted(zip(rows.tolist(), queries.tolist())) == sorted(zip(*(index.tolist() for index in expected)))
 
 
 def test_k_equals_collection_and_invalid_arguments():
@@ -217,3 +217,17 @@ def test_stale_code_files_are_removed_with_their_shard(tmp_path):
     assert small not in updated.shards
     names = {path.name for path in (tmp_path / sv.SHARDS).iterdir()}
     assert names == {name for shard in updated.shards for name in shard.file_names()}
+
+
+def test_degenerate_collection_falls_back_to_the_float32_scan(monkeypatch, caplog):
+    """Identical vectors: every row is a candidate; the search notices and scans float32 instead (same result)."""
+    monkeypatch.setattr(vs, "MIN_CANDIDATE_LIMIT", 100)
+    vectors = np.tile(collection("isotropic", 1, 32, np.random.default_rng(9)), (3000, 1))
+    vectors[1234] *= 1.01  # one row scores a little higher than the rest for positive scores
+    blocks = [vs.SearchBlock(vectors, vs.quantize_int8(vectors))]
+    queries = torch.from_numpy(vectors[:2] * 1.0)
+    with caplog.at_level("INFO", logger="vector_search"):
+        result = vs.exact_topk(blocks, queries, 5, kernel="int8")
+    assert "float32 scan" in caplog.text
+    assert result.rows[:, 0].tolist() == [1234, 1234]
+    assert_exact_topk(result, reference_scores(blocks, queries), 5)
