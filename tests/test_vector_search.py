@@ -103,7 +103,7 @@ def test_rows_above_finds_every_entry(shape):
     estimates = torch.from_numpy(rng.integers(-1000, 1000, shape, dtype=np.int32))
     thresholds = torch.from_numpy(rng.integers(-1100, 1100, shape[1], dtype=np.int32))
     thresholds[0] = 990
-    rows, queries = vs._rows_above(estimates, thresholds)
+    rows, queries = vs._rows_above(estimates, thresholds, vs._Workspace())
     expected = np.nonzero(estimates.numpy() >= thresholds.numpy())
     assert sorted(zip(rows.tolist(), queries.tolist())) == sorted(zip(*(index.tolist() for index in expected)))
 
