@@ -60,6 +60,8 @@ BLOCK_ELEMENTS = 1 << 26
 RESCORE_ROWS = 8192
 #: Rows sampled from the first chunk for its provisional threshold.
 TAU_SAMPLE_ROWS = 8192
+#: Below this many estimates, comparisons run in numpy (one thread) rather than torch (a parallel kernel).
+PARALLEL_ELEMENTS = 1 << 20
 #: Bytes of a comparison mask searched at once for candidates (as one uint64 word).
 WORD = 8
 #: The scan gives up for a float32 scan when it has kept more than CANDIDATE_SHARE of all (query, row) pairs (and
@@ -305,7 +307,10 @@ def _rows_above(estimates: torch.Tensor, thresholds: torch.Tensor, workspace: _W
 
     Candidates are rare, so the comparison's boolean mask is searched 8 bytes at a time (viewed as uint64 words) and
     only the nonzero words are expanded."""
-    mask = torch.ge(estimates, thresholds, out=workspace.get("mask", tuple(estimates.shape), torch.bool)).numpy()
+    if estimates.numel() < PARALLEL_ELEMENTS:  # numpy: no thread start-up for a small comparison
+        mask = estimates.numpy() >= thresholds.numpy()
+    else:
+        mask = torch.ge(estimates, thresholds, out=workspace.get("mask", tuple(estimates.shape), torch.bool)).numpy()
     num_queries = mask.shape[1]
     flat = mask.reshape(-1)
     whole = len(flat) - len(flat) % WORD
