@@ -158,8 +158,8 @@ class SearchBlock:
 
 @dataclass
 class ScanQueries:
-    """Queries prepared for one block's scan. The kernel's estimate `W[q, i]` relates to the score by
-    `|q . x_i - unit[q] * W[q, i]| <= unit[q] * (residual_weight[q] * ||e_i|| + code_weight[q] * ||codes_i||)`."""
+    """Queries prepared for one block's scan. The kernel's estimate `W[i, q]` (rows x queries) relates to the score by
+    `|q . x_i - unit[q] * W[i, q]| <= unit[q] * (residual_weight[q] * ||e_i|| + code_weight[q] * ||codes_i||)`."""
 
     unit: np.ndarray  # (num_queries,) float64
     residual_weight: np.ndarray  # (num_queries,) float64
@@ -413,14 +413,6 @@ def _pair_scores(blocks: Sequence[SearchBlock], queries: torch.Tensor, pairs: _C
     return scores
 
 
-def _kth_largest(scores: np.ndarray, query: np.ndarray, rank: np.ndarray, num_queries: int, width: int,
-                 k: int) -> np.ndarray:
-    """Per query, the k-th largest of its `scores` (placed by `rank` < width); -inf for a query with fewer than k."""
-    table = np.full((num_queries, width), -np.inf)
-    table[query, rank] = scores
-    return -np.partition(-table, k - 1, axis=1)[:, k - 1]
-
-
 def _rescore(blocks: Sequence[SearchBlock], offsets: np.ndarray, queries: torch.Tensor, k: int,
              candidates: _Candidates) -> TopK:
     """Exact top k of the candidates, rescoring as few as the bounds allow.
@@ -439,7 +431,7 @@ def _rescore(blocks: Sequence[SearchBlock], offsets: np.ndarray, queries: torch.
     first = rank < width
     scores = np.full(len(candidates), -np.inf, dtype=np.float32)
     scores[first] = _pair_scores(blocks, queries, candidates.subset(first))
-    kth = _kth_largest(scores[first], candidates.query[first], rank[first], num_queries, width, k)
+    kth = _top_per_query(scores[first].astype(np.float64), candidates.query[first], num_queries, k).min(axis=1)
     second = ~first & (candidates.upper >= kth[candidates.query])
     scores[second] = _pair_scores(blocks, queries, candidates.subset(second))
     rescored = np.flatnonzero(first | second)
@@ -504,7 +496,7 @@ def exact_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, ker
         queries: `(num_queries, dim)` float32.
         k: hits per query, `1 <= k <= total rows`.
         kernel: "auto", "fused" or "int8" (see the module docstring; the result does not depend on it).
-        chunk_rows: rows scanned at a time (default: one block for "fused"; about 4M scores for "int8").
+        chunk_rows: rows scanned at a time (default: one block for "fused"; `BLOCK_ELEMENTS` estimates for "int8").
 
     Returns:
         `TopK` (rows, exact float32 scores, candidates rescored per query).
