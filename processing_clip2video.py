@@ -643,6 +643,9 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         """
         options = {**{name: getattr(self, name, None) for name in self.valid_kwargs.__annotations__}, **options}
         options = self._standardize_kwargs(**options)
+        stacked = self._transform_unchanged_size(frames, options)
+        if stacked is not None:
+            return torch.from_numpy(stacked)
         return torch.from_numpy(np.stack([self._transform_pil(frame, options) for frame in frames]))
 
     # -- input handling --------------------------------------------------------------------------
@@ -806,6 +809,34 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         return [frames[i] for i in inverse.reshape(-1)]
 
     # -- transforms ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _transform_unchanged_size(frames: list, options) -> np.ndarray | None:
+        """`_transform_pil` of all frames at once when they are `(H, W, 3)` uint8 arrays of one size that the resize
+        and the crop leave as it is (videos decoded at the model's size, like synthetic-motion's): the same float32
+        operations on the stacked frames, so the same values, without a PIL round trip per frame.
+
+        Returns:
+            `(n, 3, H, W)` float32, or None when a frame needs resizing or cropping or is not such an array.
+        """
+        first = frames[0] if len(frames) else None
+        if not isinstance(first, np.ndarray) or first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3:
+            return None
+        if any(not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != first.shape
+               for frame in frames):
+            return None
+        height, width = first.shape[:2]
+        if options["do_resize"] and min(height, width) != options["size"].shortest_edge:
+            return None
+        if options["do_center_crop"] and (options["crop_size"].height, options["crop_size"].width) != (height, width):
+            return None
+        array = np.stack(frames).astype(np.float32)
+        if options["do_rescale"]:
+            np.divide(array, np.float32(1.0 / options["rescale_factor"]), out=array)
+        if options["do_normalize"]:
+            np.subtract(array, np.asarray(options["image_mean"], dtype=np.float32), out=array)
+            np.divide(array, np.asarray(options["image_std"], dtype=np.float32), out=array)
+        return np.ascontiguousarray(array.transpose(0, 3, 1, 2))
 
     @staticmethod
     def _transform_pil(frame, options) -> np.ndarray:

@@ -29,18 +29,21 @@ def main(argv=None) -> int:
     parser.add_argument("--test_size", type=int, default=100, help="Test videos to generate (even).")
     parser.add_argument("--workdir", default=None, help="Where videos, cache and index go (default: a temp folder).")
     parser.add_argument("--examples", type=int, default=5, help="Example queries to print.")
+    parser.add_argument("--frame_size", type=int, default=None, help=(
+        "Frame size of the generated videos (default: the model processor's crop size, as in training)."))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    loaded = search_videos.load_model(args.model)
+    frame_size = args.frame_size or loaded.processor.video_processor.crop_size["height"]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="clip2video-search-demo-"))
     dataset = load_benchmark("synthetic-motion", "test", video_dir=str(workdir / "videos"),
-                             cache_dir=str(workdir / "cache"), test_size=args.test_size)
+                             cache_dir=str(workdir / "cache"), test_size=args.test_size, frame_size=frame_size)
     video_dir = Path(dataset[0]["video"]).parent
     index_dir = workdir / "index"
     if search_videos.main(["index", str(video_dir), "--model", args.model, "--index", str(index_dir)]) != 0:
         return 1
 
-    loaded = search_videos.load_model(args.model)
     index = search_videos.VideoIndex(index_dir)
     captions = dataset["caption"]
     queries = loaded.encode_text(captions)

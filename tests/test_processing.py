@@ -203,6 +203,24 @@ def test_transform_matches_golden(processor, golden):
     assert torch.equal(array_out, pil_out)
 
 
+def test_frames_at_the_model_size_are_transformed_at_once_with_the_same_values(processor):
+    video_processor = processor.video_processor
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(24)]
+    options = dict(size={"shortest_edge": 40}, crop_size={"height": 40, "width": 40})
+    standardized = video_processor._standardize_kwargs(
+        **{**{name: getattr(video_processor, name, None) for name in video_processor.valid_kwargs.__annotations__},
+           **options})
+    assert video_processor._transform_unchanged_size(frames, standardized) is not None  # the stacked path is taken
+    one_by_one = torch.from_numpy(np.stack([video_processor._transform_pil(frame, standardized) for frame in frames]))
+    assert torch.equal(video_processor.transform_frames(frames, **options), one_by_one)
+    # frames that need a resize or a crop, PIL images and mixed sizes take the per-frame path
+    assert video_processor._transform_unchanged_size(frames + [frames[0][:32]], standardized) is None
+    assert video_processor._transform_unchanged_size([Image.fromarray(frames[0])], standardized) is None
+    assert video_processor._transform_unchanged_size(frames, video_processor._standardize_kwargs(
+        **{**standardized, "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}})) is None
+
+
 def test_tokenizer_matches_golden(processor, golden):
     config, tensors = golden
     sentences = config["tokenizer"]["sentences"]

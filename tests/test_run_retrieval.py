@@ -186,6 +186,14 @@ def test_order_accuracy_counts_own_video_above_its_twin():
     assert "order acc." in table
 
 
+def test_default_job_renders_videos_at_the_model_frame_size():
+    model_args, data_args, args = run_retrieval.parse_args([])  # no argument: the default job
+    assert data_args.benchmark_options()["frame_size"] == data_args.synthetic_frame_size
+    assert data_args.synthetic_frame_size == model_args.scratch_image_size  # the processor does not resize frames
+    assert model_args.scratch_image_size % model_args.scratch_patch_size == 0
+    assert args.compare_mean_pooling and data_args.test_size == 100 and args.train_group_size == 2
+
+
 def test_help_lists_every_option():
     result = subprocess.run([ACCELERATE, "launch", "--num_processes", "1", "--mixed_precision", "no",
                              "--dynamo_backend", "no", str(REPO_ROOT / "run_retrieval.py"), "--help"],
