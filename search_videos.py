@@ -88,7 +88,8 @@ COARSE_MIN_ROWS = 32768
 BACKENDS = ("auto", "int8", "fused", "flat", "faiss")
 LOOKUP_SUFFIX = ".lookup.npy"
 TMP_PREFIX = ".tmp-"
-#: Hits in one shard beyond which a search reads the shard's whole records file instead of one line per hit.
+#: Hits in one shard beyond which a search holds the shard's records file in memory (read once) instead of opening it
+#: for each hit.
 MANY_HITS = 64
 VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".ogv",
@@ -486,6 +487,7 @@ class VideoIndex:
         self.index_dir = Path(index_dir)
         self.manifest = manifest if manifest is not None else Manifest.load(self.index_dir)
         self._records: dict[str, list[bytes]] = {}
+        self._record_bytes: dict[str, bytes] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._codes: dict[str, vector_search.Int8Codes] = {}
         self._faiss = None
@@ -537,6 +539,19 @@ class VideoIndex:
         if shard.id in self._records:
             return json.loads(self._records[shard.id][row])
         return self._record_at(shard, int(self._record_offsets(shard)[row]))
+
+    def _record_in(self, shard: Shard, row: int) -> dict:
+        """`record`, from the shard's records file held in memory (read once, sliced at the lookup's offsets)."""
+        if shard.id not in self._record_bytes:
+            self._record_bytes[shard.id] = shard.records_path(self.index_dir).read_bytes()
+        data, offset = self._record_bytes[shard.id], int(self._record_offsets(shard)[row])
+        end = data.find(b"\n", offset)
+        try:
+            return json.loads(data[offset : end if end >= 0 else len(data)])
+        except json.JSONDecodeError:
+            raise IndexFormatError(f"{shard.records_path(self.index_dir)}: no record at byte {offset} (its path lookup "
+                                   f"{shard.lookup_path(self.index_dir).name} does not match it; delete the lookup to "
+                                   "rebuild it)") from None
 
     def _record_offsets(self, shard: Shard) -> np.ndarray:
         """Byte offset of each row's record line (from the path lookup, which holds them in key order)."""
@@ -666,19 +681,21 @@ class VideoIndex:
         starts = np.cumsum([0] + [shard.rows for shard in shards])
         positions = np.searchsorted(starts, rows, side="right") - 1
         vectors = np.empty(rows.shape + (self.manifest.dim,), dtype=np.float32)
+        many = set()
         for position in np.unique(positions):
             mine = positions == position
             vectors[mine] = self.vectors(shards[position])[rows[mine] - starts[position]]
             if np.count_nonzero(mine) > MANY_HITS:  # a large batch: reading the shard's records at once is cheaper
-                self._lines(shards[position])
+                many.add(position)
         scores = scale * torch.einsum("qd,qkd->qk", queries, torch.from_numpy(vectors))
-        root = Path(self.manifest.video_dir)
+        root = str(Path(self.manifest.video_dir))
         results = []
         for query_rows, query_positions, query_scores in zip(rows.tolist(), positions.tolist(), scores.tolist()):
             hits = []
             for row, position, score in zip(query_rows, query_positions, query_scores):
-                record = self.record(shards[position], row - int(starts[position]))
-                hits.append(Hit(path=str(root / record["path"]), score=score, record=record))
+                read = self._record_in if position in many else self.record
+                record = read(shards[position], row - int(starts[position]))
+                hits.append(Hit(path=os.path.join(root, record["path"]), score=score, record=record))
             hits.sort(key=lambda hit: -hit.score)
             results.append(hits)
         return results
