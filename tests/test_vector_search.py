@@ -135,6 +135,78 @@ def test_compiled_fused_kernel_matches_eager():
                                atol=1e-3)
 
 
+@pytest.mark.parametrize("dim", [1, 63, 64, 100, 129, 1024])
+def test_compiled_dot_kernel_equals_int_mm(dim):
+    """The compiled dot-product kernel (few queries) gives the same int32 products as a 64-bit reference, on both of
+    its paths (AVX-512 VNNI where the CPU has it, the portable loop), with extreme codes and strided outputs."""
+    kernel = vs.int8_dot_kernel()
+    if kernel is None:
+        pytest.skip("no C compiler here: the scan uses torch._int_mm")
+    rng = np.random.default_rng(dim)
+    codes = rng.integers(-127, 128, (1001, dim), dtype=np.int8)
+    codes[0], codes[1] = 127, -127
+    operand = rng.integers(-127, 128, (dim, 3), dtype=np.int8)
+    operand[:, 0] = -127
+    expected = codes.astype(np.int64) @ operand.astype(np.int64)
+    out = torch.full((1001, 3), 7, dtype=torch.int32)
+    kernel(torch.from_numpy(codes), torch.from_numpy(operand), out)
+    np.testing.assert_array_equal(out.numpy(), expected)
+    for allow_simd in (True, False):
+        column = np.zeros((1001, 2), dtype=np.int32)[:, 1]  # a strided view
+        kernel.dot(codes, np.ascontiguousarray(operand[:, 1]), column, allow_simd=allow_simd)
+        np.testing.assert_array_equal(column, expected[:, 1])
+    if dim % 8 == 0 and dim >= 16:  # the shapes torch._int_mm takes
+        prepared = vs.ScanQueries(unit=np.ones(3), residual_weight=np.ones(3), code_weight=np.ones(3),
+                                  operand=torch.from_numpy(operand))
+        assert torch.equal(vs.scan_int8(torch.from_numpy(codes), prepared),
+                           torch._int_mm(torch.from_numpy(codes), torch.from_numpy(operand)))
+
+
+def test_dot_kernel_without_compiler_falls_back(tmp_path, monkeypatch):
+    """No C compiler: building raises a clear error, the scan falls back to torch._int_mm and stays exact."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    with pytest.raises(RuntimeError, match="no-such-compiler"):
+        vs.build_int8_dot_kernel(tmp_path / "kernels")
+    monkeypatch.setattr(vs, "_DOT_KERNEL", None)
+    monkeypatch.setattr(vs, "_DOT_FAILED", False)
+    monkeypatch.setenv("CLIP2VIDEO_CACHE", str(tmp_path / "cache"))
+    assert vs.int8_dot_kernel() is None
+    rng = np.random.default_rng(5)
+    vectors = collection("isotropic", 4000, 64, rng)
+    blocks = [vs.SearchBlock(vectors, vs.quantize_int8(vectors))]
+    queries = torch.from_numpy(collection("isotropic", 1, 64, rng))
+    assert_exact_topk(vs.exact_topk(blocks, queries, 10, kernel="int8"), reference_scores(blocks, queries), 10)
+
+
+def test_dot_kernel_is_built_once(tmp_path):
+    """The library is cached under a name that hashes its source and compiler: a second build reuses the file."""
+    try:
+        first = vs.build_int8_dot_kernel(tmp_path)
+    except RuntimeError as error:
+        pytest.skip(f"no C compiler here ({error})")
+    (library,) = tmp_path.glob("int8_dot-*.so")
+    stamp = library.stat().st_mtime_ns
+    second = vs.build_int8_dot_kernel(tmp_path)
+    assert library.stat().st_mtime_ns == stamp and list(tmp_path.iterdir()) == [library]
+    assert first.library._name == second.library._name == str(library)
+
+
+@pytest.mark.parametrize("kind", ["outliers", "near-duplicates"])
+def test_rescored_lower_bounds_hold(kind):
+    """The lower bound of a rescored pair (float32 score less its rounding bound) never exceeds the real score: the
+    running threshold rests on it."""
+    rng = np.random.default_rng(6)
+    vectors = collection(kind, 2000, 200, rng) * 3
+    block = vs.SearchBlock(vectors, vs.quantize_int8(vectors))
+    queries = torch.from_numpy(collection(kind, 4, 200, rng) * 5)
+    rows = np.tile(np.arange(2000), 4)
+    query_numbers = np.repeat(np.arange(4), 2000)
+    scores, lower = vs._rescored_lower(block, rows, queries, np.linalg.norm(queries.double().numpy(), axis=1),
+                                       query_numbers)
+    real = np.einsum("nd,nd->n", vectors[rows].astype(np.float64), queries.double().numpy()[query_numbers])
+    assert np.all(lower <= real) and np.all(np.abs(scores - real) <= scores - lower + 1e-12)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # In the index: codes written with the shards, derived again when missing or damaged, every backend the same hits
 # ----------------------------------------------------------------------------------------------------------------------
