@@ -13,7 +13,7 @@ Two stages, with a proof instead of a recall figure:
    from the stored vectors at once, and `tau`, the k-th largest rescored score (less its float32 rounding bound), is
    a proven lower bound of the k-th best score. A row whose upper bound `s~ + B` is below `tau` has a score below
    that of k rows, so it cannot be in the top k. Every other row is a candidate, rescored at the end; the top k of the
-   candidates is the exact top k. (Before k rows were rescored, the k best estimates of a sample of the chunk, once
+   candidates is the exact top k. (Before k rows were rescored, the rows of the chunk's k largest group maxima, once
    rescored, give `tau`.)
 
 The ranking is the float32 ranking (ties at the k-th score may come in either order) and the scores are float32 dot
@@ -25,7 +25,7 @@ Two scan kernels:
 
 * `"int8"`: the queries are quantized to int8 too, and the products of codes and queries are exact int32 integers:
   `torch._int_mm` for batches (an int8 matrix product on the CPU's VNNI units, compute bound), and for up to
-  `DOT_MAX_QUERIES` queries a small C dot-product kernel compiled on first use (`Int8DotKernel`, AVX-512 VNNI where
+  `DOT_MAX_QUERIES` queries a small C dot-product kernel compiled on first use (`CompiledKernels`, AVX-512 VNNI where
   the CPU has it; bound by memory bandwidth: 1 byte per dimension and row). Without a C compiler, `_int_mm` does both.
 * `"fused"`: one pass over the codes per query with the float32 query, a reduction that `torch.compile` fuses (int8
   load, convert, multiply-add): a tighter bound (no query rounding), a slower pass. The first call compiles it
@@ -70,10 +70,11 @@ FUSED_MAX_QUERIES = 4
 #: Target elements of one (rows x queries) block of estimates of the "int8" kernel (256 MB of int32): large blocks keep
 #: the int8 matrix product efficient, and the per-block work of finding candidates is cheap next to it.
 BLOCK_ELEMENTS = 1 << 26
-#: Candidates gathered and rescored at a time (bounds the memory of the rescoring to 2 * RESCORE_ROWS * dim floats).
+#: Candidates gathered and rescored at a time by one thread (bounds the memory of the rescoring to
+#: 2 * threads * RESCORE_ROWS * dim floats).
 RESCORE_ROWS = 8192
-#: Rows sampled from the first chunk for its provisional threshold.
-TAU_SAMPLE_ROWS = 8192
+#: Groups of rows whose maxima give the first chunk its provisional threshold (the k largest maxima are k distinct rows).
+TAU_GROUPS = 1024
 #: Below this many estimates, comparisons run in numpy (one thread) rather than torch (a parallel kernel).
 PARALLEL_ELEMENTS = 1 << 20
 #: Bytes of a comparison mask searched at once for candidates (as one uint64 word).
@@ -251,39 +252,70 @@ def scan_fused(codes: torch.Tensor, prepared: ScanQueries, kernel) -> torch.Tens
 def scan_int8(codes: torch.Tensor, prepared: ScanQueries, out: torch.Tensor | None = None) -> torch.Tensor:
     """`(rows, num_queries)` int32 exact products of the codes and the int8 queries (`operand`: `(dim, queries)`).
 
-    Up to `DOT_MAX_QUERIES` queries go to the compiled dot-product kernel (`int8_dot_kernel`) when it is available,
+    Up to `DOT_MAX_QUERIES` queries go to the compiled dot-product kernel (`compiled_kernels`) when it is available,
     more to `torch._int_mm`; both give the same integers."""
     rows, num_queries = len(codes), prepared.operand.shape[1]
     if out is None:
         out = torch.empty((rows, num_queries), dtype=torch.int32)
-    kernel = int8_dot_kernel() if num_queries <= DOT_MAX_QUERIES else None
-    if kernel is None:
+    kernels = compiled_kernels() if num_queries <= DOT_MAX_QUERIES else None
+    if kernels is None:
         return torch._int_mm(codes, prepared.operand, out=out)
-    kernel(codes, prepared.operand, out)
+    kernels.matmul(codes, prepared.operand, out)
     return out
 
 
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_POOL_THREADS = 0
+
+
+def _run_parallel(function, jobs: list) -> list:
+    """`[function(job) for job in jobs]` on `torch.get_num_threads()` threads (for work that releases the GIL: ctypes
+    calls, numpy gathers and products)."""
+    global _POOL, _POOL_THREADS
+    threads = torch.get_num_threads()
+    if threads <= 1 or len(jobs) <= 1:
+        return [function(job) for job in jobs]
+    if _POOL is None or _POOL_THREADS != threads:
+        _POOL = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="clip2video-search")
+        _POOL_THREADS = threads
+    return list(_POOL.map(function, jobs))
+
+
 # ----------------------------------------------------------------------------------------------------------------------
-# A dot-product kernel for a few queries (a one-query search reads 1 byte per dimension and row: bound by memory)
+# Compiled kernels: a dot product for a few queries (bound by memory: 1 byte per dimension and row) and the search of
+# the estimates above the thresholds (one pass instead of a boolean mask written and read again)
 # ----------------------------------------------------------------------------------------------------------------------
 
 #: Up to this many queries, the int8 scan runs one pass of the dot-product kernel per query instead of `_int_mm`
 #: (a matrix-vector product, which `_int_mm` is slow at).
 DOT_MAX_QUERIES = 4
-#: Rows per call of the kernel (the rows of a scan are shared among `torch.get_num_threads()` threads in such parts).
-DOT_PART_ROWS = 16384
+#: Rows per call of a compiled kernel (a scan's rows are shared among `torch.get_num_threads()` threads in such parts).
+PART_ROWS = 16384
 
-_DOT_SOURCE = r"""
+_KERNEL_SOURCE = r"""
 #include <stdint.h>
 /* out[i * out_stride] = sum_j codes[i, j] * query[j], exactly in int32 (|sum| <= dim * 127 * 128 < 2^31). */
-static void dot_generic(const int8_t *codes, int64_t rows, int64_t dim, const int8_t *query, int32_t *out,
-                        int64_t out_stride) {
+static void dot_portable(const int8_t *codes, int64_t rows, int64_t dim, const int8_t *query, int32_t *out,
+                         int64_t out_stride) {
     for (int64_t i = 0; i < rows; i++) {
         const int8_t *row = codes + i * dim;
         int32_t sum = 0;
         for (int64_t j = 0; j < dim; j++) sum += (int32_t)row[j] * (int32_t)query[j];
         out[i * out_stride] = sum;
     }
+}
+/* Positions i * cols + j, in order, of the entries values[i, j] >= thresholds[j] of a (rows, cols) matrix; writes at
+   most `capacity` of them and returns how many there are. */
+static int64_t above_portable(const int32_t *values, int64_t rows, int64_t cols, const int32_t *thresholds,
+                              int64_t *out, int64_t capacity) {
+    int64_t count = 0;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            if (values[i * cols + j] >= thresholds[j]) {
+                if (count < capacity) out[count] = i * cols + j;
+                count++;
+            }
+    return count;
 }
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -314,73 +346,119 @@ static void dot_vnni(const int8_t *codes, int64_t rows, int64_t dim, const int8_
         out[i * out_stride] = sum;
     }
 }
-#endif
-/* Returns 1 when the AVX-512 VNNI path ran, 0 for the portable loop (allow_simd = 0 forces it). */
-int clip2video_int8_dot(const int8_t *codes, int64_t rows, int64_t dim, const int8_t *query, int32_t *out,
-                        int64_t out_stride, int allow_simd) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (allow_simd && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
-        dot_vnni(codes, rows, dim, query, out, out_stride);
-        return 1;
+/* above_portable, 16 comparisons at a time. */
+__attribute__((target("avx512f")))
+static int64_t above_avx512(const int32_t *values, int64_t rows, int64_t cols, const int32_t *thresholds,
+                            int64_t *out, int64_t capacity) {
+    const int64_t whole = cols - cols % 16;
+    int64_t count = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        const int32_t *row = values + i * cols;
+        for (int64_t j = 0; j < cols; j += 16) {
+            __mmask16 lanes = j < whole ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - j)) - 1);
+            __m512i v = _mm512_maskz_loadu_epi32(lanes, row + j);
+            __m512i t = _mm512_maskz_loadu_epi32(lanes, thresholds + j);
+            unsigned int hits = _mm512_mask_cmpge_epi32_mask(lanes, v, t);
+            while (hits) {
+                int lane = __builtin_ctz(hits);
+                if (count < capacity) out[count] = i * cols + j + lane;
+                count++;
+                hits &= hits - 1;
+            }
+        }
     }
+    return count;
+}
+static int has_vnni(void) { return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"); }
+static int has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+#else
+static int has_vnni(void) { return 0; }
+static int has_avx512(void) { return 0; }
 #endif
-    dot_generic(codes, rows, dim, query, out, out_stride);
-    return 0;
+/* Each entry point returns through *simd whether the SIMD path ran (allow_simd = 0 forces the portable one). */
+void clip2video_int8_dot(const int8_t *codes, int64_t rows, int64_t dim, const int8_t *query, int32_t *out,
+                         int64_t out_stride, int allow_simd, int *simd) {
+    *simd = allow_simd && has_vnni();
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (*simd) { dot_vnni(codes, rows, dim, query, out, out_stride); return; }
+#endif
+    dot_portable(codes, rows, dim, query, out, out_stride);
+}
+int64_t clip2video_above(const int32_t *values, int64_t rows, int64_t cols, const int32_t *thresholds, int64_t *out,
+                         int64_t capacity, int allow_simd, int *simd) {
+    *simd = allow_simd && has_avx512();
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (*simd) return above_avx512(values, rows, cols, thresholds, out, capacity);
+#endif
+    return above_portable(values, rows, cols, thresholds, out, capacity);
 }
 """
 
 
-class Int8DotKernel:
-    """`_DOT_SOURCE` compiled with the system C compiler and loaded with ctypes (which releases the GIL, so the rows
-    of a scan are split among threads). About 1.4x the speed of the `torch.compile`d float kernel on one core, and
-    exact: the same int32 products as `torch._int_mm`."""
+class CompiledKernels:
+    """`_KERNEL_SOURCE` compiled with the system C compiler and loaded with ctypes (which releases the GIL, so the
+    rows of a call are split among threads). Both kernels are exact: the dot product gives the integers
+    `torch._int_mm` gives (about 1.4x the speed of the `torch.compile`d float kernel on one core), the search the
+    entries numpy's comparison finds."""
 
     def __init__(self, library_path: str):
         self.library = ctypes.CDLL(library_path)
-        self.function = self.library.clip2video_int8_dot
-        self.function.restype = ctypes.c_int
-        self.function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                                  ctypes.c_int64, ctypes.c_int]
-        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.pool_threads = 0
+        pointer, integer = ctypes.c_void_p, ctypes.c_int64
+        self._dot = self.library.clip2video_int8_dot
+        self._dot.restype = None
+        self._dot.argtypes = [pointer, integer, integer, pointer, pointer, integer, ctypes.c_int, pointer]
+        self._above = self.library.clip2video_above
+        self._above.restype = ctypes.c_int64
+        self._above.argtypes = [pointer, integer, integer, pointer, pointer, integer, ctypes.c_int, pointer]
 
     def dot(self, codes: np.ndarray, query: np.ndarray, out: np.ndarray, allow_simd: bool = True) -> bool:
         """`out[i] = codes[i] . query` for C-contiguous int8 `(rows, dim)` codes and `(dim,)` query into an int32
-        `out` (strided views allowed); one thread. Returns whether the SIMD path ran."""
+        `(rows,)` `out` (a strided view is fine); one thread. Returns whether the SIMD path ran."""
         if codes.dtype != np.int8 or query.dtype != np.int8 or out.dtype != np.int32:
             raise TypeError("codes and query must be int8, out int32")
         if not codes.flags.c_contiguous or query.shape != (codes.shape[1],) or out.shape != (codes.shape[0],):
             raise ValueError("codes must be C-contiguous (rows, dim), query (dim,) and out (rows,)")
-        query = np.ascontiguousarray(query)
-        return bool(self.function(codes.ctypes.data, codes.shape[0], codes.shape[1], query.ctypes.data,
-                                  out.ctypes.data, out.strides[0] // 4, int(allow_simd)))
+        query, simd = np.ascontiguousarray(query), ctypes.c_int(0)
+        self._dot(codes.ctypes.data, codes.shape[0], codes.shape[1], query.ctypes.data, out.ctypes.data,
+                  out.strides[0] // out.itemsize, int(allow_simd), ctypes.byref(simd))
+        return bool(simd.value)
 
-    def __call__(self, codes: torch.Tensor, operand: torch.Tensor, out: torch.Tensor) -> None:
-        """`out = codes @ operand` (int8 `(rows, dim)` x int8 `(dim, queries)` -> int32 `(rows, queries)`), the rows
-        split among `torch.get_num_threads()` threads."""
+    def above(self, values: np.ndarray, thresholds: np.ndarray, allow_simd: bool = True) -> np.ndarray:
+        """Flat positions `i * cols + j`, ascending, of the entries `values[i, j] >= thresholds[j]` of a C-contiguous
+        int32 `(rows, cols)` matrix; one thread."""
+        if values.dtype != np.int32 or thresholds.dtype != np.int32:
+            raise TypeError("values and thresholds must be int32")
+        if not values.flags.c_contiguous or values.ndim != 2 or thresholds.shape != (values.shape[1],):
+            raise ValueError("values must be C-contiguous (rows, cols) and thresholds (cols,)")
+        thresholds, simd = np.ascontiguousarray(thresholds), ctypes.c_int(0)
+        out = np.empty(max(1024, values.size // 512), dtype=np.int64)
+        while True:
+            count = self._above(values.ctypes.data, values.shape[0], values.shape[1], thresholds.ctypes.data,
+                                out.ctypes.data, len(out), int(allow_simd), ctypes.byref(simd))
+            if count <= len(out):
+                return out[:count]
+            out = np.empty(count, dtype=np.int64)  # more entries than expected: once more, with room for all
+
+    def matmul(self, codes: torch.Tensor, operand: torch.Tensor, out: torch.Tensor) -> None:
+        """`out = codes @ operand` (int8 `(rows, dim)` x int8 `(dim, queries)` -> int32 `(rows, queries)`), one pass
+        per query, the rows split among `torch.get_num_threads()` threads."""
         codes_np, out_np = codes.numpy(), out.numpy()
         queries = [np.ascontiguousarray(column) for column in operand.numpy().T]
-        parts = [(start, min(start + DOT_PART_ROWS, len(codes_np))) for start in range(0, len(codes_np),
-                                                                                     DOT_PART_ROWS)]
-        jobs = [(start, stop, number) for start, stop in parts for number in range(len(queries))]
+        jobs = [(start, number) for start in range(0, len(codes_np), PART_ROWS) for number in range(len(queries))]
+        _run_parallel(lambda job: self.dot(codes_np[job[0] : job[0] + PART_ROWS], queries[job[1]],
+                                            out_np[job[0] : job[0] + PART_ROWS, job[1]]), jobs)
 
-        def run(job):
-            start, stop, number = job
-            self.dot(codes_np[start:stop], queries[number], out_np[start:stop, number])
-
-        threads = torch.get_num_threads()
-        if threads <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                run(job)
-            return
-        if self.pool is None or self.pool_threads != threads:
-            self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="clip2video-int8-dot")
-            self.pool_threads = threads
-        list(self.pool.map(run, jobs))
+    def rows_above(self, values: torch.Tensor, thresholds: torch.Tensor) -> np.ndarray:
+        """`above` over a `(rows, cols)` int32 tensor, the rows split among threads: flat positions, ascending."""
+        values_np, thresholds_np = values.numpy(), thresholds.numpy()
+        starts = list(range(0, len(values_np), PART_ROWS))
+        parts = _run_parallel(lambda start: self.above(values_np[start : start + PART_ROWS], thresholds_np)
+                               + start * values_np.shape[1], starts)
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
-_DOT_KERNEL: Int8DotKernel | None = None
-_DOT_FAILED = False
+_KERNELS: CompiledKernels | None = None
+_KERNELS_FAILED = False
 
 
 def kernel_cache_dir() -> Path:
@@ -389,20 +467,20 @@ def kernel_cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
-def build_int8_dot_kernel(cache_dir: Path | None = None) -> Int8DotKernel:
-    """Compiles `_DOT_SOURCE` (once per source, compiler and platform: the library's name holds their hash) and loads
-    it. Raises RuntimeError when no C compiler works here."""
+def build_kernels(cache_dir: Path | None = None) -> CompiledKernels:
+    """Compiles `_KERNEL_SOURCE` (once per source, compiler and platform: the library's name holds their hash) and
+    loads it. Raises RuntimeError when no C compiler works here."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not compiler:
         raise RuntimeError("no C compiler found (set CC)")
-    key = hashlib.sha256("\0".join([_DOT_SOURCE, compiler, platform.machine(), platform.system()]).encode())
+    key = hashlib.sha256("\0".join([_KERNEL_SOURCE, compiler, platform.machine(), platform.system()]).encode())
     cache_dir = Path(cache_dir or kernel_cache_dir())
-    library = cache_dir / f"int8_dot-{key.hexdigest()[:16]}.so"
+    library = cache_dir / f"search_kernels-{key.hexdigest()[:16]}.so"
     if not library.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache_dir) as work:
-            source = Path(work) / "int8_dot.c"
-            source.write_text(_DOT_SOURCE)
+            source = Path(work) / "search_kernels.c"
+            source.write_text(_KERNEL_SOURCE)
             built = Path(work) / library.name
             try:
                 result = subprocess.run(shlex.split(compiler) + ["-O3", "-shared", "-fPIC", str(source), "-o",
@@ -412,27 +490,31 @@ def build_int8_dot_kernel(cache_dir: Path | None = None) -> Int8DotKernel:
             if result.returncode != 0:
                 raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:500]}")
             os.replace(built, library)  # atomic: another process never loads half a library
-    return Int8DotKernel(str(library))
+    return CompiledKernels(str(library))
 
 
-def int8_dot_kernel() -> Int8DotKernel | None:
-    """The compiled dot-product kernel, or None when it cannot be built here (logged once; `_int_mm` is used)."""
-    global _DOT_KERNEL, _DOT_FAILED
-    if _DOT_KERNEL is None and not _DOT_FAILED:
+def compiled_kernels() -> CompiledKernels | None:
+    """The compiled kernels, checked on a small probe, or None when they cannot be built here (logged once; the scan
+    then uses `torch._int_mm` and numpy)."""
+    global _KERNELS, _KERNELS_FAILED
+    if _KERNELS is None and not _KERNELS_FAILED:
         try:
-            kernel = build_int8_dot_kernel()
-            probe = np.arange(-60, 70, dtype=np.int8).reshape(2, 65)
+            kernels = build_kernels()
+            codes = np.arange(-60, 70, dtype=np.int8).reshape(2, 65)
             query = np.arange(65, dtype=np.int8) - 32
-            out = np.empty(2, dtype=np.int32)
-            kernel.dot(probe, query, out)
-            if not np.array_equal(out, probe.astype(np.int32) @ query.astype(np.int32)):
-                raise RuntimeError("the compiled kernel gives wrong results")
-            _DOT_KERNEL = kernel
-        except Exception as error:  # no compiler, read-only cache, unsupported platform: _int_mm is exact too
-            _DOT_FAILED = True
-            logger.warning("compiled int8 dot-product kernel unavailable (%s: %s); using torch._int_mm",
+            products = np.empty(2, dtype=np.int32)
+            kernels.dot(codes, query, products)
+            values = np.arange(-20, 20, dtype=np.int32).reshape(2, 20)
+            thresholds = np.arange(20, dtype=np.int32) - 12
+            if not (np.array_equal(products, codes.astype(np.int32) @ query.astype(np.int32))
+                    and np.array_equal(kernels.above(values, thresholds), np.flatnonzero(values >= thresholds))):
+                raise RuntimeError("the compiled kernels give wrong results")
+            _KERNELS = kernels
+        except Exception as error:  # no compiler, read-only cache, unsupported platform: the fallbacks are exact too
+            _KERNELS_FAILED = True
+            logger.warning("compiled search kernels unavailable (%s: %s); using torch._int_mm and numpy",
                            type(error).__name__, error)
-    return _DOT_KERNEL
+    return _KERNELS
 
 
 class _Workspace:
@@ -498,8 +580,13 @@ def _rows_above(estimates: torch.Tensor, thresholds: torch.Tensor, workspace: _W
                                                                                                    np.ndarray]:
     """(rows, queries) where `estimates[row, query] >= thresholds[query]`, for `(rows, queries)` estimates.
 
-    Candidates are rare, so the comparison's boolean mask is searched 8 bytes at a time (viewed as uint64 words) and
-    only the nonzero words are expanded."""
+    int32 estimates go to the compiled search (`CompiledKernels.rows_above`: one pass, no mask). Otherwise candidates
+    are rare, so the comparison's boolean mask is searched 8 bytes at a time (viewed as uint64 words) and only the
+    nonzero words are expanded."""
+    kernels = compiled_kernels() if estimates.dtype == torch.int32 else None
+    if kernels is not None:
+        positions = kernels.rows_above(estimates, thresholds)
+        return positions // estimates.shape[1], positions % estimates.shape[1]
     if estimates.numel() < PARALLEL_ELEMENTS:  # numpy: no thread start-up for a small comparison
         mask = estimates.numpy() >= thresholds.numpy()
     else:
@@ -533,15 +620,19 @@ def _top_per_query(values: np.ndarray, queries: np.ndarray, num_queries: int, k:
 def _row_scores(vectors: np.ndarray | torch.Tensor, rows: np.ndarray, queries: torch.Tensor,
                 query_numbers: np.ndarray) -> np.ndarray:
     """float32 scores `queries[query_numbers[j]] . vectors[rows[j]]`, rows gathered in ascending order, in parts of
-    `RESCORE_ROWS` (numpy's gather and einsum: about 4x faster than torch's index_select and a product)."""
+    `RESCORE_ROWS` shared among threads (numpy's gather and einsum: about 4x faster than torch's index_select and a
+    product)."""
     scores = np.empty(len(rows), dtype=np.float32)
     vectors = vectors.numpy() if isinstance(vectors, torch.Tensor) else vectors
     queries = queries.numpy()
     order = np.argsort(rows, kind="stable")
-    for start in range(0, len(order), RESCORE_ROWS):
+
+    def score(start: int) -> None:
         part = order[start : start + RESCORE_ROWS]
         gathered = np.take(vectors, rows[part], axis=0)
         scores[part] = np.einsum("nd,nd->n", gathered, np.take(queries, query_numbers[part], axis=0))
+
+    _run_parallel(score, list(range(0, len(order), RESCORE_ROWS)))
     return scores
 
 
@@ -561,17 +652,22 @@ def _rescored_lower(block: SearchBlock, rows: np.ndarray, queries: torch.Tensor,
 
 def _provisional_tau(estimates: torch.Tensor, block: SearchBlock, start: int, queries: torch.Tensor,
                      query_norms: np.ndarray, k: int) -> np.ndarray:
-    """A threshold for a chunk scanned before k rows were rescored: the k-th largest rescored score (less its
-    rounding bound) among the k rows of best estimate in a sample of the chunk (every `stride`-th row); -inf if the
-    chunk has fewer than k rows. Nothing is merged into the running threshold (those rows are found again)."""
-    if len(estimates) < k:
-        return np.full(len(queries), -np.inf)
-    stride = max(1, min(len(estimates) // k, len(estimates) // TAU_SAMPLE_ROWS))
-    best = torch.topk(estimates[::stride], k, dim=0).indices.numpy()  # (k, queries)
-    rows = best.T.ravel() * stride + start
-    query_numbers = np.repeat(np.arange(len(queries)), k)
-    _, lower = _rescored_lower(block, rows, queries, query_norms, query_numbers)
-    return lower.reshape(len(queries), k).min(axis=1)
+    """A threshold for a chunk scanned before k rows were rescored: the chunk's rows are cut into `TAU_GROUPS` groups,
+    and the rows of the k largest group maxima (k distinct rows, close to the chunk's k best) are rescored; their
+    k-th score, less its rounding bound, is the threshold (-inf if the chunk has fewer than k rows). Nothing is merged
+    into the running threshold (those rows are found again)."""
+    rows, num_queries = estimates.shape
+    if rows < k:
+        return np.full(num_queries, -np.inf)
+    size = max(1, rows // TAU_GROUPS)  # rows // size >= min(rows, TAU_GROUPS) >= k groups
+    groups = rows // size
+    maxima = estimates[: groups * size].reshape(groups, size, num_queries).amax(dim=1)
+    chosen = torch.topk(maxima, k, dim=0).indices.numpy().T  # (queries, k) group numbers
+    members = chosen[:, :, None] * size + np.arange(size)  # (queries, k, size) rows
+    values = estimates.numpy()[members, np.arange(num_queries)[:, None, None]]
+    best = np.take_along_axis(members, values.argmax(axis=2)[:, :, None], axis=2)[:, :, 0]  # (queries, k)
+    _, lower = _rescored_lower(block, best.ravel() + start, queries, query_norms, np.repeat(np.arange(num_queries), k))
+    return lower.reshape(num_queries, k).min(axis=1)
 
 
 def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _RunningThreshold, chunk_rows: int,
@@ -580,7 +676,7 @@ def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _R
 
     A row is a candidate when its upper bound reaches the running threshold `tau`. Each chunk's k candidates of best
     estimate per query are rescored at once (`scores`; NaN for the others) and raise `tau` for the chunks after it;
-    before k rows were rescored, a provisional threshold from a sample of the chunk stands in for `tau`."""
+    before k rows were rescored, a provisional threshold (`_provisional_tau`) stands in for `tau`."""
     codes = block.codes
     prepared = prepare_fused(queries, codes.scales) if kernel == "fused" else prepare_int8(queries, codes.scales)
     query_norms = np.linalg.norm(queries.double().numpy(), axis=1)
@@ -596,18 +692,19 @@ def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _R
         # one bound per (query, chunk): the chunk's largest error norms, in the kernel's units (with slack)
         bound = (prepared.residual_weight * float(codes.residual_norms[start:stop].max())
                  + prepared.code_weight * float(codes.code_norms[start:stop].max())) * (1 + BOUND_SLACK)
-        tau = threshold.tau
-        if np.isneginf(tau).any():
-            tau = np.maximum(tau, _provisional_tau(estimates, block, start, queries, query_norms, k))
+        tau = running = threshold.tau
+        if np.isneginf(running).any():
+            tau = np.maximum(running, _provisional_tau(estimates, block, start, queries, query_norms, k))
         # keep rows whose upper bound unit * (W + bound) reaches tau, i.e. W >= tau / unit - bound
         rows, query_numbers = _rows_above(estimates, _as_threshold(tau / prepared.unit - bound, estimates.dtype),
                                           workspace)
         values = estimates.numpy()[rows, query_numbers].astype(np.float64)
         upper = prepared.unit[query_numbers] * (values + bound[query_numbers])
         rows += start
-        # rescore each query's k best estimates, when they are above tau (only those can raise it)
+        # rescore each query's k best estimates when they are above the running threshold (only those can raise it;
+        # all of them while it is not set, so that it is set after this chunk)
         best = _best_per_query(values, query_numbers, len(queries), k)
-        best = best[prepared.unit[query_numbers[best]] * values[best] >= tau[query_numbers[best]]]
+        best = best[prepared.unit[query_numbers[best]] * values[best] >= running[query_numbers[best]]]
         scores = np.full(len(rows), np.nan, dtype=np.float32)
         scores[best], lower = _rescored_lower(block, rows[best], queries, query_norms, query_numbers[best])
         threshold.update(_top_per_query(lower, query_numbers[best], len(queries), k))

@@ -5,7 +5,8 @@ of ViT-B/32 CLIP2Video with TAB: 4 GB of float32 shards plus 1 GB of int8 search
 text encoder, each backend of `VideoIndex.search` (every one returns the exact float32 top k):
 
 * `flat`: float32 scan of every vector (the reference, and what the index did before the two-stage search);
-* `int8`: two-stage exact search, int8 matrix-product scan (`torch._int_mm`) + error bound + float32 rescoring;
+* `int8`: two-stage exact search: int8 scan (the compiled dot-product kernel for one query, `torch._int_mm` for the
+  batch) + error bound + float32 rescoring;
 * `fused`: the same with the `torch.compile`d one-pass scan (one query at a time; compiled once, time reported);
 * `faiss`: FAISS `IndexFlatIP` (exact, float32, in RAM), when `faiss-cpu` is importable.
 
@@ -140,7 +141,8 @@ def main(argv=None) -> int:
             index.codes(shard)
         figures = {"num_videos": args.num_videos, "dim": args.dim, "k": args.k, "num_queries": args.num_queries,
                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg(),
-                   "codes_load_s": time.perf_counter() - start}
+                   "codes_load_s": time.perf_counter() - start,
+                   "compiled_kernels": search_videos.vector_search.compiled_kernels() is not None}
         batch = queries[: args.num_queries]
         backends = ["flat", "int8", "fused"] + (["faiss"] if search_videos.faiss_available() else [])
         if not search_videos.faiss_available():

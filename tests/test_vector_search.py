@@ -97,7 +97,7 @@ def test_exact_topk_equals_reference(kind, kernel):
         assert result.candidates.mean() < 0.5 * 4501
 
 
-@pytest.mark.parametrize("shape", [(203, 5), (1, 1), (7, 3), (64, 1)])
+@pytest.mark.parametrize("shape", [(203, 5), (1, 1), (7, 3), (64, 1), (40000, 37), (3000, 1000)])
 def test_rows_above_finds_every_entry(shape):
     rng = np.random.default_rng(8)
     estimates = torch.from_numpy(rng.integers(-1000, 1000, shape, dtype=np.int32))
@@ -106,6 +106,11 @@ def test_rows_above_finds_every_entry(shape):
     rows, queries = vs._rows_above(estimates, thresholds, vs._Workspace())
     expected = np.nonzero(estimates.numpy() >= thresholds.numpy())
     assert sorted(zip(rows.tolist(), queries.tolist())) == sorted(zip(*(index.tolist() for index in expected)))
+    kernels = vs.compiled_kernels()
+    if kernels is not None:  # the compiled search, both paths, in order
+        for allow_simd in (True, False):
+            positions = kernels.above(estimates.numpy(), thresholds.numpy(), allow_simd=allow_simd)
+            np.testing.assert_array_equal(positions, np.flatnonzero(estimates.numpy() >= thresholds.numpy()))
 
 
 def test_k_equals_collection_and_invalid_arguments():
@@ -139,7 +144,7 @@ def test_compiled_fused_kernel_matches_eager():
 def test_compiled_dot_kernel_equals_int_mm(dim):
     """The compiled dot-product kernel (few queries) gives the same int32 products as a 64-bit reference, on both of
     its paths (AVX-512 VNNI where the CPU has it, the portable loop), with extreme codes and strided outputs."""
-    kernel = vs.int8_dot_kernel()
+    kernel = vs.compiled_kernels()
     if kernel is None:
         pytest.skip("no C compiler here: the scan uses torch._int_mm")
     rng = np.random.default_rng(dim)
@@ -149,7 +154,7 @@ def test_compiled_dot_kernel_equals_int_mm(dim):
     operand[:, 0] = -127
     expected = codes.astype(np.int64) @ operand.astype(np.int64)
     out = torch.full((1001, 3), 7, dtype=torch.int32)
-    kernel(torch.from_numpy(codes), torch.from_numpy(operand), out)
+    kernel.matmul(torch.from_numpy(codes), torch.from_numpy(operand), out)
     np.testing.assert_array_equal(out.numpy(), expected)
     for allow_simd in (True, False):
         column = np.zeros((1001, 2), dtype=np.int32)[:, 1]  # a strided view
@@ -162,31 +167,33 @@ def test_compiled_dot_kernel_equals_int_mm(dim):
                            torch._int_mm(torch.from_numpy(codes), torch.from_numpy(operand)))
 
 
-def test_dot_kernel_without_compiler_falls_back(tmp_path, monkeypatch):
-    """No C compiler: building raises a clear error, the scan falls back to torch._int_mm and stays exact."""
+def test_kernels_without_compiler_fall_back(tmp_path, monkeypatch):
+    """No C compiler: building raises a clear error, the scan falls back to torch._int_mm and numpy and stays exact
+    (one query: the dot-product kernel's job; 20 queries: the compiled search's)."""
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.raises(RuntimeError, match="no-such-compiler"):
-        vs.build_int8_dot_kernel(tmp_path / "kernels")
-    monkeypatch.setattr(vs, "_DOT_KERNEL", None)
-    monkeypatch.setattr(vs, "_DOT_FAILED", False)
+        vs.build_kernels(tmp_path / "kernels")
+    monkeypatch.setattr(vs, "_KERNELS", None)
+    monkeypatch.setattr(vs, "_KERNELS_FAILED", False)
     monkeypatch.setenv("CLIP2VIDEO_CACHE", str(tmp_path / "cache"))
-    assert vs.int8_dot_kernel() is None
+    assert vs.compiled_kernels() is None
     rng = np.random.default_rng(5)
     vectors = collection("isotropic", 4000, 64, rng)
     blocks = [vs.SearchBlock(vectors, vs.quantize_int8(vectors))]
-    queries = torch.from_numpy(collection("isotropic", 1, 64, rng))
-    assert_exact_topk(vs.exact_topk(blocks, queries, 10, kernel="int8"), reference_scores(blocks, queries), 10)
+    for count in (1, 20):
+        queries = torch.from_numpy(collection("isotropic", count, 64, rng))
+        assert_exact_topk(vs.exact_topk(blocks, queries, 10, kernel="int8"), reference_scores(blocks, queries), 10)
 
 
-def test_dot_kernel_is_built_once(tmp_path):
+def test_kernels_are_built_once(tmp_path):
     """The library is cached under a name that hashes its source and compiler: a second build reuses the file."""
     try:
-        first = vs.build_int8_dot_kernel(tmp_path)
+        first = vs.build_kernels(tmp_path)
     except RuntimeError as error:
         pytest.skip(f"no C compiler here ({error})")
-    (library,) = tmp_path.glob("int8_dot-*.so")
+    (library,) = tmp_path.glob("search_kernels-*.so")
     stamp = library.stat().st_mtime_ns
-    second = vs.build_int8_dot_kernel(tmp_path)
+    second = vs.build_kernels(tmp_path)
     assert library.stat().st_mtime_ns == stamp and list(tmp_path.iterdir()) == [library]
     assert first.library._name == second.library._name == str(library)
 
