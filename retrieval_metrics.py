@@ -142,6 +142,16 @@ def group_best_caption_scores(similarity, caption_to_video: Sequence[int]) -> np
     return best
 
 
+def _ranked_summary(matrix: np.ndarray, targets: np.ndarray, tie_rule: str, ks: Sequence[int], median: str,
+                    return_ranks: bool) -> dict:
+    """Ground-truth ranks of the `(queries, candidates)` matrix summarised (and listed when `return_ranks`)."""
+    ranks = ground_truth_ranks(matrix, targets, tie_rule)
+    results = summarize_ranks(ranks, ks, median)
+    if return_ranks:
+        results["ranks"] = ranks.tolist()
+    return results
+
+
 def text_to_video_metrics(
     similarity,
     caption_to_video: Sequence[int] | None = None,
@@ -157,11 +167,8 @@ def text_to_video_metrics(
     targets = np.arange(matrix.shape[0]) if caption_to_video is None else np.asarray(caption_to_video)
     # The original's multi-caption path sorts (a double argsort): ties fall in candidate order there.
     rule = "index" if (tie_rule == "original" and not single) else tie_rule
-    ranks = ground_truth_ranks(matrix, targets, rule)
-    results = summarize_ranks(ranks, ks, _median_for(median_rule, multi_caption_t2v=not single))
-    if return_ranks:
-        results["ranks"] = ranks.tolist()
-    return results
+    return _ranked_summary(matrix, targets, rule, ks, _median_for(median_rule, multi_caption_t2v=not single),
+                           return_ranks)
 
 
 def video_to_text_metrics(
@@ -180,11 +187,8 @@ def video_to_text_metrics(
         per_video = matrix.T
     else:
         per_video = group_best_caption_scores(matrix, caption_to_video)
-    ranks = ground_truth_ranks(per_video, np.arange(per_video.shape[0]), tie_rule)
-    results = summarize_ranks(ranks, ks, _median_for(median_rule, multi_caption_t2v=False))
-    if return_ranks:
-        results["ranks"] = ranks.tolist()
-    return results
+    return _ranked_summary(per_video, np.arange(per_video.shape[0]), tie_rule, ks,
+                           _median_for(median_rule, multi_caption_t2v=False), return_ranks)
 
 
 def retrieval_metrics(
