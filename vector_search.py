@@ -442,7 +442,7 @@ class CompiledKernels:
     def matmul(self, codes: torch.Tensor, operand: torch.Tensor, out: torch.Tensor) -> None:
         """`out = codes @ operand` (int8 `(rows, dim)` x int8 `(dim, queries)` -> int32 `(rows, queries)`), one pass
         per query, the rows split among `torch.get_num_threads()` threads."""
-        codes_np, out_np = codes.numpy(), out.numpy()
+        codes_np, out_np = np.ascontiguousarray(codes.numpy()), out.numpy()
         queries = [np.ascontiguousarray(column) for column in operand.numpy().T]
         jobs = [(start, number) for start in range(0, len(codes_np), PART_ROWS) for number in range(len(queries))]
         _run_parallel(lambda job: self.dot(codes_np[job[0] : job[0] + PART_ROWS], queries[job[1]],
@@ -450,7 +450,7 @@ class CompiledKernels:
 
     def rows_above(self, values: torch.Tensor, thresholds: torch.Tensor) -> np.ndarray:
         """`above` over a `(rows, cols)` int32 tensor, the rows split among threads: flat positions, ascending."""
-        values_np, thresholds_np = values.numpy(), thresholds.numpy()
+        values_np, thresholds_np = np.ascontiguousarray(values.numpy()), thresholds.numpy().astype(np.int32)
         starts = list(range(0, len(values_np), PART_ROWS))
         parts = _run_parallel(lambda start: self.above(values_np[start : start + PART_ROWS], thresholds_np)
                                + start * values_np.shape[1], starts)
