@@ -75,7 +75,8 @@ BLOCK_ELEMENTS = 1 << 26
 RESCORE_ROWS = 8192
 #: Groups of rows whose maxima give the first chunk its provisional threshold (the k largest maxima are k distinct rows).
 TAU_GROUPS = 1024
-#: Below this many estimates, comparisons run in numpy (one thread) rather than torch (a parallel kernel).
+#: Below this many estimates, comparisons run on one thread (numpy, or one call of the compiled search) rather than
+#: on all of them.
 PARALLEL_ELEMENTS = 1 << 20
 #: Bytes of a comparison mask searched at once for candidates (as one uint64 word).
 WORD = 8
@@ -442,15 +443,26 @@ class CompiledKernels:
     def matmul(self, codes: torch.Tensor, operand: torch.Tensor, out: torch.Tensor) -> None:
         """`out = codes @ operand` (int8 `(rows, dim)` x int8 `(dim, queries)` -> int32 `(rows, queries)`), one pass
         per query, the rows split among `torch.get_num_threads()` threads."""
-        codes_np, out_np = np.ascontiguousarray(codes.numpy()), out.numpy()
-        queries = [np.ascontiguousarray(column) for column in operand.numpy().T]
-        jobs = [(start, number) for start in range(0, len(codes_np), PART_ROWS) for number in range(len(queries))]
-        _run_parallel(lambda job: self.dot(codes_np[job[0] : job[0] + PART_ROWS], queries[job[1]],
-                                            out_np[job[0] : job[0] + PART_ROWS, job[1]]), jobs)
+        self.matmul_blocks([(codes, operand, out)])
+
+    def matmul_blocks(self, products: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
+        """`matmul` for several `(codes, operand, out)` at once: one pool of parts for all of them, so that no thread
+        waits at the end of each block."""
+        jobs = []
+        for codes, operand, out in products:
+            codes_np, out_np = np.ascontiguousarray(codes.numpy()), out.numpy()
+            for number, query in enumerate(operand.numpy().T):
+                query = np.ascontiguousarray(query)
+                jobs += [(codes_np[start : start + PART_ROWS], query, out_np[start : start + PART_ROWS, number])
+                         for start in range(0, len(codes_np), PART_ROWS)]
+        _run_parallel(lambda job: self.dot(*job), jobs)
 
     def rows_above(self, values: torch.Tensor, thresholds: torch.Tensor) -> np.ndarray:
-        """`above` over a `(rows, cols)` int32 tensor, the rows split among threads: flat positions, ascending."""
+        """`above` over a `(rows, cols)` int32 tensor, the rows split among threads (from `PARALLEL_ELEMENTS` entries:
+        a smaller search takes less time than handing it to a thread): flat positions, ascending."""
         values_np, thresholds_np = np.ascontiguousarray(values.numpy()), thresholds.numpy().astype(np.int32)
+        if values_np.size < PARALLEL_ELEMENTS:
+            return self.above(values_np, thresholds_np)
         starts = list(range(0, len(values_np), PART_ROWS))
         parts = _run_parallel(lambda start: self.above(values_np[start : start + PART_ROWS], thresholds_np)
                                + start * values_np.shape[1], starts)
@@ -670,22 +682,45 @@ def _provisional_tau(estimates: torch.Tensor, block: SearchBlock, start: int, qu
     return lower.reshape(num_queries, k).min(axis=1)
 
 
+def _scan_few(blocks: Sequence[SearchBlock], queries: torch.Tensor) -> list[tuple[ScanQueries, torch.Tensor] | None]:
+    """For up to `DOT_MAX_QUERIES` queries with the compiled kernels: every block's prepared queries and int8
+    estimates in one parallel pass over all the codes (a one-query scan is a few milliseconds per block, so a pool per
+    block would leave threads waiting); `None` per block otherwise (each block is scanned in `_scan_block`)."""
+    kernels = compiled_kernels() if len(queries) <= DOT_MAX_QUERIES else None
+    if kernels is None:
+        return [None] * len(blocks)
+    prepared = [prepare_int8(queries, block.codes.scales) for block in blocks]
+    estimates = [torch.empty((len(block.codes), len(queries)), dtype=torch.int32) for block in blocks]
+    kernels.matmul_blocks([(torch.from_numpy(np.asarray(block.codes.codes)), ready.operand, out)
+                           for block, ready, out in zip(blocks, prepared, estimates)])
+    return list(zip(prepared, estimates))
+
+
 def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _RunningThreshold, chunk_rows: int,
-                kernel, fused, workspace: _Workspace) -> list[tuple[np.ndarray, ...]]:
+                kernel, fused, workspace: _Workspace,
+                scanned: tuple[ScanQueries, torch.Tensor] | None = None) -> list[tuple[np.ndarray, ...]]:
     """Scans one block chunk by chunk; returns its candidates as (query numbers, local rows, upper bounds, scores).
 
     A row is a candidate when its upper bound reaches the running threshold `tau`. Each chunk's k candidates of best
     estimate per query are rescored at once (`scores`; NaN for the others) and raise `tau` for the chunks after it;
-    before k rows were rescored, a provisional threshold (`_provisional_tau`) stands in for `tau`."""
+    before k rows were rescored, a provisional threshold (`_provisional_tau`) stands in for `tau`. `scanned`: the
+    block's prepared queries and `(rows, queries)` estimates, already computed (then the block is one chunk)."""
     codes = block.codes
-    prepared = prepare_fused(queries, codes.scales) if kernel == "fused" else prepare_int8(queries, codes.scales)
+    if scanned is not None:
+        prepared, chunk_rows = scanned[0], len(codes)
+    elif kernel == "fused":
+        prepared = prepare_fused(queries, codes.scales)
+    else:
+        prepared = prepare_int8(queries, codes.scales)
     query_norms = np.linalg.norm(queries.double().numpy(), axis=1)
     all_codes = torch.from_numpy(np.asarray(codes.codes))
     found = []
     for start in range(0, len(codes), chunk_rows):
         stop = min(start + chunk_rows, len(codes))
         chunk = all_codes[start:stop]
-        if kernel == "fused":
+        if scanned is not None:
+            estimates = scanned[1]
+        elif kernel == "fused":
             estimates = scan_fused(chunk, prepared, fused)
         else:
             estimates = scan_int8(chunk, prepared, workspace.get("estimates", (len(chunk), len(queries)), torch.int32))
@@ -823,7 +858,9 @@ def exact_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, ker
     threshold.limit = max(MIN_CANDIDATE_LIMIT, CANDIDATE_SHARE * len(queries) * total)
     try:
         workspace = _Workspace()
-        per_block = [_scan_block(block, queries, k, threshold, chunk_rows, name, fused, workspace) for block in blocks]
+        scanned = _scan_few(blocks, queries) if name == "int8" else [None] * len(blocks)
+        per_block = [_scan_block(block, queries, k, threshold, chunk_rows, name, fused, workspace, done)
+                     for block, done in zip(blocks, scanned)]
     except _TooManyCandidates:
         logger.info("two-stage search: the bounds rule out too few rows (near-identical vectors); float32 scan")
         rows = flat_topk([block.vectors for block in blocks], queries, k)
