@@ -624,10 +624,10 @@ def test_synthetic_shapes_differ_in_area_by_more_than_the_radius_spread():
     areas = sorted(int(mask.sum()) / radius**2 for mask in masks.values())
     low, high = synthetic.SHAPE_RADIUS
     assert all(larger / smaller > (high / low) ** 2 for smaller, larger in zip(areas, areas[1:])), areas
-    assert areas == pytest.approx([1.44, 1.80, 2.53, 3.14, 4.00], abs=0.02)  # cross, triangle, diamond, circle, square
+    assert areas == pytest.approx([0.97, 1.42, 2.02, 3.14, 4.00], abs=0.02)  # cross, triangle, diamond, circle, square
     for shape, mask in masks.items():
         rows, cols = np.nonzero(mask)
-        assert max(np.abs(rows + 0.5 - 200).max(), np.abs(cols + 0.5 - 200).max()) <= 1.12 * radius, shape
+        assert max(np.abs(rows + 0.5 - 200).max(), np.abs(cols + 0.5 - 200).max()) <= radius, shape
 
 
 def _squared_distances(features):
