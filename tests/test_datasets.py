@@ -616,6 +616,20 @@ def test_synthetic_train_rows_come_in_twin_pairs(tmp_path):
     assert not np.array_equal(decode_video(rows[0]["video"]), decode_video(rows[2]["video"]))
 
 
+def test_synthetic_shapes_differ_in_area_by_more_than_the_radius_spread():
+    """At one radius the five shapes cover areas spaced further apart than the radius range can blur (a model from
+    scratch tells shapes apart by area first), and each shape stays inside its radius box around the centre."""
+    size, radius = 400, 100.0
+    masks = {shape: synthetic._shape_mask(shape, 200.0, 200.0, radius, size) for shape in synthetic.SHAPES}
+    areas = sorted(int(mask.sum()) / radius**2 for mask in masks.values())
+    low, high = synthetic.SHAPE_RADIUS
+    assert all(larger / smaller > (high / low) ** 2 for smaller, larger in zip(areas, areas[1:])), areas
+    assert areas == pytest.approx([0.97, 1.42, 2.02, 3.14, 4.00], abs=0.02)  # cross, triangle, diamond, circle, square
+    for shape, mask in masks.items():
+        rows, cols = np.nonzero(mask)
+        assert max(np.abs(rows + 0.5 - 200).max(), np.abs(cols + 0.5 - 200).max()) <= radius, shape
+
+
 def _squared_distances(features):
     """Exact pairwise squared Euclidean distances of integer feature rows."""
     gram = features @ features.T
