@@ -540,18 +540,10 @@ class VideoIndex:
             return json.loads(self._records[shard.id][row])
         return self._record_at(shard, int(self._record_offsets(shard)[row]))
 
-    def _record_in(self, shard: Shard, row: int) -> dict:
-        """`record`, from the shard's records file held in memory (read once, sliced at the lookup's offsets)."""
+    def _hold_record_bytes(self, shard: Shard) -> None:
+        """Keeps the shard's records file in memory, so that `_record_at` slices it instead of opening the file."""
         if shard.id not in self._record_bytes:
             self._record_bytes[shard.id] = shard.records_path(self.index_dir).read_bytes()
-        data, offset = self._record_bytes[shard.id], int(self._record_offsets(shard)[row])
-        end = data.find(b"\n", offset)
-        try:
-            return json.loads(data[offset : end if end >= 0 else len(data)])
-        except json.JSONDecodeError:
-            raise IndexFormatError(f"{shard.records_path(self.index_dir)}: no record at byte {offset} (its path lookup "
-                                   f"{shard.lookup_path(self.index_dir).name} does not match it; delete the lookup to "
-                                   "rebuild it)") from None
 
     def _record_offsets(self, shard: Shard) -> np.ndarray:
         """Byte offset of each row's record line (from the path lookup, which holds them in key order)."""
@@ -617,10 +609,15 @@ class VideoIndex:
         return lookup
 
     def _record_at(self, shard: Shard, offset: int) -> dict:
-        """The record whose line starts at byte `offset` of the shard's records file."""
-        with open(shard.records_path(self.index_dir), "rb") as handle:
-            handle.seek(offset)
-            line = handle.readline()
+        """The record whose line starts at byte `offset` of the shard's records file (held in memory or read)."""
+        data = self._record_bytes.get(shard.id)
+        if data is not None:
+            end = data.find(b"\n", offset)
+            line = data[offset : end if end >= 0 else len(data)]
+        else:
+            with open(shard.records_path(self.index_dir), "rb") as handle:
+                handle.seek(offset)
+                line = handle.readline()
         try:
             return json.loads(line)
         except json.JSONDecodeError:
@@ -681,20 +678,18 @@ class VideoIndex:
         starts = np.cumsum([0] + [shard.rows for shard in shards])
         positions = np.searchsorted(starts, rows, side="right") - 1
         vectors = np.empty(rows.shape + (self.manifest.dim,), dtype=np.float32)
-        many = set()
         for position in np.unique(positions):
             mine = positions == position
             vectors[mine] = self.vectors(shards[position])[rows[mine] - starts[position]]
             if np.count_nonzero(mine) > MANY_HITS:  # a large batch: reading the shard's records at once is cheaper
-                many.add(position)
+                self._hold_record_bytes(shards[position])
         scores = scale * torch.einsum("qd,qkd->qk", queries, torch.from_numpy(vectors))
         root = str(Path(self.manifest.video_dir))
         results = []
         for query_rows, query_positions, query_scores in zip(rows.tolist(), positions.tolist(), scores.tolist()):
             hits = []
             for row, position, score in zip(query_rows, query_positions, query_scores):
-                read = self._record_in if position in many else self.record
-                record = read(shards[position], row - int(starts[position]))
+                record = self.record(shards[position], row - int(starts[position]))
                 hits.append(Hit(path=os.path.join(root, record["path"]), score=score, record=record))
             hits.sort(key=lambda hit: -hit.score)
             results.append(hits)

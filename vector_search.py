@@ -258,7 +258,7 @@ def scan_int8(codes: torch.Tensor, prepared: ScanQueries, out: torch.Tensor | No
     rows, num_queries = len(codes), prepared.operand.shape[1]
     if out is None:
         out = torch.empty((rows, num_queries), dtype=torch.int32)
-    kernels = compiled_kernels() if num_queries <= DOT_MAX_QUERIES else None
+    kernels = _dot_kernels(num_queries)
     if kernels is None:
         return torch._int_mm(codes, prepared.operand, out=out)
     kernels.matmul(codes, prepared.operand, out)
@@ -471,6 +471,11 @@ class CompiledKernels:
 
 _KERNELS: CompiledKernels | None = None
 _KERNELS_FAILED = False
+
+
+def _dot_kernels(num_queries: int) -> CompiledKernels | None:
+    """The compiled kernels when `num_queries` is few enough for the dot-product kernel, else None (`_int_mm`)."""
+    return compiled_kernels() if num_queries <= DOT_MAX_QUERIES else None
 
 
 def kernel_cache_dir() -> Path:
@@ -686,7 +691,7 @@ def _scan_few(blocks: Sequence[SearchBlock], queries: torch.Tensor) -> list[tupl
     """For up to `DOT_MAX_QUERIES` queries with the compiled kernels: every block's prepared queries and int8
     estimates in one parallel pass over all the codes (a one-query scan is a few milliseconds per block, so a pool per
     block would leave threads waiting); `None` per block otherwise (each block is scanned in `_scan_block`)."""
-    kernels = compiled_kernels() if len(queries) <= DOT_MAX_QUERIES else None
+    kernels = _dot_kernels(len(queries))
     if kernels is None:
         return [None] * len(blocks)
     prepared = [prepare_int8(queries, block.codes.scales) for block in blocks]
@@ -696,15 +701,16 @@ def _scan_few(blocks: Sequence[SearchBlock], queries: torch.Tensor) -> list[tupl
     return list(zip(prepared, estimates))
 
 
-def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _RunningThreshold, chunk_rows: int,
-                kernel, fused, workspace: _Workspace,
+def _scan_block(block: SearchBlock, queries: torch.Tensor, query_norms: np.ndarray, k: int,
+                threshold: _RunningThreshold, chunk_rows: int, kernel, fused, workspace: _Workspace,
                 scanned: tuple[ScanQueries, torch.Tensor] | None = None) -> list[tuple[np.ndarray, ...]]:
     """Scans one block chunk by chunk; returns its candidates as (query numbers, local rows, upper bounds, scores).
 
     A row is a candidate when its upper bound reaches the running threshold `tau`. Each chunk's k candidates of best
     estimate per query are rescored at once (`scores`; NaN for the others) and raise `tau` for the chunks after it;
     before k rows were rescored, a provisional threshold (`_provisional_tau`) stands in for `tau`. `scanned`: the
-    block's prepared queries and `(rows, queries)` estimates, already computed (then the block is one chunk)."""
+    block's prepared queries and `(rows, queries)` estimates, already computed (then the block is one chunk).
+    `query_norms`: `(num_queries,)` float64 norms of the queries."""
     codes = block.codes
     if scanned is not None:
         prepared, chunk_rows = scanned[0], len(codes)
@@ -712,18 +718,17 @@ def _scan_block(block: SearchBlock, queries: torch.Tensor, k: int, threshold: _R
         prepared = prepare_fused(queries, codes.scales)
     else:
         prepared = prepare_int8(queries, codes.scales)
-    query_norms = np.linalg.norm(queries.double().numpy(), axis=1)
     all_codes = torch.from_numpy(np.asarray(codes.codes))
     found = []
     for start in range(0, len(codes), chunk_rows):
         stop = min(start + chunk_rows, len(codes))
-        chunk = all_codes[start:stop]
         if scanned is not None:
             estimates = scanned[1]
         elif kernel == "fused":
-            estimates = scan_fused(chunk, prepared, fused)
+            estimates = scan_fused(all_codes[start:stop], prepared, fused)
         else:
-            estimates = scan_int8(chunk, prepared, workspace.get("estimates", (len(chunk), len(queries)), torch.int32))
+            estimates = scan_int8(all_codes[start:stop], prepared,
+                                  workspace.get("estimates", (stop - start, len(queries)), torch.int32))
         # one bound per (query, chunk): the chunk's largest error norms, in the kernel's units (with slack)
         bound = (prepared.residual_weight * float(codes.residual_norms[start:stop].max())
                  + prepared.code_weight * float(codes.code_norms[start:stop].max())) * (1 + BOUND_SLACK)
@@ -776,8 +781,7 @@ def _pair_scores(blocks: Sequence[SearchBlock], queries: torch.Tensor, pairs: _C
     return scores
 
 
-def _final_topk(blocks: Sequence[SearchBlock], offsets: np.ndarray, queries: torch.Tensor, k: int,
-                candidates: _Candidates) -> np.ndarray:
+def _final_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, candidates: _Candidates) -> np.ndarray:
     """Rescores the candidates not rescored yet and returns the `(num_queries, k)` indices of each query's k best
     (every query has at least k candidates: the k rows that set its threshold)."""
     pending = np.flatnonzero(np.isnan(candidates.score))
@@ -856,15 +860,16 @@ def exact_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, ker
         chunk_rows = 1 << 30 if name == "fused" else max(1024, BLOCK_ELEMENTS // max(1, len(queries)))
     threshold = _RunningThreshold(len(queries), k)
     threshold.limit = max(MIN_CANDIDATE_LIMIT, CANDIDATE_SHARE * len(queries) * total)
+    offsets = np.concatenate([[0], np.cumsum([len(block.codes) for block in blocks])])
+    query_norms = np.linalg.norm(queries.double().numpy(), axis=1)
     try:
         workspace = _Workspace()
         scanned = _scan_few(blocks, queries) if name == "int8" else [None] * len(blocks)
-        per_block = [_scan_block(block, queries, k, threshold, chunk_rows, name, fused, workspace, done)
+        per_block = [_scan_block(block, queries, query_norms, k, threshold, chunk_rows, name, fused, workspace, done)
                      for block, done in zip(blocks, scanned)]
     except _TooManyCandidates:
         logger.info("two-stage search: the bounds rule out too few rows (near-identical vectors); float32 scan")
         rows = flat_topk([block.vectors for block in blocks], queries, k)
-        offsets = np.concatenate([[0], np.cumsum([len(block.codes) for block in blocks])])
         numbers = np.searchsorted(offsets, rows.ravel(), side="right") - 1
         pairs = _Candidates(query=np.repeat(np.arange(len(queries)), k), block=numbers,
                             row=rows.ravel() - offsets[numbers], score=np.full(rows.size, np.nan, dtype=np.float32))
@@ -881,7 +886,6 @@ def exact_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, ker
     candidates = _Candidates(*(np.concatenate([getattr(part, name) for part in parts])
                                for name in ("query", "block", "row", "score")))
     rescored += np.bincount(candidates.query[np.isnan(candidates.score)], minlength=len(queries))
-    offsets = np.concatenate([[0], np.cumsum([len(block.codes) for block in blocks])])
-    best = _final_topk(blocks, offsets, queries, k, candidates)
+    best = _final_topk(blocks, queries, k, candidates)
     return TopK(rows=offsets[candidates.block[best]] + candidates.row[best], scores=candidates.score[best],
                 candidates=rescored)
