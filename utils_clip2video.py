@@ -85,3 +85,38 @@ def atomic_directory(path: PathLike, replace: bool = False) -> Iterator[Path]:
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+class ModelSourceError(FileNotFoundError):
+    """A `--model_name_or_path` / `--model` value that names neither an existing folder nor a reachable Hub repo."""
+
+
+def _looks_like_local_path(name: str) -> bool:
+    """True for names a user means as a path: './x', '../x', '/x', '~/x', 'a/b/c', 'x\\y', or not a valid repo id."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
+        return True
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
+
+
+def check_model_source(name_or_path: PathLike) -> str:
+    """`name_or_path` as given, after checking it can be what it claims to be.
+
+    An existing folder is returned as is; an existing file, or a path-like name (see `_looks_like_local_path`) with
+    no folder behind it, raises `ModelSourceError` saying that the folder does not exist. Anything else is a Hub id
+    and is returned for `from_pretrained` to fetch (which gives the Hub's own error when it is unknown or offline).
+    """
+    name = os.fspath(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists():
+        raise ModelSourceError(f"{name}: is a file; a model is a folder (config.json, weights) or a Hub repo id")
+    if _looks_like_local_path(name):
+        raise ModelSourceError(f"{name}: no such folder (and not a Hub repo id)")
+    return name
