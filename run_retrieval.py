@@ -18,7 +18,6 @@ one matrix product, exact metrics), 9. save the model, its processor, code and c
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from datasets_scripts import SYNTHETIC_NAME, get_eval_index, load_benchmark
 from loss_clip2video import CLIP2VideoContrastiveLoss
 from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
+import report_clip2video
 from retrieval_metrics import TIE_RULES, dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
 
 
@@ -896,23 +896,9 @@ def export_features(encoded: dict[str, Any], split: SplitData, output_dir: str) 
     return path
 
 
-def _thumbnail(frames: list, height: int = 48, count: int = 4):
-    from PIL import Image
-
-    picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
-    images = [Image.fromarray(np.asarray(frames[i])[..., :3]) for i in picks]
-    scale = height / images[0].height
-    images = [image.resize((max(1, int(image.width * scale)), height), Image.Resampling.NEAREST) for image in images]
-    strip = Image.new("RGB", (sum(image.width for image in images) + 2 * (len(images) - 1), height), (255, 255, 255))
-    x = 0
-    for image in images:
-        strip.paste(image, (x, 0))
-        x += image.width + 2
-    return strip
-
-
 def write_visual_report(result: dict[str, Any], split: SplitData, output_dir: str, num_queries: int, title: str) -> Path:
-    """report/similarity.png (caption x video heatmap) and report/index.html (top-5 videos of each query)."""
+    """report/similarity.png (caption x video heatmap) and report/index.html (top-5 videos of each query, thumbnails
+    in report/thumbnails/; pages and strips from `report_clip2video`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -931,31 +917,26 @@ def write_visual_report(result: dict[str, Any], split: SplitData, output_dir: st
     plt.close(figure)
 
     captions = split.rows["caption"]
-    rows_html = []
+    rows = []
     for query in range(min(num_queries, similarity.shape[0])):
         top = np.argsort(-similarity[query], kind="stable")[:5]
-        cells = []
+        cells = [report_clip2video.Cell(captions[result["caption_rows"][query]], header=True)]
         for rank, column in enumerate(top):
             video = result["video_indices"][column]
             thumb = report / "thumbnails" / f"{video}.png"
             if not thumb.exists():
                 try:
-                    _thumbnail(split.store.load(video)).save(thumb)
+                    report_clip2video.thumbnail_strip(split.store.load(video), height=48, count=4).save(thumb)
                 except VideoDecodeError:
                     continue
-            hit = column == result["targets"][query]
-            cells.append(f'<td class="{"hit" if hit else ""}"><img src="thumbnails/{video}.png"><br>#{rank + 1} '
-                         f'{html.escape(split.eval_index.video_ids[video])} ({similarity[query, column]:.3f})</td>')
-        caption = captions[result["caption_rows"][query]]
-        rows_html.append(f"<tr><th>{html.escape(caption)}</th>{''.join(cells)}</tr>")
+            cells.append(report_clip2video.Cell(
+                f"#{rank + 1} {split.eval_index.video_ids[video]} ({similarity[query, column]:.3f})",
+                image=f"thumbnails/{video}.png", highlight=bool(column == result["targets"][query])))
+        rows.append(cells)
     metrics = result["metrics"]
     summary = ", ".join(f"{k} {metrics[k]:.1f}" for k in ("t2v_R1", "t2v_R5", "v2t_R1", "v2t_R5") if k in metrics)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>
-body{{font-family:sans-serif}} td,th{{padding:4px;font-size:12px;text-align:center}} th{{text-align:left;max-width:260px}}
-td.hit{{background:#c8f7c5}} img{{image-rendering:pixelated}}</style></head><body>
-<h2>{html.escape(title)}</h2><p>{html.escape(summary)}; green = ground truth.</p>
-<img src="similarity.png"><table>{''.join(rows_html)}</table></body></html>"""
-    (report / "index.html").write_text(page)
+    report_clip2video.write_page(report / "index.html", report_clip2video.render_page(
+        title, rows, summary=f"{summary}; green = ground truth.", figure="similarity.png"))
     return report
 
 

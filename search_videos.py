@@ -51,12 +51,9 @@ commit what they had encoded, which the next run keeps.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import dataclasses
 import hashlib
-import html
-import io
 import json
 import logging
 import math
@@ -73,6 +70,7 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
+import report_clip2video as report
 import vector_search
 from datasets_scripts import VIDEO_EXTENSIONS
 from utils_clip2video import TMP_PREFIX, ModelSourceError, atomic_write, check_model_source, write_json
@@ -1596,47 +1594,24 @@ def search(index_dir: str | os.PathLike, text: str | None = None, video: str | N
     return index.search(query, k=k, scale=model.logit_scale, backend=backend)[0]
 
 
-def thumbnail_strip(processor, path: str, num_frames: int, height: int = 72) -> str | None:
-    """A base64 JPEG of `num_frames` frames side by side (uniformly spread over the video), or None if unreadable."""
-    from PIL import Image
-
-    try:
-        frames = processor.video_processor.load_frames(path, frame_sampling="uniform", num_frames=num_frames)
-    except Exception as error:
-        logger.warning("no thumbnails for %s: %s", path, error)
-        return None
-    images = [frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame)[..., :3])
-              for frame in frames]
-    images = [image.convert("RGB").resize((max(1, round(image.width * height / image.height)), height))
-              for image in images]
-    strip = Image.new("RGB", (sum(image.width for image in images), height))
-    x = 0
-    for image in images:
-        strip.paste(image, (x, 0))
-        x += image.width
-    buffer = io.BytesIO()
-    strip.save(buffer, format="JPEG", quality=85)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames: int) -> None:
-    """A self-contained HTML page: one row per hit with rank, score, path, duration and a thumbnail strip."""
+    """A self-contained HTML page (`report_clip2video`): one row per hit with rank, score, path (a link to the file),
+    duration and a strip of `num_frames` frames spread over the video."""
     rows = []
     for rank, hit in enumerate(hits, 1):
-        strip = thumbnail_strip(processor, hit.path, num_frames)
-        image = f'<img src="data:image/jpeg;base64,{strip}" alt="frames">' if strip else "<em>no preview</em>"
+        try:
+            frames = processor.video_processor.load_frames(hit.path, frame_sampling="uniform", num_frames=num_frames)
+            image = report.data_uri(report.thumbnail_strip(frames, height=72, count=num_frames))
+        except Exception as error:  # noqa: BLE001 - a preview is optional; the hit is still listed
+            logger.warning("no thumbnails for %s: %s", report.printable(hit.path), error)
+            image = None
         duration = hit.record.get("duration")
-        rows.append(
-            f'<tr><td>{rank}</td><td>{hit.score:.4f}</td><td><a href="{html.escape(Path(hit.path).as_uri())}">'
-            f'{html.escape(hit.path)}</a><br><small>{"" if duration is None else f"{duration:.2f} s, "}'
-            f'{hit.record.get("frames")} frames used</small></td><td>{image}</td></tr>')
-    page = (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>CLIP2Video search</title><style>'
-        "body{font-family:sans-serif} td{padding:4px 8px;vertical-align:middle} img{height:72px}</style></head><body>"
-        f"<h1>{html.escape(query)}</h1><table><tr><th>#</th><th>score</th><th>video</th><th>frames</th></tr>"
-        + "\n".join(rows) + "</table></body></html>\n")
-    with atomic_write(Path(path), "w") as handle:
-        handle.write(page)
+        rows.append([report.Cell(str(rank)), report.Cell(f"{hit.score:.4f}"),
+                     report.Cell(hit.path, link=Path(hit.path).as_uri(),
+                                 note=("" if duration is None else f"{duration:.2f} s, ")
+                                 + f"{hit.record.get('frames')} frames used"),
+                     report.Cell(image=image, text="" if image else "no preview")])
+    report.write_page(path, report.render_page(query, rows, columns=("#", "score", "video", "frames")))
 
 
 def run_query(args: QueryArguments) -> list[Hit]:
@@ -1649,8 +1624,8 @@ def run_query(args: QueryArguments) -> list[Hit]:
         print(json.dumps({"query": query, "index": str(Path(args.index).resolve()), "model": loaded.fingerprint,
                           "hits": [hit.to_dict(rank) for rank, hit in enumerate(hits, 1)]}, indent=1))
     else:
-        for rank, hit in enumerate(hits, 1):
-            print(f"{rank:3d}  {hit.score:9.4f}  {hit.path}")
+        for rank, hit in enumerate(hits, 1):  # file names are untrusted: no control character reaches the terminal
+            print(f"{rank:3d}  {hit.score:9.4f}  {report.printable(hit.path)}")
     if args.html:
         write_gallery(args.html, query, hits, loaded.processor, args.thumbnails)
         logger.info("gallery written to %s", args.html)
