@@ -646,6 +646,14 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
+def running(pid: int) -> bool:
+    """True while process `pid` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the DataLoader workers")
 def test_rerun_right_after_kill_9_while_dataloader_workers_live(video_dir, model_dir, tmp_path):
     """`kill -9` of an index run leaves its DataLoader workers alive for a few seconds; they must not hold the index's
@@ -667,8 +675,9 @@ def test_rerun_right_after_kill_9_while_dataloader_workers_live(video_dir, model
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        assert [pid for pid in workers if Path(f"/proc/{pid}").exists()], "the workers died with the run: no test"
-        report = index_folder(video_dir, model_dir, index_dir)  # at once, while the workers live
+        with search_videos.index_lock(index_dir):  # at once: the killed run's workers still live
+            assert [pid for pid in workers if running(pid)], "the workers died with the run: nothing tested"
+        report = index_folder(video_dir, model_dir, index_dir)
         assert len(search_videos.VideoIndex(index_dir)) == 6 and report["skipped"][0]["path"] == "broken.mp4"
     finally:
         process.kill()
@@ -841,3 +850,86 @@ def test_mistyped_model_names_the_missing_folder(video_dir, tmp_path, caplog, mo
             assert search_videos.main(argv) == 1
             assert caplog.records[-1].getMessage().startswith(f"ModelSourceError: {model}: {reason}")
     assert not (tmp_path / "index").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# README promises: --bf16, the fingerprint covers preprocessing, the search demo runs
+
+
+def stored_vectors(index_dir: Path) -> dict[str, np.ndarray]:
+    index = search_videos.VideoIndex(index_dir)
+    return {record["path"]: np.array(index.vectors(shard)[row]) for shard, row, record in index.all_records()}
+
+
+def test_bf16_index_is_close_to_float32_and_ranks_alike(video_dir, model_dir, loaded, tmp_path, capsys):
+    index_folder(video_dir, model_dir, tmp_path / "fp32")
+    index_folder(video_dir, model_dir, tmp_path / "bf16", "--bf16")
+    assert search_videos.Manifest.load(tmp_path / "bf16").model["bf16"] is True
+    exact, half = stored_vectors(tmp_path / "fp32"), stored_vectors(tmp_path / "bf16")
+    assert exact.keys() == half.keys() and len(exact) == 6
+    for path in exact:
+        difference = np.abs(exact[path] - half[path]).max()
+        assert 1e-4 < difference < 0.05, (path, difference)  # bf16 arithmetic was used, and stays close
+        assert exact[path] @ half[path] / np.linalg.norm(exact[path]) / np.linalg.norm(half[path]) > 0.995
+
+    for event in EVENTS:  # the query is encoded under bf16 too (recorded in the index); scores close to fp32's
+        fp32 = {hit.path: hit.score for hit in search_videos.search(tmp_path / "fp32", text=event.caption, k=6)}
+        bf16 = search_videos.search(tmp_path / "bf16", text=event.caption, k=6)
+        assert max(abs(hit.score - fp32[hit.path]) for hit in bf16) < 0.02 * loaded.logit_scale
+        assert [hit.score for hit in bf16] == sorted((hit.score for hit in bf16), reverse=True)
+    copy = shutil.copy(video_dir / "video2.mp4", tmp_path / "copy.mp4")  # encoded now, under bf16: finds itself
+    hits = search_videos.search(tmp_path / "bf16", video=copy, k=2)
+    assert hits[0].path == str(video_dir / "video2.mp4") and hits[0].score == pytest.approx(loaded.logit_scale,
+                                                                                             rel=1e-3)
+    assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(tmp_path / "bf16"),
+                               *FAST]) == 1  # a float32 run does not mix its vectors into a bf16 index
+
+
+def test_fingerprint_changes_with_preprocessing(video_dir, model_dir, loaded, tmp_path, caplog):
+    """Every preprocessing setting enters the fingerprint: an index refuses a model whose processor differs."""
+    import copy
+
+    fingerprints = {"as saved": loaded.fingerprint}
+    assert search_videos.model_fingerprint(loaded.model, loaded.processor) == loaded.fingerprint
+    changes = {"num_frames": 4, "frame_sampling": "uniform", "feature_framerate": 1, "extraction_fps": 2.0,
+               "size": {"shortest_edge": 40}, "crop_size": {"height": 24, "width": 24},
+               "image_mean": [0.5, 0.5, 0.5], "image_std": [0.2, 0.2, 0.2], "resample": 2, "do_normalize": False,
+               "rescale_factor": 1 / 256}
+    for name, value in changes.items():
+        processor = copy.deepcopy(loaded.processor)
+        setattr(processor.video_processor, name, value)
+        fingerprints[name] = search_videos.model_fingerprint(loaded.model, processor)
+    processor = copy.deepcopy(loaded.processor)
+    processor.max_words = 8
+    fingerprints["max_words"] = search_videos.model_fingerprint(loaded.model, processor)
+    assert len(set(fingerprints.values())) == len(fingerprints), fingerprints
+
+    index_folder(video_dir, model_dir, tmp_path / "index")
+    other = Path(shutil.copytree(model_dir, tmp_path / "four_frames"))
+    processor = copy.deepcopy(loaded.processor)
+    processor.video_processor.num_frames = 4
+    processor.save_pretrained(other)
+    caplog.clear()
+    assert search_videos.main(["query", str(tmp_path / "index"), "a red square", "--model", str(other)]) == 1
+    assert caplog.records[-1].getMessage().startswith("ModelMismatchError: ")
+
+
+def test_search_demo_runs_and_reports_what_the_index_finds(model_dir, loaded, tmp_path):
+    """`scripts/search_demo.py` on a tiny random model: it indexes the generated test videos and its report (per
+    caption: the top hit; the share of correct top hits) is what the index answers."""
+    workdir = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "search_demo.py"), str(model_dir), "--test_size", "4", "--workdir",
+         str(workdir), "--examples", "4"], env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5
+    correct = 0
+    for line in lines[:4]:
+        caption, rest = line.rsplit(" -> ", 1)
+        found = rest.split()[0]
+        hit = search_videos.search(workdir / "index", text=caption.strip()[1:-1], k=1, model=loaded)[0]
+        assert Path(hit.path).name == found and f"({hit.score:.2f})" in rest
+        correct += rest.endswith("ok")
+    assert lines[4].startswith(f"top hit is the described video for {correct}/4 captions")

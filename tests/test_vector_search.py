@@ -210,6 +210,37 @@ def test_kernels_are_built_once(tmp_path):
     assert first.library._name == second.library._name == str(library)
 
 
+def test_kernels_are_cached_under_clip2video_cache(tmp_path, monkeypatch):
+    """`$CLIP2VIDEO_CACHE/kernels` holds the compiled library when set; `~/.cache/clip2video/kernels` otherwise."""
+    compiled_kernels_or_skip()
+    monkeypatch.setenv("CLIP2VIDEO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(vs, "_KERNELS", None)
+    monkeypatch.setattr(vs, "_KERNELS_FAILED", False)
+    assert vs.kernel_cache_dir() == tmp_path / "cache" / "kernels"
+    kernels = vs.compiled_kernels()
+    (library,) = (tmp_path / "cache" / "kernels").glob("search_kernels-*.so")
+    assert kernels.library._name == str(library)
+    monkeypatch.delenv("CLIP2VIDEO_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert vs.kernel_cache_dir() == tmp_path / "home" / ".cache" / "clip2video" / "kernels"
+
+
+def test_damaged_codes_are_detected_not_trusted():
+    """Codes whose norms were zeroed (or codes scrambled) no longer bound the vectors: the search says so instead of
+    returning a wrong top k."""
+    rng = np.random.default_rng(11)
+    vectors = collection("isotropic", 3000, 64, rng)
+    queries = torch.from_numpy(collection("isotropic", 3, 64, rng))
+    good = vs.quantize_int8(vectors)
+    zeroed = vs.Int8Codes(good.codes, good.scales, np.zeros_like(good.residual_norms), np.zeros_like(good.code_norms))
+    scrambled = vs.Int8Codes(rng.permutation(good.codes), good.scales, good.residual_norms, good.code_norms)
+    for codes in (zeroed, scrambled):
+        blocks = [vs.SearchBlock(vectors[:1000], vs.quantize_int8(vectors[:1000])), vs.SearchBlock(vectors, codes)]
+        with pytest.raises(vs.InconsistentCodesError, match="block 1: a rescored score") as raised:
+            vs.exact_topk(blocks, queries, 10)
+        assert raised.value.block == 1
+
+
 @pytest.mark.parametrize("kind", ["outliers", "near-duplicates"])
 def test_rescored_lower_bounds_hold(kind):
     """The lower bound of a rescored pair (float32 score less its rounding bound) never exceeds the real score: the
