@@ -1616,8 +1616,13 @@ def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames:
 
 def run_query(args: QueryArguments) -> list[Hit]:
     index = VideoIndex(args.index)
-    loaded = load_model(args.model or index.manifest.model["name_or_path"],
-                        bf16=index.manifest.model.get("bf16", False))
+    try:
+        loaded = load_model(args.model or index.manifest.model["name_or_path"],
+                            bf16=index.manifest.model.get("bf16", False))
+    except ModelSourceError as error:
+        if args.model:
+            raise
+        raise ModelSourceError(f"{error} (the model recorded in the index {args.index}: pass --model)") from None
     hits = search(args.index, text=args.text, video=args.video, k=args.k, model=loaded, backend=args.backend)
     query = args.text if args.text is not None else f"video: {args.video}"
     if args.json:

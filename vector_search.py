@@ -353,7 +353,7 @@ int64_t clip2video_above(const int32_t *values, int64_t rows, int64_t cols, cons
 class CompiledKernels:
     """`_KERNEL_SOURCE` compiled with the system C compiler and loaded with ctypes (which releases the GIL, so the
     rows of a call are split among threads). Both kernels are exact: the dot product gives the integers
-    `torch._int_mm` gives (about 1.4x the speed of the `torch.compile`d float kernel on one core), the search the
+    `torch._int_mm` gives, the search the
     entries numpy's comparison finds."""
 
     def __init__(self, library_path: str):
