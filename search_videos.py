@@ -970,6 +970,20 @@ def _check_at_least(arguments, minimum: int, *names: str) -> None:
             raise ValueError(f"{option} must be an integer >= {minimum}, got {value!r}")
 
 
+def int_at_least(minimum: int):
+    """An argparse `type=` for plain `ArgumentParser` scripts (the benchmark, the demo): an integer `>= minimum`, else
+    argparse's message naming the option."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 @dataclass(kw_only=True)
 class IndexArguments:
     """Arguments of `search_videos.py index VIDEO_DIR --model MODEL --index INDEX_DIR`; bad values raise ValueError

@@ -110,16 +110,19 @@ def candidates_per_query(index, queries: torch.Tensor, k: int) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num_videos", type=int, default=1_000_000, help="Rows of the synthetic index.")
-    parser.add_argument("--dim", type=int, default=1024, help="Vector width (2 * projection_dim with TAB).")
-    parser.add_argument("--num_queries", type=int, default=1000, help="Queries of the batched measurement.")
-    parser.add_argument("--k", type=int, default=10, help="Hits per query.")
-    parser.add_argument("--repeats", type=int, default=7, help="Timed repeats of one query (median reported).")
-    parser.add_argument("--shard_rows", type=int, default=65536, help="Rows per shard of the synthetic index.")
+    positive = search_videos.int_at_least(1)
+    parser.add_argument("--num_videos", type=positive, default=1_000_000, help="Rows of the synthetic index.")
+    parser.add_argument("--dim", type=positive, default=1024, help="Vector width (2 * projection_dim with TAB).")
+    parser.add_argument("--num_queries", type=positive, default=1000, help="Queries of the batched measurement.")
+    parser.add_argument("--k", type=positive, default=10, help="Hits per query.")
+    parser.add_argument("--repeats", type=positive, default=7, help="Timed repeats of one query (median reported).")
+    parser.add_argument("--shard_rows", type=positive, default=65536, help="Rows per shard of the synthetic index.")
     parser.add_argument("--workdir", default=None, help="Where to write the index (default: a temporary folder).")
-    parser.add_argument("--threads", type=int, default=None, help="torch / faiss threads (default: all cores).")
+    parser.add_argument("--threads", type=positive, default=None, help="torch / faiss threads (default: all cores).")
     parser.add_argument("--json", default=None, help="Also write the figures to this JSON file.")
     args = parser.parse_args(argv)
+    if args.k > args.num_videos:
+        parser.error(f"argument --k: at most --num_videos ({args.num_videos}), got {args.k}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)

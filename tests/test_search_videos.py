@@ -768,7 +768,8 @@ def test_damaged_index_files_are_named_with_what_is_wrong(video_dir, model_dir, 
     (index_dir / f"shards/{shard.id}.lookup.npy").write_bytes(b"\x93NUMPY")
     assert [(hit.path, hit.score) for hit in text(index_dir, "int8")[0]] == expected
     stored_shard, stored_row, _ = search_videos.VideoIndex(pristine).locate("video0.mp4")
-    assert np.array_equal(by_example(index_dir)[0], search_videos.VideoIndex(pristine).vectors(stored_shard)[stored_row])
+    stored = search_videos.VideoIndex(pristine).vectors(stored_shard)[stored_row]
+    assert np.array_equal(by_example(index_dir)[0], stored)
 
     # a malformed manifest or pending chunk: the index run stops and names it
     for number, (name, content, reason) in enumerate([
@@ -829,8 +830,10 @@ def test_plain_text_output_escapes_control_characters(video_dir, model_dir, tmp_
 def test_numeric_options_are_checked_when_parsed(command, option, message, tmp_path, capsys):
     """Every bad option value stops the command line at once (status 2) with a message naming the option; nothing is
     loaded or written."""
-    argv = (["index", str(tmp_path / "videos"), "--model", "m", "--index", str(tmp_path / "index")] if command == "index"
-            else ["query", str(tmp_path / "index"), "a caption"]) + option
+    if command == "index":
+        argv = ["index", str(tmp_path / "videos"), "--model", "m", "--index", str(tmp_path / "index"), *option]
+    else:
+        argv = ["query", str(tmp_path / "index"), "a caption", *option]
     with pytest.raises(SystemExit) as stopped:
         search_videos.main(argv)
     assert stopped.value.code == 2 and message in capsys.readouterr().err
