@@ -45,6 +45,7 @@ from loss_clip2video import CLIP2VideoContrastiveLoss
 from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
 from retrieval_metrics import TIE_RULES, dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
+from utils_clip2video import PAPER, ProcessorNotFoundError, build_model_card, load_processor
 
 
 logger = logging.getLogger("run_retrieval")
@@ -509,35 +510,18 @@ def build_model(model_args: ModelArguments, processor: CLIP2VideoProcessor) -> C
     return CLIP2VideoModel.from_pretrained(source)
 
 
-def _processor_from_files(source: str) -> CLIP2VideoProcessor:
-    """A saved CLIP2Video processor (folder or Hub id) read with this repository's classes."""
-    from transformers import CLIPTokenizer
-    from transformers.utils import cached_file
-
-    from processing_clip2video import CLIP2VideoVideoProcessor
-
-    saved = json.loads(Path(cached_file(source, "processor_config.json")).read_text())
-    video = {k: v for k, v in saved.get("video_processor", {}).items() if k not in ("auto_map", "video_processor_type")}
-    return CLIP2VideoProcessor(CLIP2VideoVideoProcessor(**video), CLIPTokenizer.from_pretrained(source),
-                               max_words=saved.get("max_words", 32), text_pad_token_id=saved.get("text_pad_token_id", 0))
-
-
 def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLIP2VideoProcessor:
-    """The checkpoint's processor when it has one, else CLIP tokenizer files + a video processor."""
+    """The checkpoint's processor when it has one (its code runs only with --trust_remote_code), else CLIP tokenizer
+    files + a video processor."""
     source = model_args.model_name_or_path
     if source is not None and model_args.tokenizer_name is None:
         try:
-            if model_args.trust_remote_code:
-                from transformers import AutoProcessor
-
-                processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
-            else:  # this repository's classes, without executing the folder's code
-                processor = _processor_from_files(source)
+            processor = load_processor(source, trust_remote_code=model_args.trust_remote_code)
             if data_args.max_words:
                 processor.max_words = data_args.max_words
             return processor
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            logger.info("%s has no CLIP2Video processor (%s); building one from its tokenizer", source, error)
+        except ProcessorNotFoundError as error:
+            logger.info("%s; building one from its tokenizer", error)
     tokenizer = model_args.tokenizer_name or source or str(DEFAULT_TOKENIZER_DIR)
     return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words or 32)
 
@@ -974,56 +958,24 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 def model_card(model, model_args: ModelArguments, data_args: DataArguments, args: RunArguments,
                results: dict[str, dict[str, float]]) -> str:
-    config = model.config
+    """The model card (README.md) of a trained model: usage, results table, training settings, architecture."""
     base = model_args.model_name_or_path
-    front = ["---", "library_name: transformers", "license: mit", "pipeline_tag: feature-extraction",
-             "tags:", "- clip2video", "- video-text-retrieval", "- video-retrieval", "- custom_code"]
-    if base:
-        front.append(f"base_model: {base}")
-    front += ["metrics:", "- recall", "---"]
-    repo = args.hub_model_id or args.output_dir
-    return "\n".join(front) + f"""
-
-# CLIP2Video — {data_args.dataset_name}
-
-A CLIP2Video video-text retrieval model (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097)) trained
-with `run_retrieval.py` of the clip2video project, {'from ' + base if base else 'from scratch'}, on
-`{data_args.dataset_name}` ({data_args.train_split} split), evaluated on its {data_args.eval_split} split.
-
-## Usage
-
-```python
-import torch
-from transformers import AutoModel, AutoProcessor
-
-model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)
-inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], return_tensors="pt")
-with torch.no_grad():
-    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
-    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"])
-similarity = model.logit_scale.exp() * text @ video.T   # index `video` once, search with one matrix product
-```
-
-## Results ({data_args.dataset_name} {data_args.eval_split}, tie rule `{args.tie_rule}`)
-
-{metrics_table(results)}
-
-R@k in percent, MdR/MnR = median/mean rank (1 = best); T2V = text-to-video, V2T = video-to-text.
-
-## Model
-
-temporal head `{config.temporal_head}` ({config.num_temporal_layers} layers), TDB `{config.use_tdb}`
-(`{config.tdb_projection}`), TAB `{config.use_tab}` (input `{config.tab_input}`, {config.num_centers} centers,
-center weight {config.center_weight}), {config.num_frames} frames of {config.vision_config.image_size} px,
-{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters.
-
-## Training
-
-AdamW, learning rate {args.learning_rate} (new modules) / {args.clip_learning_rate} (CLIP), weight decay
-{args.weight_decay}, global batch {args.train_batch_size}, {args.num_train_epochs} epochs, warm-up {args.warmup_ratio}
-then cosine, seed {args.seed}; symmetric InfoNCE over the global batch (global + TAB terms).
-"""
+    summary = (f"A {PAPER} video-text retrieval model trained with `run_retrieval.py` of the clip2video project, "
+               f"{'from ' + base if base else 'from scratch'}, on `{data_args.dataset_name}` ({data_args.train_split} "
+               f"split), evaluated on its {data_args.eval_split} split.")
+    results_text = (f"{metrics_table(results)}\n\nR@k in percent, MdR/MnR = median/mean rank (1 = best); "
+                    "T2V = text-to-video, V2T = video-to-text.")
+    training_text = (f"AdamW, learning rate {args.learning_rate} (new modules) / {args.clip_learning_rate} (CLIP), "
+                     f"weight decay {args.weight_decay}, global batch {args.train_batch_size}, {args.num_train_epochs} "
+                     f"epochs, warm-up {args.warmup_ratio} then cosine, seed {args.seed}; symmetric InfoNCE over the "
+                     "global batch (global + TAB terms).")
+    card = build_model_card(
+        title=f"CLIP2Video — {data_args.dataset_name}", summary=summary, repo=args.hub_model_id or args.output_dir,
+        config=model.config, num_parameters=sum(p.numel() for p in model.parameters()), with_processor=True,
+        sections=[(f"Results ({data_args.dataset_name} {data_args.eval_split}, tie rule `{args.tie_rule}`)",
+                   results_text), ("Training", training_text)],
+        base_model=base, datasets=[data_args.dataset_name], metrics=["recall"])
+    return str(card)
 
 
 def push_folder_to_hub(folder: str, args: RunArguments) -> str:
