@@ -143,7 +143,7 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
         name = key[len("module.") :] if key.startswith("module.") else key
         if name in converted:
-            raise CheckpointError(f"{path}: `{name}` appears twice (with and without the `module.` prefix)")
+            raise CheckpointError(f"{path}: {name!r} appears twice (with and without the `module.` prefix)")
         converted[name] = value
     _check_tensor_values(converted, path)
     return {key: value.float() for key, value in converted.items()}
@@ -193,8 +193,10 @@ def logit_scale_from_state_dict(state: dict, path: str = "checkpoint") -> float:
     if tensor.numel() != 1:
         raise CheckpointError(f"{path}: `clip.logit_scale` has shape {tuple(tensor.shape)}; expected one value")
     value = float(tensor)
-    if value > math.log(torch.finfo(torch.float32).max):
-        raise CheckpointError(f"{path}: `clip.logit_scale` = {value} makes exp(logit_scale) overflow float32")
+    limits = torch.finfo(torch.float32)
+    if not math.log(limits.tiny) <= value <= math.log(limits.max):  # the similarity would be all inf or all 0
+        raise CheckpointError(f"{path}: `clip.logit_scale` = {value} makes exp(logit_scale) overflow or underflow "
+                              f"float32")
     return value
 
 
@@ -378,17 +380,17 @@ def convert_checkpoint(checkpoint_path: str | Path, options: OriginalOptions) ->
     path = str(checkpoint_path)
     original = load_original_state_dict(checkpoint_path)
     text_config, vision_config, projection_dim = clip_configs_from_state_dict(original, path)
+    logit_scale = logit_scale_from_state_dict(original, path)
+    temporal_options = config_kwargs_from_options(options)
     try:
         config = CLIP2VideoConfig(
             text_config=text_config,
             vision_config=vision_config,
             projection_dim=projection_dim,
-            logit_scale_init_value=logit_scale_from_state_dict(original, path),
-            **config_kwargs_from_options(options),
+            logit_scale_init_value=logit_scale,
+            **temporal_options,
         )
-    except ValueError as error:
-        if isinstance(error, CheckpointError):
-            raise
+    except ValueError as error:  # e.g. more frames than the checkpoint's position table
         raise CheckpointError(f"{path}: the options do not fit this checkpoint: {error}") from error
     model = CLIP2VideoModel(config)
     expected = set(model.state_dict())
@@ -473,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--centerK", type=positive, default=None,
                         help=f"number of TAB centers (default {defaults.centerK})")
     parser.add_argument("--center_weight", type=_fraction, default=None,
-                        help=f"weight of the global similarity in [0, 1]; TAB gets 1 - it (default {defaults.center_weight})")
+                        help="weight of the global similarity in [0, 1]; TAB gets 1 - it "
+                             f"(default {defaults.center_weight})")
     parser.add_argument("--center_proj", choices=["TAB_TDB", "TAB", ""], default=None,
                         help="extra TAB video tokens: TAB_TDB (one-layer transformer with the shared TDB), TAB (without "
                              f"TDB) or '' (none) (default {defaults.center_proj})")
@@ -542,18 +545,23 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("--safe_serialization is deprecated and does nothing: model.safetensors is always written")
     options = options_from_args(args)
     output = Path(args.output_dir)
-    try:
+    try:  # the output folder first: a refusal must not wait for a long conversion
         check_output_folder(output, args.overwrite_output_dir)
-        model = convert_checkpoint(args.checkpoint_path, options)
-    except (NotADirectoryError, FileExistsError) as error:
-        logger.error("%s (pass --overwrite_output_dir to replace the converter's files in it and keep the others)"
-                     if isinstance(error, FileExistsError) else "%s", error)
+    except FileExistsError as error:
+        logger.error("%s (pass --overwrite_output_dir to replace the converter's files in it, keeping the others)",
+                     error)
         return 2
+    except NotADirectoryError as error:
+        logger.error("%s", error)
+        return 2
+    try:
+        model = convert_checkpoint(args.checkpoint_path, options)
     except (CheckpointError, ValueError) as error:
         logger.error("%s", error)
         return 2
     processor = build_processor(model, options)
-    card = model_card(model, output.name, args.checkpoint_path, options, with_processor=processor is not None)
+    name = output.resolve().name
+    card = model_card(model, name, args.checkpoint_path, options, with_processor=processor is not None)
     try:
         with files_into_directory(output, overwrite=args.overwrite_output_dir) as staging:
             save_converted(staging, model, processor, card)

@@ -210,7 +210,8 @@ def load_processor(name_or_path: PathLike, trust_remote_code: bool = False):
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         raise ProcessorNotFoundError(f"{source}: no CLIP2Video processor ({type(error).__name__}: {error})") from error
     if type(processor).__name__ != "CLIP2VideoProcessor":  # the remote-code class is not this module's class
-        raise ProcessorNotFoundError(f"{source}: its processor is a {type(processor).__name__}, not a CLIP2VideoProcessor")
+        raise ProcessorNotFoundError(f"{source}: its processor is a {type(processor).__name__}, "
+                                     "not a CLIP2VideoProcessor")
     return processor
 
 
@@ -226,7 +227,8 @@ def _processor_from_saved_settings(source: str):
         raise ValueError("processor_config.json is not a CLIP2Video processor's (no `video_processor` settings)")
     video = {k: v for k, v in saved.get("video_processor", {}).items() if k not in ("auto_map", "video_processor_type")}
     return CLIP2VideoProcessor(CLIP2VideoVideoProcessor(**video), CLIPTokenizer.from_pretrained(source),
-                               max_words=saved.get("max_words", 32), text_pad_token_id=saved.get("text_pad_token_id", 0))
+                               max_words=saved.get("max_words", 32),
+                               text_pad_token_id=saved.get("text_pad_token_id", 0))
 
 
 #: Hub tags of every CLIP2Video model card (`custom_code`: the model loads with `trust_remote_code=True`).
@@ -248,8 +250,9 @@ def usage_snippet(repo: str, config, with_processor: bool) -> str:
                   'inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], '
                   'return_tensors="pt")',
                   "with torch.no_grad():",
-                  f'    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])   # (captions, {dim})',
-                  f'    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"])  # (videos, {dim})']
+                  '    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])',
+                  '    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"])',
+                  f"# text: (captions, {dim}), video: (videos, {dim})"]
     else:
         lines += ["with torch.no_grad():",
                   f"    text = model.get_text_features(input_ids, attention_mask)    # (captions, {dim})",

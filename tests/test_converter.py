@@ -1,4 +1,4 @@
-"""Converter CLI: options, presets, strictness, error messages naming the file and key, and the output folder (staged, never half-written, other files kept)."""
+"""Converter CLI: options, presets, strictness, errors naming the file and key, and the output folder."""
 
 import errno
 import logging
@@ -146,15 +146,16 @@ def test_non_finite_values_are_refused(tmp_path, original_state, caplog):
     total = original_state["emb_center"].numel()
     assert f"1 tensors hold NaN or infinite values: 'emb_center' (3 of {total} values)" in caplog.text
     caplog.clear()
-    broken = dict(original_state, **{"clip.logit_scale": torch.tensor(100.0)})  # exp(100) overflows float32
-    assert run_cli(tmp_path, broken, *OPTIONS) == 2
-    assert "`clip.logit_scale` = 100.0 makes exp(logit_scale) overflow float32" in caplog.text
+    for scale in (100.0, -100.0):  # exp overflows / underflows float32: every similarity inf / 0
+        caplog.clear()
+        assert run_cli(tmp_path, dict(original_state, **{"clip.logit_scale": torch.tensor(scale)}), *OPTIONS) == 2
+        assert f"`clip.logit_scale` = {scale} makes exp(logit_scale) overflow or underflow float32" in caplog.text
 
 
 def test_a_key_with_and_without_the_module_prefix_is_refused(tmp_path, original_state, caplog):
     twice = dict(original_state, **{"module.emb_center": torch.zeros_like(original_state["emb_center"])})
     assert run_cli(tmp_path, twice, *OPTIONS) == 2
-    assert "`emb_center` appears twice (with and without the `module.` prefix)" in caplog.text
+    assert "'emb_center' appears twice (with and without the `module.` prefix)" in caplog.text
 
 
 @pytest.mark.parametrize("key, value, message", [

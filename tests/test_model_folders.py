@@ -96,7 +96,7 @@ def test_the_model_card_front_matter_is_data():
     text = card.text
     assert text.index("# T") < text.index("## Usage") < text.index("## Results") < text.index("## Model")
     assert 'AutoProcessor.from_pretrained("someone/model", trust_remote_code=True)' in text
-    assert f"# (captions, {config.retrieval_embed_dim})" in text and "1.23 M parameters" in text
+    assert f"# text: (captions, {config.retrieval_embed_dim})" in text and "1.23 M parameters" in text
     assert "center weight 0.3" in text and "6 frames of 32 px" in text
     bare = build_model_card(title="T", summary="S.", repo="m", config=config, num_parameters=1, with_processor=False)
     assert "AutoProcessor" not in bare.text and "pixel_values: (videos, 6, 3, 32, 32)" in bare.text
