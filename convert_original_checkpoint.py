@@ -571,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
                      type(error).__name__, error)
         return 1
     logger.info("converted %s with %s -> %s (%s)", args.checkpoint_path, options, output, ", ".join(written))
+    kept = sorted(set(path.name for path in output.iterdir()) - set(written))
+    if kept:  # e.g. the processor of an earlier conversion into the same folder: the user decides
+        logger.warning("%s: kept files this conversion did not write: %s", output, kept)
     return 0
 
 

@@ -289,8 +289,10 @@ def test_a_non_empty_output_folder_needs_overwrite_which_keeps_other_files(tmp_p
     assert run_cli(tmp_path, original_state, *OPTIONS) == 2
     assert f"{out}: folder exists and is not empty (pass --overwrite_output_dir" in caplog.text
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "thesis.tex"]
+    caplog.clear()
     assert run_cli(tmp_path, original_state, *OPTIONS, "--overwrite_output_dir") == 0
     assert (out / "thesis.tex").read_text() == "keep"
+    assert f"{out}: kept files this conversion did not write: ['thesis.tex']" in caplog.text
     assert converter.CLIP2VideoModel.from_pretrained(out).config.center_weight == 0.3
     # once more over its own output: the same files, replaced
     assert run_cli(tmp_path, original_state, *OPTIONS, "--center_weight", "0.7", "--overwrite_output_dir") == 0
