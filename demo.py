@@ -74,8 +74,8 @@ def main() -> None:
 
     inputs = demo_inputs()
     with torch.no_grad():
-        text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])  # (3, 2 * projection_dim)
-        video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"])  # (2, 2 * projection_dim)
+        text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output  # (3, 2 * 64)
+        video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output  # (2, 2 * 64)
         output = model(**inputs)
     indexed = model.logit_scale.exp() * text @ video.t()
     logger.info("retrieval features: text %s, video %s; |index - forward| = %.1e", tuple(text.shape),

@@ -250,14 +250,15 @@ def usage_snippet(repo: str, config, with_processor: bool) -> str:
                   'inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], '
                   'return_tensors="pt")',
                   "with torch.no_grad():",
-                  '    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])',
-                  '    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"])',
+                  '    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output',
+                  '    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output',
                   f"# text: (captions, {dim}), video: (videos, {dim})"]
     else:
         lines += ["with torch.no_grad():",
-                  f"    text = model.get_text_features(input_ids, attention_mask)    # (captions, {dim})",
-                  f"    video = model.get_video_features(pixel_values, video_mask)   # (videos, {dim}); pixel_values: "
-                  f"(videos, {frames}, 3, {size}, {size})"]
+                  "    text = model.get_text_features(input_ids, attention_mask).pooler_output",
+                  f"    video = model.get_video_features(pixel_values, video_mask).pooler_output  # pixel_values: "
+                  f"(videos, {frames}, 3, {size}, {size})",
+                  f"# text: (captions, {dim}), video: (videos, {dim})"]
     lines.append("similarity = model.logit_scale.exp() * text @ video.T  # index `video` once, search with one matrix "
                  "product")
     return "```python\n" + "\n".join(lines) + "\n```"
