@@ -3,15 +3,20 @@ and writing it without ever leaving half a folder or deleting what the run did n
 
 import errno
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+import torch
 from huggingface_hub import ModelCard
 
 import utils_clip2video
-from conftest import REPO_ROOT, tiny_config
+from conftest import REPO_ROOT, TINY_TEXT, tiny_config
+from datasets_scripts.synthetic import encode_video
+from modeling_clip2video import CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor
 from utils_clip2video import ProcessorNotFoundError, build_model_card, files_into_directory, load_processor
 
@@ -101,6 +106,38 @@ def test_the_model_card_front_matter_is_data():
     bare = build_model_card(title="T", summary="S.", repo="m", config=config, num_parameters=1, with_processor=False)
     assert "AutoProcessor" not in bare.text and "pixel_values: (videos, 6, 3, 32, 32)" in bare.text
     assert "datasets" not in bare.data.to_dict() and "base_model" not in bare.data.to_dict()
+
+
+def test_the_card_usage_snippet_runs_and_gives_the_model_similarity(tmp_path):
+    """The card's Python block, run as a user would (fresh interpreter, remote code, a video file), computes the
+    model's own similarity."""
+    config = tiny_config(text_config={**TINY_TEXT, "vocab_size": 49408, "bos_token_id": 49406, "eos_token_id": 49407})
+    torch.manual_seed(0)
+    model = CLIP2VideoModel(config).eval()
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    CLIP2VideoProcessor.from_clip_tokenizer(str(REPO_ROOT / "clip_tokenizer"), max_words=16, num_frames=6,
+                                            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                            ).save_pretrained(folder)
+    card = build_model_card(title="T", summary="S.", repo=str(folder), config=config, num_parameters=1,
+                            with_processor=True)
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    frames = np.zeros((10, 32, 32, 3), dtype=np.uint8)
+    for index in range(10):
+        frames[index, 10:20, 3 * index : 3 * index + 6] = (255, 0, 0)
+    encode_video(frames, str(tmp_path / "video.mp4"), fps=5)  # the snippet reads "video.mp4" from its folder
+    (tmp_path / "snippet.py").write_text(snippet + "torch.save({'similarity': similarity, **inputs}, 'out.pt')\n")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run([sys.executable, "snippet.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert out["video_mask"].shape == (1, 6) and out["video_mask"].sum() >= 5  # real frames decoded
+    with torch.no_grad():
+        expected = model(input_ids=out["input_ids"], attention_mask=out["attention_mask"],
+                         pixel_values=out["pixel_values"], video_mask=out["video_mask"]).logits_per_text
+    assert out["similarity"].shape == (1, 1) and torch.allclose(out["similarity"], expected, atol=1e-5)
 
 
 def test_files_into_directory_replaces_only_the_staged_files(tmp_path):
