@@ -724,15 +724,19 @@ def resolve_checkpoint(value: Optional[str], output_dir: str) -> Optional[Path]:
     return path
 
 
-def remove_previous_checkpoints(output_dir: str) -> list[str]:
-    """Delete this script's own checkpoints (and temporary checkpoint folders) from an earlier run in output_dir, so
-    `latest` and `--checkpoints_total_limit` never mix two runs; anything else in the folder is left alone."""
+def unfinished_checkpoints(output_dir: str) -> list[Path]:
+    """Temporary checkpoint folders (`.tmp-<id>-checkpoint-<step>`) that a killed save left behind."""
     root = checkpoint_root(output_dir)
     if not root.is_dir():
         return []
-    ours = [p for p in root.iterdir() if p.is_dir() and (
-        p in complete_checkpoints(output_dir)
-        or (p.name.startswith(TMP_PREFIX) and p.name.split("-", 2)[-1].startswith(CHECKPOINT_PREFIX)))]
+    return [p for p in root.iterdir() if p.is_dir() and p.name.startswith(TMP_PREFIX)
+            and _checkpoint_step(Path(p.name.split("-", 2)[-1])) is not None]
+
+
+def remove_previous_checkpoints(output_dir: str) -> list[str]:
+    """Delete this script's own checkpoints (complete or unfinished) from an earlier run in output_dir, so `latest` and
+    `--checkpoints_total_limit` never mix two runs; anything else in the folder is left alone."""
+    ours = complete_checkpoints(output_dir) + unfinished_checkpoints(output_dir)
     for path in ours:
         shutil.rmtree(path)
     return sorted(p.name for p in ours)
@@ -751,7 +755,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, state: TrainerSta
         if main_process:
             (Path(temporary) / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
     if main_process:
-        for old in complete_checkpoints(output_dir)[: -limit] if limit else []:
+        for old in (complete_checkpoints(output_dir)[: -limit] if limit else []) + unfinished_checkpoints(output_dir):
             shutil.rmtree(old, ignore_errors=True)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
