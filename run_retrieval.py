@@ -788,6 +788,10 @@ def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any
     return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
 
 
+#: The outputs of the model that the contrastive loss reads (all batch-first).
+LOSS_INPUTS = ("text_global_embeds", "video_global_embeds", "text_alignment_embeds", "video_alignment_embeds")
+
+
 def compute_loss(model: torch.nn.Module, batch: dict[str, Any], loss_fn: CLIP2VideoContrastiveLoss,
                  logit_scale: torch.Tensor) -> torch.Tensor:
     """One micro-batch: the model's features (through DDP's forward), gathered loss over the global batch.
@@ -801,10 +805,6 @@ def compute_loss(model: torch.nn.Module, batch: dict[str, Any], loss_fn: CLIP2Vi
         outputs = SimpleNamespace(**{name: None if getattr(outputs, name) is None else getattr(outputs, name)[:0]
                                      for name in LOSS_INPUTS})
     return loss_fn(outputs, logit_scale)
-
-
-#: The outputs of the model that the contrastive loss reads (all batch-first).
-LOSS_INPUTS = ("text_global_embeds", "video_global_embeds", "text_alignment_embeds", "video_alignment_embeds")
 
 
 def placeholder_batch(config: CLIP2VideoConfig) -> dict[str, Any]:
@@ -1354,13 +1354,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                                                             if isinstance(v, (int, float, str, bool))})
 
     # 4.-9. Model(s)
-    configs = {"CLIP2Video": (model_args, args.output_dir, "")}
+    configs = {"CLIP2Video": (model_args, args, args.output_dir, "")}
     if args.compare_mean_pooling:
         baseline = dataclasses.replace(model_args, **MEAN_POOLING_OPTIONS)
-        configs["mean pooling"] = (baseline, os.path.join(args.output_dir, "mean_pooling"), "mean_pooling/")
+        # A resumed job resumes the baseline from its own newest checkpoint, if it got to write one.
+        baseline_args = dataclasses.replace(
+            args, resume_from_checkpoint=RESUME_LATEST_IF_ANY if args.resume_from_checkpoint else None)
+        configs["mean pooling"] = (baseline, baseline_args, os.path.join(args.output_dir, "mean_pooling"), "mean_pooling/")
     results, first_model = {}, None
-    for name, (this_model_args, output_dir, prefix) in configs.items():
-        outcome = run_one_model(accelerator, this_model_args, data_args, args, processor, splits, output_dir, prefix)
+    for name, (this_model_args, this_args, output_dir, prefix) in configs.items():
+        outcome = run_one_model(accelerator, this_model_args, data_args, this_args, processor, splits, output_dir, prefix)
         results[name] = outcome
         first_model = first_model or outcome["model"]
 

@@ -456,3 +456,15 @@ def test_a_micro_batch_without_any_decodable_video_is_skipped_and_counted(tmp_pa
     # --gradient_checkpointing goes through the non-deprecated API, without transformers' FutureWarning.
     assert enable.call_count == 1
     assert not [w for w in caught if "gradient_checkpointing_enable" in str(w.message)]
+
+
+def test_resuming_a_finished_job_with_its_mean_pooling_baseline_runs_no_step(tmp_path, synthetic_cache):
+    output = tmp_path / "run"
+    args = _tiny_args(output, synthetic_cache, "--compare_mean_pooling", "--num_train_epochs", "1")
+    first = run_retrieval.main(args)
+    again = run_retrieval.main([*args, "--resume_from_checkpoint", "latest"])
+    for name in ("CLIP2Video", "mean pooling"):
+        assert again[name]["resumed_from_step"] == 4 and again[name]["completed_steps"] == first[name]["completed_steps"]
+        assert again[name]["t2v_R1"] == first[name]["t2v_R1"] and again[name]["v2t_MeanR"] == first[name]["v2t_MeanR"]
+    for folder in (output, output / "mean_pooling"):  # nothing trained after the resume marker
+        assert "resumed_from" in _train_history(folder)[-1]
