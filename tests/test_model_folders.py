@@ -182,3 +182,20 @@ def test_files_into_directory_refuses_a_file(tmp_path):
         with files_into_directory(tmp_path / "file", overwrite=True):
             pass
     assert (tmp_path / "file").read_text() == "x" and utils_clip2video.TMP_PREFIX not in str(list(tmp_path.iterdir()))
+
+
+def test_run_retrieval_uses_the_saved_processor_else_the_folder_tokenizer(processor_folder, tmp_path):
+    import run_retrieval
+
+    saved = run_retrieval.build_processor(run_retrieval.ModelArguments(model_name_or_path=str(processor_folder)),
+                                          run_retrieval.DataArguments(max_words=20))
+    assert (saved.video_processor.num_frames, saved.video_processor.feature_framerate, saved.max_words) == (10, 3, 20)
+    assert not (processor_folder / MARKER).exists()  # read with this repository's classes
+    clip_only = tmp_path / "clip"
+    clip_only.mkdir()
+    for name in os.listdir(REPO_ROOT / "clip_tokenizer"):
+        (clip_only / name).write_bytes((REPO_ROOT / "clip_tokenizer" / name).read_bytes())
+    built = run_retrieval.build_processor(run_retrieval.ModelArguments(model_name_or_path=str(clip_only)),
+                                          run_retrieval.DataArguments())
+    assert type(built) is CLIP2VideoProcessor and built.max_words == 32
+    assert built.video_processor.num_frames != 10  # a fresh video processor, not the saved one
