@@ -4,6 +4,7 @@ and writing it without ever leaving half a folder or deleting what the run did n
 import errno
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,12 @@ def processor_folder(tmp_path_factory):
     code = folder / "processing_clip2video.py"
     marker = f"import pathlib\npathlib.Path({str(folder / MARKER)!r}).write_text('ran')\n"  # code runs from a cache
     code.write_text(marker + code.read_text())
+    return folder
+
+
+def clip_tokenizer_folder(folder):
+    """A folder with CLIP's tokenizer files only, as a CLIP checkpoint has (no CLIP2Video processor)."""
+    shutil.copytree(REPO_ROOT / "clip_tokenizer", folder)
     return folder
 
 
@@ -68,10 +75,7 @@ def test_trust_remote_code_runs_the_folder_code(processor_folder, tmp_path):
 def test_folders_without_a_clip2video_processor(tmp_path):
     with pytest.raises(ProcessorNotFoundError, match=f"{tmp_path / 'absent'}: no CLIP2Video processor"):
         load_processor(tmp_path / "absent")
-    clip_only = tmp_path / "clip"  # CLIP's tokenizer files only, as a CLIP checkpoint has
-    clip_only.mkdir()
-    for name in os.listdir(REPO_ROOT / "clip_tokenizer"):
-        (clip_only / name).write_bytes((REPO_ROOT / "clip_tokenizer" / name).read_bytes())
+    clip_only = clip_tokenizer_folder(tmp_path / "clip")
     with pytest.raises(ProcessorNotFoundError, match="processor_config.json"):
         load_processor(clip_only)
     (clip_only / "processor_config.json").write_text('{"video_processor": ["not", "settings"]}')
@@ -191,10 +195,7 @@ def test_run_retrieval_uses_the_saved_processor_else_the_folder_tokenizer(proces
                                           run_retrieval.DataArguments(max_words=20))
     assert (saved.video_processor.num_frames, saved.video_processor.feature_framerate, saved.max_words) == (10, 3, 20)
     assert not (processor_folder / MARKER).exists()  # read with this repository's classes
-    clip_only = tmp_path / "clip"
-    clip_only.mkdir()
-    for name in os.listdir(REPO_ROOT / "clip_tokenizer"):
-        (clip_only / name).write_bytes((REPO_ROOT / "clip_tokenizer" / name).read_bytes())
+    clip_only = clip_tokenizer_folder(tmp_path / "clip")
     built = run_retrieval.build_processor(run_retrieval.ModelArguments(model_name_or_path=str(clip_only)),
                                           run_retrieval.DataArguments())
     assert type(built) is CLIP2VideoProcessor and built.max_words == 32
