@@ -167,8 +167,10 @@ def display_matrix_transform(matrix: Sequence[int] | None) -> str | None:
     scale_x, scale_y = np.hypot(m[0], m[3]), np.hypot(m[1], m[4])
     if scale_x == 0 or scale_y == 0:
         return None
-    counter_clockwise = np.degrees(np.arctan2(m[1] / scale_y, m[0] / scale_x))  # av_display_rotation_get
-    theta = -round(counter_clockwise)
+    # ffmpeg's get_rotation: -round(av_display_rotation_get(m)), where av_display_rotation_get(m) is
+    # -atan2(m[1], m[0]) in degrees (counter-clockwise); C's round goes half away from zero
+    angle = float(np.degrees(np.arctan2(m[1] / scale_y, m[0] / scale_x)))
+    theta = float(np.copysign(np.floor(abs(angle) + 0.5), angle))
     theta -= 360 * np.floor(theta / 360 + 0.9 / 360)  # clockwise, in [0, 360)
     if abs(theta - 90) < 1.0:
         return "cclock_flip" if m[3] > 0 else "clock"
@@ -271,24 +273,90 @@ class _ContainerHeader:
     declared_frames: int = 0
     start_time: float | None = None
     guessed_fps: float = 0.0
+    orientation: str | None = None
 
 
 def _read_header(source: str | bytes) -> _ContainerHeader:
+    """The header, and the orientation of the first frame (its display matrix; one frame is decoded)."""
+    header = _ContainerHeader()
     try:
         with _open_pyav(source) as container:
             if not container.streams.video:
-                return _ContainerHeader()
+                return header
             stream = container.streams.video[0]
-            start = container.start_time / 1_000_000 if container.start_time is not None else None
+            header.start_time = container.start_time / 1_000_000 if container.start_time is not None else None
             rate = stream.guessed_rate or stream.average_rate or stream.base_rate
-            return _ContainerHeader(int(stream.frames or 0), start, float(rate) if rate else 0.0)
+            header.declared_frames, header.guessed_fps = int(stream.frames or 0), float(rate) if rate else 0.0
+            header.orientation = _frame_orientation(next(container.decode(stream)))
     except Exception:  # the decoder that opened it is the judge; this is only a cross-check
-        return _ContainerHeader()
+        pass
+    return header
+
+
+@dataclass
+class Demuxed:
+    """A video stream's packets, read without decoding."""
+
+    timeline: VideoTimeline
+    declared_frames: int
+    packet_pts: list
+    key_pts: list
+
+
+def demux(source: str | bytes) -> Demuxed:
+    """Reads the packets of the first video stream (no decoding): the exact frame count, each frame's
+    presentation time (from the container's start time, as ffmpeg counts it) and packet duration, in
+    presentation order, from the integer timestamps (exact, unlike decord's float32 times), and the
+    keyframes to seek to.
+
+    Raises:
+        `DecoderFailure` when PyAV cannot read the file or it has no video stream.
+    """
+    try:
+        with _open_pyav(source) as container:
+            if not container.streams.video:
+                raise DecoderFailure("no video stream")
+            stream = container.streams.video[0]
+            declared_frames = int(stream.frames or 0)
+            rate = stream.guessed_rate or stream.average_rate or stream.base_rate
+            fps = float(rate) if rate else 0.0
+            time_base = float(stream.time_base) if stream.time_base else 0.0
+            packets = []  # (pts, duration) in the stream's time base
+            packet_pts, key_pts = [], []
+            # every stream's packets, for the earliest timestamp of the file: ffmpeg 5.1 counts time from
+            # there (an audio stream starting before the video, codec delay included)
+            earliest = None
+            time_bases = {other.index: float(other.time_base or 0) for other in container.streams}
+            for packet in container.demux():
+                if packet.pts is not None and time_bases.get(packet.stream.index):
+                    time = packet.pts * time_bases[packet.stream.index]
+                    earliest = time if earliest is None else min(earliest, time)
+                if packet.stream.index != stream.index or packet.size == 0:
+                    continue
+                packet_pts.append(packet.pts)
+                if packet.is_keyframe:
+                    key_pts.append(packet.pts)
+                pts = packet.pts if packet.pts is not None else packet.dts
+                packets.append((np.nan if pts is None else pts, packet.duration or 0))
+            start = container.start_time / 1_000_000 if container.start_time is not None else 0.0
+            start = min(start, earliest) if earliest is not None else start
+    except DecoderFailure:
+        raise
+    except Exception as error:  # FFmpegError, but also e.g. UnicodeDecodeError on corrupt metadata
+        raise DecoderFailure(f"PyAV cannot read it ({first_line(error)})") from None
+    packets = np.asarray(packets, dtype=np.float64).reshape(-1, 2) * time_base
+    packets[:, 0] -= start
+    known = not np.isnan(packets[:, 0]).any()
+    if known:  # presentation order (packets come in decoding order)
+        packets = packets[np.argsort(packets[:, 0], kind="stable")]
+    timeline = VideoTimeline(len(packets), fps, packets[:, 0] if known else None, packets[:, 1] if known else None)
+    return Demuxed(timeline, declared_frames, packet_pts, key_pts)
 
 
 class DecordReader:
     """Random access with decord: only the requested frames are converted to RGB. decord applies the
-    display rotation itself (checked against ffmpeg for 90, 180 and 270 degrees)."""
+    display rotation itself (checked against ffmpeg for 90, 180 and 270 degrees) but not mirroring:
+    mirrored videos are left to PyAV."""
 
     name = "decord"
 
@@ -304,14 +372,26 @@ class DecordReader:
             average_fps = float(self._reader.get_avg_fps())
         except Exception as error:
             raise DecoderFailure(f"decord cannot open it ({first_line(error)})") from None
+        self._source = source
         header = _read_header(source)
+        if header.orientation not in (None, "clock", "cclock", "hvflip"):
+            # decord applies the display rotation but not a mirroring: PyAV reads these
+            raise DecoderFailure(f"mirrored display matrix ({header.orientation}), which decord does not apply")
         self.declared_frames = header.declared_frames
         self._start_time = header.start_time
         self.timeline = VideoTimeline(num_frames, header.guessed_fps or average_fps)
 
     def read_timeline(self) -> VideoTimeline:
-        """The timeline with decord's per-frame `(start, end)` times, from the container's start time."""
+        """The timeline with per-frame times: from the packets (exact) when PyAV sees as many frames as
+        decord, else from decord's own `(start, end)` frame times (float32) from the container's start."""
         if self.timeline.timestamps is not None:
+            return self.timeline
+        try:
+            demuxed = demux(self._source).timeline
+        except DecoderFailure:
+            demuxed = None
+        if demuxed is not None and demuxed.num_frames == self.timeline.num_frames and demuxed.timestamps is not None:
+            self.timeline.timestamps, self.timeline.durations = demuxed.timestamps, demuxed.durations
             return self.timeline
         try:
             times = np.asarray(self._reader.get_frame_timestamp(np.arange(self.timeline.num_frames)), np.float64)
@@ -341,41 +421,11 @@ class PyAVReader:
     def __init__(self, source: str | bytes, num_threads: int):
         self._source = source
         self._num_threads = num_threads
-        try:
-            with _open_pyav(source) as container:
-                if not container.streams.video:
-                    raise DecoderFailure("no video stream")
-                stream = container.streams.video[0]
-                self.declared_frames = int(stream.frames or 0)
-                rate = stream.guessed_rate or stream.average_rate or stream.base_rate
-                fps = float(rate) if rate else 0.0
-                start = container.start_time / 1_000_000 if container.start_time is not None else 0.0
-                time_base = float(stream.time_base) if stream.time_base else 0.0
-                packets = []  # (presentation time, duration) in seconds
-                packet_pts, key_pts = [], []
-                # demuxing only (no decoding): one packet per frame, gives the exact frame count,
-                # the presentation order, each frame's duration and the keyframes to seek to
-                for packet in container.demux(stream):
-                    if packet.size == 0:
-                        continue
-                    packet_pts.append(packet.pts)
-                    if packet.is_keyframe:
-                        key_pts.append(packet.pts)
-                    pts = packet.pts if packet.pts is not None else packet.dts
-                    stamp = pts * time_base - start if pts is not None else np.nan
-                    packets.append((stamp, (packet.duration or 0) * time_base))
-        except DecoderFailure:
-            raise
-        except Exception as error:  # FFmpegError, but also e.g. UnicodeDecodeError on corrupt metadata
-            raise DecoderFailure(f"PyAV cannot read it ({first_line(error)})") from None
-        packets = np.asarray(packets, dtype=np.float64).reshape(-1, 2)
-        known = not np.isnan(packets[:, 0]).any()
-        if known:  # presentation order (packets come in decoding order)
-            packets = packets[np.argsort(packets[:, 0], kind="stable")]
-        self.timeline = VideoTimeline(
-            len(packets), fps, packets[:, 0] if known else None, packets[:, 1] if known else None
-        )
+        demuxed = demux(source)
+        self.declared_frames = demuxed.declared_frames
+        self.timeline = demuxed.timeline
         # seeking needs unique packet timestamps and a keyframe at the start
+        packet_pts, key_pts = demuxed.packet_pts, demuxed.key_pts
         self._display_pts = None
         if None not in packet_pts and None not in key_pts and len(set(packet_pts)) == len(packet_pts) and key_pts:
             self._display_pts = sorted(packet_pts)

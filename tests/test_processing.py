@@ -479,3 +479,136 @@ def test_sampling_is_memory_safe_and_equals_the_materialised_form():
     picks = original_frame_indices(int(run_lengths.sum()), 2, 12)
     chosen = run_frames[np.searchsorted(np.cumsum(run_lengths), picks, side="right")]
     assert chosen[0] == 0 and np.all(np.diff(chosen) >= 0) and chosen.max() <= 4 and len(chosen) == 12
+
+
+# ---------------------------------------------------------------------------------------------------
+# ffmpeg's view of unusual files: rotation, variable frame rate, offset starts (against the real ffmpeg)
+# ---------------------------------------------------------------------------------------------------
+
+
+def write_timed_video(path, pts_ms, codec="libx264", rotation=None, hflip=False, vflip=False, audio_from_ms=None):
+    """Frame `i` (coded with its index) shown at `pts_ms[i]` milliseconds; optionally a display matrix
+    (PyAV's counter-clockwise `rotation` and flips) and an audio stream starting at `audio_from_ms`."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if codec == "libx264":
+            stream.options = {"qp": "0"}
+        if rotation is not None:
+            stream.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
+        audio, audio_ms = None, audio_from_ms
+        if audio_from_ms is not None:
+            audio = container.add_stream("aac", rate=16000)
+            audio.layout = "mono"
+        for index, pts in enumerate(pts_ms):
+            while audio is not None and audio_ms < pts + 200:
+                samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                samples.sample_rate, samples.pts = 16000, audio_ms * 16
+                for packet in audio.encode(samples):
+                    container.mux(packet)
+                audio_ms += 64
+            frame = av.VideoFrame.from_ndarray(coded_frame(index), format="rgb24")
+            frame.pts, frame.time_base = int(pts), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for encoder in (stream, audio):
+            for packet in encoder.encode() if encoder is not None else ():
+                container.mux(packet)
+    return str(path)
+
+
+def all_images(vp, video, **options):
+    """Every 5 fps image the original would keep at feature_framerate 1 (num_frames large enough for all)."""
+    return vp.load_frames(video, feature_framerate=1, num_frames=1000, **options)
+
+
+def assert_same_pictures(from_file, from_jpegs):
+    """Frame by frame: same size and orientation, pixels equal up to JPEG (a wrong orientation differs by ~40-75)."""
+    assert len(from_file) == len(from_jpegs)
+    for position, (frame, image) in enumerate(zip(from_file, from_jpegs)):
+        image = np.asarray(image, dtype=np.int16)
+        assert frame.shape == image.shape, (position, frame.shape, image.shape)
+        assert np.abs(frame.astype(np.int16) - image).mean() < 6, position
+
+
+ORIENTATIONS = [
+    # (how the display matrix is written, ffmpeg's -metadata rotate value or PyAV's rotation + flips)
+    ("ffmpeg", 90), ("ffmpeg", 180), ("ffmpeg", 270),
+    ("pyav", (0, True, False)), ("pyav", (0, False, True)), ("pyav", (90, True, False)), ("pyav", (-90, True, False)),
+]
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.parametrize("route", ["decord", "pyav", "fallback"])
+def test_rotated_and_mirrored_videos_come_in_ffmpegs_orientation(processor, tmp_path, route):
+    """A display matrix (phone videos) is applied as `ffmpeg -r 5` applies it, by every reader: decord,
+    PyAV, and PyAV as the fallback of an AV1 file decord cannot open. The video is not square, so a
+    missed rotation changes the frame size."""
+    vp = processor.video_processor
+    codec, backend = ("libsvtav1", "decord") if route == "fallback" else ("libx264", route)
+    plain = write_timed_video(tmp_path / "plain.mp4", [100 * i for i in range(20)], codec=codec)
+    for number, (writer, how) in enumerate(ORIENTATIONS):
+        video = str(tmp_path / f"oriented{number}.mp4")
+        if writer == "ffmpeg":
+            subprocess.run(["ffmpeg", "-v", "0", "-i", plain, "-c", "copy", "-metadata:s:v:0", f"rotate={how}", video],
+                           check=True)
+        else:
+            rotation, hflip, vflip = how
+            write_timed_video(video, [100 * i for i in range(20)], codec=codec, rotation=rotation, hflip=hflip,
+                              vflip=vflip)
+        jpegs = all_images(vp, ffmpeg_dump(video, tmp_path / f"frames{number}"))
+        assert len(jpegs) == 12
+        if writer == "ffmpeg" and how in (90, 270):
+            assert np.asarray(jpegs[0]).shape == (WIDTH, HEIGHT, 3)  # the case is one: ffmpeg turns the frames
+        assert_same_pictures(all_images(vp, video, video_backend=backend), jpegs)
+        # the model's inputs: same as the original route's up to JPEG
+        original_route = vp(ffmpeg_dump(video, tmp_path / f"frames{number}"))["pixel_values"]
+        assert (vp(video, video_backend=backend)["pixel_values"] - original_route).abs().mean() < 0.1
+
+
+VFR_PATTERNS = {
+    # milliseconds between frames: a 30 fps stretch, long stills (>= 0.1 s: their own duration counts), 25 fps,
+    # 6.7 fps, and 50 fps
+    "stretches": [33] * 20 + [250, 400, 120] + [40] * 15 + [150] * 6 + [20] * 10,
+    "random": np.random.default_rng(5).integers(5, 150, 60).tolist(),
+}
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.parametrize("pattern", sorted(VFR_PATTERNS))
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_variable_frame_rate_gives_ffmpegs_images(processor, tmp_path, pattern, ext):
+    """On a variable-frame-rate file the readers pick what `ffmpeg -r 5` writes (count and frames), from each
+    frame's own timestamp and packet duration; a constant rate (1 / average fps per frame) would not."""
+    vp = processor.video_processor
+    pts = np.cumsum([0] + VFR_PATTERNS[pattern]).tolist()
+    video = write_timed_video(tmp_path / f"vfr.{ext}", pts)
+    folder = ffmpeg_dump(video, tmp_path / "frames")
+    written = [read_code(Image.open(path)) for path in sorted(glob.glob(f"{folder}/*.jpg"))]
+    for backend in ("decord", "pyav"):
+        assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
+        for feature_framerate in (1, 2):  # the default selection too
+            picked = vp.load_frames(video, feature_framerate=feature_framerate, video_backend=backend)
+            from_folder = vp.load_frames(folder, feature_framerate=feature_framerate)
+            assert [read_code(f) for f in picked] == [read_code(f) for f in from_folder], (backend, feature_framerate)
+    if ext == "mp4" and pattern == "stretches":  # the case is one: the average rate alone gets it wrong
+        with av.open(video) as container:
+            stream = container.streams.video[0]
+            average = float(stream.average_rate)
+            stamps = sorted(float(p.pts * stream.time_base) for p in container.demux(stream) if p.size)
+        assert ffmpeg_frame_indices(len(pts), average, timestamps=stamps).tolist() != written
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_video_starting_after_the_audio_gives_ffmpegs_images(processor, tmp_path, ext):
+    """ffmpeg counts time from the container's start (here the audio's), not from the first video frame: the
+    first frame fills the 0.7 s before it, and a 10 fps stream has exact mid-point durations (0.5 image)."""
+    vp = processor.video_processor
+    video = write_timed_video(tmp_path / f"late.{ext}", [700 + 100 * i for i in range(20)], audio_from_ms=0)
+    folder = ffmpeg_dump(video, tmp_path / "frames")
+    written = [read_code(Image.open(path)) for path in sorted(glob.glob(f"{folder}/*.jpg"))]
+    assert written[:4] == [0, 0, 0, 0]  # the case is one
+    for backend in ("decord", "pyav"):
+        assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
