@@ -758,3 +758,21 @@ def test_run_retrieval_keeps_the_deprecated_transform_backend_spelling():
     options = run_retrieval.video_options(config, data_args)
     assert "transform_backend" not in options
     CLIP2VideoVideoProcessor()._with_defaults(options)  # every option the script passes is a processor option
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.parametrize(
+    "ext, codec, options",
+    [("mp4", "libx264", {"qp": "0"}), ("ts", "libx264", {"qp": "0"}), ("mov", "libx264", {"qp": "0"}),
+     ("avi", "mpeg4", {"qscale": "2"}), ("flv", "flv", None)],
+)
+def test_time_bases_and_start_offsets_of_containers_give_ffmpegs_images(processor, tmp_path, ext, codec, options):
+    """10 fps makes every frame last exactly half a 5 fps image (lrintf ties): exact only from the packets' integer
+    timestamps, in each container's time base (MPEG-TS: 1/90000 and a 1.4 s start; AVI: frame counts; FLV: ms)."""
+    vp = processor.video_processor
+    video = write_video(tmp_path / f"ten.{ext}", codec, 23, fps=10, options=options)
+    folder = ffmpeg_dump(video, tmp_path / "frames")
+    written = [read_code(Image.open(path)) for path in sorted(glob.glob(f"{folder}/*.jpg"))]
+    assert len(written) == 13
+    for backend in ("decord", "pyav"):
+        assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
