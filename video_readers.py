@@ -267,13 +267,30 @@ def _open_pyav(source: str | bytes):
 
 @dataclass
 class _ContainerHeader:
-    """What the container header says (read without decoding): declared frames (0 = unknown), start time
-    in seconds and the frame rate ffmpeg guesses."""
+    """What the container header says (read without decoding): where the video stream ends (seconds, in the
+    stream's own time; `None` = unknown), the start time in seconds and the frame rate ffmpeg guesses."""
 
-    declared_frames: int = 0
+    declared_duration: float | None = None
     start_time: float | None = None
     guessed_fps: float = 0.0
     orientation: str | None = None
+
+
+def _declared_duration(stream) -> float | None:
+    """Duration of a video stream as its header declares it, in seconds; `None` when unknown (mkv/webm).
+    Counted in time, not frames: an AVI header counts time-base ticks, which are not frames when the time
+    base is finer than the frame rate (h264 with B-frames)."""
+    if not stream.duration or not stream.time_base:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def _span(starts: np.ndarray, ends: np.ndarray) -> float | None:
+    """Seconds from the first frame's start to the last frame's end; `None` when the times are unusable."""
+    if len(starts) == 0 or not np.all(np.isfinite(starts)) or not np.all(np.isfinite(ends)):
+        return None
+    span = float(np.max(ends) - np.min(starts))
+    return span if 0 <= span < 1e7 else None
 
 
 def _read_header(source: str | bytes) -> _ContainerHeader:
@@ -286,7 +303,7 @@ def _read_header(source: str | bytes) -> _ContainerHeader:
             stream = container.streams.video[0]
             header.start_time = container.start_time / 1_000_000 if container.start_time is not None else None
             rate = stream.guessed_rate or stream.average_rate or stream.base_rate
-            header.declared_frames, header.guessed_fps = int(stream.frames or 0), float(rate) if rate else 0.0
+            header.declared_duration, header.guessed_fps = _declared_duration(stream), float(rate) if rate else 0.0
             header.orientation = _frame_orientation(next(container.decode(stream)))
     except Exception:  # the decoder that opened it is the judge; this is only a cross-check
         pass
@@ -298,7 +315,8 @@ class Demuxed:
     """A video stream's packets, read without decoding."""
 
     timeline: VideoTimeline
-    declared_frames: int
+    declared_duration: float | None
+    present_duration: float | None
     packet_pts: list
     key_pts: list
 
@@ -317,7 +335,7 @@ def demux(source: str | bytes) -> Demuxed:
             if not container.streams.video:
                 raise DecoderFailure("no video stream")
             stream = container.streams.video[0]
-            declared_frames = int(stream.frames or 0)
+            declared_duration = _declared_duration(stream)
             rate = stream.guessed_rate or stream.average_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
             time_base = float(stream.time_base) if stream.time_base else 0.0
@@ -327,16 +345,20 @@ def demux(source: str | bytes) -> Demuxed:
             # there (an audio stream starting before the video, codec delay included)
             earliest = None
             time_bases = {other.index: float(other.time_base or 0) for other in container.streams}
+            # AVI stores no presentation times: ffmpeg 5.1 leaves them unset and times frames by their decoding
+            # timestamps (newer FFmpeg, PyAV's, derives presentation times that are one B-frame delay later)
+            by_dts = "avi" in container.format.name.split(",")
             for packet in container.demux():
-                if packet.pts is not None and time_bases.get(packet.stream.index):
-                    time = packet.pts * time_bases[packet.stream.index]
+                stamp = packet.dts if by_dts else packet.pts
+                if stamp is not None and time_bases.get(packet.stream.index):
+                    time = stamp * time_bases[packet.stream.index]
                     earliest = time if earliest is None else min(earliest, time)
                 if packet.stream.index != stream.index or packet.size == 0:
                     continue
                 packet_pts.append(packet.pts)
                 if packet.is_keyframe:
                     key_pts.append(packet.pts)
-                pts = packet.pts if packet.pts is not None else packet.dts
+                pts = packet.pts if packet.pts is not None and not by_dts else packet.dts
                 packets.append((np.nan if pts is None else pts, packet.duration or 0))
             start = container.start_time / 1_000_000 if container.start_time is not None else 0.0
             start = min(start, earliest) if earliest is not None else start
@@ -345,12 +367,13 @@ def demux(source: str | bytes) -> Demuxed:
     except Exception as error:  # FFmpegError, but also e.g. UnicodeDecodeError on corrupt metadata
         raise DecoderFailure(f"PyAV cannot read it ({first_line(error)})") from None
     packets = np.asarray(packets, dtype=np.float64).reshape(-1, 2) * time_base
+    present_duration = _span(packets[:, 0], packets[:, 0] + packets[:, 1])
     packets[:, 0] -= start
     known = not np.isnan(packets[:, 0]).any()
     if known:  # presentation order (packets come in decoding order)
         packets = packets[np.argsort(packets[:, 0], kind="stable")]
     timeline = VideoTimeline(len(packets), fps, packets[:, 0] if known else None, packets[:, 1] if known else None)
-    return Demuxed(timeline, declared_frames, packet_pts, key_pts)
+    return Demuxed(timeline, declared_duration, present_duration, packet_pts, key_pts)
 
 
 class DecordReader:
@@ -377,7 +400,7 @@ class DecordReader:
         if header.orientation not in (None, "clock", "cclock", "hvflip"):
             # decord applies the display rotation but not a mirroring: PyAV reads these
             raise DecoderFailure(f"mirrored display matrix ({header.orientation}), which decord does not apply")
-        self.declared_frames = header.declared_frames
+        self.declared_duration = header.declared_duration
         self._start_time = header.start_time
         self.timeline = VideoTimeline(num_frames, header.guessed_fps or average_fps)
 
@@ -386,11 +409,8 @@ class DecordReader:
         decord, else from decord's own `(start, end)` frame times (float32) from the container's start."""
         if self.timeline.timestamps is not None:
             return self.timeline
-        try:
-            demuxed = demux(self._source).timeline
-        except DecoderFailure:
-            demuxed = None
-        if demuxed is not None and demuxed.num_frames == self.timeline.num_frames and demuxed.timestamps is not None:
+        demuxed = self._packets().timeline if self._packets() is not None else None
+        if demuxed is not None and demuxed.timestamps is not None:
             self.timeline.timestamps, self.timeline.durations = demuxed.timestamps, demuxed.durations
             return self.timeline
         try:
@@ -401,6 +421,28 @@ class DecordReader:
         self.timeline.timestamps = times[:, 0] - start
         self.timeline.durations = np.maximum(times[:, 1] - times[:, 0], 0.0)
         return self.timeline
+
+    def _packets(self) -> "Demuxed | None":
+        """The stream's packets read by PyAV (exact integer timestamps), when PyAV sees decord's frames."""
+        if not hasattr(self, "_demuxed"):
+            try:
+                self._demuxed = demux(self._source)
+            except DecoderFailure:
+                self._demuxed = None
+            if self._demuxed is not None and self._demuxed.timeline.num_frames != self.timeline.num_frames:
+                self._demuxed = None
+        return self._demuxed
+
+    def present_duration(self) -> float | None:
+        """Seconds from the first frame present to the end of the last: from the packets, else from decord's
+        own frame times (which are garbage for some AVI files: then no check)."""
+        if self._packets() is not None:
+            return self._packets().present_duration
+        try:
+            times = np.asarray(self._reader.get_frame_timestamp([0, self.timeline.num_frames - 1]), np.float64)
+        except Exception:  # no timestamps: no cross-check
+            return None
+        return _span(times[:, 0], times[:, 1])
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         try:
@@ -422,7 +464,8 @@ class PyAVReader:
         self._source = source
         self._num_threads = num_threads
         demuxed = demux(source)
-        self.declared_frames = demuxed.declared_frames
+        self.declared_duration = demuxed.declared_duration
+        self._present_duration = demuxed.present_duration
         self.timeline = demuxed.timeline
         # seeking needs unique packet timestamps and a keyframe at the start
         packet_pts, key_pts = demuxed.packet_pts, demuxed.key_pts
@@ -435,6 +478,10 @@ class PyAVReader:
 
     def read_timeline(self) -> VideoTimeline:
         return self.timeline
+
+    def present_duration(self) -> float | None:
+        """Seconds from the first packet present to the end of the last."""
+        return self._present_duration
 
     @staticmethod
     def _to_rgb(frame) -> np.ndarray:
@@ -522,6 +569,22 @@ def frame_count_tolerance(num_frames: int) -> int:
     return max(2, int(0.02 * num_frames))
 
 
+def _check_not_truncated(reader, name: str) -> None:
+    """A truncated mp4/avi still declares its full duration in the header: frames missing beyond a small
+    tolerance (2 frames or 2 %: edit lists, pre-roll) raise `VideoDecodeError`."""
+    declared_duration = reader.declared_duration
+    present_duration = reader.present_duration() if declared_duration is not None else None
+    if present_duration is None:
+        return
+    fps = reader.timeline.fps if reader.timeline.fps and np.isfinite(reader.timeline.fps) else 30.0
+    tolerance = max(frame_count_tolerance(int(declared_duration * fps)) / fps, 1e-3)
+    if declared_duration - present_duration > tolerance + 1e-6:
+        raise VideoDecodeError(
+            f"{name}: truncated: the header declares {declared_duration:.3f} s of video, the frames present "
+            f"span {present_duration:.3f} s"
+        )
+
+
 def read_video(
     source: str | bytes,
     name: str,
@@ -566,12 +629,7 @@ def _read_with(backend, source, name: str, select, num_threads: int) -> list[np.
     num_frames = reader.timeline.num_frames
     if num_frames <= 0:
         raise VideoDecodeError(f"{name}: zero frames in the video stream")
-    # A truncated mp4/avi still declares its full frame count in the header; allow a small
-    # difference (edit lists, pre-roll) and reject the rest.
-    if reader.declared_frames - num_frames > frame_count_tolerance(reader.declared_frames):
-        raise VideoDecodeError(
-            f"{name}: truncated: the header declares {reader.declared_frames} frames, only {num_frames} are present"
-        )
+    _check_not_truncated(reader, name)
     native = select(reader.timeline, reader.read_timeline)
     try:
         return _read_unique(reader, native)

@@ -776,3 +776,19 @@ def test_time_bases_and_start_offsets_of_containers_give_ffmpegs_images(processo
     assert len(written) == 13
     for backend in ("decord", "pyav"):
         assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+def test_h264_with_b_frames_in_avi_is_whole_and_timed_like_ffmpeg(processor, tmp_path):
+    """AVI counts its length in time-base ticks (here 1/20 s for 10 fps: not frames) and stores no presentation
+    times (ffmpeg 5.1 times frames by their decoding timestamps): a whole file, and ffmpeg's images."""
+    vp = processor.video_processor
+    source = write_video(tmp_path / "b_frames.mp4", "libx264", 37, fps=10, options={"qp": "0", "bf": "2"})
+    video = str(tmp_path / "b_frames.avi")
+    subprocess.run(["ffmpeg", "-v", "0", "-i", source, "-c", "copy", "-bsf:v", "h264_mp4toannexb", video], check=True)
+    with av.open(video) as container:  # the case is one: 74 "frames" declared, 37 present
+        assert container.streams.video[0].frames == 74
+    folder = ffmpeg_dump(video, tmp_path / "frames")
+    written = [read_code(Image.open(path)) for path in sorted(glob.glob(f"{folder}/*.jpg"))]
+    for backend in ("decord", "pyav"):
+        assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
