@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -144,7 +145,8 @@ class DataArguments:
         "'original' (5 fps images, every feature_framerate-th, uniform pick), 'uniform' or 'random_segment'.")})
     feature_framerate: Optional[int] = field(default=None, metadata={"help": (
         "The original's feature_framerate; default per benchmark (MSR-VTT 2, MSVD/VATEX/synthetic 1).")})
-    transform_backend: str = field(default="torch", metadata={"help": "'torch' (fast) or 'pil' (bit-exact original)."})
+    transform_backend: Optional[str] = field(default=None, metadata={"help": (
+        "Deprecated and ignored: frames are always transformed like the original (PIL bicubic).")})
     video_backend: str = field(default="decord", metadata={"help": "'decord' (falls back to PyAV) or 'pyav'."})
     cache_videos: bool = field(default=False, metadata={"help": (
         "Decode every video once and keep its frames (uint8) in memory; for small sets like synthetic-motion.")})
@@ -157,6 +159,11 @@ class DataArguments:
     synthetic_frame_size: int = field(default=32, metadata={"help": (
         "synthetic-motion: frame width = height in pixels (even, 18-256, not 24, 48 or 72: decord cannot read those). "
         "Give a model from scratch the same --scratch_image_size: the processor resizes frames to the model's size.")})
+
+    def __post_init__(self):
+        if self.transform_backend is not None:
+            warnings.warn("--transform_backend is deprecated and ignored: frames are always transformed like the "
+                          "original (PIL bicubic)", FutureWarning, stacklevel=2)
 
     def benchmark_options(self) -> dict[str, Any]:
         if self.dataset_name == SYNTHETIC_NAME:
@@ -608,8 +615,7 @@ def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[st
     family = data_args.dataset_name.split("-")[0] if data_args.dataset_name != SYNTHETIC_NAME else SYNTHETIC_NAME
     framerate = data_args.feature_framerate or FEATURE_FRAMERATE.get(family, 1)
     return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                frame_sampling=data_args.frame_sampling, feature_framerate=framerate,
-                transform_backend=data_args.transform_backend, video_backend=data_args.video_backend)
+                frame_sampling=data_args.frame_sampling, feature_framerate=framerate, video_backend=data_args.video_backend)
 
 
 def configure_processor(processor: CLIP2VideoProcessor, options: dict[str, Any]) -> None:
