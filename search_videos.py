@@ -73,7 +73,9 @@ from transformers import HfArgumentParser
 import report_clip2video as report
 import vector_search
 from datasets_scripts import VIDEO_EXTENSIONS
-from utils_clip2video import TMP_PREFIX, ModelSourceError, atomic_write, check_model_source, write_json
+from utils_clip2video import (
+    TMP_PREFIX, ModelSourceError, ProcessorNotFoundError, atomic_write, check_model_source, load_processor, write_json,
+)
 
 
 logger = logging.getLogger("search_videos")
@@ -232,7 +234,7 @@ def load_model(name_or_path: str, device: str | torch.device | None = None, bf16
         IndexFormatError: the folder has no processor (pass one saved next to the model; the converter and the training
             script both save it).
     """
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModel
 
     name_or_path = check_model_source(name_or_path)
     try:
@@ -246,9 +248,9 @@ def load_model(name_or_path: str, device: str | torch.device | None = None, bf16
     except ValueError as error:
         raise ModelLoadError(f"{name_or_path}: not a CLIP2Video model ({error})") from None
     try:
-        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True)
-    except (OSError, ValueError, TypeError) as error:
-        raise IndexFormatError(f"{name_or_path}: no CLIP2Video processor saved with the model ({error})") from None
+        processor = load_processor(name_or_path, trust_remote_code=True)
+    except ProcessorNotFoundError as error:
+        raise IndexFormatError(f"{error} (the converter and run_retrieval.py save one next to the model)") from None
     if device is not None:
         model.to(device)
     return LoadedModel(model, processor, str(name_or_path), model_fingerprint(model, processor), bf16)
