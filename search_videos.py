@@ -963,13 +963,19 @@ def faiss_topk(blocks: Sequence[np.ndarray], queries: torch.Tensor, k: int, flat
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _below(value, minimum: int) -> str | None:
+    """Why `value` is not an integer `>= minimum`, or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return f"must be an integer >= {minimum}, got {value!r}"
+    return None
+
+
 def _check_at_least(arguments, minimum: int, *names: str) -> None:
     """Raises ValueError naming the option (`--name`) when one of the integer fields `names` is below `minimum`."""
     for name in names:
-        value = getattr(arguments, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            option = f"-{name}" if len(name) == 1 else f"--{name}"
-            raise ValueError(f"{option} must be an integer >= {minimum}, got {value!r}")
+        problem = _below(getattr(arguments, name), minimum)
+        if problem:
+            raise ValueError(f"{'-' if len(name) == 1 else '--'}{name} {problem}")
 
 
 def int_at_least(minimum: int):
@@ -978,8 +984,8 @@ def int_at_least(minimum: int):
 
     def parse(text: str) -> int:
         value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        if _below(value, minimum):
+            raise argparse.ArgumentTypeError(_below(value, minimum))
         return value
 
     parse.__name__ = f"integer >= {minimum}"
