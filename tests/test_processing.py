@@ -4,7 +4,6 @@ every input kind and error kind, and a fresh-interpreter AutoProcessor load."""
 import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -33,7 +32,6 @@ av = pytest.importorskip("av")
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOKENIZER_DIR = REPO / "clip_tokenizer"
-HAS_FFMPEG = shutil.which("ffmpeg") is not None
 
 # Small frames that carry their own index: 10 bits as black/white 8x8 blocks on the top row, a
 # frame-dependent texture below. Survives lossy codecs and JPEG.
@@ -150,7 +148,7 @@ def test_ffmpeg_mapping_spec_values(num_frames, fps, expected_head):
     assert np.array_equal(images[2:], np.minimum(6 * k - 7, num_frames - 1))
 
 
-@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 @pytest.mark.parametrize(
     "fps, num_frames, codec, ext",
     [
@@ -275,7 +273,7 @@ def test_backends_agree_and_av1_falls_back(processor, videos, caplog):
     assert av1["video_mask"].sum() == len(expected_native(90, 30.0)) == 8
 
 
-@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 def test_file_and_ffmpeg_frame_folder_select_the_same_frames(processor, videos, tmp_path):
     """Direct decoding == the original route (ffmpeg -r 5 JPEG folder + RawFrameExtractor selection)."""
     vp = processor.video_processor

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import vector_search as vs
+from conftest import skip_or_fail
 
 
 def unit_rows(array: np.ndarray) -> np.ndarray:
@@ -146,7 +147,7 @@ def test_compiled_dot_kernel_equals_int_mm(dim):
     its paths (AVX-512 VNNI where the CPU has it, the portable loop), with extreme codes and strided outputs."""
     kernel = vs.compiled_kernels()
     if kernel is None:
-        pytest.skip("no C compiler here: the scan uses torch._int_mm")
+        skip_or_fail("no C compiler here: the scan uses torch._int_mm")
     rng = np.random.default_rng(dim)
     codes = rng.integers(-127, 128, (1001, dim), dtype=np.int8)
     codes[0], codes[1] = 127, -127
@@ -190,7 +191,7 @@ def test_kernels_are_built_once(tmp_path):
     try:
         first = vs.build_kernels(tmp_path)
     except RuntimeError as error:
-        pytest.skip(f"no C compiler here ({error})")
+        skip_or_fail(f"no C compiler here ({error})")
     (library,) = tmp_path.glob("search_kernels-*.so")
     stamp = library.stat().st_mtime_ns
     second = vs.build_kernels(tmp_path)
