@@ -799,7 +799,7 @@ def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: Vid
     for batch in tqdm(loader, desc="encoding videos", disable=not accelerator.is_local_main_process, leave=False):
         with accelerator.autocast():
             features = unwrapped.get_video_features(batch["pixel_values"].to(accelerator.device),
-                                                    batch["video_mask"].to(accelerator.device))
+                                                    batch["video_mask"].to(accelerator.device)).pooler_output
         video_features.append(features.float())
         valid.append(batch["valid"].to(accelerator.device))
         skipped += batch["skipped"]
@@ -813,7 +813,7 @@ def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: Vid
         stop = min(start + batch_size, captions.stop)
         with accelerator.autocast():
             features = unwrapped.get_text_features(split.tokens["input_ids"][start:stop].to(accelerator.device),
-                                                   split.tokens["attention_mask"][start:stop].to(accelerator.device))
+                                                   split.tokens["attention_mask"][start:stop].to(accelerator.device)).pooler_output
         text_features.append(features.float())
     local_text = torch.cat(text_features) if text_features else torch.zeros(0, dim, device=accelerator.device)
     skipped_all = gather_object([skipped]) if accelerator.num_processes > 1 else [skipped]
@@ -1000,8 +1000,8 @@ model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
 processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)
 inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], return_tensors="pt")
 with torch.no_grad():
-    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
-    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"])
+    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
+    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output
 similarity = model.logit_scale.exp() * text @ video.T   # index `video` once, search with one matrix product
 ```
 
