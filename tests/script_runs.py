@@ -69,14 +69,15 @@ class RunRecorder:
     Each run is a dict with:
       model: the prepared model; initial: its state dict (cloned) when prepared (= after building, before training);
       steps: one entry per real optimizer step: `lr` and `initial_lr` per parameter-name tuple of each group,
-        `grad_norm` (L2 norm of every gradient the optimizer sees), `with_grad` (names whose `.grad` is not None);
+        `grad_norm` (L2 norm of every gradient the optimizer sees), `with_grad` (names whose `.grad` is not None),
+        `gradients` (with `record_gradients=True`: every gradient, cloned);
       forwards: training-mode forward calls: their inputs (cloned) and whether autocast was on;
       logs: what the script passed to `Accelerator.log`, as (step, values).
     """
 
-    def __init__(self, record_inputs: bool = False):
+    def __init__(self, record_inputs: bool = False, record_gradients: bool = False):
         self.runs: list[dict[str, Any]] = []
-        self.record_inputs = record_inputs
+        self.record_inputs, self.record_gradients = record_inputs, record_gradients
 
     @property
     def run(self) -> dict[str, Any]:
@@ -120,7 +121,11 @@ class RunRecorder:
                 if parameter.grad is not None:
                     with_grad.add(name)
                     squares += float(parameter.grad.double().pow(2).sum())
-            run["steps"].append(dict(groups=groups, grad_norm=math.sqrt(squares), with_grad=with_grad))
+            record = dict(groups=groups, grad_norm=math.sqrt(squares), with_grad=with_grad)
+            if recorder.record_gradients:
+                record["gradients"] = {name: p.grad.detach().clone() for name, p in model.named_parameters()
+                                       if p.grad is not None}
+            run["steps"].append(record)
             return real_step(optimizer, *args, **kwargs)
 
         def forward(model, *args, **kwargs):

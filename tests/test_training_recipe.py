@@ -146,15 +146,22 @@ def test_frozen_towers_get_no_gradient_and_keep_their_weights(tmp_path, syntheti
 
 def test_max_grad_norm_clips_the_accumulated_gradient(tmp_path, synthetic_cache):
     common = ("--do_train", "--max_train_steps", "3", "--gradient_accumulation_steps", "2")
-    free = RunRecorder()
+    free = RunRecorder(record_gradients=True)
     free.main(tiny_args(tmp_path / "free", synthetic_cache, *common))
-    clipped = RunRecorder()
+    clipped = RunRecorder(record_gradients=True)
     clipped.main(tiny_args(tmp_path / "clipped", synthetic_cache, *common, "--max_grad_norm", "0.05"))
     unclipped_norm = free.run["steps"][0]["grad_norm"]  # same weights and batch at step 1
     assert unclipped_norm > 0.2
     for record in clipped.run["steps"]:
         assert record["grad_norm"] == pytest.approx(0.05, rel=1e-4)
     assert all(record["grad_norm"] > 0.06 for record in free.run["steps"])
+    # Step 1 (same weights, same micro-batches): the gradient of the whole accumulated batch, scaled down to norm
+    # 0.05 — not each micro-batch's gradient clipped on its own.
+    factor = 0.05 / unclipped_norm
+    free_gradients, clipped_gradients = free.run["steps"][0]["gradients"], clipped.run["steps"][0]["gradients"]
+    assert free_gradients.keys() == clipped_gradients.keys()
+    for name, gradient in free_gradients.items():
+        assert torch.allclose(clipped_gradients[name], gradient * factor, atol=1e-7, rtol=1e-4), name
 
 
 # ----------------------------------------------------------------------------------------------------------------------
