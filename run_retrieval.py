@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,7 +48,8 @@ from loss_clip2video import CLIP2VideoContrastiveLoss
 from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
 from retrieval_metrics import TIE_RULES, dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
-from utils_clip2video import TMP_PREFIX, ModelSourceError, atomic_directory, check_model_source, write_text
+from utils_clip2video import (PAPER, TMP_PREFIX, ModelSourceError, ProcessorNotFoundError, atomic_directory,
+                              build_model_card, check_model_source, load_processor, write_text)
 
 
 logger = logging.getLogger("run_retrieval")
@@ -143,7 +145,8 @@ class DataArguments:
         "'original' (5 fps images, every feature_framerate-th, uniform pick), 'uniform' or 'random_segment'.")})
     feature_framerate: Optional[int] = field(default=None, metadata={"help": (
         "The original's feature_framerate; default per benchmark (MSR-VTT 2, MSVD/VATEX/synthetic 1).")})
-    transform_backend: str = field(default="torch", metadata={"help": "'torch' (fast) or 'pil' (bit-exact original)."})
+    transform_backend: Optional[str] = field(default=None, metadata={"help": (
+        "Deprecated and ignored: frames are always transformed like the original (PIL bicubic).")})
     video_backend: str = field(default="decord", metadata={"help": "'decord' (falls back to PyAV) or 'pyav'."})
     cache_videos: bool = field(default=False, metadata={"help": (
         "Decode every video once and keep its frames (uint8) in memory; for small sets like synthetic-motion.")})
@@ -156,6 +159,11 @@ class DataArguments:
     synthetic_frame_size: int = field(default=32, metadata={"help": (
         "synthetic-motion: frame width = height in pixels (even, 18-256, not 24, 48 or 72: decord cannot read those). "
         "Give a model from scratch the same --scratch_image_size: the processor resizes frames to the model's size.")})
+
+    def __post_init__(self):
+        if self.transform_backend is not None:
+            warnings.warn("--transform_backend is deprecated and ignored: frames are always transformed like the "
+                          "original (PIL bicubic)", FutureWarning, stacklevel=2)
 
     def benchmark_options(self) -> dict[str, Any]:
         if self.dataset_name == SYNTHETIC_NAME:
@@ -585,35 +593,18 @@ def build_model(model_args: ModelArguments, processor: CLIP2VideoProcessor) -> C
     return CLIP2VideoModel.from_pretrained(source)
 
 
-def _processor_from_files(source: str) -> CLIP2VideoProcessor:
-    """A saved CLIP2Video processor (folder or Hub id) read with this repository's classes."""
-    from transformers import CLIPTokenizer
-    from transformers.utils import cached_file
-
-    from processing_clip2video import CLIP2VideoVideoProcessor
-
-    saved = json.loads(Path(cached_file(source, "processor_config.json")).read_text())
-    video = {k: v for k, v in saved.get("video_processor", {}).items() if k not in ("auto_map", "video_processor_type")}
-    return CLIP2VideoProcessor(CLIP2VideoVideoProcessor(**video), CLIPTokenizer.from_pretrained(source),
-                               max_words=saved.get("max_words", 32), text_pad_token_id=saved.get("text_pad_token_id", 0))
-
-
 def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLIP2VideoProcessor:
-    """The checkpoint's processor when it has one, else CLIP tokenizer files + a video processor."""
+    """The checkpoint's processor when it has one (its code runs only with --trust_remote_code), else CLIP tokenizer
+    files + a video processor."""
     source = model_args.model_name_or_path
     if source is not None and model_args.tokenizer_name is None:
         try:
-            if model_args.trust_remote_code:
-                from transformers import AutoProcessor
-
-                processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
-            else:  # this repository's classes, without executing the folder's code
-                processor = _processor_from_files(source)
+            processor = load_processor(source, trust_remote_code=model_args.trust_remote_code)
             if data_args.max_words:
                 processor.max_words = data_args.max_words
             return processor
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            logger.info("%s has no CLIP2Video processor (%s); building one from its tokenizer", source, error)
+        except ProcessorNotFoundError as error:
+            logger.info("%s; building one from its tokenizer", error)
     tokenizer = model_args.tokenizer_name or source or str(DEFAULT_TOKENIZER_DIR)
     return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words or 32)
 
@@ -624,8 +615,7 @@ def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[st
     family = data_args.dataset_name.split("-")[0] if data_args.dataset_name != SYNTHETIC_NAME else SYNTHETIC_NAME
     framerate = data_args.feature_framerate or FEATURE_FRAMERATE.get(family, 1)
     return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                frame_sampling=data_args.frame_sampling, feature_framerate=framerate,
-                transform_backend=data_args.transform_backend, video_backend=data_args.video_backend)
+                frame_sampling=data_args.frame_sampling, feature_framerate=framerate, video_backend=data_args.video_backend)
 
 
 def configure_processor(processor: CLIP2VideoProcessor, options: dict[str, Any]) -> None:
@@ -1149,56 +1139,24 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 def model_card(model, model_args: ModelArguments, data_args: DataArguments, args: RunArguments,
                results: dict[str, dict[str, float]]) -> str:
-    config = model.config
+    """The model card (README.md) of a trained model: usage, results table, training settings, architecture."""
     base = model_args.model_name_or_path
-    front = ["---", "library_name: transformers", "license: mit", "pipeline_tag: feature-extraction",
-             "tags:", "- clip2video", "- video-text-retrieval", "- video-retrieval", "- custom_code"]
-    if base:
-        front.append(f"base_model: {base}")
-    front += ["metrics:", "- recall", "---"]
-    repo = args.hub_model_id or args.output_dir
-    return "\n".join(front) + f"""
-
-# CLIP2Video — {data_args.dataset_name}
-
-A CLIP2Video video-text retrieval model (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097)) trained
-with `run_retrieval.py` of the clip2video project, {'from ' + base if base else 'from scratch'}, on
-`{data_args.dataset_name}` ({data_args.train_split} split), evaluated on its {data_args.eval_split} split.
-
-## Usage
-
-```python
-import torch
-from transformers import AutoModel, AutoProcessor
-
-model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)
-inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], return_tensors="pt")
-with torch.no_grad():
-    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
-    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output
-similarity = model.logit_scale.exp() * text @ video.T   # index `video` once, search with one matrix product
-```
-
-## Results ({data_args.dataset_name} {data_args.eval_split}, tie rule `{args.tie_rule}`)
-
-{metrics_table(results)}
-
-R@k in percent, MdR/MnR = median/mean rank (1 = best); T2V = text-to-video, V2T = video-to-text.
-
-## Model
-
-temporal head `{config.temporal_head}` ({config.num_temporal_layers} layers), TDB `{config.use_tdb}`
-(`{config.tdb_projection}`), TAB `{config.use_tab}` (input `{config.tab_input}`, {config.num_centers} centers,
-center weight {config.center_weight}), {config.num_frames} frames of {config.vision_config.image_size} px,
-{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters.
-
-## Training
-
-AdamW, learning rate {args.learning_rate} (new modules) / {args.clip_learning_rate} (CLIP), weight decay
-{args.weight_decay}, global batch {args.train_batch_size}, {args.num_train_epochs} epochs, warm-up {args.warmup_ratio}
-then cosine, seed {args.seed}; symmetric InfoNCE over the global batch (global + TAB terms).
-"""
+    summary = (f"A {PAPER} video-text retrieval model trained with `run_retrieval.py` of the clip2video project, "
+               f"{'from ' + base if base else 'from scratch'}, on `{data_args.dataset_name}` ({data_args.train_split} "
+               f"split), evaluated on its {data_args.eval_split} split.")
+    results_text = (f"{metrics_table(results)}\n\nR@k in percent, MdR/MnR = median/mean rank (1 = best); "
+                    "T2V = text-to-video, V2T = video-to-text.")
+    training_text = (f"AdamW, learning rate {args.learning_rate} (new modules) / {args.clip_learning_rate} (CLIP), "
+                     f"weight decay {args.weight_decay}, global batch {args.train_batch_size}, {args.num_train_epochs} "
+                     f"epochs, warm-up {args.warmup_ratio} then cosine, seed {args.seed}; symmetric InfoNCE over the "
+                     "global batch (global + TAB terms).")
+    card = build_model_card(
+        title=f"CLIP2Video — {data_args.dataset_name}", summary=summary, repo=args.hub_model_id or args.output_dir,
+        config=model.config, num_parameters=sum(p.numel() for p in model.parameters()), with_processor=True,
+        sections=[(f"Results ({data_args.dataset_name} {data_args.eval_split}, tie rule `{args.tie_rule}`)",
+                   results_text), ("Training", training_text)],
+        base_model=base, datasets=[data_args.dataset_name], metrics=["recall"])
+    return str(card)
 
 
 def push_folder_to_hub(folder: str, args: RunArguments) -> str:
