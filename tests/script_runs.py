@@ -28,7 +28,8 @@ CLIP_PREFIXES = ("text_model.", "vision_model.", "text_projection.", "visual_pro
 TEXT_TOWER_PREFIXES = ("text_model.", "text_projection.")
 VISION_TOWER_PREFIXES = ("vision_model.", "visual_projection.")
 
-#: A 1.7 M-parameter model from scratch (mostly the 49,408-token embedding) on 32 train / 16 test synthetic videos of 4 frames, 32 px: ~1 s per run.
+#: A 1.7 M-parameter model from scratch (mostly the 49,408-token embedding) on 32 train / 16 test synthetic videos
+#: of 4 frames, 32 px: about 1 s per run.
 TINY = [
     "--dataset_name", "synthetic-motion", "--train_size", "32", "--test_size", "16", "--num_frames", "4",
     "--max_words", "16", "--scratch_hidden_size", "32", "--scratch_num_layers", "1", "--scratch_patch_size", "16",
