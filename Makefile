@@ -1,12 +1,13 @@
 # Everything a fresh machine needs is installed by the first target that runs.
-# `make run` runs the main job (the synthetic-benchmark default run of run_retrieval.py), `make test` the test suite;
+# `make run` runs the main job (the synthetic-benchmark default run of run_retrieval.py), `make test` the test suite
+# without the slow end-to-end runs, `make test-all` all of it (what CI runs);
 # both create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.clip2video-installed
 
-.PHONY: run demo test install bench clean
+.PHONY: run demo test test-all install bench clean
 
 install: $(STAMP)
 
@@ -25,6 +26,9 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) demo.py
 
 test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" tests
+
+test-all: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import skip_or_fail
 from processing_clip2video import (
     CLIP2VideoProcessor,
     CLIP2VideoVideoProcessor,
@@ -33,7 +34,6 @@ av = pytest.importorskip("av")
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOKENIZER_DIR = REPO / "clip_tokenizer"
-HAS_FFMPEG = shutil.which("ffmpeg") is not None
 
 # Small frames that carry their own index: 10 bits as black/white 8x8 blocks on the top row, a
 # frame-dependent texture below. Survives lossy codecs and JPEG.
@@ -71,7 +71,9 @@ def write_video(path, codec: str, num_frames: int, fps=30, options=None) -> str:
 
 
 def ffmpeg_dump(video: str, folder) -> str:
-    """The original's extraction command (sample_frame.py)."""
+    """The original's extraction command (sample_frame.py). Without ffmpeg: skipped, or a failure under CI."""
+    if shutil.which("ffmpeg") is None:
+        skip_or_fail("needs the ffmpeg program")
     os.makedirs(folder, exist_ok=True)
     subprocess.run(["ffmpeg", "-v", "0", "-i", video, "-r", "5", "-q", "0", f"{folder}/%08d.jpg"], check=True)
     return str(folder)
@@ -150,7 +152,7 @@ def test_ffmpeg_mapping_spec_values(num_frames, fps, expected_head):
     assert np.array_equal(images[2:], np.minimum(6 * k - 7, num_frames - 1))
 
 
-@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 @pytest.mark.parametrize(
     "fps, num_frames, codec, ext",
     [
@@ -275,7 +277,7 @@ def test_backends_agree_and_av1_falls_back(processor, videos, caplog):
     assert av1["video_mask"].sum() == len(expected_native(90, 30.0)) == 8
 
 
-@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 def test_file_and_ffmpeg_frame_folder_select_the_same_frames(processor, videos, tmp_path):
     """Direct decoding == the original route (ffmpeg -r 5 JPEG folder + RawFrameExtractor selection)."""
     vp = processor.video_processor
@@ -570,7 +572,7 @@ ORIENTATIONS = [
 ]
 
 
-@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 @pytest.mark.parametrize("route", ["decord", "pyav", "fallback"])
 def test_rotated_and_mirrored_videos_come_in_ffmpegs_orientation(processor, tmp_path, route):
     """A display matrix (phone videos) is applied as `ffmpeg -r 5` applies it, by every reader: decord,
@@ -606,7 +608,7 @@ VFR_PATTERNS = {
 }
 
 
-@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 @pytest.mark.parametrize("pattern", sorted(VFR_PATTERNS))
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
 def test_variable_frame_rate_gives_ffmpegs_images(processor, tmp_path, pattern, ext):
@@ -631,7 +633,7 @@ def test_variable_frame_rate_gives_ffmpegs_images(processor, tmp_path, pattern, 
         assert ffmpeg_frame_indices(len(pts), average, timestamps=stamps).tolist() != written
 
 
-@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
 def test_video_starting_after_the_audio_gives_ffmpegs_images(processor, tmp_path, ext):
     """ffmpeg counts time from the container's start (here the audio's), not from the first video frame: the
@@ -760,7 +762,7 @@ def test_run_retrieval_keeps_the_deprecated_transform_backend_spelling():
     CLIP2VideoVideoProcessor()._with_defaults(options)  # every option the script passes is a processor option
 
 
-@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 @pytest.mark.parametrize(
     "ext, codec, options",
     [("mp4", "libx264", {"qp": "0"}), ("ts", "libx264", {"qp": "0"}), ("mov", "libx264", {"qp": "0"}),
@@ -778,7 +780,7 @@ def test_time_bases_and_start_offsets_of_containers_give_ffmpegs_images(processo
         assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
 
 
-@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 def test_h264_with_b_frames_in_avi_is_whole_and_timed_like_ffmpeg(processor, tmp_path):
     """AVI counts its length in time-base ticks (here 1/20 s for 10 fps: not frames) and stores no presentation
     times (ffmpeg 5.1 times frames by their decoding timestamps): a whole file, and ffmpeg's images."""

@@ -1,13 +1,13 @@
 """The two-stage exact search (`vector_search.py`): the error bound holds for every row, and the top k is the float32
 scan's, row for row, on random, anisotropic, nearly tied and exactly tied collections."""
 
-import os
 
 import numpy as np
 import pytest
 import torch
 
 import vector_search as vs
+from conftest import skip_or_fail
 
 
 def unit_rows(array: np.ndarray) -> np.ndarray:
@@ -71,10 +71,7 @@ def compiled_kernels_or_skip() -> vs.CompiledKernels:
     the README relies on the kernels, so CI must have a compiler."""
     kernels = vs.compiled_kernels()
     if kernels is None:
-        message = "no C compiler here: the compiled search kernels cannot be built"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI must install one, e.g. `apt-get install -y gcc`)")
-        pytest.skip(message)
+        skip_or_fail("no C compiler here: the compiled search kernels cannot be built")
     return kernels
 
 
