@@ -75,7 +75,8 @@ def _is_saved_dataset(path: str) -> bool:
     return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, name)) for name in SAVED_DATASET_FILES)
 
 
-def _is_prepared(path: str) -> bool:
+def is_prepared_source(path: str) -> bool:
+    """True for a prepared-shards folder (`frame_shards`: frames already chosen and sized for the model)."""
     if not os.path.isdir(path):
         return False
     try:
@@ -115,7 +116,7 @@ def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None
     """
     import datasets
 
-    if _is_prepared(name_or_path):
+    if is_prepared_source(name_or_path):
         from frame_shards import load_prepared
 
         return load_prepared(name_or_path, split, streaming=streaming)
@@ -692,6 +693,7 @@ __all__ = [
     "decode_video",
     "encode_texts",
     "encode_videos",
+    "is_prepared_source",
     "load_source",
     "resolve_columns",
     "source_base_dir",
