@@ -174,7 +174,8 @@ class DataArguments:
         "'original' (5 fps images, every feature_framerate-th, uniform pick), 'uniform' or 'random_segment'.")})
     feature_framerate: Optional[int] = field(default=None, metadata={"help": (
         "The original's feature_framerate; default per benchmark (MSR-VTT 2, MSVD/VATEX/synthetic 1).")})
-    transform_backend: str = field(default="torch", metadata={"help": "'torch' (fast) or 'pil' (bit-exact original)."})
+    transform_backend: Optional[str] = field(default=None, metadata={"help": (
+        "Deprecated and ignored: frames are always transformed like the original.")})
     video_backend: str = field(default="decord", metadata={"help": "'decord' (falls back to PyAV) or 'pyav'."})
     cache_videos: bool = field(default=False, metadata={"help": (
         "Decode every video once and keep its frames (uint8) in memory; for small sets like synthetic-motion.")})
@@ -369,6 +370,8 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunAr
     if args.train_batch_size % args.gradient_accumulation_steps:
         raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by --gradient_accumulation_steps "
                          f"{args.gradient_accumulation_steps}")
+    if data_args.transform_backend is not None:
+        logger.warning("--transform_backend is deprecated and ignored: frames are always transformed like the original")
     if data_args.streaming and args.do_train and not args.max_train_steps:
         raise ValueError("--streaming reads a stream of unknown length: give --max_train_steps")
     if data_args.streaming and data_args.is_benchmark:
@@ -671,13 +674,15 @@ def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLI
 
 
 def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[str, Any]:
-    """Per-call options of the video processor matching the model (frames, frame size) and the benchmark."""
+    """Per-call options of the video processor matching the model (frames, frame size) and the benchmark (own data:
+    feature_framerate 1, one frame per second of the original's 5 fps images, unless --feature_framerate)."""
     size = config.vision_config.image_size
-    family = data_args.dataset_name.split("-")[0] if data_args.dataset_name != SYNTHETIC_NAME else SYNTHETIC_NAME
+    family = SYNTHETIC_NAME if data_args.dataset_name == SYNTHETIC_NAME else data_args.dataset_name.split("-")[0]
+    family = family if data_args.is_benchmark else None
     framerate = data_args.feature_framerate or FEATURE_FRAMERATE.get(family, 1)
     return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
                 frame_sampling=data_args.frame_sampling, feature_framerate=framerate,
-                transform_backend=data_args.transform_backend, video_backend=data_args.video_backend)
+                video_backend=data_args.video_backend)
 
 
 def configure_processor(processor: CLIP2VideoProcessor, options: dict[str, Any]) -> None:

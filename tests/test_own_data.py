@@ -337,3 +337,16 @@ def test_kill_9_mid_stream_then_resume_gives_the_same_weights(tmp_path):
     resumed_weights = load_file(tmp_path / "killed/model.safetensors")
     for name, tensor in full_weights.items():
         assert torch.equal(tensor, resumed_weights[name]), name
+
+
+def test_strict_refuses_an_undecodable_video_and_a_bad_source_is_a_typed_error(tmp_path):
+    root = make_videofolder(tmp_path / "data", splits=(("test", 3),))
+    (root / "test" / "clip1.mp4").write_bytes(BROKEN)
+    with pytest.raises(DataValidationError, match="undecodable evaluation video.*clip1.mp4"):
+        run_retrieval.main(["--dataset_name", "videofolder", "--data_dir", str(root), "--output_dir",
+                            str(tmp_path / "run"), *TINY_MODEL, "--do_eval", "--strict", "--cache_dir",
+                            str(tmp_path / "cache")])
+    (root / "train").mkdir()
+    (root / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "x.mp4", "text": ["a", "b"]}) + "\n")
+    with pytest.raises(data_clip2video.DataSourceError, match="cannot read the dataset"):
+        _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(root))  # metadata files disagree
