@@ -73,6 +73,7 @@ import torch
 
 import vector_search
 from data_clip2video import VideoBatcher, decode_video
+from utils_clip2video import ProcessorNotFoundError, load_processor
 
 
 logger = logging.getLogger("search_videos")
@@ -252,13 +253,13 @@ def load_model(name_or_path: str, device: str | torch.device | None = None, bf16
         IndexFormatError: the folder has no processor (pass one saved next to the model; the converter and the training
             script both save it).
     """
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModel
 
     model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True).eval()
     try:
-        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True)
-    except (OSError, ValueError, TypeError) as error:
-        raise IndexFormatError(f"{name_or_path}: no CLIP2Video processor saved with the model ({error})") from None
+        processor = load_processor(name_or_path, trust_remote_code=True)
+    except ProcessorNotFoundError as error:
+        raise IndexFormatError(f"{error} (the converter and run_retrieval.py save one next to the model)") from None
     if device is not None:
         model.to(device)
     return LoadedModel(model, processor, str(name_or_path), model_fingerprint(model, processor), bf16)
