@@ -7,10 +7,11 @@
         --dataset_name msrvtt-9k --data_dir data --video_dir MSRVTT/videos/all --do_train --do_eval \\
         --output_dir clip2video-msrvtt9k
     python run_retrieval.py --model_name_or_path clip2video-msrvtt9k --dataset_name msrvtt-1k-a ... --do_eval
+    python run_retrieval.py --dataset_name videofolder --data_dir my_videos --do_train --do_eval  # own videos
     python run_retrieval.py args.json             # every option from a JSON (or YAML) file
 
 The script reads as a story: 1. parse arguments, 2. set up accelerate and logging, 3. load the splits
-and the processor, 4. build the model, 5. optimizer and schedule, 6. prepare and resume, 7. train
+(a benchmark or any `datasets` source through data_clip2video, optionally streamed) and the processor, 4. build the model, 5. optimizer and schedule, 6. prepare and resume, 7. train
 with periodic evaluation and atomic checkpoints, 8. evaluate (every video and caption encoded once,
 one matrix product, exact metrics), 9. save the model, its processor, code and card, push to the Hub.
 """
