@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -177,7 +178,7 @@ class DataArguments:
     feature_framerate: Optional[int] = field(default=None, metadata={"help": (
         "The original's feature_framerate; default per benchmark (MSR-VTT 2, MSVD/VATEX/synthetic 1).")})
     transform_backend: Optional[str] = field(default=None, metadata={"help": (
-        "Deprecated and ignored: frames are always transformed like the original.")})
+        "Deprecated and ignored: frames are always transformed like the original (PIL bicubic).")})
     video_backend: str = field(default="decord", metadata={"help": "'decord' (falls back to PyAV) or 'pyav'."})
     cache_videos: bool = field(default=False, metadata={"help": (
         "Decode every video once and keep its frames (uint8) in memory; for small sets like synthetic-motion.")})
@@ -190,6 +191,11 @@ class DataArguments:
     synthetic_frame_size: int = field(default=32, metadata={"help": (
         "synthetic-motion: frame width = height in pixels (even, 18-256, not 24, 48 or 72: decord cannot read those). "
         "Give a model from scratch the same --scratch_image_size: the processor resizes frames to the model's size.")})
+
+    def __post_init__(self):
+        if self.transform_backend is not None:
+            warnings.warn("--transform_backend is deprecated and ignored: frames are always transformed like the "
+                          "original (PIL bicubic)", FutureWarning, stacklevel=2)
 
     @property
     def is_benchmark(self) -> bool:
@@ -379,8 +385,6 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunAr
     if args.train_batch_size % args.gradient_accumulation_steps:
         raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by --gradient_accumulation_steps "
                          f"{args.gradient_accumulation_steps}")
-    if data_args.transform_backend is not None:
-        logger.warning("--transform_backend is deprecated and ignored: frames are always transformed like the original")
     if data_args.streaming and args.do_train and not args.max_train_steps:
         raise ValueError("--streaming reads a stream of unknown length: give --max_train_steps")
     if data_args.streaming and data_args.is_benchmark:
@@ -673,8 +677,7 @@ def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[st
     family = family if data_args.is_benchmark else None
     framerate = data_args.feature_framerate or FEATURE_FRAMERATE.get(family, 1)
     return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                frame_sampling=data_args.frame_sampling, feature_framerate=framerate,
-                video_backend=data_args.video_backend)
+                frame_sampling=data_args.frame_sampling, feature_framerate=framerate, video_backend=data_args.video_backend)
 
 
 def configure_processor(processor: CLIP2VideoProcessor, options: dict[str, Any]) -> None:
