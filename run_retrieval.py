@@ -7,10 +7,11 @@
         --dataset_name msrvtt-9k --data_dir data --video_dir MSRVTT/videos/all --do_train --do_eval \\
         --output_dir clip2video-msrvtt9k
     python run_retrieval.py --model_name_or_path clip2video-msrvtt9k --dataset_name msrvtt-1k-a ... --do_eval
+    python run_retrieval.py --dataset_name videofolder --data_dir my_videos --do_train --do_eval  # own videos
     python run_retrieval.py args.json             # every option from a JSON (or YAML) file
 
 The script reads as a story: 1. parse arguments, 2. set up accelerate and logging, 3. load the splits
-and the processor, 4. build the model, 5. optimizer and schedule, 6. prepare and resume, 7. train
+(a benchmark or any `datasets` source through data_clip2video, optionally streamed) and the processor, 4. build the model, 5. optimizer and schedule, 6. prepare and resume, 7. train
 with periodic evaluation and atomic checkpoints, 8. evaluate (every video and caption encoded once,
 one matrix product, exact metrics), 9. save the model, its processor, code and card, push to the Hub.
 """
@@ -42,8 +43,11 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 
 from configuration_clip2video import CLIP2VideoConfig
-from datasets_scripts import SYNTHETIC_NAME, get_eval_index, load_benchmark
-from loss_clip2video import CLIP2VideoContrastiveLoss
+import data_clip2video
+from data_clip2video import (CaptionVideoDataset, DataReport, VideoBatcher, VideoDataset, VideoFrameStore,
+                             encode_texts, encode_videos)
+from datasets_scripts import BENCHMARK_NAMES, SYNTHETIC_NAME, get_eval_index, load_benchmark
+from loss_clip2video import CLIP2VideoContrastiveLoss, gather_uneven
 from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
 import report_clip2video
@@ -129,13 +133,41 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    """Which benchmark and how its videos are read."""
+    """Which data (a benchmark or any `datasets` source) and how its videos are read."""
 
     dataset_name: str = field(default=SYNTHETIC_NAME, metadata={"help": (
-        "Benchmark of datasets_scripts.load_benchmark: msrvtt-1k-a, msrvtt-9k, msrvtt-7k, msrvtt-full, msvd, "
-        "vatex-hgr, vatex-1k5, synthetic-motion.")})
-    data_dir: Optional[str] = field(default=None, metadata={"help": "Folder of the split/annotation files."})
-    video_dir: Optional[str] = field(default=None, metadata={"help": "Folder of the videos (or frame folders)."})
+        "A benchmark of datasets_scripts.load_benchmark (msrvtt-1k-a, msrvtt-9k, msrvtt-7k, msrvtt-full, msvd, "
+        "vatex-hgr, vatex-1k5, synthetic-motion), or what datasets.load_dataset takes: a packaged builder "
+        "(videofolder, csv, json, parquet, webdataset, ... with --data_dir or --train_file/--test_file), a "
+        "save_to_disk folder, a prepared-shards folder or a Hub dataset id. Unset with --train_file/--test_file: "
+        "the builder their extension names.")})
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Configuration of a Hub dataset."})
+    revision: Optional[str] = field(default=None, metadata={"help": "Revision (branch, tag, commit) of a Hub dataset."})
+    train_file: Optional[str] = field(default=None, metadata={"help": (
+        "Training data file or glob (csv, json/jsonl, parquet, webdataset .tar, or a prepared-shards folder).")})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data file or glob."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Test data file or glob."})
+    video_column: Optional[str] = field(default=None, metadata={"help": (
+        "Column of the video (path, bytes, datasets.Video, frame folder). Default: the first datasets.Video "
+        f"feature, else the first of {list(data_clip2video.VIDEO_COLUMNS)}.")})
+    caption_column: Optional[str] = field(default=None, metadata={"help": (
+        f"Column of the caption (a string or a list of strings). Default: the first of "
+        f"{list(data_clip2video.CAPTION_COLUMNS)}.")})
+    video_id_column: Optional[str] = field(default=None, metadata={"help": (
+        "Column of the video id (rows with the same id are one video with several captions). Default: "
+        f"the first of {list(data_clip2video.VIDEO_ID_COLUMNS)}, else the video's file name.")})
+    strict: bool = field(default=False, metadata={"help": (
+        "Refuse data with missing or undecodable videos or empty captions (DataValidationError) instead of "
+        "skipping, counting and naming them in output_dir/data_report.json.")})
+    streaming: bool = field(default=False, metadata={"help": (
+        "Stream the training split (datasets IterableDataset): each process reads its own shards, DataLoader "
+        "workers split them further, a buffer shuffles; needs --max_train_steps. Evaluation reads its split whole.")})
+    shuffle_buffer_size: int = field(default=1000, metadata={"help": "--streaming: rows in the shuffle buffer."})
+    data_dir: Optional[str] = field(default=None, metadata={"help": (
+        "Folder of the split/annotation files (benchmarks) or the data folder of a builder (e.g. videofolder).")})
+    video_dir: Optional[str] = field(default=None, metadata={"help": (
+        "Folder of the videos (or frame folders); own data: the folder relative video paths start from "
+        "(default: the data file's folder, else --data_dir).")})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache (and synthetic videos)."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
     eval_split: str = field(default="test", metadata={"help": "Split used for evaluation and export."})
@@ -164,6 +196,47 @@ class DataArguments:
         if self.transform_backend is not None:
             warnings.warn("--transform_backend is deprecated and ignored: frames are always transformed like the "
                           "original (PIL bicubic)", FutureWarning, stacklevel=2)
+
+    @property
+    def is_benchmark(self) -> bool:
+        """A benchmark name (or a mistyped one: load_benchmark names the choices) rather than a datasets source."""
+        if self.data_files():
+            return False
+        name = self.dataset_name
+        return name in BENCHMARK_NAMES or (not os.path.exists(name) and name.startswith(("msrvtt", "msvd", "vatex",
+                                                                                          "synthetic")))
+
+    def data_files(self) -> dict[str, str]:
+        """Split -> file of --train_file / --validation_file / --test_file."""
+        files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
+        return {split: path for split, path in files.items() if path}
+
+    def source_name(self) -> str:
+        """The builder, folder or Hub id read (a builder inferred from the data files' extension if unset)."""
+        files = self.data_files()
+        if self.dataset_name != SYNTHETIC_NAME or not files:
+            return self.dataset_name
+        extension = os.path.splitext(next(iter(files.values())))[1].lower().lstrip(".")
+        builders = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "tar": "webdataset"}
+        if extension not in builders:
+            raise data_clip2video.DataSourceError(
+                f"cannot tell the format of {next(iter(files.values()))}: pass --dataset_name (csv, json, parquet, "
+                "webdataset, ...)")
+        return builders[extension]
+
+    def card_dataset(self) -> Optional[str]:
+        """The dataset named in the model card's metadata: a benchmark or Hub id (None for local files/folders)."""
+        if self.is_benchmark:
+            return self.dataset_name
+        local = self.data_dir or self.data_files() or os.path.exists(self.dataset_name)
+        return None if local else self.dataset_name
+
+    def describe(self) -> str:
+        """The data as the model card names it: the benchmark, Hub id or builder and its folder/files."""
+        if self.is_benchmark:
+            return self.dataset_name
+        where = self.data_dir or ", ".join(os.path.basename(path.rstrip("/")) for path in self.data_files().values())
+        return f"{self.source_name()} ({where})" if where else self.source_name()
 
     def benchmark_options(self) -> dict[str, Any]:
         if self.dataset_name == SYNTHETIC_NAME:
@@ -249,7 +322,7 @@ NUMERIC_RULES = {
     "max_words": ("an integer >= 3 (start and end tokens included)", lambda value: value >= 3),
     "feature_framerate": AT_LEAST_ONE, "dataloader_num_workers": NON_NEGATIVE, "max_train_samples": AT_LEAST_ONE,
     "max_eval_videos": AT_LEAST_ONE, "train_size": AT_LEAST_ONE, "test_size": AT_LEAST_ONE,
-    "synthetic_seed": NON_NEGATIVE, "synthetic_frame_size": AT_LEAST_ONE,
+    "synthetic_seed": NON_NEGATIVE, "synthetic_frame_size": AT_LEAST_ONE, "shuffle_buffer_size": AT_LEAST_ONE,
     # RunArguments
     "seed": NON_NEGATIVE, "learning_rate": NON_NEGATIVE, "clip_learning_rate": NON_NEGATIVE,
     "weight_decay": NON_NEGATIVE, "adam_beta1": ADAM_BETA, "adam_beta2": ADAM_BETA, "adam_epsilon": POSITIVE,
@@ -312,6 +385,10 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunAr
     if args.train_batch_size % args.gradient_accumulation_steps:
         raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by --gradient_accumulation_steps "
                          f"{args.gradient_accumulation_steps}")
+    if data_args.streaming and args.do_train and not args.max_train_steps:
+        raise ValueError("--streaming reads a stream of unknown length: give --max_train_steps")
+    if data_args.streaming and data_args.is_benchmark:
+        raise ValueError("--streaming reads datasets sources (videofolder, webdataset, parquet, ...), not benchmarks")
     if model_args.model_name_or_path is not None:
         check_model_source(model_args.model_name_or_path)
 
@@ -333,137 +410,6 @@ def check_model_available(name_or_path: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # 3. Data: captions tokenised once, videos decoded per item (optionally once for the whole run)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-class VideoFrameStore:
-    """Decoded frames of every video of a split, by video index: `load(v)` -> list of uint8 `(H, W, 3)` frames.
-
-    Decoding and frame selection are the processor's (`load_frames`); the CLIP transform happens per batch
-    (`collate_*`), on all frames of the batch at once. With `cache=True` each video is decoded once per run.
-    A video that cannot be decoded raises `VideoDecodeError` (the failure is cached too).
-    """
-
-    def __init__(self, paths: Sequence[str], video_processor, options: dict[str, Any], cache: bool = False):
-        self.paths, self.video_processor, self.options, self.cache = list(paths), video_processor, options, cache
-        self._frames: dict[int, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load(self, video_index: int) -> list:
-        if video_index in self._frames:
-            frames = self._frames[video_index]
-            if isinstance(frames, VideoDecodeError):
-                raise frames
-            return frames
-        path = self.paths[video_index]
-        try:
-            if not path:
-                raise VideoDecodeError(f"video {video_index}: no file (missing from video_dir)")
-            frames = [np.asarray(frame) for frame in self.video_processor.load_frames(path, **self.options)]
-        except VideoDecodeError as error:
-            if self.cache:
-                self._frames[video_index] = error
-            raise
-        if self.cache:
-            self._frames[video_index] = frames
-        return frames
-
-    def preload(self, indices: Sequence[int], disable_progress: bool = False) -> list[str]:
-        """Decode `indices` into the cache; returns the names of the videos that failed (first time only)."""
-        failures = []
-        indices = [index for index in indices if index not in self._frames]
-        for index in tqdm(indices, desc="decoding videos", disable=disable_progress, leave=False):
-            try:
-                self.load(index)
-            except VideoDecodeError as error:
-                failures.append(str(error))
-        return failures
-
-
-class CaptionVideoDataset(torch.utils.data.Dataset):
-    """Row `i` of a split: caption tokens and its video's frames (or the decode error, for the collator to count)."""
-
-    def __init__(self, tokens: dict[str, torch.Tensor], video_of_row: Sequence[int], store: VideoFrameStore):
-        self.tokens, self.video_of_row, self.store = tokens, list(video_of_row), store
-
-    def __len__(self) -> int:
-        return len(self.video_of_row)
-
-    def __getitem__(self, row: int) -> dict[str, Any]:
-        video = self.video_of_row[row]
-        item = {"row": row, "input_ids": self.tokens["input_ids"][row], "attention_mask": self.tokens["attention_mask"][row]}
-        try:
-            item["frames"] = self.store.load(video)
-        except VideoDecodeError as error:
-            item["error"] = str(error)
-        return item
-
-
-class VideoDataset(torch.utils.data.Dataset):
-    """Video `v` of a split (evaluation: every video once)."""
-
-    def __init__(self, store: VideoFrameStore, indices: Sequence[int]):
-        self.store, self.indices = store, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> dict[str, Any]:
-        item = {"video": self.indices[position]}
-        try:
-            item["frames"] = self.store.load(self.indices[position])
-        except VideoDecodeError as error:
-            item["error"] = str(error)
-        return item
-
-
-class VideoBatcher:
-    """Turns lists of decoded frames into `pixel_values` `(batch, num_frames, 3, H, W)` and `video_mask`, with one call
-    of the processor's transform for all frames of the batch. Picklable, so it works in DataLoader workers."""
-
-    def __init__(self, video_processor, options: dict[str, Any], num_frames: int):
-        self.video_processor, self.options, self.num_frames = video_processor, options, num_frames
-
-    def __call__(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
-        counts = [len(frames) for frames in videos]
-        pixels = self.video_processor.transform_frames([frame for frames in videos for frame in frames], **self.options)
-        batch = torch.zeros(len(videos), self.num_frames, *pixels.shape[1:], dtype=pixels.dtype)
-        mask = torch.zeros(len(videos), self.num_frames, dtype=torch.long)
-        start = 0
-        for position, count in enumerate(counts):
-            batch[position, :count] = pixels[start : start + count]
-            mask[position, :count] = 1
-            start += count
-        return batch, mask
-
-    def collate_pairs(self, items: list[dict]) -> dict[str, Any]:
-        """Training batch; rows whose video failed are dropped and named in `skipped`."""
-        good = [item for item in items if "frames" in item]
-        batch = {"skipped": [item["error"] for item in items if "error" in item], "rows": [item["row"] for item in good]}
-        if good:
-            batch["input_ids"] = torch.stack([item["input_ids"] for item in good])
-            batch["attention_mask"] = torch.stack([item["attention_mask"] for item in good])
-            batch["pixel_values"], batch["video_mask"] = self([item["frames"] for item in good])
-        return batch
-
-    def collate_videos(self, items: list[dict]) -> dict[str, Any]:
-        """Evaluation batch of videos; a failed video gets one blank frame and `valid=False` (dropped later)."""
-        blank = None
-        videos, valid = [], []
-        for item in items:
-            if "frames" in item:
-                videos.append(item["frames"])
-                blank = item["frames"][:1]
-            valid.append("frames" in item)
-        if not any(valid):
-            size = self.options.get("crop_size") or {"height": 32, "width": 32}
-            blank = [np.zeros((size["height"], size["width"], 3), dtype=np.uint8)]
-        videos = [item.get("frames", [np.zeros_like(blank[0])]) for item in items]
-        pixel_values, video_mask = self(videos)
-        return {"video": torch.tensor([item["video"] for item in items]), "valid": torch.tensor(valid),
-                "pixel_values": pixel_values, "video_mask": video_mask,
-                "skipped": [item["error"] for item in items if "error" in item]}
 
 
 class GlobalBatchSampler(torch.utils.data.Sampler):
@@ -510,35 +456,149 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
 
 @dataclass
 class SplitData:
-    """One benchmark split ready for the model."""
+    """One split ready for the model: caption rows grouped by video, their tokens and the videos' frames."""
 
-    rows: Any  # datasets.Dataset
+    rows: Any  # datasets.Dataset: video_id, video, caption, video_index
     tokens: dict[str, torch.Tensor]
     store: VideoFrameStore
     eval_index: Any  # datasets_scripts.EvalIndex
     #: videos 2k and 2k + 1 are one clip and its time reversal, with other captions (synthetic-motion)
     time_reversed_pairs: bool = False
+    #: what validation skipped (missing/undecodable videos, empty captions), written to output_dir/data_report.json
+    report: Optional[DataReport] = None
 
     @property
     def video_of_row(self) -> list[int]:
         return list(self.eval_index.caption_to_video)
 
 
+class SampledBatches:
+    """This process's training micro-batches of a map-style split: `GlobalBatchSampler` order, decoded in a DataLoader."""
+
+    def __init__(self, split: SplitData, batcher: VideoBatcher, micro_batch: int, accelerator: Accelerator,
+                 args: RunArguments, num_workers: int):
+        self.sampler = GlobalBatchSampler(len(split.rows), micro_batch, accelerator.process_index,
+                                          accelerator.num_processes, args.seed, group_size=args.train_group_size)
+        self.loader = torch.utils.data.DataLoader(CaptionVideoDataset(split.tokens, split.video_of_row, split.store),
+                                                  batch_sampler=self.sampler, collate_fn=batcher.collate_pairs,
+                                                  num_workers=num_workers)
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.sampler.set_epoch(epoch, skip_batches)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+class StreamSplit:
+    """A streamed training split: this process's share of the source rows (`split_dataset_by_node` after a buffered
+    shuffle, both seeded: the stream's order depends only on the seed and the epoch)."""
+
+    def __init__(self, dataset, columns: data_clip2video.Columns, base_dir: Optional[str], report: DataReport,
+                 accelerator: Accelerator, seed: int):
+        self.dataset, self.columns, self.base_dir, self.report = dataset, columns, base_dir, report
+        self.accelerator, self.seed = accelerator, seed
+        self.batches: Optional[StreamBatches] = None
+
+    def batches_for(self, batcher: VideoBatcher, tokenize, micro_batch: int, num_workers: int) -> "StreamBatches":
+        collator = data_clip2video.StreamCollator(batcher, tokenize, self.columns, self.base_dir, self.seed)
+        self.batches = StreamBatches(self, collator, micro_batch // self.accelerator.num_processes, num_workers)
+        return self.batches
+
+
+class StreamBatches:
+    """This process's micro-batches of a stream, epoch by epoch.
+
+    An epoch ends on every process as soon as one process's share runs out (a tiny all-gather per micro-batch), so
+    no process waits in a collective for another that has finished. Resuming mid-epoch replays the epoch's stream
+    (same seed and epoch: the same order, shuffle buffer included) and drops its first `skip_batches` micro-batches;
+    the collator returns those without decoding their videos (`StreamCollator.skip_batches`), so a resume costs
+    reading, not decoding, what came before the checkpoint.
+    """
+
+    def __init__(self, split: StreamSplit, collator: data_clip2video.StreamCollator, batch_size: int, num_workers: int):
+        self.split, self.collator = split, collator
+        self.loader = torch.utils.data.DataLoader(split.dataset, batch_size=batch_size, collate_fn=collator,
+                                                  num_workers=num_workers)
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.split.dataset.set_epoch(epoch)  # reshuffles shards and buffer with seed + epoch
+        self.collator.start_pass(epoch, skip_batches)
+        self.skip = skip_batches
+
+    def __iter__(self):
+        for position, batch in enumerate(self._until_any_process_ends()):
+            if position >= self.skip:
+                yield batch
+
+    def _until_any_process_ends(self):
+        accelerator = self.split.accelerator
+        iterator = iter(self.loader)
+        while True:
+            batch = next(iterator, None)
+            flag = torch.tensor([batch is not None], device=accelerator.device)
+            if accelerator.num_processes > 1:
+                flag = accelerator.gather(flag)
+            if not bool(flag.all()):
+                return
+            yield batch
+
+
+def load_stream_split(data_args: DataArguments, split: str, accelerator: Accelerator, seed: int) -> StreamSplit:
+    """The training split as a stream: shuffled with a buffer, this process's shards (`split_dataset_by_node`)."""
+    from datasets.distributed import split_dataset_by_node
+
+    dataset, columns, base_dir = open_source(data_args, split, streaming=True)
+    dataset = dataset.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
+    dataset = split_dataset_by_node(dataset, rank=accelerator.process_index, world_size=accelerator.num_processes)
+    logger.info("%s/%s: streamed, %d shard(s) for %d process(es)", data_args.describe(), split,
+                dataset.num_shards, accelerator.num_processes)
+    return StreamSplit(dataset, columns, base_dir, DataReport(source=data_args.describe(), split=split), accelerator,
+                       seed)
+
+
+def open_source(data_args: DataArguments, split: str, streaming: bool = False):
+    """Split `split` of an own data source, its columns and the folder its relative video paths start from."""
+    files = data_args.data_files()
+    name = data_args.source_name()
+    if split in files and data_clip2video.is_prepared_source(files[split]):
+        name, files = files[split], {}
+    dataset = data_clip2video.load_source(
+        name, split, data_dir=data_args.data_dir, data_files=files or None, config_name=data_args.dataset_config_name,
+        revision=data_args.revision, cache_dir=data_args.cache_dir, streaming=streaming)
+    columns = data_clip2video.resolve_columns(dataset, data_args.video_column, data_args.caption_column,
+                                              data_args.video_id_column)
+    base_dir = data_args.video_dir or data_clip2video.source_base_dir(name, data_args.data_dir, files.get(split))
+    return dataset, columns, base_dir
+
+
 def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProcessor, video_options: dict,
                max_videos: Optional[int] = None, max_rows: Optional[int] = None) -> SplitData:
-    rows = load_benchmark(data_args.dataset_name, split, data_dir=data_args.data_dir, video_dir=data_args.video_dir,
-                          cache_dir=data_args.cache_dir, **data_args.benchmark_options())
+    """A benchmark split (datasets_scripts) or a split of any datasets source, laid out one row per caption."""
+    report, videos = DataReport(source=data_args.describe(), split=split), None
+    if data_args.is_benchmark:
+        rows = load_benchmark(data_args.dataset_name, split, data_dir=data_args.data_dir, video_dir=data_args.video_dir,
+                              cache_dir=data_args.cache_dir, strict=data_args.strict, **data_args.benchmark_options())
+    else:
+        dataset, columns, base_dir = open_source(data_args, split)
+        table = data_clip2video.build_caption_table(dataset, columns, base_dir, data_args.describe(), split,
+                                                    strict=data_args.strict)
+        rows, videos, report = table.rows, table.videos, table.report
     if max_videos is not None:
         rows = rows.filter(lambda index: index < max_videos, input_columns="video_index")
     if max_rows is not None:
         rows = rows.select(range(min(max_rows, len(rows))))
     eval_index = get_eval_index(rows)
-    first_rows = eval_index.first_caption_rows
-    paths = [rows[row]["video"] for row in first_rows]
+    if videos is None:  # benchmarks: the path of each video, from its first caption row
+        videos = [rows[row]["video"] for row in eval_index.first_caption_rows]
+    report.num_videos, report.num_captions = eval_index.num_videos, len(rows)
     tokens = processor.tokenize(list(rows["caption"]))
-    store = VideoFrameStore(paths, processor.video_processor, video_options, cache=data_args.cache_videos)
-    logger.info("%s/%s: %d captions, %d videos", data_args.dataset_name, split, len(rows), eval_index.num_videos)
-    return SplitData(rows, tokens, store, eval_index, time_reversed_pairs=data_args.dataset_name == SYNTHETIC_NAME)
+    store = VideoFrameStore(videos, processor.video_processor, video_options, cache=data_args.cache_videos,
+                            names=eval_index.video_ids)
+    logger.info("%s/%s: %d captions, %d videos", data_args.describe(), split, len(rows), eval_index.num_videos)
+    return SplitData(rows, tokens, store, eval_index, time_reversed_pairs=data_args.dataset_name == SYNTHETIC_NAME,
+                     report=report)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -610,9 +670,11 @@ def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLI
 
 
 def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[str, Any]:
-    """Per-call options of the video processor matching the model (frames, frame size) and the benchmark."""
+    """Per-call options of the video processor matching the model (frames, frame size) and the benchmark (own data:
+    feature_framerate 1, one frame per second of the original's 5 fps images, unless --feature_framerate)."""
     size = config.vision_config.image_size
-    family = data_args.dataset_name.split("-")[0] if data_args.dataset_name != SYNTHETIC_NAME else SYNTHETIC_NAME
+    family = SYNTHETIC_NAME if data_args.dataset_name == SYNTHETIC_NAME else data_args.dataset_name.split("-")[0]
+    family = family if data_args.is_benchmark else None
     framerate = data_args.feature_framerate or FEATURE_FRAMERATE.get(family, 1)
     return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
                 frame_sampling=data_args.frame_sampling, feature_framerate=framerate, video_backend=data_args.video_backend)
@@ -842,11 +904,8 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
     (counted in `state.skipped_batches`) and the next one takes its place in the accumulation.
     """
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
-    sampler = GlobalBatchSampler(len(train_split.rows), micro_batch, accelerator.process_index,
-                                 accelerator.num_processes, args.seed, group_size=args.train_group_size)
-    dataset = CaptionVideoDataset(train_split.tokens, train_split.video_of_row, train_split.store)
-    dataloader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=batcher.collate_pairs,
-                                             num_workers=data_args.dataloader_num_workers)
+    dataloader = train_split.batches if isinstance(train_split, StreamSplit) else SampledBatches(
+        train_split, batcher, micro_batch, accelerator, args, data_args.dataloader_num_workers)
     unwrapped = accelerator.unwrap_model(model)
     checkpoint_every, eval_every = _checkpoint_every(args), args.eval_steps
     output_dir = args.output_dir
@@ -858,12 +917,11 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
 
     for epoch in range(state.epoch, num_epochs):
         model.train()
-        sampler.set_epoch(epoch, skip_batches=state.batches_in_epoch if epoch == state.epoch else 0)
+        dataloader.set_epoch(epoch, skip_batches=state.batches_in_epoch if epoch == state.epoch else 0)
         state.epoch = epoch
         for batch in dataloader:
             state.batches_in_epoch += 1
-            for name in batch["skipped"]:
-                logger.warning("skipped training video: %s", name)
+            skip_undecodable(batch["skipped"], train_split.report, data_args.strict, "training")
             rows, skipped = global_counts(accelerator, len(batch["rows"]), len(batch["skipped"]))
             state.skipped_videos += skipped
             if rows == 0:  # no process has a decodable video: every process skips this micro-batch
@@ -935,20 +993,11 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _gather_in_order(accelerator: Accelerator, local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Concatenate per-process chunks of known sizes, in process order."""
-    if accelerator.num_processes == 1:
-        return local
-    padded = accelerator.pad_across_processes(local, dim=0)
-    gathered = accelerator.gather(padded).view(accelerator.num_processes, -1, *local.shape[1:])
-    return torch.cat([gathered[rank, :size] for rank, size in enumerate(sizes)])
-
-
-def _split_range(count: int, accelerator: Accelerator) -> tuple[range, list[int]]:
+def _split_range(count: int, accelerator: Accelerator) -> range:
+    """This process's contiguous share of `count` items (shares in rank order cover 0..count-1)."""
     bounds = np.linspace(0, count, accelerator.num_processes + 1).round().astype(int)
-    sizes = np.diff(bounds).tolist()
     rank = accelerator.process_index
-    return range(bounds[rank], bounds[rank + 1]), sizes
+    return range(bounds[rank], bounds[rank + 1])
 
 
 @torch.no_grad()
@@ -957,35 +1006,35 @@ def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: Vid
     """Retrieval features of every video (once) and every caption (once), split over processes."""
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
-    videos, video_sizes = _split_range(split.eval_index.num_videos, accelerator)
+    videos = _split_range(split.eval_index.num_videos, accelerator)
     loader = torch.utils.data.DataLoader(VideoDataset(split.store, videos), batch_size=batch_size,
                                          collate_fn=batcher.collate_videos, num_workers=num_workers)
     video_features, valid, skipped = [], [], []
     for batch in tqdm(loader, desc="encoding videos", disable=not accelerator.is_local_main_process, leave=False):
         with accelerator.autocast():
-            features = unwrapped.get_video_features(batch["pixel_values"].to(accelerator.device),
-                                                    batch["video_mask"].to(accelerator.device)).pooler_output
-        video_features.append(features.float())
+            features = encode_videos(unwrapped, batch["pixel_values"].to(accelerator.device),
+                                     batch["video_mask"].to(accelerator.device))
+        video_features.append(features)
         valid.append(batch["valid"].to(accelerator.device))
         skipped += batch["skipped"]
     dim = unwrapped.config.retrieval_embed_dim
     local_videos = torch.cat(video_features) if video_features else torch.zeros(0, dim, device=accelerator.device)
     local_valid = torch.cat(valid) if valid else torch.zeros(0, dtype=torch.bool, device=accelerator.device)
 
-    captions, caption_sizes = _split_range(len(split.rows), accelerator)
+    captions = _split_range(len(split.rows), accelerator)
     text_features = []
     for start in range(captions.start, captions.stop, batch_size):
         stop = min(start + batch_size, captions.stop)
         with accelerator.autocast():
-            features = unwrapped.get_text_features(split.tokens["input_ids"][start:stop].to(accelerator.device),
-                                                   split.tokens["attention_mask"][start:stop].to(accelerator.device)).pooler_output
-        text_features.append(features.float())
+            features = encode_texts(unwrapped, split.tokens["input_ids"][start:stop].to(accelerator.device),
+                                    split.tokens["attention_mask"][start:stop].to(accelerator.device))
+        text_features.append(features)
     local_text = torch.cat(text_features) if text_features else torch.zeros(0, dim, device=accelerator.device)
     skipped_all = gather_object([skipped]) if accelerator.num_processes > 1 else [skipped]
     return {
-        "video_features": _gather_in_order(accelerator, local_videos, video_sizes).cpu(),
-        "video_valid": _gather_in_order(accelerator, local_valid.long(), video_sizes).bool().cpu(),
-        "text_features": _gather_in_order(accelerator, local_text, caption_sizes).cpu(),
+        "video_features": gather_uneven(local_videos).cpu(),
+        "video_valid": gather_uneven(local_valid.long()).bool().cpu(),
+        "text_features": gather_uneven(local_text).cpu(),
         "logit_scale": float(unwrapped.logit_scale.exp()),
         "skipped": [name for names in skipped_all for name in names],
     }
@@ -1030,11 +1079,20 @@ def order_accuracy(similarity: torch.Tensor, targets) -> float:
     return 100.0 * (own > twin + ORDER_TIE_TOLERANCE).double().mean().item()
 
 
+def skip_undecodable(names: Sequence[str], report: Optional[DataReport], strict: bool, stage: str) -> None:
+    """Log and count videos that could not be decoded; with --strict, stop with a DataValidationError instead."""
+    if names and strict:
+        raise data_clip2video.DataValidationError(f"--strict: undecodable {stage} video(s): {'; '.join(names)}")
+    for name in names:
+        logger.warning("skipped %s video: %s", stage, name)
+    if report is not None:
+        report.add_undecodable(names)
+
+
 def evaluate_model(accelerator, model, split: SplitData, batcher: VideoBatcher, args: RunArguments,
                    data_args: DataArguments) -> dict[str, Any]:
     encoded = encode_split(accelerator, model, split, batcher, args.eval_batch_size, data_args.dataloader_num_workers)
-    for name in encoded["skipped"]:
-        logger.warning("skipped evaluation video: %s", name)
+    skip_undecodable(encoded["skipped"], split.report, data_args.strict, "evaluation")
     result = compute_metrics(encoded, split, args)
     result["encoded"] = encoded
     return result
@@ -1123,7 +1181,7 @@ def model_card(model, model_args: ModelArguments, data_args: DataArguments, args
     """The model card (README.md) of a trained model: usage, results table, training settings, architecture."""
     base = model_args.model_name_or_path
     summary = (f"A {PAPER} video-text retrieval model trained with `run_retrieval.py` of the clip2video project, "
-               f"{'from ' + base if base else 'from scratch'}, on `{data_args.dataset_name}` ({data_args.train_split} "
+               f"{'from ' + base if base else 'from scratch'}, on `{data_args.describe()}` ({data_args.train_split} "
                f"split), evaluated on its {data_args.eval_split} split.")
     results_text = (f"{metrics_table(results)}\n\nR@k in percent, MdR/MnR = median/mean rank (1 = best); "
                     "T2V = text-to-video, V2T = video-to-text.")
@@ -1132,11 +1190,11 @@ def model_card(model, model_args: ModelArguments, data_args: DataArguments, args
                      f"epochs, warm-up {args.warmup_ratio} then cosine, seed {args.seed}; symmetric InfoNCE over the "
                      "global batch (global + TAB terms).")
     card = build_model_card(
-        title=f"CLIP2Video — {data_args.dataset_name}", summary=summary, repo=args.hub_model_id or args.output_dir,
+        title=f"CLIP2Video — {data_args.describe()}", summary=summary, repo=args.hub_model_id or args.output_dir,
         config=model.config, num_parameters=sum(p.numel() for p in model.parameters()), with_processor=True,
-        sections=[(f"Results ({data_args.dataset_name} {data_args.eval_split}, tie rule `{args.tie_rule}`)",
+        sections=[(f"Results ({data_args.describe()} {data_args.eval_split}, tie rule `{args.tie_rule}`)",
                    results_text), ("Training", training_text)],
-        base_model=base, datasets=[data_args.dataset_name], metrics=["recall"])
+        base_model=base, datasets=[data_args.card_dataset()] if data_args.card_dataset() else (), metrics=["recall"])
     return str(card)
 
 
@@ -1167,7 +1225,7 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
         model.activation_checkpointing_enable()
     options = video_options(model.config, data_args)
     configure_processor(processor, options)
-    for split in splits.values():
+    for split in (split for split in splits.values() if isinstance(split, SplitData)):
         split.store.options = options
         if data_args.cache_videos:  # decode every video once for the whole run (a no-op for the second model)
             for failure in split.store.preload(range(len(split.store)), not accelerator.is_local_main_process):
@@ -1191,7 +1249,11 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
         if micro_batch % accelerator.num_processes:
             raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by gradient_accumulation_steps "
                              f"x processes ({args.gradient_accumulation_steps} x {accelerator.num_processes})")
-        steps_per_epoch = max(1, (len(train_split.rows) // micro_batch) // args.gradient_accumulation_steps)
+        if isinstance(train_split, StreamSplit):  # a stream's length is unknown: --max_train_steps bounds the run
+            train_split.batches_for(batcher, processor.tokenize, micro_batch, data_args.dataloader_num_workers)
+            steps_per_epoch = 1
+        else:
+            steps_per_epoch = max(1, (len(train_split.rows) // micro_batch) // args.gradient_accumulation_steps)
         max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
         optimizer = torch.optim.AdamW(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2),
                                       eps=args.adam_epsilon)
@@ -1284,7 +1346,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     processor = build_processor(model_args, data_args)
     with accelerator.main_process_first():  # the first process builds the datasets cache / synthetic videos
         splits = {}
-        if args.do_train:
+        if args.do_train and data_args.streaming:
+            splits["train"] = load_stream_split(data_args, data_args.train_split, accelerator, args.seed)
+        elif args.do_train:
             splits["train"] = load_split(data_args, data_args.train_split, processor, {}, max_rows=data_args.max_train_samples)
         if args.do_eval or args.do_export_features:
             splits["eval"] = load_split(data_args, data_args.eval_split, processor, {}, max_videos=data_args.max_eval_videos)
@@ -1317,8 +1381,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         if args.do_train:
             (output / "README.md").write_text(model_card(first_model, model_args, data_args, args, metric_rows))
         if metric_rows:
-            print(f"\n{data_args.dataset_name} {data_args.eval_split} ({args.tie_rule} ties), "
+            print(f"\n{data_args.describe()} {data_args.eval_split} ({args.tie_rule} ties), "
                   f"{all_results['wall_time_seconds']:.0f} s:\n{metrics_table(metric_rows)}")
+        data_clip2video.write_data_report([split.report for split in splits.values()], str(output))
         if args.push_to_hub:
             push_folder_to_hub(str(output), args)
     return all_results

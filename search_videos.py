@@ -73,6 +73,7 @@ from transformers import HfArgumentParser
 import report_clip2video as report
 import vector_search
 from datasets_scripts import VIDEO_EXTENSIONS
+from data_clip2video import VideoBatcher, decode_video
 from utils_clip2video import (
     TMP_PREFIX, ModelSourceError, ProcessorNotFoundError, atomic_write, check_model_source, load_processor, write_json,
 )
@@ -307,11 +308,14 @@ def probe_duration(path: str) -> float | None:
 
 
 class VideoFolderDataset(torch.utils.data.Dataset):
-    """Decodes and preprocesses videos one by one; an unreadable video gives an item with `error` set, not an
-    exception, so that one bad file never stops a run."""
+    """Decodes and preprocesses videos one by one through the training data path (`data_clip2video.decode_video`:
+    the processor's frame choice; `VideoBatcher`: its transform); an unreadable video gives an item with `error`
+    set, not an exception, so that one bad file never stops a run."""
 
     def __init__(self, root: Path, videos: Sequence[VideoFile], processor):
-        self.root, self.videos, self.processor = root, list(videos), processor
+        self.root, self.videos = root, list(videos)
+        video_processor = processor.video_processor
+        self.batcher = VideoBatcher(video_processor, {}, video_processor.num_frames)
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -320,11 +324,11 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         video = self.videos[position]
         path = str(self.root / video.path)
         try:
-            inputs = self.processor(videos=[path], return_tensors="pt")
+            pixel_values, video_mask = self.batcher([decode_video(path, self.batcher.video_processor, {})])
         except Exception as error:  # VideoDecodeError and anything a decoder may raise on a broken file
             reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
             return {"video": video, "error": reason}
-        return {"video": video, "pixel_values": inputs["pixel_values"][0], "video_mask": inputs["video_mask"][0],
+        return {"video": video, "pixel_values": pixel_values[0], "video_mask": video_mask[0],
                 "duration": probe_duration(path)}
 
 
