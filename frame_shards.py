@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from utils_clip2video import atomic_write, write_json
+from utils_clip2video import TMP_PREFIX, atomic_write, write_json
 
 
 logger = logging.getLogger(__name__)
@@ -235,6 +235,8 @@ def write_split_shards(records: Sequence[VideoRecord], output_dir: str | os.Path
             _check_same_options(json.loads(receipt_path.read_text())["options"], stored, receipt_path)
             logger.info("%s: done already", name)
             continue
+        for stale in output_dir.glob(f"{TMP_PREFIX}*-{name}.parquet"):  # left by a killed run writing this shard
+            stale.unlink()
         chunk = records[index * shard_size : (index + 1) * shard_size]
         num_videos, num_captions, skipped = write_shard(output_dir / f"{name}.parquet", chunk, video_processor,
                                                         options, strict=strict)

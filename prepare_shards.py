@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from accelerate import PartialState
+from accelerate import Accelerator
 from transformers import HfArgumentParser
 
 from datasets_scripts import BENCHMARK_NAMES, load_benchmark
@@ -132,26 +132,26 @@ def folder_records(args: PrepareArguments, split: str) -> list[VideoRecord]:
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     # 1. arguments and logging
     args = parse_args(argv)
-    state = PartialState()
+    accelerator = Accelerator()  # (PartialState alone ignores ACCELERATE_USE_CPU and runs every CPU process as rank 0)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        level=logging.INFO if state.is_main_process else logging.WARNING)
+                        level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     # 2. the frames the model gets
     options = frame_options(args)
     video_processor = CLIP2VideoVideoProcessor(video_backend=args.video_backend)
-    logger.info("preparing %s with %s on %d process(es)", args.splits, options, state.num_processes)
+    logger.info("preparing %s with %s on %d process(es)", args.splits, options, accelerator.num_processes)
     # 3. each split: this process's shards, then the split's record once every shard exists
     source = args.dataset_name or os.path.abspath(args.data_dir or "")
     finished = {}
     for split in args.splits:
         records = benchmark_records(args, split) if args.dataset_name else folder_records(args, split)
         write_split_shards(records, args.output_dir, split, video_processor, options, shard_size=args.shard_size,
-                           rank=state.process_index, world_size=state.num_processes, strict=args.strict)
-        state.wait_for_everyone()
-        if state.is_main_process:
+                           rank=accelerator.process_index, world_size=accelerator.num_processes, strict=args.strict)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
             finished[split] = finish_split(args.output_dir, split, len(records), args.shard_size, video_processor,
                                            options, source=source)
             logger.info("%s: %s", split, {k: v for k, v in finished[split].items() if k != "shards"})
-    state.wait_for_everyone()
+    accelerator.wait_for_everyone()
     return finished
 
 
