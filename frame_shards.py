@@ -13,9 +13,9 @@ and decodes at under 100 clips/s per core.
 A prepared folder:
 
 * `{split}-{k:05d}.parquet` — shard `k` of a split, video positions `[k * shard_size, (k + 1) * shard_size)`, one
-  row per decodable video: `video_id` (string), `caption` (list of strings), `frames` (binary: the C-order bytes of
-  a uint8 array `(num_frames, height, width, 3)`), `num_frames`, `height`, `width` (int32). Any Parquet reader
-  reads it; `load_prepared` gives `frames` as arrays.
+  row per decodable video: `video_id` (string), `caption` (list of strings), `frames` (binary: a uint8 array
+  `(num_frames, height, width, 3)` in `.npy` format, so any Parquet reader can read it back with
+  `numpy.load(io.BytesIO(value))`); `load_prepared` gives `frames` as arrays.
 * `{split}-{k:05d}.json` — the shard's receipt (rows written, videos skipped and why, the frame options), written
   after the shard itself: a shard counts as done only when its receipt exists, so a killed run redoes at most the
   shards it was writing.
@@ -30,6 +30,7 @@ by N processes (each takes shards `rank, rank + N, ...`) leaves the same files a
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -132,11 +133,27 @@ def model_input_frames(video_processor, video, options: FrameOptions) -> np.ndar
     return pixels.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def npy_bytes(array: np.ndarray) -> bytes:
+    """`array` in `.npy` format (a short header with dtype and shape, then the C-order data)."""
+    handle = io.BytesIO()
+    np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+    return handle.getvalue()
+
+
+def npy_array(data: bytes) -> np.ndarray:
+    """The array of `.npy` bytes, as a read-only view of `data` (no copy)."""
+    handle = io.BytesIO(data)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    shape, fortran_order, dtype = read_header[np.lib.format.read_magic(handle)](handle)
+    if fortran_order or dtype.hasobject:
+        raise PreparedShardsError("prepared frames must be a C-order numeric .npy array")
+    return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=handle.tell()).reshape(shape)
+
+
 def _shard_schema():
     import pyarrow as pa
 
-    return pa.schema([("video_id", pa.string()), ("caption", pa.list_(pa.string())), ("frames", pa.binary()),
-                      ("num_frames", pa.int32()), ("height", pa.int32()), ("width", pa.int32())])
+    return pa.schema([("video_id", pa.string()), ("caption", pa.list_(pa.string())), ("frames", pa.binary())])
 
 
 def _rows_table(rows: list[dict[str, Any]]):
@@ -190,8 +207,7 @@ def write_shard(path: Path, records: Sequence[VideoRecord], video_processor, opt
                     logger.warning("skipping %s: %s", record.video_id, error)
                     skipped.append({"video_id": record.video_id, "video": _describe(record.video), "reason": str(error)})
                     continue
-                pending.append({"video_id": record.video_id, "caption": list(record.captions), "frames": frames.tobytes(),
-                                "num_frames": frames.shape[0], "height": frames.shape[1], "width": frames.shape[2]})
+                pending.append({"video_id": record.video_id, "caption": list(record.captions), "frames": npy_bytes(frames)})
                 num_videos += 1
                 num_captions += len(record.captions)
                 if len(pending) == ROW_GROUP_SIZE:
@@ -331,15 +347,15 @@ def check_frame_options(path: str | os.PathLike, num_frames: int, image_size: in
 
 
 def decode_frames(batch: dict[str, list]) -> dict[str, list]:
-    """Batch transform: `frames` bytes -> uint8 arrays `(num_frames, height, width, 3)` (read-only views, no copy)."""
-    frames = [np.frombuffer(data, dtype=np.uint8).reshape(count, height, width, 3)
-              for data, count, height, width in zip(batch["frames"], batch["num_frames"], batch["height"], batch["width"])]
-    return {"video_id": batch["video_id"], "caption": batch["caption"], "frames": frames}
+    """Batch transform: `frames` `.npy` bytes -> uint8 arrays `(num_frames, height, width, 3)` (read-only views, no
+    copy); other columns pass through, and a batch without `frames` (after `select_columns`) is left as it is."""
+    if "frames" in batch:
+        batch = {**batch, "frames": [npy_array(data) for data in batch["frames"]]}
+    return batch
 
 
 def _decode_example(example: dict[str, Any]) -> dict[str, Any]:
-    decoded = decode_frames({key: [value] for key, value in example.items()})
-    return {key: values[0] for key, values in decoded.items()}
+    return {**example, "frames": npy_array(example["frames"])}
 
 
 def load_prepared(path: str | os.PathLike, split: str, streaming: bool = False, cache_dir: str | None = None):
@@ -362,7 +378,7 @@ def load_prepared(path: str | os.PathLike, split: str, streaming: bool = False, 
     dataset = datasets.load_dataset("parquet", data_files={split: shards}, split=split, streaming=streaming,
                                     cache_dir=cache_dir)
     if streaming:
-        return dataset.map(_decode_example, remove_columns=["num_frames", "height", "width"])
+        return dataset.map(_decode_example)
     return dataset.with_transform(decode_frames)
 
 
