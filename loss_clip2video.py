@@ -46,6 +46,31 @@ def _distributed_world() -> tuple[int, int]:
     return 0, 1
 
 
+def _gather_pieces(tensor: torch.Tensor, world_size: int) -> list[torch.Tensor]:
+    """Every process's `tensor` (first dimensions may differ), in rank order, without gradient."""
+    local_size = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
+    sizes = [torch.zeros_like(local_size) for _ in range(world_size)]
+    dist.all_gather(sizes, local_size)
+    sizes = [int(size.item()) for size in sizes]
+    padding = [0, 0] * (tensor.ndim - 1) + [0, max(sizes) - tensor.shape[0]]
+    padded = F.pad(tensor.detach(), padding).contiguous()
+    buffers = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(buffers, padded)
+    return [buffer[:size] for buffer, size in zip(buffers, sizes)]
+
+
+def gather_uneven(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every process's `(local_size, ...)` tensor in rank order -> `(sum of local sizes, ...)`.
+
+    Local sizes may differ (a skipped corrupt video, an uneven share of an evaluation split). No gradient flows
+    through the result; in a 1-process run it is `tensor` itself.
+    """
+    _, world_size = _distributed_world()
+    if world_size == 1:
+        return tensor
+    return torch.cat(_gather_pieces(tensor, world_size))
+
+
 def gather_with_local_gradient(features: torch.Tensor, scale_local_gradient: bool = True) -> torch.Tensor:
     """Concatenate `(local_batch, dim)` features of every process in rank order -> `(global_batch, dim)`.
 
@@ -56,14 +81,7 @@ def gather_with_local_gradient(features: torch.Tensor, scale_local_gradient: boo
     rank, world_size = _distributed_world()
     if world_size == 1:
         return features
-    local_size = torch.tensor([features.shape[0]], device=features.device, dtype=torch.long)
-    sizes = [torch.zeros_like(local_size) for _ in range(world_size)]
-    dist.all_gather(sizes, local_size)
-    sizes = [int(size.item()) for size in sizes]
-    padded = F.pad(features.detach(), (0, 0, 0, max(sizes) - features.shape[0])).contiguous()
-    buffers = [torch.empty_like(padded) for _ in range(world_size)]
-    dist.all_gather(buffers, padded)
-    pieces = [buffer[:size] for buffer, size in zip(buffers, sizes)]
+    pieces = _gather_pieces(features, world_size)
     pieces[rank] = _ScaleGradient.apply(features, float(world_size)) if scale_local_gradient else features
     return torch.cat(pieces)
 
@@ -101,4 +119,4 @@ class CLIP2VideoContrastiveLoss(nn.Module):
         )
 
 
-__all__ = ["CLIP2VideoContrastiveLoss", "gather_with_local_gradient"]
+__all__ = ["CLIP2VideoContrastiveLoss", "gather_uneven", "gather_with_local_gradient"]

@@ -17,6 +17,7 @@ one matrix product, exact metrics), 9. save the model, its processor, code and c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import json
@@ -28,23 +29,28 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 import transformers
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, gather_object, set_seed
 from huggingface_hub import HfApi
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 
 from configuration_clip2video import CLIP2VideoConfig
-from datasets_scripts import SYNTHETIC_NAME, get_eval_index, load_benchmark
-from loss_clip2video import CLIP2VideoContrastiveLoss
+import data_clip2video
+from data_clip2video import (CaptionVideoDataset, DataReport, VideoBatcher, VideoDataset, VideoFrameStore,
+                             encode_texts, encode_videos)
+from datasets_scripts import BENCHMARK_NAMES, SYNTHETIC_NAME, get_eval_index, load_benchmark
+from loss_clip2video import CLIP2VideoContrastiveLoss, gather_uneven
 from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
 from retrieval_metrics import TIE_RULES, dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
+from utils_clip2video import TMP_PREFIX, ModelSourceError, atomic_directory, check_model_source, write_text
 
 
 logger = logging.getLogger("run_retrieval")
@@ -61,6 +67,8 @@ TEMPORAL_OPTIONS = ("num_frames", "temporal_head", "num_temporal_layers", "use_t
 MEAN_POOLING_OPTIONS = dict(temporal_head="mean", use_tdb=False, tab_input="none")
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
+#: The trainer state at the end of training (steps, skips, log history with every resume) in output_dir.
+TRAIN_HISTORY = "train_history.json"
 
 #: The default job, run when the script gets no argument: generate the synthetic temporal benchmark (40-px frames, the
 #: model's image size), train a small CLIP2Video from scratch and the same model with mean pooling, evaluate both and
@@ -122,13 +130,41 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    """Which benchmark and how its videos are read."""
+    """Which data (a benchmark or any `datasets` source) and how its videos are read."""
 
     dataset_name: str = field(default=SYNTHETIC_NAME, metadata={"help": (
-        "Benchmark of datasets_scripts.load_benchmark: msrvtt-1k-a, msrvtt-9k, msrvtt-7k, msrvtt-full, msvd, "
-        "vatex-hgr, vatex-1k5, synthetic-motion.")})
-    data_dir: Optional[str] = field(default=None, metadata={"help": "Folder of the split/annotation files."})
-    video_dir: Optional[str] = field(default=None, metadata={"help": "Folder of the videos (or frame folders)."})
+        "A benchmark of datasets_scripts.load_benchmark (msrvtt-1k-a, msrvtt-9k, msrvtt-7k, msrvtt-full, msvd, "
+        "vatex-hgr, vatex-1k5, synthetic-motion), or what datasets.load_dataset takes: a packaged builder "
+        "(videofolder, csv, json, parquet, webdataset, ... with --data_dir or --train_file/--test_file), a "
+        "save_to_disk folder, a prepared-shards folder or a Hub dataset id. Unset with --train_file/--test_file: "
+        "the builder their extension names.")})
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Configuration of a Hub dataset."})
+    revision: Optional[str] = field(default=None, metadata={"help": "Revision (branch, tag, commit) of a Hub dataset."})
+    train_file: Optional[str] = field(default=None, metadata={"help": (
+        "Training data file or glob (csv, json/jsonl, parquet, webdataset .tar, or a prepared-shards folder).")})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data file or glob."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Test data file or glob."})
+    video_column: Optional[str] = field(default=None, metadata={"help": (
+        "Column of the video (path, bytes, datasets.Video, frame folder). Default: the first datasets.Video "
+        f"feature, else the first of {list(data_clip2video.VIDEO_COLUMNS)}.")})
+    caption_column: Optional[str] = field(default=None, metadata={"help": (
+        f"Column of the caption (a string or a list of strings). Default: the first of "
+        f"{list(data_clip2video.CAPTION_COLUMNS)}.")})
+    video_id_column: Optional[str] = field(default=None, metadata={"help": (
+        "Column of the video id (rows with the same id are one video with several captions). Default: "
+        f"the first of {list(data_clip2video.VIDEO_ID_COLUMNS)}, else the video's file name.")})
+    strict: bool = field(default=False, metadata={"help": (
+        "Refuse data with missing or undecodable videos or empty captions (DataValidationError) instead of "
+        "skipping, counting and naming them in output_dir/data_report.json.")})
+    streaming: bool = field(default=False, metadata={"help": (
+        "Stream the training split (datasets IterableDataset): each process reads its own shards, DataLoader "
+        "workers split them further, a buffer shuffles; needs --max_train_steps. Evaluation reads its split whole.")})
+    shuffle_buffer_size: int = field(default=1000, metadata={"help": "--streaming: rows in the shuffle buffer."})
+    data_dir: Optional[str] = field(default=None, metadata={"help": (
+        "Folder of the split/annotation files (benchmarks) or the data folder of a builder (e.g. videofolder).")})
+    video_dir: Optional[str] = field(default=None, metadata={"help": (
+        "Folder of the videos (or frame folders); own data: the folder relative video paths start from "
+        "(default: the data file's folder, else --data_dir).")})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache (and synthetic videos)."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
     eval_split: str = field(default="test", metadata={"help": "Split used for evaluation and export."})
@@ -152,6 +188,40 @@ class DataArguments:
         "synthetic-motion: frame width = height in pixels (even, 18-256, not 24, 48 or 72: decord cannot read those). "
         "Give a model from scratch the same --scratch_image_size: the processor resizes frames to the model's size.")})
 
+    @property
+    def is_benchmark(self) -> bool:
+        """A benchmark name (or a mistyped one: load_benchmark names the choices) rather than a datasets source."""
+        if self.data_files():
+            return False
+        name = self.dataset_name
+        return name in BENCHMARK_NAMES or (not os.path.exists(name) and name.startswith(("msrvtt", "msvd", "vatex",
+                                                                                          "synthetic")))
+
+    def data_files(self) -> dict[str, str]:
+        """Split -> file of --train_file / --validation_file / --test_file."""
+        files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
+        return {split: path for split, path in files.items() if path}
+
+    def source_name(self) -> str:
+        """The builder, folder or Hub id read (a builder inferred from the data files' extension if unset)."""
+        files = self.data_files()
+        if self.dataset_name != SYNTHETIC_NAME or not files:
+            return self.dataset_name
+        extension = os.path.splitext(next(iter(files.values())))[1].lower().lstrip(".")
+        builders = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "tar": "webdataset"}
+        if extension not in builders:
+            raise data_clip2video.DataSourceError(
+                f"cannot tell the format of {next(iter(files.values()))}: pass --dataset_name (csv, json, parquet, "
+                "webdataset, ...)")
+        return builders[extension]
+
+    def describe(self) -> str:
+        """The data as the model card names it: the benchmark, Hub id or builder and its folder/files."""
+        if self.is_benchmark:
+            return self.dataset_name
+        where = self.data_dir or ", ".join(os.path.basename(path.rstrip("/")) for path in self.data_files().values())
+        return f"{self.source_name()} ({where})" if where else self.source_name()
+
     def benchmark_options(self) -> dict[str, Any]:
         if self.dataset_name == SYNTHETIC_NAME:
             return dict(train_size=self.train_size, test_size=self.test_size, seed=self.synthetic_seed,
@@ -164,7 +234,8 @@ class RunArguments:
     """What to do, the optimisation recipe (CLIP4Clip/CLIP2Video defaults), checkpoints, logging and the Hub."""
 
     output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints, model, logs, reports go."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow a non-empty output_dir."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": (
+        "Allow training into a non-empty output_dir (nothing is deleted but this script's own previous checkpoints).")})
     do_train: bool = field(default=False, metadata={"help": "Train (with periodic evaluation if --do_eval)."})
     do_eval: bool = field(default=False, metadata={"help": "Evaluate on eval_split (after training if --do_train)."})
     do_export_features: bool = field(default=False, metadata={"help": (
@@ -200,7 +271,8 @@ class RunArguments:
         "'no'. Checkpoints are written to a temporary folder and renamed (atomic).")})
     checkpoints_total_limit: Optional[int] = field(default=None, metadata={"help": "Keep only the N newest checkpoints."})
     resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": (
-        "'latest' (newest complete checkpoint in output_dir/checkpoints, none: start fresh) or a checkpoint folder.")})
+        "'latest' (newest complete checkpoint in output_dir/checkpoints; an error when there is none), "
+        "'latest_if_any' (the same, or a fresh start when there is none) or a checkpoint folder.")})
     tie_rule: str = field(default="pessimistic", metadata={"help": (
         f"Metric tie rule {TIE_RULES}: 'pessimistic' counts a tie against the model; 'original' is CLIP2Video's.")})
     dsl: bool = field(default=False, metadata={"help": "Also report dual-softmax re-scored metrics (keys dsl_*)."})
@@ -219,167 +291,105 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the run stops before the optimizer step, checkpoints stay intact."""
 
 
+#: The allowed values of every numeric option, checked at parse time: option -> (rule in words, test).
+AT_LEAST_ONE = ("an integer >= 1", lambda value: value >= 1)
+NON_NEGATIVE = (">= 0", lambda value: value >= 0)
+POSITIVE = ("> 0", lambda value: value > 0)
+FRACTION = ("in [0, 1]", lambda value: 0 <= value <= 1)
+ADAM_BETA = ("in [0, 1)", lambda value: 0 <= value < 1)
+NUMERIC_RULES = {
+    # ModelArguments
+    "num_frames": AT_LEAST_ONE, "num_temporal_layers": AT_LEAST_ONE, "num_centers": AT_LEAST_ONE,
+    "center_weight": FRACTION, "scratch_hidden_size": AT_LEAST_ONE, "scratch_num_layers": AT_LEAST_ONE,
+    "scratch_num_heads": AT_LEAST_ONE, "scratch_image_size": AT_LEAST_ONE, "scratch_patch_size": AT_LEAST_ONE,
+    # DataArguments
+    "max_words": ("an integer >= 3 (start and end tokens included)", lambda value: value >= 3),
+    "feature_framerate": AT_LEAST_ONE, "dataloader_num_workers": NON_NEGATIVE, "max_train_samples": AT_LEAST_ONE,
+    "max_eval_videos": AT_LEAST_ONE, "train_size": AT_LEAST_ONE, "test_size": AT_LEAST_ONE,
+    "synthetic_seed": NON_NEGATIVE, "synthetic_frame_size": AT_LEAST_ONE,
+    # RunArguments
+    "seed": NON_NEGATIVE, "learning_rate": NON_NEGATIVE, "clip_learning_rate": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE, "adam_beta1": ADAM_BETA, "adam_beta2": ADAM_BETA, "adam_epsilon": POSITIVE,
+    "max_grad_norm": POSITIVE, "num_train_epochs": AT_LEAST_ONE, "max_train_steps": AT_LEAST_ONE,
+    "train_batch_size": AT_LEAST_ONE, "train_group_size": AT_LEAST_ONE, "gradient_accumulation_steps": AT_LEAST_ONE,
+    "eval_batch_size": AT_LEAST_ONE, "warmup_ratio": FRACTION, "logging_steps": AT_LEAST_ONE,
+    "eval_steps": AT_LEAST_ONE, "checkpoints_total_limit": AT_LEAST_ONE, "dsl_temperature": POSITIVE,
+    "report_num_queries": NON_NEGATIVE,
+}
+#: `--resume_from_checkpoint` values that look for the newest checkpoint of output_dir.
+RESUME_LATEST, RESUME_LATEST_IF_ANY = "latest", "latest_if_any"
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, DataArguments, RunArguments]:
-    """Command line (or a single .json/.yaml file) -> the three argument dataclasses; no argument = the default job."""
+    """Command line (or a single .json/.yaml file) -> the three argument dataclasses, validated (`check_args`);
+    no argument = the default job."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments), description=__doc__.split("\n\n")[0])
     if not argv:
         logger.info("no argument: running the default job (%s)", " ".join(DEFAULT_JOB))
         argv = list(DEFAULT_JOB)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+        parsed = parser.parse_json_file(os.path.abspath(argv[0]))
+    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        parsed = parser.parse_yaml_file(os.path.abspath(argv[0]))
+    else:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+    check_args(*parsed)
+    return parsed
+
+
+def check_numbers(*arguments) -> None:
+    """Every numeric option against `NUMERIC_RULES`: a `ValueError` naming the option and the allowed values."""
+    for group in arguments:
+        for option in dataclasses.fields(group):
+            value = getattr(group, option.name)
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            rule, allowed = NUMERIC_RULES[option.name]
+            if not math.isfinite(value) or not allowed(value):
+                raise ValueError(f"--{option.name} must be {rule}, got {value}")
 
 
 def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunArguments) -> None:
+    """Everything that can be checked before touching the disk: numbers, choices, combinations, the model source."""
+    check_numbers(model_args, data_args, args)
     if not (args.do_train or args.do_eval or args.do_export_features):
         raise ValueError("nothing to do: give --do_train, --do_eval and/or --do_export_features")
     if args.tie_rule not in TIE_RULES:
         raise ValueError(f"--tie_rule must be one of {TIE_RULES}, got {args.tie_rule!r}")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")
-    if args.checkpointing_steps not in (None, "no", "epoch") and not str(args.checkpointing_steps).isdigit():
-        raise ValueError(f"--checkpointing_steps must be an int, 'epoch' or 'no', got {args.checkpointing_steps!r}")
+    every = args.checkpointing_steps
+    if every not in (None, "no", "epoch") and not (str(every).isdigit() and int(every) >= 1):
+        raise ValueError(f"--checkpointing_steps must be an integer >= 1, 'epoch' or 'no', got {every!r}")
     if args.compare_mean_pooling and not args.do_train:
         raise ValueError("--compare_mean_pooling trains a baseline: it needs --do_train")
+    if args.resume_from_checkpoint is not None and not args.do_train:
+        raise ValueError("--resume_from_checkpoint resumes training: it needs --do_train")
+    if args.train_batch_size % args.gradient_accumulation_steps:
+        raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by --gradient_accumulation_steps "
+                         f"{args.gradient_accumulation_steps}")
+    if model_args.model_name_or_path is not None:
+        check_model_source(model_args.model_name_or_path)
+
+
+def check_model_available(name_or_path: str) -> None:
+    """A model that is not a local folder must be a Hub repo with a config: else `ModelSourceError` saying so."""
+    if Path(check_model_source(name_or_path)).is_dir():
+        return
+    from transformers.utils import cached_file
+
+    try:
+        cached_file(name_or_path, "config.json")
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelSourceError(f"{name_or_path}: no such folder, and no model of that name could be loaded from the "
+                               f"Hub ({reason})") from error
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # 3. Data: captions tokenised once, videos decoded per item (optionally once for the whole run)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-class VideoFrameStore:
-    """Decoded frames of every video of a split, by video index: `load(v)` -> list of uint8 `(H, W, 3)` frames.
-
-    Decoding and frame selection are the processor's (`load_frames`); the CLIP transform happens per batch
-    (`collate_*`), on all frames of the batch at once. With `cache=True` each video is decoded once per run.
-    A video that cannot be decoded raises `VideoDecodeError` (the failure is cached too).
-    """
-
-    def __init__(self, paths: Sequence[str], video_processor, options: dict[str, Any], cache: bool = False):
-        self.paths, self.video_processor, self.options, self.cache = list(paths), video_processor, options, cache
-        self._frames: dict[int, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load(self, video_index: int) -> list:
-        if video_index in self._frames:
-            frames = self._frames[video_index]
-            if isinstance(frames, VideoDecodeError):
-                raise frames
-            return frames
-        path = self.paths[video_index]
-        try:
-            if not path:
-                raise VideoDecodeError(f"video {video_index}: no file (missing from video_dir)")
-            frames = [np.asarray(frame) for frame in self.video_processor.load_frames(path, **self.options)]
-        except VideoDecodeError as error:
-            if self.cache:
-                self._frames[video_index] = error
-            raise
-        if self.cache:
-            self._frames[video_index] = frames
-        return frames
-
-    def preload(self, indices: Sequence[int], disable_progress: bool = False) -> list[str]:
-        """Decode `indices` into the cache; returns the names of the videos that failed (first time only)."""
-        failures = []
-        indices = [index for index in indices if index not in self._frames]
-        for index in tqdm(indices, desc="decoding videos", disable=disable_progress, leave=False):
-            try:
-                self.load(index)
-            except VideoDecodeError as error:
-                failures.append(str(error))
-        return failures
-
-
-class CaptionVideoDataset(torch.utils.data.Dataset):
-    """Row `i` of a split: caption tokens and its video's frames (or the decode error, for the collator to count)."""
-
-    def __init__(self, tokens: dict[str, torch.Tensor], video_of_row: Sequence[int], store: VideoFrameStore):
-        self.tokens, self.video_of_row, self.store = tokens, list(video_of_row), store
-
-    def __len__(self) -> int:
-        return len(self.video_of_row)
-
-    def __getitem__(self, row: int) -> dict[str, Any]:
-        video = self.video_of_row[row]
-        item = {"row": row, "input_ids": self.tokens["input_ids"][row], "attention_mask": self.tokens["attention_mask"][row]}
-        try:
-            item["frames"] = self.store.load(video)
-        except VideoDecodeError as error:
-            item["error"] = str(error)
-        return item
-
-
-class VideoDataset(torch.utils.data.Dataset):
-    """Video `v` of a split (evaluation: every video once)."""
-
-    def __init__(self, store: VideoFrameStore, indices: Sequence[int]):
-        self.store, self.indices = store, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> dict[str, Any]:
-        item = {"video": self.indices[position]}
-        try:
-            item["frames"] = self.store.load(self.indices[position])
-        except VideoDecodeError as error:
-            item["error"] = str(error)
-        return item
-
-
-class VideoBatcher:
-    """Turns lists of decoded frames into `pixel_values` `(batch, num_frames, 3, H, W)` and `video_mask`, with one call
-    of the processor's transform for all frames of the batch. Picklable, so it works in DataLoader workers."""
-
-    def __init__(self, video_processor, options: dict[str, Any], num_frames: int):
-        self.video_processor, self.options, self.num_frames = video_processor, options, num_frames
-
-    def __call__(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
-        counts = [len(frames) for frames in videos]
-        pixels = self.video_processor.transform_frames([frame for frames in videos for frame in frames], **self.options)
-        batch = torch.zeros(len(videos), self.num_frames, *pixels.shape[1:], dtype=pixels.dtype)
-        mask = torch.zeros(len(videos), self.num_frames, dtype=torch.long)
-        start = 0
-        for position, count in enumerate(counts):
-            batch[position, :count] = pixels[start : start + count]
-            mask[position, :count] = 1
-            start += count
-        return batch, mask
-
-    def collate_pairs(self, items: list[dict]) -> dict[str, Any]:
-        """Training batch; rows whose video failed are dropped and named in `skipped`."""
-        good = [item for item in items if "frames" in item]
-        batch = {"skipped": [item["error"] for item in items if "error" in item], "rows": [item["row"] for item in good]}
-        if good:
-            batch["input_ids"] = torch.stack([item["input_ids"] for item in good])
-            batch["attention_mask"] = torch.stack([item["attention_mask"] for item in good])
-            batch["pixel_values"], batch["video_mask"] = self([item["frames"] for item in good])
-        return batch
-
-    def collate_videos(self, items: list[dict]) -> dict[str, Any]:
-        """Evaluation batch of videos; a failed video gets one blank frame and `valid=False` (dropped later)."""
-        blank = None
-        videos, valid = [], []
-        for item in items:
-            if "frames" in item:
-                videos.append(item["frames"])
-                blank = item["frames"][:1]
-            valid.append("frames" in item)
-        if not any(valid):
-            size = self.options.get("crop_size") or {"height": 32, "width": 32}
-            blank = [np.zeros((size["height"], size["width"], 3), dtype=np.uint8)]
-        videos = [item.get("frames", [np.zeros_like(blank[0])]) for item in items]
-        pixel_values, video_mask = self(videos)
-        return {"video": torch.tensor([item["video"] for item in items]), "valid": torch.tensor(valid),
-                "pixel_values": pixel_values, "video_mask": video_mask,
-                "skipped": [item["error"] for item in items if "error" in item]}
 
 
 class GlobalBatchSampler(torch.utils.data.Sampler):
@@ -426,35 +436,71 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
 
 @dataclass
 class SplitData:
-    """One benchmark split ready for the model."""
+    """One split ready for the model: caption rows grouped by video, their tokens and the videos' frames."""
 
-    rows: Any  # datasets.Dataset
+    rows: Any  # datasets.Dataset: video_id, video, caption, video_index
     tokens: dict[str, torch.Tensor]
     store: VideoFrameStore
     eval_index: Any  # datasets_scripts.EvalIndex
     #: videos 2k and 2k + 1 are one clip and its time reversal, with other captions (synthetic-motion)
     time_reversed_pairs: bool = False
+    #: what validation skipped (missing/undecodable videos, empty captions), written to output_dir/data_report.json
+    report: Optional[DataReport] = None
 
     @property
     def video_of_row(self) -> list[int]:
         return list(self.eval_index.caption_to_video)
 
 
+@dataclass
+class StreamSplit:
+    """A streamed training split: this process's share of the source rows (decoded per batch by `collator`)."""
+
+    dataset: Any  # datasets.IterableDataset, already shuffled and split by node
+    collator: Any  # data_clip2video.StreamCollator (its batcher is set per model)
+    report: DataReport
+
+
+def open_source(data_args: DataArguments, split: str, streaming: bool = False):
+    """Split `split` of an own data source, its columns and the folder its relative video paths start from."""
+    files = data_args.data_files()
+    name = data_args.source_name()
+    if split in files and data_clip2video.is_prepared_source(files[split]):
+        name, files = files[split], {}
+    dataset = data_clip2video.load_source(
+        name, split, data_dir=data_args.data_dir, data_files=files or None, config_name=data_args.dataset_config_name,
+        revision=data_args.revision, cache_dir=data_args.cache_dir, streaming=streaming)
+    columns = data_clip2video.resolve_columns(dataset, data_args.video_column, data_args.caption_column,
+                                              data_args.video_id_column)
+    base_dir = data_args.video_dir or data_clip2video.source_base_dir(name, data_args.data_dir, files.get(split))
+    return dataset, columns, base_dir
+
+
 def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProcessor, video_options: dict,
                max_videos: Optional[int] = None, max_rows: Optional[int] = None) -> SplitData:
-    rows = load_benchmark(data_args.dataset_name, split, data_dir=data_args.data_dir, video_dir=data_args.video_dir,
-                          cache_dir=data_args.cache_dir, **data_args.benchmark_options())
+    """A benchmark split (datasets_scripts) or a split of any datasets source, laid out one row per caption."""
+    report, videos = DataReport(source=data_args.describe(), split=split), None
+    if data_args.is_benchmark:
+        rows = load_benchmark(data_args.dataset_name, split, data_dir=data_args.data_dir, video_dir=data_args.video_dir,
+                              cache_dir=data_args.cache_dir, strict=data_args.strict, **data_args.benchmark_options())
+    else:
+        dataset, columns, base_dir = open_source(data_args, split)
+        table = data_clip2video.build_caption_table(dataset, columns, base_dir, data_args.describe(), split,
+                                                    strict=data_args.strict)
+        rows, videos, report = table.rows, table.videos, table.report
     if max_videos is not None:
         rows = rows.filter(lambda index: index < max_videos, input_columns="video_index")
     if max_rows is not None:
         rows = rows.select(range(min(max_rows, len(rows))))
     eval_index = get_eval_index(rows)
-    first_rows = eval_index.first_caption_rows
-    paths = [rows[row]["video"] for row in first_rows]
+    if videos is None:  # benchmarks: the path of each video, from its first caption row
+        videos = [rows[row]["video"] for row in eval_index.first_caption_rows]
+    report.num_videos, report.num_captions = eval_index.num_videos, len(rows)
     tokens = processor.tokenize(list(rows["caption"]))
-    store = VideoFrameStore(paths, processor.video_processor, video_options, cache=data_args.cache_videos)
-    logger.info("%s/%s: %d captions, %d videos", data_args.dataset_name, split, len(rows), eval_index.num_videos)
-    return SplitData(rows, tokens, store, eval_index, time_reversed_pairs=data_args.dataset_name == SYNTHETIC_NAME)
+    store = VideoFrameStore(videos, processor.video_processor, video_options, cache=data_args.cache_videos)
+    logger.info("%s/%s: %d captions, %d videos", data_args.describe(), split, len(rows), eval_index.num_videos)
+    return SplitData(rows, tokens, store, eval_index, time_reversed_pairs=data_args.dataset_name == SYNTHETIC_NAME,
+                     report=report)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -596,61 +642,107 @@ def parameter_groups(model: torch.nn.Module, args: RunArguments) -> list[dict[st
 
 @dataclass
 class TrainerState:
-    """Where training is: optimizer steps done, epoch, micro-batches of that epoch done."""
+    """Where training is: optimizer steps done, epoch, micro-batches of that epoch done, what was skipped, and the
+    log history (one entry per logging step, plus one per resume saying where it resumed)."""
 
     completed_steps: int = 0
     epoch: int = 0
     batches_in_epoch: int = 0
     skipped_videos: int = 0
+    skipped_batches: int = 0
+    log_history: list = field(default_factory=list)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from: none found for `latest`, or its saved states disagree."""
 
 
 def checkpoint_root(output_dir: str) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
+def _checkpoint_step(path: Path) -> Optional[int]:
+    """The step of a `checkpoint-<step>` folder name, None for any other name (temporary folders included)."""
+    suffix = path.name[len(CHECKPOINT_PREFIX):]
+    return int(suffix) if path.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
+
+
 def complete_checkpoints(output_dir: str) -> list[Path]:
-    """Finished checkpoints (those with a trainer state), oldest first."""
+    """Finished checkpoints (`checkpoint-<step>` folders with a trainer state), oldest first. A checkpoint being
+    written lives in a temporary folder until it is complete, so a kill mid-write leaves nothing that matches."""
     root = checkpoint_root(output_dir)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and (p / TRAINER_STATE).is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    found = [p for p in root.iterdir() if _checkpoint_step(p) is not None and (p / TRAINER_STATE).is_file()]
+    return sorted(found, key=_checkpoint_step)
 
 
 def resolve_checkpoint(value: Optional[str], output_dir: str) -> Optional[Path]:
-    """`latest` -> newest complete checkpoint of output_dir (None when there is none); a path -> itself."""
+    """`latest` -> the newest complete checkpoint of output_dir (`CheckpointError` when there is none);
+    `latest_if_any` -> the same, or None; a path -> itself (it must be a complete checkpoint); None -> None."""
     if value is None:
         return None
-    if value == "latest":
+    if value in (RESUME_LATEST, RESUME_LATEST_IF_ANY):
         found = complete_checkpoints(output_dir)
+        if not found and value == RESUME_LATEST:
+            raise CheckpointError(f"--resume_from_checkpoint latest: no complete checkpoint in "
+                                  f"{checkpoint_root(output_dir)} (use 'latest_if_any' to start fresh when there is none)")
         return found[-1] if found else None
     path = Path(value)
     if not (path / TRAINER_STATE).is_file():
-        raise FileNotFoundError(f"{path}: not a complete checkpoint (no {TRAINER_STATE})")
+        raise CheckpointError(f"{path}: not a complete checkpoint (no {TRAINER_STATE})")
     return path
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: str, state: TrainerState, limit: Optional[int]) -> Path:
-    """`accelerator.save_state` into a temporary folder, then one rename: a kill leaves no half checkpoint."""
+def remove_previous_checkpoints(output_dir: str) -> list[str]:
+    """Delete this script's own checkpoints (and temporary checkpoint folders) from an earlier run in output_dir, so
+    `latest` and `--checkpoints_total_limit` never mix two runs; anything else in the folder is left alone."""
     root = checkpoint_root(output_dir)
-    final = root / f"{CHECKPOINT_PREFIX}{state.completed_steps}"
-    temporary = root / f".tmp-{final.name}"
-    if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(temporary, ignore_errors=True)  # left over by a killed run
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (temporary / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
+    if not root.is_dir():
+        return []
+    ours = [p for p in root.iterdir() if p.is_dir() and (
+        p in complete_checkpoints(output_dir)
+        or (p.name.startswith(TMP_PREFIX) and p.name.split("-", 2)[-1].startswith(CHECKPOINT_PREFIX)))]
+    for path in ours:
+        shutil.rmtree(path)
+    return sorted(p.name for p in ours)
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, state: TrainerState, limit: Optional[int]) -> Path:
+    """`accelerator.save_state` (model, optimizer, scheduler, RNG of every process) and the trainer state, written
+    into a temporary folder that becomes `checkpoint-<step>` in one rename (`atomic_directory`): a kill or an error
+    mid-write leaves the previous checkpoints as they were and no folder that `latest` would pick."""
+    final = checkpoint_root(output_dir) / f"{CHECKPOINT_PREFIX}{state.completed_steps}"
+    main_process = accelerator.is_main_process
+    with atomic_directory(final, replace=True) if main_process else contextlib.nullcontext() as temporary:
+        temporary = broadcast_object_list([str(temporary) if main_process else None])[0]  # one folder for all
+        accelerator.save_state(temporary)
+        accelerator.wait_for_everyone()
+        if main_process:
+            (Path(temporary) / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
+    if main_process:
         for old in complete_checkpoints(output_dir)[: -limit] if limit else []:
             shutil.rmtree(old, ignore_errors=True)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path, optimizer, scheduler) -> tuple[TrainerState, dict]:
+    """`accelerator.load_state` + the trainer state; checks the restored scheduler is at the checkpoint's step and
+    returns where the run resumes (step, epoch, micro-batch of the epoch, optimizer and scheduler steps)."""
+    accelerator.load_state(str(checkpoint))
+    state = TrainerState(**json.loads((checkpoint / TRAINER_STATE).read_text()))
+    scheduler_step = scheduler.scheduler.last_epoch if hasattr(scheduler, "scheduler") else scheduler.last_epoch
+    if scheduler_step != state.completed_steps:
+        raise CheckpointError(f"{checkpoint}: the scheduler is at step {scheduler_step} but the trainer state at "
+                              f"{state.completed_steps}")
+    optimizer_steps = [int(slot["step"]) for slot in optimizer.state_dict()["state"].values() if "step" in slot]
+    resumed = {"step": state.completed_steps, "resumed_from": str(checkpoint), "epoch": state.epoch,
+               "batches_in_epoch": state.batches_in_epoch, "scheduler_step": scheduler_step,
+               "optimizer_step": max(optimizer_steps, default=0)}
+    state.log_history.append(resumed)
+    return state, resumed
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -664,10 +756,41 @@ def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any
 
 def compute_loss(model: torch.nn.Module, batch: dict[str, Any], loss_fn: CLIP2VideoContrastiveLoss,
                  logit_scale: torch.Tensor) -> torch.Tensor:
-    """One micro-batch: the model's features (through DDP's forward), gathered loss over the global batch."""
+    """One micro-batch: the model's features (through DDP's forward), gathered loss over the global batch.
+
+    A `placeholder` batch (this process has no decodable row, others have some) runs the forward on its one dummy
+    row, so that DDP sees every parameter used, and hands the loss zero rows: its gradient is exactly zero and the
+    loss is that of the other processes' rows, as in a 1-process run on the same global batch."""
     outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     pixel_values=batch["pixel_values"], video_mask=batch["video_mask"])
+    if batch.get("placeholder"):
+        outputs = SimpleNamespace(**{name: None if getattr(outputs, name) is None else getattr(outputs, name)[:0]
+                                     for name in LOSS_INPUTS})
     return loss_fn(outputs, logit_scale)
+
+
+#: The outputs of the model that the contrastive loss reads (all batch-first).
+LOSS_INPUTS = ("text_global_embeds", "video_global_embeds", "text_alignment_embeds", "video_alignment_embeds")
+
+
+def placeholder_batch(config: CLIP2VideoConfig) -> dict[str, Any]:
+    """One dummy caption-video pair (start + end token, one black frame) for a process whose micro-batch lost every
+    video while other processes' did not (see `compute_loss`)."""
+    text, size = config.text_config, config.vision_config.image_size
+    video_mask = torch.zeros(1, config.num_frames, dtype=torch.long)
+    video_mask[0, 0] = 1
+    return {"input_ids": torch.tensor([[text.bos_token_id, text.eos_token_id]]),
+            "attention_mask": torch.ones(1, 2, dtype=torch.long),
+            "pixel_values": torch.zeros(1, config.num_frames, 3, size, size), "video_mask": video_mask,
+            "placeholder": True}
+
+
+def global_counts(accelerator: Accelerator, rows: int, skipped: int) -> tuple[int, int]:
+    """(decodable rows, skipped videos) of the global micro-batch: one tiny all-gather, the same on every process."""
+    counts = torch.tensor([rows, skipped], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        counts = accelerator.gather(counts).view(-1, 2).sum(dim=0)
+    return int(counts[0]), int(counts[1])
 
 
 def _learning_rates(optimizer) -> dict[str, float]:
@@ -686,7 +809,14 @@ def _checkpoint_every(args: RunArguments) -> Optional[int]:
 def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: SplitData, batcher: VideoBatcher,
           loss_fn: CLIP2VideoContrastiveLoss, args: RunArguments, data_args: DataArguments, state: TrainerState,
           num_update_steps_per_epoch: int, max_train_steps: int, evaluate_fn=None, log_prefix: str = "") -> TrainerState:
-    """The loop: accumulate, backward, clip, step; logs, checkpoints and periodic evaluation; NaN stops the run."""
+    """The loop: accumulate, backward, clip, step; logs, checkpoints and periodic evaluation; NaN stops the run.
+
+    One optimizer step = `gradient_accumulation_steps` global micro-batches; the scheduler steps once per optimizer
+    step on any number of processes (the Accelerator is built with `step_scheduler_with_optimizer=False`), so its
+    `last_epoch` always equals `state.completed_steps`. Videos that fail to decode are dropped from their micro-batch
+    (counted over all processes); a global micro-batch left with no row at all is skipped by every process alike
+    (counted in `state.skipped_batches`) and the next one takes its place in the accumulation.
+    """
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     sampler = GlobalBatchSampler(len(train_split.rows), micro_batch, accelerator.process_index,
                                  accelerator.num_processes, args.seed, group_size=args.train_group_size)
@@ -699,7 +829,7 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
     num_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
     progress = tqdm(total=max_train_steps, initial=state.completed_steps, desc=f"{log_prefix}training",
                     disable=not accelerator.is_local_main_process)
-    window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+    window_loss, window_samples, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
     last_checkpoint = None
 
     for epoch in range(state.epoch, num_epochs):
@@ -708,41 +838,51 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
         state.epoch = epoch
         for batch in dataloader:
             state.batches_in_epoch += 1
-            for name in batch["skipped"]:
-                logger.warning("skipped training video: %s", name)
-            state.skipped_videos += len(batch["skipped"])
+            skip_undecodable(batch["skipped"], train_split.report, data_args.strict, "training")
+            rows, skipped = global_counts(accelerator, len(batch["rows"]), len(batch["skipped"]))
+            state.skipped_videos += skipped
+            if rows == 0:  # no process has a decodable video: every process skips this micro-batch
+                state.skipped_batches += 1
+                logger.warning("%sskipped micro-batch %d of epoch %d: none of its %d videos could be decoded",
+                               log_prefix, state.batches_in_epoch, epoch, skipped)
+                continue
+            if not batch["rows"]:
+                batch = placeholder_batch(unwrapped.config)
             batch = move_to_device(batch, accelerator.device)
             with accelerator.accumulate(model):
                 loss = compute_loss(model, batch, loss_fn, unwrapped.logit_scale)
                 if not torch.isfinite(loss):
-                    last = resolve_checkpoint("latest", output_dir)
+                    last = resolve_checkpoint(RESUME_LATEST_IF_ANY, output_dir)
                     raise TrainingDivergedError(
                         f"loss is {loss.item()} at optimizer step {state.completed_steps + 1} (epoch {epoch}); "
                         f"stopped before updating the weights. Last good checkpoint: {last or 'none'} (resume with "
                         "--resume_from_checkpoint latest, e.g. with a lower learning rate or --max_grad_norm)")
                 accelerator.backward(loss)
+                learning_rates = _learning_rates(optimizer)  # the rates this step uses
                 if accelerator.sync_gradients and args.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
+                optimizer.step()  # accelerate skips it (and zero_grad) while accumulating
+                if accelerator.sync_gradients:
+                    scheduler.step()
                 optimizer.zero_grad()
             window_loss += loss.item() / args.gradient_accumulation_steps
-            window_samples += micro_batch
+            window_samples += rows
             if not accelerator.sync_gradients:
                 continue
             with torch.no_grad():  # the original CLIP clamps its temperature at 100
                 unwrapped.logit_scale.clamp_(0, math.log(100))
             state.completed_steps += 1
+            window_steps += 1
             progress.update(1)
             if state.completed_steps % args.logging_steps == 0 or state.completed_steps == max_train_steps:
                 elapsed = time.perf_counter() - window_start
-                steps_in_window = window_samples / args.train_batch_size
-                logs = {"loss": window_loss / max(steps_in_window, 1e-9), "logit_scale": unwrapped.logit_scale.exp().item(),
-                        "samples_per_second": window_samples / elapsed, "epoch": epoch, **_learning_rates(optimizer)}
+                logs = {"loss": window_loss / window_steps, "logit_scale": unwrapped.logit_scale.exp().item(),
+                        "samples_per_second": window_samples / elapsed, "epoch": epoch, **learning_rates}
                 logger.info("%sstep %d/%d: %s", log_prefix, state.completed_steps, max_train_steps,
                             ", ".join(f"{k} {v:.4g}" for k, v in logs.items()))
                 accelerator.log({f"{log_prefix}train/{k}": v for k, v in logs.items()}, step=state.completed_steps)
-                window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+                state.log_history.append({"step": state.completed_steps, **logs})
+                window_loss, window_samples, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
             if checkpoint_every and state.completed_steps % checkpoint_every == 0:
                 last_checkpoint = save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
             if evaluate_fn is not None and eval_every and state.completed_steps % eval_every == 0:
@@ -756,7 +896,7 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
                 last_checkpoint = save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
             else:  # the step checkpoint of this very step: record that the epoch is over
                 if accelerator.is_main_process:
-                    (last_checkpoint / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
+                    write_text(last_checkpoint / TRAINER_STATE, json.dumps(dataclasses.asdict(state), indent=2))
         if evaluate_fn is not None and not eval_every:
             evaluate_fn(state.completed_steps)
         if state.completed_steps >= max_train_steps:
@@ -770,20 +910,11 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _gather_in_order(accelerator: Accelerator, local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Concatenate per-process chunks of known sizes, in process order."""
-    if accelerator.num_processes == 1:
-        return local
-    padded = accelerator.pad_across_processes(local, dim=0)
-    gathered = accelerator.gather(padded).view(accelerator.num_processes, -1, *local.shape[1:])
-    return torch.cat([gathered[rank, :size] for rank, size in enumerate(sizes)])
-
-
-def _split_range(count: int, accelerator: Accelerator) -> tuple[range, list[int]]:
+def _split_range(count: int, accelerator: Accelerator) -> range:
+    """This process's contiguous share of `count` items (shares in rank order cover 0..count-1)."""
     bounds = np.linspace(0, count, accelerator.num_processes + 1).round().astype(int)
-    sizes = np.diff(bounds).tolist()
     rank = accelerator.process_index
-    return range(bounds[rank], bounds[rank + 1]), sizes
+    return range(bounds[rank], bounds[rank + 1])
 
 
 @torch.no_grad()
@@ -792,35 +923,35 @@ def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: Vid
     """Retrieval features of every video (once) and every caption (once), split over processes."""
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
-    videos, video_sizes = _split_range(split.eval_index.num_videos, accelerator)
+    videos = _split_range(split.eval_index.num_videos, accelerator)
     loader = torch.utils.data.DataLoader(VideoDataset(split.store, videos), batch_size=batch_size,
                                          collate_fn=batcher.collate_videos, num_workers=num_workers)
     video_features, valid, skipped = [], [], []
     for batch in tqdm(loader, desc="encoding videos", disable=not accelerator.is_local_main_process, leave=False):
         with accelerator.autocast():
-            features = unwrapped.get_video_features(batch["pixel_values"].to(accelerator.device),
-                                                    batch["video_mask"].to(accelerator.device))
-        video_features.append(features.float())
+            features = encode_videos(unwrapped, batch["pixel_values"].to(accelerator.device),
+                                     batch["video_mask"].to(accelerator.device))
+        video_features.append(features)
         valid.append(batch["valid"].to(accelerator.device))
         skipped += batch["skipped"]
     dim = unwrapped.config.retrieval_embed_dim
     local_videos = torch.cat(video_features) if video_features else torch.zeros(0, dim, device=accelerator.device)
     local_valid = torch.cat(valid) if valid else torch.zeros(0, dtype=torch.bool, device=accelerator.device)
 
-    captions, caption_sizes = _split_range(len(split.rows), accelerator)
+    captions = _split_range(len(split.rows), accelerator)
     text_features = []
     for start in range(captions.start, captions.stop, batch_size):
         stop = min(start + batch_size, captions.stop)
         with accelerator.autocast():
-            features = unwrapped.get_text_features(split.tokens["input_ids"][start:stop].to(accelerator.device),
-                                                   split.tokens["attention_mask"][start:stop].to(accelerator.device))
-        text_features.append(features.float())
+            features = encode_texts(unwrapped, split.tokens["input_ids"][start:stop].to(accelerator.device),
+                                    split.tokens["attention_mask"][start:stop].to(accelerator.device))
+        text_features.append(features)
     local_text = torch.cat(text_features) if text_features else torch.zeros(0, dim, device=accelerator.device)
     skipped_all = gather_object([skipped]) if accelerator.num_processes > 1 else [skipped]
     return {
-        "video_features": _gather_in_order(accelerator, local_videos, video_sizes).cpu(),
-        "video_valid": _gather_in_order(accelerator, local_valid.long(), video_sizes).bool().cpu(),
-        "text_features": _gather_in_order(accelerator, local_text, caption_sizes).cpu(),
+        "video_features": gather_uneven(local_videos).cpu(),
+        "video_valid": gather_uneven(local_valid.long()).bool().cpu(),
+        "text_features": gather_uneven(local_text).cpu(),
         "logit_scale": float(unwrapped.logit_scale.exp()),
         "skipped": [name for names in skipped_all for name in names],
     }
@@ -865,11 +996,20 @@ def order_accuracy(similarity: torch.Tensor, targets) -> float:
     return 100.0 * (own > twin + ORDER_TIE_TOLERANCE).double().mean().item()
 
 
+def skip_undecodable(names: Sequence[str], report: Optional[DataReport], strict: bool, stage: str) -> None:
+    """Log and count videos that could not be decoded; with --strict, stop with a DataValidationError instead."""
+    if names and strict:
+        raise data_clip2video.DataValidationError(f"--strict: undecodable {stage} video(s): {'; '.join(names)}")
+    for name in names:
+        logger.warning("skipped %s video: %s", stage, name)
+    if report is not None:
+        report.add_undecodable(names)
+
+
 def evaluate_model(accelerator, model, split: SplitData, batcher: VideoBatcher, args: RunArguments,
                    data_args: DataArguments) -> dict[str, Any]:
     encoded = encode_split(accelerator, model, split, batcher, args.eval_batch_size, data_args.dataloader_num_workers)
-    for name in encoded["skipped"]:
-        logger.warning("skipped evaluation video: %s", name)
+    skip_undecodable(encoded["skipped"], split.report, data_args.strict, "evaluation")
     result = compute_metrics(encoded, split, args)
     result["encoded"] = encoded
     return result
@@ -984,11 +1124,11 @@ def model_card(model, model_args: ModelArguments, data_args: DataArguments, args
     repo = args.hub_model_id or args.output_dir
     return "\n".join(front) + f"""
 
-# CLIP2Video — {data_args.dataset_name}
+# CLIP2Video — {data_args.describe()}
 
 A CLIP2Video video-text retrieval model (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097)) trained
 with `run_retrieval.py` of the clip2video project, {'from ' + base if base else 'from scratch'}, on
-`{data_args.dataset_name}` ({data_args.train_split} split), evaluated on its {data_args.eval_split} split.
+`{data_args.describe()}` ({data_args.train_split} split), evaluated on its {data_args.eval_split} split.
 
 ## Usage
 
@@ -1005,7 +1145,7 @@ with torch.no_grad():
 similarity = model.logit_scale.exp() * text @ video.T   # index `video` once, search with one matrix product
 ```
 
-## Results ({data_args.dataset_name} {data_args.eval_split}, tie rule `{args.tie_rule}`)
+## Results ({data_args.describe()} {data_args.eval_split}, tie rule `{args.tie_rule}`)
 
 {metrics_table(results)}
 
@@ -1050,7 +1190,7 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
     model = build_model(model_args, processor)
     freeze_towers(model, model_args)
     if model_args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     options = video_options(model.config, data_args)
     configure_processor(processor, options)
     for split in splits.values():
@@ -1074,24 +1214,31 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
     if args.do_train:
         train_split = splits["train"]
         micro_batch = args.train_batch_size // args.gradient_accumulation_steps
-        if args.train_batch_size % (args.gradient_accumulation_steps * accelerator.num_processes):
+        if micro_batch % accelerator.num_processes:
             raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by gradient_accumulation_steps "
                              f"x processes ({args.gradient_accumulation_steps} x {accelerator.num_processes})")
         steps_per_epoch = max(1, (len(train_split.rows) // micro_batch) // args.gradient_accumulation_steps)
         max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
         optimizer = torch.optim.AdamW(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2),
                                       eps=args.adam_epsilon)
+        # Over optimizer steps; prepared (so save_state/load_state keep it) but stepped by `train` once per step.
         scheduler = get_cosine_schedule_with_warmup(optimizer, int(args.warmup_ratio * max_steps), max_steps)
         model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-        state = TrainerState()
+        state, resumed = TrainerState(), None
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
         if checkpoint is not None:
-            accelerator.load_state(str(checkpoint))
-            state = TrainerState(**json.loads((checkpoint / TRAINER_STATE).read_text()))
-            logger.info("%sresumed from %s (step %d, epoch %d, batch %d)", log_prefix, checkpoint,
-                        state.completed_steps, state.epoch, state.batches_in_epoch)
-        elif args.resume_from_checkpoint not in (None, "latest"):
-            raise FileNotFoundError(args.resume_from_checkpoint)
+            state, resumed = load_checkpoint(accelerator, checkpoint, optimizer, scheduler)
+            logger.info("%sresumed from %s: step %d of %d (epoch %d, micro-batch %d of the epoch), optimizer at step "
+                        "%d, scheduler at step %d; %d steps to go", log_prefix, checkpoint, state.completed_steps,
+                        max_steps, state.epoch, state.batches_in_epoch, resumed["optimizer_step"],
+                        resumed["scheduler_step"], max(max_steps - state.completed_steps, 0))
+        else:
+            if accelerator.is_main_process:
+                removed = remove_previous_checkpoints(output_dir)
+                if removed:
+                    logger.info("%sremoved this script's earlier checkpoints from %s: %s", log_prefix, output_dir,
+                                ", ".join(removed))
+            accelerator.wait_for_everyone()
         loss_fn = CLIP2VideoContrastiveLoss(center_weight=accelerator.unwrap_model(model).config.center_weight)
         logger.info("%straining %d steps: global batch %d (%d processes x %d per process x %d accumulation)",
                     log_prefix, max_steps, args.train_batch_size, accelerator.num_processes,
@@ -1099,7 +1246,11 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
         state = train(accelerator, model, optimizer, scheduler, train_split, batcher, loss_fn, run_args, data_args,
                       state, steps_per_epoch, max_steps,
                       evaluate_fn=evaluate_fn if (args.do_eval and args.eval_steps) else None, log_prefix=log_prefix)
-        final["train"] = {"completed_steps": state.completed_steps, "skipped_training_videos": state.skipped_videos}
+        final["train"] = {"completed_steps": state.completed_steps, "skipped_training_videos": state.skipped_videos,
+                          "skipped_training_batches": state.skipped_batches}
+        if resumed is not None:
+            final["train"]["resumed_from_step"] = resumed["step"]
+        final["history"] = state
     else:
         model = accelerator.prepare(model)
 
@@ -1115,6 +1266,7 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
         if args.do_train:
             unwrapped.save_pretrained(output_dir, safe_serialization=True)
             processor.save_pretrained(output_dir)
+            write_text(Path(output_dir) / TRAIN_HISTORY, json.dumps(dataclasses.asdict(final["history"]), indent=2))
     accelerator.wait_for_everyone()
     return {"metrics": final.get("metrics", {}), "train": final.get("train", {}), "model": unwrapped}
 
@@ -1129,19 +1281,22 @@ def setup_logging(accelerator: Accelerator) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     # 1. Arguments
-    model_args, data_args, args = parse_args(argv)
-    check_args(model_args, data_args, args)
+    model_args, data_args, args = parse_args(argv)  # validated: nothing has touched the disk yet
     started = time.perf_counter()
 
     # 2. Accelerate and logging
     output = Path(args.output_dir)
     if args.do_train and not args.overwrite_output_dir and args.resume_from_checkpoint is None and output.is_dir() \
             and any(output.iterdir()):
-        raise ValueError(f"{output} is not empty: pass --overwrite_output_dir or --resume_from_checkpoint latest")
-    accelerator = Accelerator(
+        raise ValueError(f"{output} is not empty: pass --overwrite_output_dir (to write into it) or "
+                         "--resume_from_checkpoint latest")
+    if model_args.model_name_or_path is not None:
+        check_model_available(model_args.model_name_or_path)
+    accelerator = Accelerator(  # the learning-rate schedule is over optimizer steps: `train` steps it once per step
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to, project_dir=args.output_dir,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        step_scheduler_with_optimizer=False,
     )
     setup_logging(accelerator)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -1151,14 +1306,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             and data_args.synthetic_frame_size != model_args.scratch_image_size:
         logger.warning("synthetic frames of %d px are resized to the model's %d px (--synthetic_frame_size, "
                        "--scratch_image_size)", data_args.synthetic_frame_size, model_args.scratch_image_size)
-    if accelerator.is_main_process and args.overwrite_output_dir and args.resume_from_checkpoint is None \
-            and args.do_train and output.is_dir():
-        shutil.rmtree(output)
-    accelerator.wait_for_everyone()
-    if args.report_to != "none":
-        accelerator.init_trackers("run_retrieval", config={k: v for k, v in dataclasses.asdict(args).items()
-                                                            if isinstance(v, (int, float, str, bool))})
-
     # 3. Data and processor (the splits are shared by the model and the baseline)
     processor = build_processor(model_args, data_args)
     with accelerator.main_process_first():  # the first process builds the datasets cache / synthetic videos
@@ -1167,6 +1314,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             splits["train"] = load_split(data_args, data_args.train_split, processor, {}, max_rows=data_args.max_train_samples)
         if args.do_eval or args.do_export_features:
             splits["eval"] = load_split(data_args, data_args.eval_split, processor, {}, max_videos=data_args.max_eval_videos)
+    if args.report_to != "none":  # the first write into output_dir, once the arguments and the data are known good
+        accelerator.init_trackers("run_retrieval", config={k: v for k, v in dataclasses.asdict(args).items()
+                                                            if isinstance(v, (int, float, str, bool))})
 
     # 4.-9. Model(s)
     configs = {"CLIP2Video": (model_args, args.output_dir, "")}
@@ -1190,8 +1340,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         if args.do_train:
             (output / "README.md").write_text(model_card(first_model, model_args, data_args, args, metric_rows))
         if metric_rows:
-            print(f"\n{data_args.dataset_name} {data_args.eval_split} ({args.tie_rule} ties), "
+            print(f"\n{data_args.describe()} {data_args.eval_split} ({args.tie_rule} ties), "
                   f"{all_results['wall_time_seconds']:.0f} s:\n{metrics_table(metric_rows)}")
+        data_clip2video.write_data_report([split.report for split in splits.values()], str(output))
         if args.push_to_hub:
             push_folder_to_hub(str(output), args)
     return all_results

@@ -1,0 +1,264 @@
+"""Own videos and captions: every `datasets` source run_retrieval.py reads (videofolder, csv, json, parquet,
+webdataset, save_to_disk), validation of broken/missing videos and empty captions, and streaming across processes.
+
+The data is written here from tiny generated mp4 files (PyAV, 32 px, 20 frames at 10 fps)."""
+
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+
+import data_clip2video
+import run_retrieval
+from data_clip2video import ColumnNotFoundError, DataValidationError
+
+
+PYTHON = sys.executable
+ACCELERATE = shutil.which("accelerate", path=os.path.dirname(PYTHON)) or "accelerate"
+COLOURS = [(230, 40, 40), (40, 200, 40), (40, 40, 230), (220, 220, 30), (200, 40, 200), (30, 200, 200),
+           (240, 140, 20), (120, 120, 120)]
+
+
+def write_video(path, seed: int, num_frames: int = 20, size: int = 32) -> bytes:
+    """A square of colour `seed` moving across a dark background; returns the file's bytes."""
+    colour = COLOURS[seed % len(COLOURS)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for index in range(num_frames):
+            frame = np.full((size, size, 3), 20 + 10 * (seed // len(COLOURS)), dtype=np.uint8)
+            x = (index * 2 + 3 * seed) % (size - 8)
+            frame[8:20, x : x + 8] = colour
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return Path(path).read_bytes()
+
+
+BROKEN = b"\x00\x00\x00 this is not a video " * 40
+
+
+def caption(seed: int, variant: int = 0) -> str:
+    words = ["red", "green", "blue", "yellow", "purple", "cyan", "orange", "grey"]
+    return f"{'a' if variant == 0 else 'one'} {words[seed % len(words)]} square moves"
+
+
+def make_videofolder(root: Path, splits=(("train", 8), ("test", 6)), broken=True, missing=True) -> Path:
+    """`root/<split>/*.mp4` + `metadata.jsonl` (`file_name`, `text`); train gets a broken and a missing video."""
+    for split, count in splits:
+        folder = root / split
+        folder.mkdir(parents=True)
+        lines = []
+        for seed in range(count):
+            write_video(folder / f"clip{seed}.mp4", seed)
+            lines.append({"file_name": f"clip{seed}.mp4", "text": caption(seed)})
+        if split == "train" and broken:
+            (folder / "broken.mp4").write_bytes(BROKEN)
+            lines.append({"file_name": "broken.mp4", "text": "a broken video"})
+        if split == "train" and missing:
+            lines.append({"file_name": "gone.mp4", "text": "a video that is not there"})
+        (folder / "metadata.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return root
+
+
+TINY_MODEL = ["--num_frames", "4", "--max_words", "16", "--scratch_hidden_size", "32", "--scratch_num_layers", "1",
+              "--scratch_patch_size", "16", "--num_temporal_layers", "1", "--report_to", "none",
+              "--learning_rate", "1e-3", "--clip_learning_rate", "1e-3", "--logging_steps", "1"]
+
+
+def _env() -> dict:
+    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+
+
+def _load(tmp_path, *argv, split="train"):
+    """A split through run_retrieval's own loading (arguments parsed as on the command line)."""
+    model_args, data_args, _ = run_retrieval.parse_args(["--do_eval", "--cache_dir", str(tmp_path / "cache"), *argv])
+    processor = run_retrieval.build_processor(model_args, data_args)
+    options = dict(num_frames=4, frame_sampling="uniform")
+    return run_retrieval.load_split(data_args, split, processor, options)
+
+
+def _decoded(split_data) -> list[int]:
+    """Frames decoded per video (0 = undecodable)."""
+    counts = []
+    for video in range(split_data.eval_index.num_videos):
+        try:
+            counts.append(len(split_data.store.load(video)))
+        except data_clip2video.VideoDecodeError:
+            counts.append(0)
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Every source, laid out like a benchmark split; broken and missing videos and empty captions in each
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_videofolder_with_metadata_jsonl(tmp_path):
+    root = make_videofolder(tmp_path / "data")
+    split = _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(root))
+    assert split.eval_index.video_ids == tuple(f"clip{i}" for i in range(8)) + ("broken",)
+    assert list(split.rows["caption"][:2]) == [caption(0), caption(1)]
+    assert split.report.missing_videos == [str(root / "train" / "gone.mp4")]
+    assert _decoded(split) == [4] * 8 + [0]
+
+
+def test_csv_with_relative_paths_several_rows_per_video_and_empty_captions(tmp_path):
+    data = tmp_path / "data"
+    (data / "videos").mkdir(parents=True)
+    lines = ["video_id,path,sentence"]
+    for seed in range(4):
+        write_video(data / "videos" / f"v{seed}.mp4", seed)
+        lines += [f"v{seed},videos/v{seed}.mp4,{caption(seed)}", f"v{seed},videos/v{seed}.mp4,{caption(seed, 1)}"]
+    (data / "videos" / "bad.mp4").write_bytes(BROKEN)
+    lines += ["bad,videos/bad.mp4,a broken one", "gone,videos/gone.mp4,not there", "v3,videos/v3.mp4,"]
+    (data / "train.csv").write_text("\n".join(lines) + "\n")
+    split = _load(tmp_path, "--train_file", str(data / "train.csv"), "--video_column", "path",
+                  "--caption_column", "sentence")
+    assert split.eval_index.video_ids == ("v0", "v1", "v2", "v3", "bad")
+    assert split.eval_index.captions_per_video == (2, 2, 2, 2, 1)  # rows of one id are one video's captions
+    assert split.report.missing_videos == [str(data / "videos" / "gone.mp4")] and split.report.empty_captions == ["v3"]
+    assert _decoded(split) == [4, 4, 4, 4, 0]
+
+
+def test_json_list_of_captions(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    for seed in range(3):
+        write_video(data / f"v{seed}.mp4", seed)
+        rows.append({"video": f"v{seed}.mp4", "captions": [caption(seed), caption(seed, 1), ""][: 3 - seed]})
+    (data / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    split = _load(tmp_path, "--test_file", str(data / "test.jsonl"), split="test")
+    assert split.eval_index.video_ids == ("v0", "v1", "v2")
+    assert split.eval_index.captions_per_video == (2, 2, 1)
+    assert split.report.empty_captions == ["v0"]  # its third caption was empty
+
+
+def test_parquet_with_video_bytes(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = [write_video(tmp_path / f"v{seed}.mp4", seed) for seed in range(3)] + [BROKEN, b""]
+    table = pa.table({"key": ["v0", "v1", "v2", "bad", "empty"], "mp4": data,
+                      "caption": [caption(seed) for seed in range(3)] + ["broken", "empty"]})
+    pq.write_table(table, tmp_path / "train.parquet")
+    for name in ("v0.mp4", "v1.mp4", "v2.mp4"):  # the bytes are all there is
+        (tmp_path / name).unlink()
+    split = _load(tmp_path, "--train_file", str(tmp_path / "train.parquet"), "--video_id_column", "key")
+    assert split.eval_index.video_ids == ("v0", "v1", "v2", "bad")
+    assert split.report.missing_videos == ["empty"]
+    assert _decoded(split) == [4, 4, 4, 0]
+
+
+def make_webdataset(folder: Path, num_shards: int = 2, per_shard: int = 4, broken: bool = True) -> Path:
+    """`folder/train-0000{i}.tar` of `{key}.mp4` + `{key}.txt` + `{key}.json` samples (video2dataset's layout)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    seed = 0
+    for shard in range(num_shards):
+        with tarfile.open(folder / f"train-{shard:05d}.tar", "w") as tar:
+            for _ in range(per_shard):
+                key = f"{seed:06d}"
+                video = BROKEN if broken and seed == 1 else write_video(folder / "tmp.mp4", seed)
+                members = {"mp4": video, "txt": caption(seed).encode(), "json": json.dumps({"key": key}).encode()}
+                for extension, payload in members.items():
+                    info = tarfile.TarInfo(f"{key}.{extension}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+                seed += 1
+    (folder / "tmp.mp4").unlink(missing_ok=True)
+    return folder
+
+
+def test_webdataset_tar_shards(tmp_path):
+    folder = make_webdataset(tmp_path / "shards")
+    split = _load(tmp_path, "--dataset_name", "webdataset", "--data_dir", str(folder))
+    assert split.eval_index.video_ids == tuple(f"{seed:06d}" for seed in range(8))  # __key__ is the id
+    assert list(split.rows["caption"]) == [caption(seed) for seed in range(8)]
+    assert _decoded(split) == [4, 0, 4, 4, 4, 4, 4, 4]
+
+
+def test_save_to_disk_folders_with_paths_and_with_video_features(tmp_path):
+    import datasets
+
+    for seed in range(4):
+        write_video(tmp_path / f"v{seed}.mp4", seed)
+    paths = [str(tmp_path / f"v{seed}.mp4") for seed in range(4)]
+    captions = [caption(seed) for seed in range(4)]
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict({"video": paths, "caption": captions})}).save_to_disk(
+        str(tmp_path / "with_paths"))
+    with_videos = datasets.Dataset.from_dict({"video": paths, "caption": captions}).cast_column("video", datasets.Video())
+    with_videos.save_to_disk(str(tmp_path / "with_videos"))  # datasets embeds the files' bytes
+    (tmp_path / "v3.mp4").unlink()
+
+    split = _load(tmp_path, "--dataset_name", str(tmp_path / "with_paths"), split="test")
+    assert split.eval_index.video_ids == ("v0", "v1", "v2")
+    assert split.report.missing_videos == [str(tmp_path / "v3.mp4")]
+    assert _decoded(split) == [4, 4, 4]
+    with pytest.raises(data_clip2video.DataSourceError, match=r"no split 'train'; available splits: \['test'\]"):
+        _load(tmp_path, "--dataset_name", str(tmp_path / "with_paths"), split="train")
+    split = _load(tmp_path, "--dataset_name", str(tmp_path / "with_videos"), split="test")
+    assert split.eval_index.video_ids == ("v0", "v1", "v2", "v3") and _decoded(split) == [4, 4, 4, 4]
+
+
+def test_wrong_column_names_the_available_ones(tmp_path):
+    root = make_videofolder(tmp_path / "data", splits=(("train", 2),), broken=False, missing=False)
+    with pytest.raises(ColumnNotFoundError, match=r"--caption_column 'title' .* available columns: \['video', 'text'\]"):
+        _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(root), "--caption_column", "title")
+    with pytest.raises(ColumnNotFoundError, match=r"--video_column 'clip'"):
+        _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(root), "--video_column", "clip")
+
+
+def test_strict_refuses_missing_videos(tmp_path):
+    root = make_videofolder(tmp_path / "data", splits=(("train", 2),), broken=False)
+    with pytest.raises(DataValidationError, match="1 missing videos.*gone.mp4"):
+        _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(root), "--strict")
+
+
+def test_prepared_frames_are_taken_as_they_are():
+    frames = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    decoded = data_clip2video.decode_video(frames, video_processor=None, options={})
+    assert len(decoded) == 3 and all(np.array_equal(a, b) for a, b in zip(decoded, frames))
+    with pytest.raises(data_clip2video.VideoDecodeError, match="uint8"):
+        data_clip2video.decode_video(frames.astype(np.float32), video_processor=None, options={})
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The whole script on own data: train, multi-caption evaluation, export, report, card
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_train_evaluate_export_on_a_videofolder(tmp_path):
+    root = make_videofolder(tmp_path / "data")
+    output = tmp_path / "run"
+    results = run_retrieval.main([
+        "--dataset_name", "videofolder", "--data_dir", str(root), "--output_dir", str(output), *TINY_MODEL,
+        "--train_batch_size", "4", "--num_train_epochs", "2", "--checkpointing_steps", "no", "--do_train",
+        "--do_eval", "--do_export_features", "--cache_dir", str(tmp_path / "cache")])["CLIP2Video"]
+    assert results["completed_steps"] == 4 and results["skipped_training_videos"] >= 1  # the broken one, when drawn
+    assert results["num_videos"] == 6 and results["num_captions"] == 6 and results["skipped_videos"] == 0
+    assert math.isfinite(results["t2v_MeanR"])
+    report = {entry["split"]: entry for entry in json.loads((output / "data_report.json").read_text())}
+    assert report["train"]["missing_videos"] == [str(root / "train" / "gone.mp4")]
+    assert any("broken.mp4" in name for name in report["train"]["undecodable_videos"])
+    assert report["test"]["counts"] == {"missing_videos": 0, "empty_captions": 0, "undecodable_videos": 0}
+    index = json.loads((output / "features.json").read_text())
+    assert index["video_ids"] == [f"clip{i}" for i in range(6)]
+    card = (output / "README.md").read_text()
+    assert f"videofolder ({root})" in card
+    assert (output / "report" / "index.html").read_text().count("<tr>") == 6
