@@ -272,10 +272,12 @@ def _check_same_options(found: dict[str, Any], expected: dict[str, Any], where: 
 
 
 def finish_split(output_dir: str | os.PathLike, split: str, num_videos: int, shard_size: int, video_processor,
-                 options: FrameOptions, source: str = "") -> dict[str, Any] | None:
+                 options: FrameOptions, source: str = "", skipped_before: Sequence[dict[str, str]] = ()
+                 ) -> dict[str, Any] | None:
     """Records a split in `prepared.json` once all its shards are done (else returns None and changes nothing).
 
-    Writes `{split}-report.json` (skipped videos and why) and updates `prepared.json` under a file lock, so runs for
+    `skipped_before` lists the videos the source's validation dropped before any decoding (missing files, empty
+    captions), as `{"video_id", "video", "reason"}`. Writes `{split}-report.json` (every skipped video and why) and updates `prepared.json` under a file lock, so runs for
     other splits into the same folder may finish at the same time. Returns the split's entry.
     """
     from filelock import FileLock
@@ -289,12 +291,12 @@ def finish_split(output_dir: str | os.PathLike, split: str, num_videos: int, sha
             return None
         receipts.append(json.loads(path.read_text()))
     stored = frame_options_record(options, video_processor)
-    skipped = [item for receipt in receipts for item in receipt["skipped"]]
+    skipped = [*skipped_before, *(item for receipt in receipts for item in receipt["skipped"])]
     entry = {
         "num_videos": sum(receipt["num_videos"] for receipt in receipts),
         "num_captions": sum(receipt["num_captions"] for receipt in receipts),
         "num_skipped": len(skipped),
-        "num_source_videos": num_videos,
+        "num_source_videos": num_videos + len(skipped_before),
         "shard_size": shard_size,
         "shards": [f"{shard_name(split, r['index'])}.parquet" for r in receipts if r["num_videos"] > 0],
         "report": f"{split}-report.json",

@@ -1,7 +1,8 @@
 # Copyright 2026 The clip2video authors. Licensed under the MIT licence.
 """Decode a dataset once into prepared frame shards (see frame_shards.py) that training reads without a video decoder.
 
-    python prepare_shards.py --data_dir my_videos --output_dir my_videos_prepared --splits train test
+    python prepare_shards.py --dataset_name videofolder --data_dir my_videos --output_dir my_videos_prepared \\
+        --splits train test
     accelerate launch --num_processes 8 prepare_shards.py --dataset_name msrvtt-9k --data_dir data \\
         --video_dir MSRVTT/videos/all --output_dir msrvtt_prepared --feature_framerate 2
 
@@ -15,17 +16,16 @@ Steps: 1. parse the arguments; 2. the frame options from the model; 3. per split
 process's shards, record the split when all its shards exist.
 """
 
-import json
 import logging
-import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from accelerate import Accelerator
 from transformers import HfArgumentParser
 
+import data_clip2video
 from datasets_scripts import BENCHMARK_NAMES, load_benchmark
 from frame_shards import FrameOptions, VideoRecord, finish_split, write_split_shards
 from processing_clip2video import CLIP2VideoVideoProcessor
@@ -39,23 +39,28 @@ FEATURE_FRAMERATE = {"msrvtt": 2}
 
 @dataclass
 class PrepareArguments:
-    """Where the videos are, which frames to keep, where the shards go."""
+    """Where the videos are (as run_retrieval.py's data options), which frames to keep, where the shards go."""
 
     output_dir: str = field(metadata={"help": "Folder of the prepared shards (created; a rerun resumes it)."})
     dataset_name: Optional[str] = field(default=None, metadata={"help": (
-        f"A benchmark ({', '.join(BENCHMARK_NAMES)}) with --data_dir and --video_dir; leave unset for a folder of "
-        "videos with a metadata.jsonl (--data_dir).")})
+        f"A benchmark ({', '.join(BENCHMARK_NAMES)}) with --data_dir and --video_dir, or what datasets.load_dataset "
+        "takes: a packaged builder (videofolder, csv, json, parquet, webdataset, ... with --data_dir or "
+        "--train_file/--test_file), a save_to_disk folder or a Hub dataset id.")})
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Configuration of a Hub dataset."})
+    revision: Optional[str] = field(default=None, metadata={"help": "Revision of a Hub dataset."})
     data_dir: Optional[str] = field(default=None, metadata={"help": (
-        "Benchmark: folder of the split files. Otherwise: folder of videos with metadata.jsonl (one JSON object per "
-        "video: file_name, caption), or one sub-folder per split holding one.")})
-    video_dir: Optional[str] = field(default=None, metadata={"help": "Benchmark: folder of the videos."})
+        "Folder of the split/annotation files (benchmarks) or the data folder of a builder (e.g. videofolder).")})
+    train_file: Optional[str] = field(default=None, metadata={"help": "Training data file or glob."})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data file or glob."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Test data file or glob."})
+    video_dir: Optional[str] = field(default=None, metadata={"help": (
+        "Benchmarks: folder of the videos; own data: the folder relative video paths start from (default: the data "
+        "file's folder, else --data_dir).")})
+    video_column: Optional[str] = field(default=None, metadata={"help": "Column of the video (as run_retrieval.py)."})
+    caption_column: Optional[str] = field(default=None, metadata={"help": "Column of the caption(s) (as run_retrieval.py)."})
+    video_id_column: Optional[str] = field(default=None, metadata={"help": "Column of the video id (as run_retrieval.py)."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache folder."})
     splits: list[str] = field(default_factory=lambda: ["train"], metadata={"help": "Splits to prepare."})
-    video_column: str = field(default="file_name", metadata={"help": "metadata.jsonl: the video's path column."})
-    caption_column: str = field(default="caption", metadata={"help": (
-        "metadata.jsonl: the caption column (a string or a list of strings).")})
-    video_id_column: Optional[str] = field(default=None, metadata={"help": (
-        "metadata.jsonl: the video id column (default: the video's file name without extension).")})
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": (
         "A CLIP2Video or CLIP model folder or Hub id: its frame count and input size (else --num_frames, --image_size).")})
     num_frames: Optional[int] = field(default=None, metadata={"help": "Frames per video (default: the model's, else 12)."})
@@ -89,44 +94,61 @@ def frame_options(args: PrepareArguments) -> FrameOptions:
                         feature_framerate=args.feature_framerate or FEATURE_FRAMERATE.get(family, 1))
 
 
-def benchmark_records(args: PrepareArguments, split: str) -> list[VideoRecord]:
-    """A benchmark split's videos with all their captions, in the benchmark's video order."""
+def benchmark_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord], list[dict[str, str]]]:
+    """A benchmark split's videos with all their captions, in the benchmark's video order (the benchmark builder
+    has already logged what it dropped)."""
     rows = load_benchmark(args.dataset_name, split, data_dir=args.data_dir, video_dir=args.video_dir,
                           cache_dir=args.cache_dir, strict=args.strict)
-    records: dict[int, VideoRecord] = {}
+    grouped: dict[int, tuple[str, str, list[str]]] = {}
     for row in rows:
-        index = row["video_index"]
-        if index not in records:
-            records[index] = VideoRecord(row["video_id"], row["video"] or "", ())
-        records[index] = VideoRecord(row["video_id"], records[index].video, records[index].captions + (row["caption"],))
-    return list(records.values())
+        grouped.setdefault(row["video_index"], (row["video_id"], row["video"] or "", []))[2].append(row["caption"])
+    return [VideoRecord(video_id, video, tuple(captions)) for video_id, video, captions in grouped.values()], []
 
 
-def folder_records(args: PrepareArguments, split: str) -> list[VideoRecord]:
-    """Videos of a folder with `metadata.jsonl` (`<data_dir>/<split>/metadata.jsonl`, or `<data_dir>/metadata.jsonl`
-    for the train split): one video per line, paths relative to the metadata file."""
-    if args.data_dir is None:
-        raise ValueError("give --data_dir (a folder of videos with metadata.jsonl) or --dataset_name")
-    folder = Path(args.data_dir) / split
-    if not (folder / "metadata.jsonl").is_file() and split == "train":
-        folder = Path(args.data_dir)
-    metadata = folder / "metadata.jsonl"
-    if not metadata.is_file():
-        raise FileNotFoundError(f"{metadata}: no such file (split {split!r} of {args.data_dir})")
-    records = []
-    for number, line in enumerate(metadata.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        for column in (args.video_column, args.caption_column):
-            if column not in row:
-                raise KeyError(f"{metadata}:{number}: no column {column!r} (columns: {sorted(row)})")
-        captions = row[args.caption_column]
-        captions = (captions,) if isinstance(captions, str) else tuple(captions or ())
-        video = str(folder / row[args.video_column])
-        video_id = str(row[args.video_id_column]) if args.video_id_column else Path(row[args.video_column]).stem
-        records.append(VideoRecord(video_id, video, captions))
-    return records
+def source_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord], list[dict[str, str]]]:
+    """A split of any datasets source through data_clip2video (the data path training uses): its videos with their
+    captions, and the videos its validation skipped (missing, empty captions) with the reason."""
+    files = {name: path for name, path in (("train", args.train_file), ("validation", args.validation_file),
+                                           ("test", args.test_file)) if path}
+    if args.dataset_name is None:
+        raise ValueError("give --dataset_name: a benchmark, a builder (videofolder, csv, json, parquet, webdataset), "
+                         "a save_to_disk folder or a Hub dataset id")
+    dataset = data_clip2video.load_source(args.dataset_name, split, data_dir=args.data_dir, data_files=files or None,
+                                          config_name=args.dataset_config_name, revision=args.revision,
+                                          cache_dir=args.cache_dir)
+    columns = data_clip2video.resolve_columns(dataset, args.video_column, args.caption_column, args.video_id_column)
+    base_dir = args.video_dir or data_clip2video.source_base_dir(args.dataset_name, args.data_dir, files.get(split))
+    table = data_clip2video.build_caption_table(dataset, columns, base_dir, args.dataset_name, split, strict=args.strict)
+    records = TableRecords(table)
+    skipped = [{"video_id": data_clip2video.default_video_id(name, name), "video": name,
+                "reason": "no such file or folder"} for name in table.report.missing_videos]
+    kept = set(records.video_ids)
+    skipped += [{"video_id": name, "video": name, "reason": "no caption (empty)"}
+                for name in dict.fromkeys(table.report.empty_captions) if name not in kept]
+    return records, skipped
+
+
+class TableRecords(Sequence):
+    """The videos of a `data_clip2video.CaptionTable` as `VideoRecord`s, read lazily (video bytes stay in the source
+    until their shard is written)."""
+
+    def __init__(self, table):
+        self.videos = table.videos
+        self.video_ids: list[str] = []
+        self.captions: list[list[str]] = []
+        for row in table.rows.select_columns(["video_id", "caption", "video_index"]):
+            if row["video_index"] == len(self.video_ids):
+                self.video_ids.append(row["video_id"])
+                self.captions.append([])
+            self.captions[row["video_index"]].append(row["caption"])
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(len(self)))]
+        return VideoRecord(self.video_ids[index], self.videos[index], tuple(self.captions[index]))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
@@ -140,16 +162,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     video_processor = CLIP2VideoVideoProcessor(video_backend=args.video_backend)
     logger.info("preparing %s with %s on %d process(es)", args.splits, options, accelerator.num_processes)
     # 3. each split: this process's shards, then the split's record once every shard exists
-    source = args.dataset_name or os.path.abspath(args.data_dir or "")
+    source = " ".join(str(part) for part in (args.dataset_name, args.data_dir, args.train_file, args.test_file) if part)
     finished = {}
     for split in args.splits:
-        records = benchmark_records(args, split) if args.dataset_name else folder_records(args, split)
+        records, skipped = (benchmark_records if args.dataset_name in BENCHMARK_NAMES else source_records)(args, split)
         write_split_shards(records, args.output_dir, split, video_processor, options, shard_size=args.shard_size,
                            rank=accelerator.process_index, world_size=accelerator.num_processes, strict=args.strict)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             finished[split] = finish_split(args.output_dir, split, len(records), args.shard_size, video_processor,
-                                           options, source=source)
+                                           options, source=source, skipped_before=skipped)
             logger.info("%s: %s", split, {k: v for k, v in finished[split].items() if k != "shards"})
     accelerator.wait_for_everyone()
     return finished

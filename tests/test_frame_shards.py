@@ -56,9 +56,9 @@ def make_folder(folder, broken: bool = True) -> list[dict]:
         write_video(folder / f"clip{index}.mp4", 18 + 3 * index, seed=index)
         rows.append({"file_name": f"clip{index}.mp4", "caption": [f"clip {index} first", f"clip {index} second"]})
         if broken and index == 1:
-            rows.append({"file_name": "missing.mp4", "caption": "never written"})
+            rows.append({"file_name": "missing.mp4", "caption": ["never written"]})
             (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 20)
-            rows.append({"file_name": "broken.mp4", "caption": "not a video"})
+            rows.append({"file_name": "broken.mp4", "caption": ["not a video"]})
     (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return rows
 
@@ -67,8 +67,12 @@ def _env() -> dict:
     return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
 
 
+def source_options(data_dir) -> list[str]:
+    return ["--dataset_name", "videofolder", "--data_dir", str(data_dir), "--cache_dir", str(data_dir.parent / "cache")]
+
+
 def prepare(data_dir, output_dir, *extra, prefix=(PYTHON,), check=True, script=None):
-    command = [*prefix, *(script or [str(REPO_ROOT / "prepare_shards.py")]), "--data_dir", str(data_dir),
+    command = [*prefix, *(script or [str(REPO_ROOT / "prepare_shards.py")]), *source_options(data_dir),
                "--output_dir", str(output_dir), *CLI_OPTIONS, *extra]
     return subprocess.run(command, env=_env(), cwd=output_dir.parent, capture_output=True, text=True,
                           check=check, timeout=300)
@@ -87,7 +91,7 @@ def prepared(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("shards")
     make_folder(root / "videos")
-    prepare_shards.main(["--data_dir", str(root / "videos"), "--output_dir", str(root / "prepared"), *CLI_OPTIONS])
+    prepare_shards.main([*source_options(root / "videos"), "--output_dir", str(root / "prepared"), *CLI_OPTIONS])
     return root
 
 
@@ -157,9 +161,18 @@ def test_streaming_read_splits_by_node_and_resumes(prepared):
 
 
 def test_strict_stops_at_the_first_bad_video(tmp_path):
-    make_folder(tmp_path / "videos")
-    result = prepare(tmp_path / "videos", tmp_path / "prepared", "--strict", check=False)
-    assert result.returncode != 0 and "VideoDecodeError" in result.stderr and "missing.mp4" in result.stderr
+    import data_clip2video
+    import prepare_shards
+
+    rows = make_folder(tmp_path / "videos")
+    arguments = [*source_options(tmp_path / "videos"), "--output_dir", str(tmp_path / "prepared"), *CLI_OPTIONS,
+                 "--strict"]
+    with pytest.raises(data_clip2video.DataValidationError, match="missing.mp4"):
+        prepare_shards.main(arguments)
+    (tmp_path / "videos" / "metadata.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in rows if row["file_name"] != "missing.mp4"))
+    with pytest.raises(VideoDecodeError, match="broken.mp4: cannot decode"):
+        prepare_shards.main(arguments)
     assert not is_prepared_dir(tmp_path / "prepared")
 
 
@@ -169,8 +182,10 @@ def test_random_sampling_and_other_options_are_refused(prepared, tmp_path):
     from frame_shards import write_split_shards
     import prepare_shards
 
-    args = prepare_shards.parse_args(["--data_dir", str(prepared / "videos"), "--output_dir", "unused"])
-    records = prepare_shards.folder_records(args, "train")
+    args = prepare_shards.parse_args([*source_options(prepared / "videos"), "--output_dir", "unused"])
+    records, skipped = prepare_shards.source_records(args, "train")
+    assert [record.video_id for record in records] == ["clip0", "clip1", "broken", "clip2", "clip3", "clip4"]
+    assert [item["video_id"] for item in skipped] == ["missing"]
     with pytest.raises(PreparedShardsError, match="num_frames: 4 there, 5 asked"):
         write_split_shards(records, prepared / "prepared", "train", CLIP2VideoVideoProcessor(),
                            FrameOptions(num_frames=5, image_size=16, feature_framerate=2), shard_size=2)
@@ -225,7 +240,7 @@ def test_two_process_prepare_writes_the_same_shards_as_one(prepared, tmp_path):
                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     two = tmp_path / "two"
     result = subprocess.run(
-        [*accelerate, str(REPO_ROOT / "tests" / "frame_shards_rank_check.py"), "--data_dir", str(prepared / "videos"),
+        [*accelerate, str(REPO_ROOT / "tests" / "frame_shards_rank_check.py"), *source_options(prepared / "videos"),
          "--output_dir", str(two), *CLI_OPTIONS],
         env=dict(_env(), ACCELERATE_USE_CPU="1"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -233,3 +248,41 @@ def test_two_process_prepare_writes_the_same_shards_as_one(prepared, tmp_path):
     ranks = sorted((json.loads(path.read_text()) for path in two.glob(".rank-*.json")), key=lambda r: r["rank"])
     assert ranks == [{"rank": 0, "shards": [0, 2], "world_size": 2}, {"rank": 1, "shards": [1, 3], "world_size": 2}]
     assert shard_digests(two) == shard_digests(prepared / "prepared")
+
+
+TINY_MODEL = ["--num_frames", "4", "--max_words", "16", "--scratch_hidden_size", "32", "--scratch_num_layers", "1",
+              "--scratch_patch_size", "16", "--num_temporal_layers", "1", "--report_to", "none", "--learning_rate",
+              "1e-3", "--clip_learning_rate", "1e-3", "--train_batch_size", "4", "--checkpointing_steps", "no"]
+
+
+def test_training_from_shards_equals_training_from_the_videos(tmp_path):
+    """The same frames (4 of 32 px, the tiny model's input) through run_retrieval: from the mp4 files (resized by the
+    processor at every read) and from shards prepared once; the final weights are equal, not just close."""
+    import run_retrieval
+    from safetensors.torch import load_file
+
+    make_folder(tmp_path / "videos", broken=False)
+    prepared = tmp_path / "prepared"
+    prepare(tmp_path / "videos", prepared, "--image_size", "32", "--feature_framerate", "1")
+    common = [*TINY_MODEL, "--do_train", "--num_train_epochs", "2", "--cache_dir", str(tmp_path / "cache")]
+    from_videos = run_retrieval.main(["--dataset_name", "videofolder", "--data_dir", str(tmp_path / "videos"),
+                                      "--output_dir", str(tmp_path / "run_videos"), *common])["CLIP2Video"]
+    from_shards = run_retrieval.main(["--dataset_name", str(prepared), "--output_dir", str(tmp_path / "run_shards"),
+                                      *common])["CLIP2Video"]
+    assert from_videos["completed_steps"] == from_shards["completed_steps"] == 4  # 10 captions, batches of 4, 2 epochs
+    initial = run_retrieval.build_model(*run_retrieval.parse_args(TINY_MODEL)[:1],
+                                        run_retrieval.build_processor(*run_retrieval.parse_args(TINY_MODEL)[:2]))
+    videos_weights = load_file(tmp_path / "run_videos" / "model.safetensors")
+    shards_weights = load_file(tmp_path / "run_shards" / "model.safetensors")
+    assert videos_weights.keys() == shards_weights.keys()
+    for name, tensor in videos_weights.items():
+        assert torch.equal(tensor, shards_weights[name]), name
+    # training moved the weights (the equality is not that of two untouched models)
+    moved = [name for name, tensor in videos_weights.items()
+             if name in initial.state_dict() and not torch.equal(tensor, initial.state_dict()[name])]
+    assert len(moved) > 10
+
+    # streamed, the shards train too (each process and DataLoader worker reads whole shards)
+    streamed = run_retrieval.main(["--dataset_name", str(prepared), "--output_dir", str(tmp_path / "run_stream"),
+                                   "--streaming", "--max_train_steps", "3", *common])["CLIP2Video"]
+    assert streamed["completed_steps"] == 3
