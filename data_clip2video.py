@@ -492,9 +492,9 @@ class VideoFrameStore:
     """
 
     def __init__(self, videos: Sequence[Any], video_processor, options: dict[str, Any], cache: bool = False,
-                 base_dir: Optional[str] = None):
+                 names: Optional[Sequence[str]] = None):
         self.videos, self.video_processor, self.options, self.cache = videos, video_processor, options, cache
-        self.base_dir = base_dir
+        self.names = names  # video ids, to name in-memory videos (bytes) in errors
         self._frames: dict[int, Any] = {}
 
     def __len__(self) -> int:
@@ -510,7 +510,12 @@ class VideoFrameStore:
             value = self.videos[video_index]
             if value is None or (isinstance(value, str) and not value):
                 raise VideoDecodeError(f"video {video_index}: no file (missing from video_dir)")
-            frames = decode_video(value, self.video_processor, self.options, self.base_dir)
+            try:
+                frames = decode_video(value, self.video_processor, self.options)
+            except VideoDecodeError as error:
+                if self.names is not None and not isinstance(value, str):
+                    raise VideoDecodeError(f"{self.names[video_index]}: {error}") from None
+                raise
         except VideoDecodeError as error:
             if self.cache:
                 self._frames[video_index] = error
@@ -619,14 +624,36 @@ class VideoBatcher:
 
 class StreamCollator:
     """Training batches straight from streamed source rows (runs in DataLoader workers): each row's video is decoded
-    and one of its captions is drawn (seeded by `seed`, the video id and the row's position in the stream's epoch,
-    so a resumed run draws the same); rows whose video fails are dropped and named in `skipped`."""
+    and one of its captions is drawn (seeded by `seed`, the epoch and the video id, so a resumed run draws the same);
+    rows whose video fails are dropped and named in `skipped`.
+
+    Resuming mid-epoch: the first `skip_batches` batches of the epoch's stream come back as `{"skipped_for_resume":
+    True}` without decoding. Batches reach the loader from its workers in turn (worker `w`'s `j`-th batch is at most
+    the stream's batch `w + j * num_workers`, fewer when a worker has run dry), so a worker returns its `j`-th batch
+    undecoded only when `w + j * num_workers < skip_batches`: never a batch the run still needs.
+    """
 
     def __init__(self, batcher: VideoBatcher, tokenizer_fn, columns: Columns, base_dir: Optional[str], seed: int):
         self.batcher, self.tokenizer_fn, self.columns, self.base_dir, self.seed = (
             batcher, tokenizer_fn, columns, base_dir, seed)
+        self.epoch = 0  # set before each pass: the caption drawn for a video changes from epoch to epoch
+        self.skip_batches = 0
+        self._calls = 0  # batches collated by this copy (one copy per worker, fresh each pass)
+
+    def start_pass(self, epoch: int, skip_batches: int = 0) -> None:
+        """Before each pass over the stream (the loader's workers copy the collator as it is then)."""
+        self.epoch, self.skip_batches, self._calls = epoch, skip_batches, 0
+
+    def _needed(self) -> bool:
+        info = torch.utils.data.get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        position = worker + self._calls * num_workers
+        self._calls += 1
+        return position >= self.skip_batches
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        if not self._needed():
+            return {"skipped_for_resume": True, "skipped": [], "rows": []}
         frames, captions, skipped, ids = [], [], [], []
         for row in rows:
             reference = video_reference(row[self.columns.video], self.base_dir)
@@ -639,9 +666,9 @@ class StreamCollator:
             try:
                 frames.append(decode_video(reference, self.batcher.video_processor, self.batcher.options))
             except VideoDecodeError as error:
-                skipped.append(str(error))
+                skipped.append(str(error) if isinstance(reference, str) else f"{video_id}: {error}")
                 continue
-            rng = np.random.default_rng([self.seed, zlib.crc32(video_id.encode())])
+            rng = np.random.default_rng([self.seed, self.epoch, zlib.crc32(video_id.encode())])
             captions.append(kept[int(rng.integers(len(kept)))])
             ids.append(video_id)
         batch: dict[str, Any] = {"skipped": skipped, "rows": ids}

@@ -306,7 +306,7 @@ NUMERIC_RULES = {
     "max_words": ("an integer >= 3 (start and end tokens included)", lambda value: value >= 3),
     "feature_framerate": AT_LEAST_ONE, "dataloader_num_workers": NON_NEGATIVE, "max_train_samples": AT_LEAST_ONE,
     "max_eval_videos": AT_LEAST_ONE, "train_size": AT_LEAST_ONE, "test_size": AT_LEAST_ONE,
-    "synthetic_seed": NON_NEGATIVE, "synthetic_frame_size": AT_LEAST_ONE,
+    "synthetic_seed": NON_NEGATIVE, "synthetic_frame_size": AT_LEAST_ONE, "shuffle_buffer_size": AT_LEAST_ONE,
     # RunArguments
     "seed": NON_NEGATIVE, "learning_rate": NON_NEGATIVE, "clip_learning_rate": NON_NEGATIVE,
     "weight_decay": NON_NEGATIVE, "adam_beta1": ADAM_BETA, "adam_beta2": ADAM_BETA, "adam_epsilon": POSITIVE,
@@ -369,6 +369,10 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunAr
     if args.train_batch_size % args.gradient_accumulation_steps:
         raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by --gradient_accumulation_steps "
                          f"{args.gradient_accumulation_steps}")
+    if data_args.streaming and args.do_train and not args.max_train_steps:
+        raise ValueError("--streaming reads a stream of unknown length: give --max_train_steps")
+    if data_args.streaming and data_args.is_benchmark:
+        raise ValueError("--streaming reads datasets sources (videofolder, webdataset, parquet, ...), not benchmarks")
     if model_args.model_name_or_path is not None:
         check_model_source(model_args.model_name_or_path)
 
@@ -452,13 +456,90 @@ class SplitData:
         return list(self.eval_index.caption_to_video)
 
 
-@dataclass
-class StreamSplit:
-    """A streamed training split: this process's share of the source rows (decoded per batch by `collator`)."""
+class SampledBatches:
+    """This process's training micro-batches of a map-style split: `GlobalBatchSampler` order, decoded in a DataLoader."""
 
-    dataset: Any  # datasets.IterableDataset, already shuffled and split by node
-    collator: Any  # data_clip2video.StreamCollator (its batcher is set per model)
-    report: DataReport
+    def __init__(self, split: SplitData, batcher: VideoBatcher, micro_batch: int, accelerator: Accelerator,
+                 args: RunArguments, num_workers: int):
+        self.sampler = GlobalBatchSampler(len(split.rows), micro_batch, accelerator.process_index,
+                                          accelerator.num_processes, args.seed, group_size=args.train_group_size)
+        self.loader = torch.utils.data.DataLoader(CaptionVideoDataset(split.tokens, split.video_of_row, split.store),
+                                                  batch_sampler=self.sampler, collate_fn=batcher.collate_pairs,
+                                                  num_workers=num_workers)
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.sampler.set_epoch(epoch, skip_batches)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+class StreamSplit:
+    """A streamed training split: this process's share of the source rows (`split_dataset_by_node` after a buffered
+    shuffle, both seeded: the stream's order depends only on the seed and the epoch)."""
+
+    def __init__(self, dataset, columns: data_clip2video.Columns, base_dir: Optional[str], report: DataReport,
+                 accelerator: Accelerator, seed: int):
+        self.dataset, self.columns, self.base_dir, self.report = dataset, columns, base_dir, report
+        self.accelerator, self.seed = accelerator, seed
+        self.batches: Optional[StreamBatches] = None
+
+    def batches_for(self, batcher: VideoBatcher, tokenize, micro_batch: int, num_workers: int) -> "StreamBatches":
+        collator = data_clip2video.StreamCollator(batcher, tokenize, self.columns, self.base_dir, self.seed)
+        self.batches = StreamBatches(self, collator, micro_batch // self.accelerator.num_processes, num_workers)
+        return self.batches
+
+
+class StreamBatches:
+    """This process's micro-batches of a stream, epoch by epoch.
+
+    An epoch ends on every process as soon as one process's share runs out (a tiny all-gather per micro-batch), so
+    no process waits in a collective for another that has finished. Resuming mid-epoch replays the epoch's stream
+    (same seed and epoch: the same order, shuffle buffer included) and drops its first `skip_batches` micro-batches;
+    the collator returns those without decoding their videos (`StreamCollator.skip_batches`), so a resume costs
+    reading, not decoding, what came before the checkpoint.
+    """
+
+    def __init__(self, split: StreamSplit, collator: data_clip2video.StreamCollator, batch_size: int, num_workers: int):
+        self.split, self.collator = split, collator
+        self.loader = torch.utils.data.DataLoader(split.dataset, batch_size=batch_size, collate_fn=collator,
+                                                  num_workers=num_workers)
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.split.dataset.set_epoch(epoch)  # reshuffles shards and buffer with seed + epoch
+        self.collator.start_pass(epoch, skip_batches)
+        self.skip = skip_batches
+
+    def __iter__(self):
+        for position, batch in enumerate(self._until_any_process_ends()):
+            if position >= self.skip:
+                yield batch
+
+    def _until_any_process_ends(self):
+        accelerator = self.split.accelerator
+        iterator = iter(self.loader)
+        while True:
+            batch = next(iterator, None)
+            flag = torch.tensor([batch is not None], device=accelerator.device)
+            if accelerator.num_processes > 1:
+                flag = accelerator.gather(flag)
+            if not bool(flag.all()):
+                return
+            yield batch
+
+
+def load_stream_split(data_args: DataArguments, split: str, accelerator: Accelerator, seed: int) -> StreamSplit:
+    """The training split as a stream: shuffled with a buffer, this process's shards (`split_dataset_by_node`)."""
+    from datasets.distributed import split_dataset_by_node
+
+    dataset, columns, base_dir = open_source(data_args, split, streaming=True)
+    dataset = dataset.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
+    dataset = split_dataset_by_node(dataset, rank=accelerator.process_index, world_size=accelerator.num_processes)
+    logger.info("%s/%s: streamed, %d shard(s) for %d process(es)", data_args.describe(), split,
+                dataset.num_shards, accelerator.num_processes)
+    return StreamSplit(dataset, columns, base_dir, DataReport(source=data_args.describe(), split=split), accelerator,
+                       seed)
 
 
 def open_source(data_args: DataArguments, split: str, streaming: bool = False):
@@ -497,7 +578,8 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
         videos = [rows[row]["video"] for row in eval_index.first_caption_rows]
     report.num_videos, report.num_captions = eval_index.num_videos, len(rows)
     tokens = processor.tokenize(list(rows["caption"]))
-    store = VideoFrameStore(videos, processor.video_processor, video_options, cache=data_args.cache_videos)
+    store = VideoFrameStore(videos, processor.video_processor, video_options, cache=data_args.cache_videos,
+                            names=eval_index.video_ids)
     logger.info("%s/%s: %d captions, %d videos", data_args.describe(), split, len(rows), eval_index.num_videos)
     return SplitData(rows, tokens, store, eval_index, time_reversed_pairs=data_args.dataset_name == SYNTHETIC_NAME,
                      report=report)
@@ -818,11 +900,8 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
     (counted in `state.skipped_batches`) and the next one takes its place in the accumulation.
     """
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
-    sampler = GlobalBatchSampler(len(train_split.rows), micro_batch, accelerator.process_index,
-                                 accelerator.num_processes, args.seed, group_size=args.train_group_size)
-    dataset = CaptionVideoDataset(train_split.tokens, train_split.video_of_row, train_split.store)
-    dataloader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=batcher.collate_pairs,
-                                             num_workers=data_args.dataloader_num_workers)
+    dataloader = train_split.batches if isinstance(train_split, StreamSplit) else SampledBatches(
+        train_split, batcher, micro_batch, accelerator, args, data_args.dataloader_num_workers)
     unwrapped = accelerator.unwrap_model(model)
     checkpoint_every, eval_every = _checkpoint_every(args), args.eval_steps
     output_dir = args.output_dir
@@ -834,7 +913,7 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
 
     for epoch in range(state.epoch, num_epochs):
         model.train()
-        sampler.set_epoch(epoch, skip_batches=state.batches_in_epoch if epoch == state.epoch else 0)
+        dataloader.set_epoch(epoch, skip_batches=state.batches_in_epoch if epoch == state.epoch else 0)
         state.epoch = epoch
         for batch in dataloader:
             state.batches_in_epoch += 1
@@ -1193,7 +1272,7 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
         model.activation_checkpointing_enable()
     options = video_options(model.config, data_args)
     configure_processor(processor, options)
-    for split in splits.values():
+    for split in (split for split in splits.values() if isinstance(split, SplitData)):
         split.store.options = options
         if data_args.cache_videos:  # decode every video once for the whole run (a no-op for the second model)
             for failure in split.store.preload(range(len(split.store)), not accelerator.is_local_main_process):
@@ -1217,7 +1296,11 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
         if micro_batch % accelerator.num_processes:
             raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by gradient_accumulation_steps "
                              f"x processes ({args.gradient_accumulation_steps} x {accelerator.num_processes})")
-        steps_per_epoch = max(1, (len(train_split.rows) // micro_batch) // args.gradient_accumulation_steps)
+        if isinstance(train_split, StreamSplit):  # a stream's length is unknown: --max_train_steps bounds the run
+            train_split.batches_for(batcher, processor.tokenize, micro_batch, data_args.dataloader_num_workers)
+            steps_per_epoch = 1
+        else:
+            steps_per_epoch = max(1, (len(train_split.rows) // micro_batch) // args.gradient_accumulation_steps)
         max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
         optimizer = torch.optim.AdamW(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2),
                                       eps=args.adam_epsilon)
@@ -1310,7 +1393,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     processor = build_processor(model_args, data_args)
     with accelerator.main_process_first():  # the first process builds the datasets cache / synthetic videos
         splits = {}
-        if args.do_train:
+        if args.do_train and data_args.streaming:
+            splits["train"] = load_stream_split(data_args, data_args.train_split, accelerator, args.seed)
+        elif args.do_train:
             splits["train"] = load_split(data_args, data_args.train_split, processor, {}, max_rows=data_args.max_train_samples)
         if args.do_eval or args.do_export_features:
             splits["eval"] = load_split(data_args, data_args.eval_split, processor, {}, max_videos=data_args.max_eval_videos)

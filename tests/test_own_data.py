@@ -262,3 +262,78 @@ def test_train_evaluate_export_on_a_videofolder(tmp_path):
     card = (output / "README.md").read_text()
     assert f"videofolder ({root})" in card
     assert (output / "report" / "index.html").read_text().count("<tr>") == 6
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Streaming: each process its own shards, exact resume after kill -9
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+RECORD_AND_KILL = """
+import json, os, signal, sys
+import run_retrieval
+real, seen = run_retrieval.compute_loss, []
+kill_at = int(os.environ.get("KILL_AT_CALL", "0"))
+def compute_loss(model, batch, *args, **kwargs):
+    seen.append(list(batch["rows"]))
+    if len(seen) == kill_at:  # after the checkpoint of step kill_at - 1
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(model, batch, *args, **kwargs)
+run_retrieval.compute_loss = compute_loss
+run_retrieval.main(sys.argv[1:])
+rank = int(os.environ.get("RANK", "0"))
+with open(os.path.join(os.environ["SEEN_DIR"], f"seen-{rank}.json"), "w") as handle:
+    json.dump(seen, handle)
+"""
+
+
+def _streaming_args(shards: Path, output: Path, cache: Path, *extra) -> list[str]:
+    return ["--dataset_name", "webdataset", "--data_dir", str(shards), "--output_dir", str(output), *TINY_MODEL,
+            "--streaming", "--shuffle_buffer_size", "4", "--train_batch_size", "4", "--dataloader_num_workers", "2",
+            "--cache_dir", str(cache), "--do_train", *extra]
+
+
+def test_two_processes_stream_disjoint_shards(tmp_path):
+    shards = make_webdataset(tmp_path / "shards", num_shards=4, per_shard=4, broken=False)
+    args = _streaming_args(shards, tmp_path / "run", tmp_path / "cache", "--max_train_steps", "4",
+                           "--checkpointing_steps", "no")
+    launch = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+              "no", "--dynamo_backend", "no", str(tmp_path / "record.py"), *args]
+    (tmp_path / "record.py").write_text(f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\n" + RECORD_AND_KILL)
+    subprocess.run(launch, check=True, env=dict(_env(), ACCELERATE_USE_CPU="1", SEEN_DIR=str(tmp_path)), cwd=tmp_path,
+                   timeout=300, capture_output=True)
+    seen = [json.loads((tmp_path / f"seen-{rank}.json").read_text()) for rank in (0, 1)]
+    assert [len(batches) for batches in seen] == [4, 4] and all(len(b) == 2 for r in seen for b in r)  # 2 per process
+    first_epoch = [sum(batches[:2], []) for batches in seen]  # 16 videos in 4 shards: 2 shards = 8 rows per process
+    assert len(set(first_epoch[0])) == len(set(first_epoch[1])) == 4
+    assert not set(sum(seen[0], [])) & set(sum(seen[1], []))  # every process keeps to its own shards
+    results = json.loads((tmp_path / "run" / "all_results.json").read_text())["CLIP2Video"]
+    assert results["completed_steps"] == 4
+
+
+def test_kill_9_mid_stream_then_resume_gives_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    shards = make_webdataset(tmp_path / "shards", num_shards=2, per_shard=5)
+    env = dict(_env(), SEEN_DIR=str(tmp_path))
+    full = _streaming_args(shards, tmp_path / "full", tmp_path / "cache", "--max_train_steps", "7",
+                           "--checkpointing_steps", "2")
+    subprocess.run([PYTHON, "-c", RECORD_AND_KILL, *full], check=True, env=env, cwd=tmp_path, capture_output=True,
+                   timeout=300)
+    uninterrupted = json.loads((tmp_path / "seen-0.json").read_text())
+    killed = _streaming_args(shards, tmp_path / "killed", tmp_path / "cache", "--max_train_steps", "7",
+                             "--checkpointing_steps", "2")
+    died = subprocess.run([PYTHON, "-c", RECORD_AND_KILL, *killed], env=dict(env, KILL_AT_CALL="4"), cwd=tmp_path,
+                          capture_output=True, timeout=300)
+    assert died.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in (tmp_path / "killed/checkpoints").iterdir()) == ["checkpoint-2"]
+    subprocess.run([PYTHON, "-c", RECORD_AND_KILL, *killed, "--resume_from_checkpoint", "latest"], check=True, env=env,
+                   cwd=tmp_path, capture_output=True, timeout=300)
+    resumed = json.loads((tmp_path / "seen-0.json").read_text())
+    assert resumed == uninterrupted[2:]  # the stream continued exactly after the checkpoint's micro-batch
+    state = json.loads((tmp_path / "killed/train_history.json").read_text())
+    assert state["completed_steps"] == 7 and state["epoch"] >= 1  # the run crossed an epoch of the stream
+    full_weights = load_file(tmp_path / "full/model.safetensors")
+    resumed_weights = load_file(tmp_path / "killed/model.safetensors")
+    for name, tensor in full_weights.items():
+        assert torch.equal(tensor, resumed_weights[name]), name
