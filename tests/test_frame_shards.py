@@ -270,19 +270,16 @@ def test_training_from_shards_equals_training_from_the_videos(tmp_path):
     from_shards = run_retrieval.main(["--dataset_name", str(prepared), "--output_dir", str(tmp_path / "run_shards"),
                                       *common])["CLIP2Video"]
     assert from_videos["completed_steps"] == from_shards["completed_steps"] == 4  # 10 captions, batches of 4, 2 epochs
-    initial = run_retrieval.build_model(*run_retrieval.parse_args(TINY_MODEL)[:1],
-                                        run_retrieval.build_processor(*run_retrieval.parse_args(TINY_MODEL)[:2]))
     videos_weights = load_file(tmp_path / "run_videos" / "model.safetensors")
     shards_weights = load_file(tmp_path / "run_shards" / "model.safetensors")
     assert videos_weights.keys() == shards_weights.keys()
     for name, tensor in videos_weights.items():
         assert torch.equal(tensor, shards_weights[name]), name
-    # training moved the weights (the equality is not that of two untouched models)
-    moved = [name for name, tensor in videos_weights.items()
-             if name in initial.state_dict() and not torch.equal(tensor, initial.state_dict()[name])]
-    assert len(moved) > 10
-
     # streamed, the shards train too (each process and DataLoader worker reads whole shards)
     streamed = run_retrieval.main(["--dataset_name", str(prepared), "--output_dir", str(tmp_path / "run_stream"),
                                    "--streaming", "--max_train_steps", "3", *common])["CLIP2Video"]
     assert streamed["completed_steps"] == 3
+    # other steps give other weights: the equality above is that of two trainings, not of untouched models
+    streamed_weights = load_file(tmp_path / "run_stream" / "model.safetensors")
+    differ = [name for name, tensor in streamed_weights.items() if not torch.equal(tensor, shards_weights[name])]
+    assert len(differ) > len(streamed_weights) // 2
