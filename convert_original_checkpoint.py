@@ -407,8 +407,8 @@ from transformers import AutoModel
 
 model = AutoModel.from_pretrained("{name}", trust_remote_code=True).eval()
 with torch.no_grad():
-    text = model.get_text_features(input_ids, attention_mask)    # (captions, {dim})
-    video = model.get_video_features(pixel_values, video_mask)   # (videos, {dim}); pixel_values: (videos, {frames}, 3, {size}, {size})
+    text = model.get_text_features(input_ids, attention_mask).pooler_output    # (captions, {dim})
+    video = model.get_video_features(pixel_values, video_mask).pooler_output   # (videos, {dim}); pixel_values: (videos, {frames}, 3, {size}, {size})
 similarity = model.logit_scale.exp() * text @ video.T            # the original's inference similarity
 ```
 

@@ -686,19 +686,15 @@ class StreamCollator:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _embedding(output) -> torch.Tensor:
-    """The projected embedding of `get_text_features` / `get_video_features` (a tensor or an output object)."""
-    return output if torch.is_tensor(output) else output.pooler_output
-
-
 def encode_videos(model, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
-    """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of `pixel_values` `(batch, frames, 3, H, W)`."""
-    return _embedding(model.get_video_features(pixel_values, video_mask)).float()
+    """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of `pixel_values` `(batch, frames, 3, H, W)` (the
+    `pooler_output` of `get_video_features`)."""
+    return model.get_video_features(pixel_values, video_mask).pooler_output.float()
 
 
 def encode_texts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of tokenised captions."""
-    return _embedding(model.get_text_features(input_ids, attention_mask)).float()
+    """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of tokenised captions (`get_text_features`)."""
+    return model.get_text_features(input_ids, attention_mask).pooler_output.float()
 
 
 __all__ = [

@@ -62,8 +62,8 @@ def main() -> None:
     video_mask = torch.tensor([[1] * 8, [1] * 6 + [0] * 2])
 
     with torch.no_grad():
-        text = model.get_text_features(ids, mask)  # (3, 2 * projection_dim)
-        video = model.get_video_features(videos, video_mask)  # (2, 2 * projection_dim)
+        text = model.get_text_features(ids, mask).pooler_output  # (3, 2 * projection_dim)
+        video = model.get_video_features(videos, video_mask).pooler_output  # (2, 2 * projection_dim)
         output = model(input_ids=ids, attention_mask=mask, pixel_values=videos, video_mask=video_mask)
     indexed = model.logit_scale.exp() * text @ video.t()
     logger.info("retrieval features: text %s, video %s; |index - forward| = %.1e", tuple(text.shape),

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel
 from transformers import initialization as init
-from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ModelOutput
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer, CLIPMLP, CLIPPreTrainedModel
-from transformers.utils import logging
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple, logging
 
 
 try:  # loaded as Hub remote code (a package) ...
@@ -445,13 +446,20 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
                 the TAB pooling, as in the original); the text tower is causal, so padding never reaches the used
                 positions. Defaults to all ones.
         """
-        text_outputs = self.text_model(input_ids=input_ids)
+        text_global, text_alignment, _ = self._encode_text(input_ids, attention_mask)
+        return text_global, text_alignment
+
+    def _encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, BaseModelOutputWithPooling]:
+        """`encode_text` plus the text tower's outputs (hidden states / attentions on request through `kwargs`)."""
+        text_outputs = self.text_model(input_ids=input_ids, return_dict=True, **kwargs)
         head_dtype = self.logit_scale.dtype  # the towers may run in lower precision (see `cast_clip_towers`)
         end_embeds = self.text_projection(text_outputs.pooler_output).to(head_dtype)
         token_embeds = self.text_projection(text_outputs.last_hidden_state).to(head_dtype) if self.config.use_tab else None
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        return self.text_embeds_from_states(end_embeds, token_embeds, attention_mask)
+        return *self.text_embeds_from_states(end_embeds, token_embeds, attention_mask), text_outputs
 
     def text_embeds_from_states(
         self, end_embeds: torch.Tensor, token_embeds: torch.Tensor | None, attention_mask: torch.Tensor
@@ -465,15 +473,35 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         token_weights[:, 0] = 0.0  # the start token does not take part in TAB
         return text_global, self.temporal_alignment_block(token_embeds, token_weights)
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Retrieval embeddings of captions, `(batch, config.retrieval_embed_dim)`.
+    @can_return_tuple
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling | tuple:
+        """Encode captions; the retrieval embeddings `(batch, config.retrieval_embed_dim)` are the `pooler_output`.
+
+        As transformers' `CLIPModel.get_text_features`, this returns the text tower's [`BaseModelOutputWithPooling`]
+        (`last_hidden_state` `(batch, length, text_hidden_size)`, `hidden_states` / `attentions` with
+        `output_hidden_states=True` / `output_attentions=True`) whose `pooler_output` is the retrieval vector, or its
+        tuple with `return_dict=False` (the vector is then element 1).
 
         With TAB the vector is `[sqrt(cw) * t_g, sqrt(1 - cw) * t_c]`, so that
-        `logit_scale.exp() * get_text_features(...) @ get_video_features(...).T` is exactly the model's similarity
-        (`cw` = `config.center_weight`). Captions and videos can thus be encoded independently and searched with one
-        matrix product or any exact inner-product vector index.
+        `logit_scale.exp() * text.pooler_output @ video.pooler_output.T` (with `text = get_text_features(...)`,
+        `video = get_video_features(...)`) is exactly the model's similarity (`cw` = `config.center_weight`). Captions
+        and videos can thus be encoded independently and searched with one matrix product or any exact inner-product
+        vector index.
+
+        Example:
+
+        ```python
+        >>> text = model.get_text_features(input_ids, attention_mask).pooler_output  # (captions, retrieval_embed_dim)
+        ```
         """
-        return self._retrieval_embeds(*self.encode_text(input_ids, attention_mask))
+        text_global, text_alignment, text_outputs = self._encode_text(input_ids, attention_mask, **kwargs)
+        text_outputs.pooler_output = self._retrieval_embeds(text_global, text_alignment)
+        return text_outputs
 
     # ----------------------------------------------------------------------------------------------------------- video
 
@@ -483,41 +511,79 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         With `config.original_padding` padded frames are encoded like real ones (their features enter TDB); otherwise
         they are skipped and their features are zeros (every token touching them is masked).
         """
+        return self._encode_frames(pixel_values, video_mask)[0]
+
+    def _encode_frames(
+        self, pixel_values: torch.Tensor, video_mask: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
+        """`encode_frames` plus the vision tower's outputs with every per-frame tensor laid out `(batch, frames, ...)`
+        (zeros at the padded frames the tower skipped); hidden states / attentions on request through `kwargs`."""
         batch, num_frames = video_mask.shape
         pixels = pixel_values.flatten(0, 1).to(self.vision_model.embeddings.patch_embedding.weight.dtype)
-        if self.config.original_padding:
-            features = self._image_features(pixels)
-        else:
-            valid = video_mask.flatten().bool()
-            valid_features = self._image_features(pixels[valid])
-            features = valid_features.new_zeros(batch * num_frames, valid_features.shape[-1])
-            features[valid] = valid_features
-        return features.view(batch, num_frames, -1).to(self.logit_scale.dtype)
+        encoded = None if self.config.original_padding else video_mask.flatten().bool()
+        vision_outputs = self.vision_model(
+            pixel_values=pixels if encoded is None else pixels[encoded], return_dict=True, **kwargs
+        )
+        features = self.visual_projection(vision_outputs.pooler_output)
+        for key, value in vision_outputs.items():
+            if isinstance(value, tuple):
+                vision_outputs[key] = tuple(
+                    None if item is None else _frames_per_video(item, encoded, batch, num_frames) for item in value
+                )
+            else:
+                vision_outputs[key] = _frames_per_video(value, encoded, batch, num_frames)
+        return _frames_per_video(features, encoded, batch, num_frames).to(self.logit_scale.dtype), vision_outputs
 
     def encode_video(
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Unit video embeddings `v_g` and (with TAB, else None) `v_c`, both `(batch, projection_dim)`, and the frame
         features `(batch, frames, projection_dim)`. Arguments as in `get_video_features`."""
+        return self._encode_video(pixel_values, video_mask)[:3]
+
+    def _encode_video(
+        self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, BaseModelOutputWithPooling]:
+        """`encode_video` plus the vision tower's outputs (see `_encode_frames`)."""
         video_mask = self._check_video_inputs(pixel_values, video_mask)
-        frame_embeds = self.encode_frames(pixel_values, video_mask)
+        frame_embeds, vision_outputs = self._encode_frames(pixel_values, video_mask, **kwargs)
         video_global = self._global_video_embeds(frame_embeds, video_mask)
         video_alignment = self._alignment_video_embeds(frame_embeds, video_mask) if self.config.use_tab else None
-        return video_global, video_alignment, frame_embeds
+        return video_global, video_alignment, frame_embeds, vision_outputs
 
-    def get_video_features(self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Retrieval embeddings of videos, `(batch, config.retrieval_embed_dim)`.
+    @can_return_tuple
+    def get_video_features(
+        self,
+        pixel_values: torch.Tensor,
+        video_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling | tuple:
+        """Encode videos; the retrieval embeddings `(batch, config.retrieval_embed_dim)` are the `pooler_output`.
 
         Args:
             pixel_values: `(batch, frames, 3, height, width)` normalised frames; padded frames are zeros.
             video_mask: `(batch, frames)`, 1 for real frames (leading ones). Defaults to all ones.
 
+        As transformers' `XCLIPModel.get_video_features`, this returns the vision tower's
+        [`BaseModelOutputWithPooling`] over the frames, here laid out per video: `last_hidden_state`
+        `(batch, frames, patches + 1, vision_hidden_size)` and, on request (`output_hidden_states=True` /
+        `output_attentions=True`), `hidden_states` / `attentions` with the same two leading dimensions (zeros at padded
+        frames when `config.original_padding=False`, which skips them); `pooler_output` is the retrieval vector. With
+        `return_dict=False` it is the tuple (the vector is element 1).
+
         With TAB the vector is `[sqrt(cw) * v_g, sqrt(1 - cw) * v_c]`: `logit_scale.exp() * text @ video.T` equals the
         original inference similarity (see `get_text_features`). A video's embedding does not depend on the other
         videos of the batch.
+
+        Example:
+
+        ```python
+        >>> video = model.get_video_features(pixel_values, video_mask).pooler_output  # (videos, retrieval_embed_dim)
+        ```
         """
-        video_global, video_alignment, _ = self.encode_video(pixel_values, video_mask)
-        return self._retrieval_embeds(video_global, video_alignment)
+        video_global, video_alignment, _, vision_outputs = self._encode_video(pixel_values, video_mask, **kwargs)
+        vision_outputs.pooler_output = self._retrieval_embeds(video_global, video_alignment)
+        return vision_outputs
 
     # --------------------------------------------------------------------------------------------------------- forward
 
@@ -572,10 +638,6 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
     # --------------------------------------------------------------------------------------------------------- helpers
-
-    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """`(images, 3, H, W)` -> `(images, projection_dim)`: CLIP's image embedding (CLS after `post_layernorm`)."""
-        return self.visual_projection(self.vision_model(pixel_values=pixels).pooler_output)
 
     def _contextualize_frames(
         self, frame_embeds: torch.Tensor, frame_mask: torch.Tensor, encoder: CLIP2VideoTemporalTransformer, use_tdb: bool
@@ -637,6 +699,14 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
 
 
 CLIP2VideoModel.register_for_auto_class("AutoModel")
+
+
+def _frames_per_video(values: torch.Tensor, encoded: torch.Tensor | None, batch: int, num_frames: int) -> torch.Tensor:
+    """`(encoded frames, ...)` -> `(batch, num_frames, ...)`. `encoded` `(batch * num_frames,)` marks the frames that were
+    encoded (None: all of them); the others get zeros."""
+    if encoded is not None:
+        values = values.new_zeros(batch * num_frames, *values.shape[1:]).index_put((encoded,), values)
+    return values.unflatten(0, (batch, num_frames))
 
 
 @torch.no_grad()

@@ -1219,8 +1219,8 @@ model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
 processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)
 inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], return_tensors="pt")
 with torch.no_grad():
-    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
-    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"])
+    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
+    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output
 similarity = model.logit_scale.exp() * text @ video.T   # index `video` once, search with one matrix product
 ```
 

@@ -205,14 +205,14 @@ class LoadedModel:
         inputs = self.processor(text=list(texts), return_tensors="pt")
         with self._autocast():
             features = self.model.get_text_features(
-                inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device))
+                inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device)).pooler_output
         return features.float().cpu()
 
     @torch.no_grad()
     def encode_videos(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
         """Retrieval vectors of preprocessed videos `(batch, frames, 3, H, W)` -> `(batch, retrieval_embed_dim)`."""
         with self._autocast():
-            features = self.model.get_video_features(pixel_values.to(self.device), video_mask.to(self.device))
+            features = self.model.get_video_features(pixel_values.to(self.device), video_mask.to(self.device)).pooler_output
         return features.float().cpu()
 
 

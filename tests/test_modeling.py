@@ -27,8 +27,8 @@ def test_logits_are_the_scaled_dot_product_of_retrieval_features():
     batch = inputs(model)
     with torch.no_grad():
         out = model(**batch)
-        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
-        video = model.get_video_features(batch["pixel_values"], batch["video_mask"])
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"]).pooler_output
+        video = model.get_video_features(batch["pixel_values"], batch["video_mask"]).pooler_output
     scale, cw = model.logit_scale.exp(), model.config.center_weight
     assert text.shape == video.shape == (4, 2 * model.config.projection_dim)
     assert max_diff(out.logits_per_text, scale * text @ video.t()) < 1e-5
@@ -39,6 +39,47 @@ def test_logits_are_the_scaled_dot_product_of_retrieval_features():
     assert torch.allclose(out.logits_per_video, out.logits_per_text.t())
     for embeds in (out.text_global_embeds, out.video_global_embeds, out.text_alignment_embeds, text, video):
         assert torch.allclose(embeds.norm(dim=-1), torch.ones(4), atol=1e-5)
+
+
+@pytest.mark.parametrize("original_padding", [True, False])
+def test_feature_methods_follow_transformers_v5_output_convention(original_padding):
+    """As CLIPModel.get_text_features / XCLIPModel.get_video_features: a BaseModelOutputWithPooling whose pooler_output
+    is the retrieval vector, the tower's states, hidden states / attentions on request, a tuple with return_dict=False."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    model = build(original_padding=original_padding)
+    batch = inputs(model)
+    config = model.config
+    with torch.no_grad():
+        out = model(**batch)
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        video = model.get_video_features(batch["pixel_values"], batch["video_mask"])
+        tower = model.text_model(input_ids=batch["input_ids"]).last_hidden_state
+        text_tuple = model.get_text_features(batch["input_ids"], batch["attention_mask"], return_dict=False)
+        video_tuple = model.get_video_features(batch["pixel_values"], batch["video_mask"], return_dict=False)
+        model.set_attn_implementation("eager")  # SDPA kernels return no attention weights (as in transformers)
+        text_all = model.get_text_features(batch["input_ids"], output_hidden_states=True, output_attentions=True)
+        video_all = model.get_video_features(batch["pixel_values"], batch["video_mask"], output_hidden_states=True,
+                                             output_attentions=True)
+    assert isinstance(text, BaseModelOutputWithPooling) and isinstance(video, BaseModelOutputWithPooling)
+    assert torch.equal(text.pooler_output, out.text_embeds) and torch.equal(video.pooler_output, out.video_embeds)
+    assert text.hidden_states is None and text.attentions is None and video.hidden_states is None
+    assert torch.equal(text.last_hidden_state, tower)
+    patches = (config.vision_config.image_size // config.vision_config.patch_size) ** 2 + 1
+    frames_shape = (4, config.num_frames, patches, config.vision_config.hidden_size)
+    assert video.last_hidden_state.shape == frames_shape
+    padded = batch["video_mask"] == 0
+    assert (video.last_hidden_state[padded].abs().sum() == 0) == (not original_padding)
+    assert isinstance(text_tuple, tuple) and torch.equal(text_tuple[1], text.pooler_output)
+    assert isinstance(video_tuple, tuple) and torch.equal(video_tuple[1], video.pooler_output)
+    layers = config.text_config.num_hidden_layers
+    assert len(text_all.hidden_states) == layers + 1 and len(text_all.attentions) == layers
+    assert torch.equal(text_all.hidden_states[0], model.text_model.embeddings(input_ids=batch["input_ids"]))
+    layers = config.vision_config.num_hidden_layers
+    assert len(video_all.hidden_states) == layers + 1 and len(video_all.attentions) == layers
+    assert video_all.hidden_states[-1].shape == frames_shape
+    assert video_all.attentions[0].shape[:3] == (4, config.num_frames, config.vision_config.num_attention_heads)
+    assert torch.allclose(video_all.pooler_output, video.pooler_output, atol=1e-6)
 
 
 def test_loss_is_the_original_weighted_symmetric_cross_entropy():
@@ -91,9 +132,9 @@ def test_a_video_does_not_depend_on_its_batch_mates():
     model = build()
     batch = inputs(model, valid=(6, 3, 1, 2))
     with torch.no_grad():
-        together = model.get_video_features(batch["pixel_values"], batch["video_mask"])
-        alone = torch.cat([model.get_video_features(batch["pixel_values"][i : i + 1], batch["video_mask"][i : i + 1])
-                           for i in range(4)])
+        together = model.get_video_features(batch["pixel_values"], batch["video_mask"]).pooler_output
+        alone = torch.cat([model.get_video_features(batch["pixel_values"][i : i + 1],
+                                                    batch["video_mask"][i : i + 1]).pooler_output for i in range(4)])
     assert max_diff(together, alone) < 1e-5
 
 
@@ -103,11 +144,11 @@ def test_original_padding_leaks_padding_and_the_fix_does_not():
         model = build(original_padding=original)
         pixels, mask = random_video(model.config, [valid])
         with torch.no_grad():
-            padded = model.get_video_features(pixels, mask)
-            unpadded = model.get_video_features(pixels[:, :valid], mask[:, :valid])
+            padded = model.get_video_features(pixels, mask).pooler_output
+            unpadded = model.get_video_features(pixels[:, :valid], mask[:, :valid]).pooler_output
             junk = pixels.clone()
             junk[:, valid:] = torch.randn_like(junk[:, valid:])
-            junk_padded = model.get_video_features(junk, mask)
+            junk_padded = model.get_video_features(junk, mask).pooler_output
         if original:  # the boundary difference token sees the encoded zero frame (spec §5.2)
             assert max_diff(padded, unpadded) > 1e-3
         else:

@@ -481,7 +481,7 @@ def test_video_query_encodes_unindexed_and_edited_files(video_dir, model_dir, lo
 
     def fresh(path: Path) -> np.ndarray:
         inputs = loaded.processor(videos=[str(path)], return_tensors="pt")
-        return loaded.model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).detach()[0].numpy()
+        return loaded.model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output.detach()[0].numpy()
 
     copy = Path(shutil.copy(video_dir / "video2.mp4", tmp_path / "copy.mp4"))  # not in the index: encoded
     assert np.allclose(search_videos.encode_query(loaded, index, None, str(copy))[0], stored["video2.mp4"], atol=1e-5)

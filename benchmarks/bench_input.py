@@ -1,0 +1,100 @@
+"""Input-pipeline benchmark: training batches per second at the default model input (12 frames, 224 px).
+
+Route "mp4" (today's): a `videofolder` of mp4 files + `metadata.jsonl`, read through run_retrieval's data path
+(`data_clip2video`: source -> `VideoFrameStore` decode with the processor's frame choice -> `VideoBatcher`
+transform) in a `torch.utils.data.DataLoader` with `--workers` worker processes, as training reads it.
+Videos: `bench_decode.make_video` (30 s, 320x240, 30 fps, h264, textured).
+
+Reported: clips/s and clips/s per core (divided by the cores the workers can use), after one warm-up batch.
+
+Usage:
+    python benchmarks/bench_input.py [--videos 8] [--clips 48] [--workers 2] [--batch_size 8] [--seconds 30]
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import data_clip2video  # noqa: E402
+from bench_decode import make_video  # noqa: E402
+from processing_clip2video import CLIP2VideoVideoProcessor  # noqa: E402
+
+
+#: The default model input: 12 frames of 224 px, sampled as the original does (1 frame/s of its 5 fps images).
+MODEL_INPUT = dict(num_frames=12, size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+                   frame_sampling="original", feature_framerate=1)
+
+
+def make_videofolder(root: str, num_videos: int, seconds: int) -> str:
+    """`root/train/video{i}.mp4` + `metadata.jsonl`; the videos are copies of one generated file (same cost each)."""
+    import shutil
+
+    folder = os.path.join(root, "train")
+    os.makedirs(folder, exist_ok=True)
+    first = os.path.join(folder, "video0.mp4")
+    make_video(first, seconds)
+    with open(os.path.join(folder, "metadata.jsonl"), "w") as handle:
+        for index in range(num_videos):
+            if index:
+                shutil.copyfile(first, os.path.join(folder, f"video{index}.mp4"))
+            handle.write(json.dumps({"file_name": f"video{index}.mp4", "text": f"clip number {index}"}) + "\n")
+    return root
+
+
+def mp4_loader(data_dir: str, num_clips: int, workers: int, batch_size: int, cache_dir: str):
+    """Training batches (`pixel_values` `(batch, 12, 3, 224, 224)`) of `num_clips` clips read from the mp4 folder."""
+    video_processor = CLIP2VideoVideoProcessor()
+    dataset = data_clip2video.load_source("videofolder", "train", data_dir=data_dir, cache_dir=cache_dir)
+    table = data_clip2video.build_caption_table(dataset, data_clip2video.resolve_columns(dataset), data_dir,
+                                                "videofolder", "train")
+    store = data_clip2video.VideoFrameStore(table.videos, video_processor, MODEL_INPUT)
+    num_videos = table.report.num_videos
+    tokens = {"input_ids": torch.zeros(num_clips, 32, dtype=torch.long),
+              "attention_mask": torch.ones(num_clips, 32, dtype=torch.long)}
+    pairs = data_clip2video.CaptionVideoDataset(tokens, [row % num_videos for row in range(num_clips)], store)
+    batcher = data_clip2video.VideoBatcher(video_processor, MODEL_INPUT, MODEL_INPUT["num_frames"])
+    return torch.utils.data.DataLoader(pairs, batch_size=batch_size, num_workers=workers, collate_fn=batcher.collate_pairs)
+
+
+def clips_per_second(loader) -> tuple[float, int]:
+    """Clips/s over every batch after the first (the first pays for worker start-up), and the clips timed."""
+    batches = iter(loader)
+    next(batches)
+    clips, start = 0, time.perf_counter()
+    for batch in batches:
+        assert batch["pixel_values"].shape[1:] == (12, 3, 224, 224) and not batch["skipped"]
+        clips += batch["pixel_values"].shape[0]
+    return clips / (time.perf_counter() - start), clips
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--clips", type=int, default=48)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=30)
+    args = parser.parse_args(argv)
+    cores = max(1, min(args.workers, len(os.sched_getaffinity(0))))
+    with tempfile.TemporaryDirectory() as workdir:
+        data_dir = make_videofolder(os.path.join(workdir, "videos"), args.videos, args.seconds)
+        rate, clips = clips_per_second(mp4_loader(data_dir, args.clips, args.workers, args.batch_size,
+                                                  os.path.join(workdir, "cache")))
+    result = {"route": "mp4", "clips_per_second": round(rate, 2), "clips_per_second_per_core": round(rate / cores, 2),
+              "clips_timed": clips, "workers": args.workers, "cores": cores, **{k: MODEL_INPUT[k] for k in (
+                  "num_frames", "frame_sampling", "feature_framerate")}, "size": 224}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
