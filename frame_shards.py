@@ -195,7 +195,7 @@ def write_shard(path: Path, records: Sequence[VideoRecord], video_processor, opt
     skipped, pending = [], []
     num_videos = num_captions = 0
     with atomic_write(path) as handle:
-        with pq.ParquetWriter(handle, _shard_schema(), compression="zstd") as writer:
+        with pq.ParquetWriter(handle, _shard_schema(), compression="zstd", use_dictionary=False) as writer:
             for record in records:
                 try:
                     if not record.captions or not all(isinstance(c, str) and c.strip() for c in record.captions):
