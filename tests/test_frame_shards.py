@@ -148,6 +148,15 @@ def test_streaming_read_splits_by_node_and_resumes(prepared):
     in_memory = load_prepared(folder, "train", cache_dir=str(prepared / "cache"))
     for row, expected in zip(rows, in_memory):
         assert row["caption"] == expected["caption"] and np.array_equal(row["frames"], expected["frames"])
+    # any Parquet reader gets the frames back: plain datasets + numpy.load of the .npy bytes
+    import io
+
+    import datasets
+
+    plain = datasets.load_dataset("parquet", data_files=[str(p) for p in sorted(folder.glob("train-*.parquet"))],
+                                  split="train", streaming=True)
+    first = next(iter(plain))
+    assert np.array_equal(np.load(io.BytesIO(first["frames"])), rows[0]["frames"])
     # two processes read disjoint shards that together hold every video
     parts = [[row["video_id"] for row in split_dataset_by_node(stream, rank=rank, world_size=2)] for rank in (0, 1)]
     assert not set(parts[0]) & set(parts[1]) and sorted(parts[0] + parts[1]) == sorted(r["video_id"] for r in rows)
