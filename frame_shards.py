@@ -6,9 +6,10 @@ prepared folder holds, for each video, the frames the processor chooses (`CLIP2V
 already resized and cropped to the model's input size by the processor's own PIL transform, kept as uint8 — the
 exact values that transform produces, so training from a prepared folder is bit-identical to training from the
 videos (only the float normalisation is left, and it is the same code). Storage was measured against JPEG frames
-and WebDataset tar (benchmarks/bench_shards.py): raw uint8 in zstd-compressed Parquet is lossless and reads at
-several hundred clips/s per core, where JPEG (4x smaller) loses up to 90 grey levels per pixel on textured video
-and decodes at under 100 clips/s per core.
+and WebDataset tar (benchmarks/bench_shards.py, 12 frames of 224 px): raw uint8 in zstd-compressed Parquet is
+lossless, 1.6 MB per clip on textured video (the original's 5 fps JPEG dump of a 30 s clip: 7.3 MB) and reads at
+about 450 clips/s on one busy core through `datasets`; JPEG frames (quality 95) are 3.5x smaller but lose up to 110
+grey levels (4.96 on average) and decode at 16 clips/s there.
 
 A prepared folder:
 
@@ -176,6 +177,8 @@ class ShardReceipt:
     num_captions: int
     skipped: list[dict[str, str]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    #: every video of the shard's positions, written or skipped: a rerun on a changed source is refused
+    video_ids: list[str] = field(default_factory=list)
 
 
 def write_shard(path: Path, records: Sequence[VideoRecord], video_processor, options: FrameOptions,
@@ -235,8 +238,9 @@ def write_split_shards(records: Sequence[VideoRecord], output_dir: str | os.Path
                        strict: bool = False) -> list[int]:
     """Writes this process's shards of a split (shards `rank, rank + world_size, ...`), skipping those already done.
 
-    A shard is done when its receipt exists; a receipt written with other frame options is an error (the folder
-    belongs to another preparation). Returns the indices of the shards written by this call.
+    A shard is done when its receipt exists; a receipt written with other frame options or for other videos is an
+    error (the folder belongs to another preparation, or the source changed). Returns the indices of the shards
+    written by this call.
     """
     if shard_size < 1:
         raise PreparedShardsError(f"shard_size must be >= 1, got {shard_size}")
@@ -247,16 +251,22 @@ def write_split_shards(records: Sequence[VideoRecord], output_dir: str | os.Path
     for index in range(rank, num_shards(len(records), shard_size), world_size):
         name = shard_name(split, index)
         receipt_path = output_dir / f"{name}.json"
+        chunk = records[index * shard_size : (index + 1) * shard_size]
+        video_ids = [record.video_id for record in chunk]
         if receipt_path.exists():
-            _check_same_options(json.loads(receipt_path.read_text())["options"], stored, receipt_path)
+            receipt = json.loads(receipt_path.read_text())
+            _check_same_options(receipt["options"], stored, receipt_path)
+            if receipt["video_ids"] != video_ids:
+                raise PreparedShardsError(f"{receipt_path}: prepared for other videos (the source or --shard_size "
+                                          "changed); use another output folder")
             logger.info("%s: done already", name)
             continue
         for stale in output_dir.glob(f"{TMP_PREFIX}*-{name}.parquet"):  # left by a killed run writing this shard
             stale.unlink()
-        chunk = records[index * shard_size : (index + 1) * shard_size]
         num_videos, num_captions, skipped = write_shard(output_dir / f"{name}.parquet", chunk, video_processor,
                                                         options, strict=strict)
-        write_json(receipt_path, asdict(ShardReceipt(split, index, num_videos, num_captions, skipped, stored)))
+        write_json(receipt_path, asdict(ShardReceipt(split, index, num_videos, num_captions, skipped, stored,
+                                                     video_ids)))
         logger.info("%s: %d videos, %d captions, %d skipped", name, num_videos, num_captions, len(skipped))
         written.append(index)
     return written

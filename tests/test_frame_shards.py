@@ -198,6 +198,9 @@ def test_random_sampling_and_other_options_are_refused(prepared, tmp_path):
     with pytest.raises(PreparedShardsError, match="num_frames: 4 there, 5 asked"):
         write_split_shards(records, prepared / "prepared", "train", CLIP2VideoVideoProcessor(),
                            FrameOptions(num_frames=5, image_size=16, feature_framerate=2), shard_size=2)
+    with pytest.raises(PreparedShardsError, match="prepared for other videos"):
+        write_split_shards(records[1:], prepared / "prepared", "train", CLIP2VideoVideoProcessor(), OPTIONS,
+                           shard_size=2)
 
 
 KILL_IN_THIRD_SHARD = """
