@@ -129,8 +129,10 @@ def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None
             found = datasets.load_dataset(name_or_path, config_name, data_dir=data_dir, data_files=data_files,
                                           revision=revision, cache_dir=cache_dir, streaming=streaming)
             found = _pick_split(found, split, name_or_path)
-    except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
-        raise DataSourceError(f"{name_or_path}: cannot open the dataset ({error})") from None
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
+        if isinstance(error, DataSourceError):
+            raise
+        raise DataSourceError(f"{name_or_path}: cannot read the dataset: {error}") from None
     return undecoded_videos(found)
 
 

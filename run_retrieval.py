@@ -7,10 +7,11 @@
         --dataset_name msrvtt-9k --data_dir data --video_dir MSRVTT/videos/all --do_train --do_eval \\
         --output_dir clip2video-msrvtt9k
     python run_retrieval.py --model_name_or_path clip2video-msrvtt9k --dataset_name msrvtt-1k-a ... --do_eval
+    python run_retrieval.py --dataset_name videofolder --data_dir my_videos --do_train --do_eval  # own videos
     python run_retrieval.py args.json             # every option from a JSON (or YAML) file
 
 The script reads as a story: 1. parse arguments, 2. set up accelerate and logging, 3. load the splits
-and the processor, 4. build the model, 5. optimizer and schedule, 6. prepare and resume, 7. train
+(a benchmark or any `datasets` source through data_clip2video, optionally streamed) and the processor, 4. build the model, 5. optimizer and schedule, 6. prepare and resume, 7. train
 with periodic evaluation and atomic checkpoints, 8. evaluate (every video and caption encoded once,
 one matrix product, exact metrics), 9. save the model, its processor, code and card, push to the Hub.
 """
@@ -50,7 +51,8 @@ from loss_clip2video import CLIP2VideoContrastiveLoss, gather_uneven
 from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
 from retrieval_metrics import TIE_RULES, dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
-from utils_clip2video import TMP_PREFIX, ModelSourceError, atomic_directory, check_model_source, write_text
+from utils_clip2video import (PAPER, TMP_PREFIX, ModelSourceError, ProcessorNotFoundError, atomic_directory,
+                              build_model_card, check_model_source, load_processor, write_text)
 
 
 logger = logging.getLogger("run_retrieval")
@@ -174,7 +176,8 @@ class DataArguments:
         "'original' (5 fps images, every feature_framerate-th, uniform pick), 'uniform' or 'random_segment'.")})
     feature_framerate: Optional[int] = field(default=None, metadata={"help": (
         "The original's feature_framerate; default per benchmark (MSR-VTT 2, MSVD/VATEX/synthetic 1).")})
-    transform_backend: str = field(default="torch", metadata={"help": "'torch' (fast) or 'pil' (bit-exact original)."})
+    transform_backend: Optional[str] = field(default=None, metadata={"help": (
+        "Deprecated and ignored: frames are always transformed like the original.")})
     video_backend: str = field(default="decord", metadata={"help": "'decord' (falls back to PyAV) or 'pyav'."})
     cache_videos: bool = field(default=False, metadata={"help": (
         "Decode every video once and keep its frames (uint8) in memory; for small sets like synthetic-motion.")})
@@ -214,6 +217,13 @@ class DataArguments:
                 f"cannot tell the format of {next(iter(files.values()))}: pass --dataset_name (csv, json, parquet, "
                 "webdataset, ...)")
         return builders[extension]
+
+    def card_dataset(self) -> Optional[str]:
+        """The dataset named in the model card's metadata: a benchmark or Hub id (None for local files/folders)."""
+        if self.is_benchmark:
+            return self.dataset_name
+        local = self.data_dir or self.data_files() or os.path.exists(self.dataset_name)
+        return None if local else self.dataset_name
 
     def describe(self) -> str:
         """The data as the model card names it: the benchmark, Hub id or builder and its folder/files."""
@@ -345,7 +355,7 @@ def check_numbers(*arguments) -> None:
             value = getattr(group, option.name)
             if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            rule, allowed = NUMERIC_RULES[option.name]
+            rule, allowed = NUMERIC_RULES.get(option.name, NON_NEGATIVE)  # a test requires a rule for every option
             if not math.isfinite(value) or not allowed(value):
                 raise ValueError(f"--{option.name} must be {rule}, got {value}")
 
@@ -369,6 +379,8 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunAr
     if args.train_batch_size % args.gradient_accumulation_steps:
         raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by --gradient_accumulation_steps "
                          f"{args.gradient_accumulation_steps}")
+    if data_args.transform_backend is not None:
+        logger.warning("--transform_backend is deprecated and ignored: frames are always transformed like the original")
     if data_args.streaming and args.do_train and not args.max_train_steps:
         raise ValueError("--streaming reads a stream of unknown length: give --max_train_steps")
     if data_args.streaming and data_args.is_benchmark:
@@ -637,47 +649,32 @@ def build_model(model_args: ModelArguments, processor: CLIP2VideoProcessor) -> C
     return CLIP2VideoModel.from_pretrained(source)
 
 
-def _processor_from_files(source: str) -> CLIP2VideoProcessor:
-    """A saved CLIP2Video processor (folder or Hub id) read with this repository's classes."""
-    from transformers import CLIPTokenizer
-    from transformers.utils import cached_file
-
-    from processing_clip2video import CLIP2VideoVideoProcessor
-
-    saved = json.loads(Path(cached_file(source, "processor_config.json")).read_text())
-    video = {k: v for k, v in saved.get("video_processor", {}).items() if k not in ("auto_map", "video_processor_type")}
-    return CLIP2VideoProcessor(CLIP2VideoVideoProcessor(**video), CLIPTokenizer.from_pretrained(source),
-                               max_words=saved.get("max_words", 32), text_pad_token_id=saved.get("text_pad_token_id", 0))
-
-
 def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLIP2VideoProcessor:
-    """The checkpoint's processor when it has one, else CLIP tokenizer files + a video processor."""
+    """The checkpoint's processor when it has one (its code runs only with --trust_remote_code), else CLIP tokenizer
+    files + a video processor."""
     source = model_args.model_name_or_path
     if source is not None and model_args.tokenizer_name is None:
         try:
-            if model_args.trust_remote_code:
-                from transformers import AutoProcessor
-
-                processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
-            else:  # this repository's classes, without executing the folder's code
-                processor = _processor_from_files(source)
+            processor = load_processor(source, trust_remote_code=model_args.trust_remote_code)
             if data_args.max_words:
                 processor.max_words = data_args.max_words
             return processor
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            logger.info("%s has no CLIP2Video processor (%s); building one from its tokenizer", source, error)
+        except ProcessorNotFoundError as error:
+            logger.info("%s; building one from its tokenizer", error)
     tokenizer = model_args.tokenizer_name or source or str(DEFAULT_TOKENIZER_DIR)
     return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words or 32)
 
 
 def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[str, Any]:
-    """Per-call options of the video processor matching the model (frames, frame size) and the benchmark."""
+    """Per-call options of the video processor matching the model (frames, frame size) and the benchmark (own data:
+    feature_framerate 1, one frame per second of the original's 5 fps images, unless --feature_framerate)."""
     size = config.vision_config.image_size
-    family = data_args.dataset_name.split("-")[0] if data_args.dataset_name != SYNTHETIC_NAME else SYNTHETIC_NAME
+    family = SYNTHETIC_NAME if data_args.dataset_name == SYNTHETIC_NAME else data_args.dataset_name.split("-")[0]
+    family = family if data_args.is_benchmark else None
     framerate = data_args.feature_framerate or FEATURE_FRAMERATE.get(family, 1)
     return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
                 frame_sampling=data_args.frame_sampling, feature_framerate=framerate,
-                transform_backend=data_args.transform_backend, video_backend=data_args.video_backend)
+                video_backend=data_args.video_backend)
 
 
 def configure_processor(processor: CLIP2VideoProcessor, options: dict[str, Any]) -> None:
@@ -776,15 +773,19 @@ def resolve_checkpoint(value: Optional[str], output_dir: str) -> Optional[Path]:
     return path
 
 
-def remove_previous_checkpoints(output_dir: str) -> list[str]:
-    """Delete this script's own checkpoints (and temporary checkpoint folders) from an earlier run in output_dir, so
-    `latest` and `--checkpoints_total_limit` never mix two runs; anything else in the folder is left alone."""
+def unfinished_checkpoints(output_dir: str) -> list[Path]:
+    """Temporary checkpoint folders (`.tmp-<id>-checkpoint-<step>`) that a killed save left behind."""
     root = checkpoint_root(output_dir)
     if not root.is_dir():
         return []
-    ours = [p for p in root.iterdir() if p.is_dir() and (
-        p in complete_checkpoints(output_dir)
-        or (p.name.startswith(TMP_PREFIX) and p.name.split("-", 2)[-1].startswith(CHECKPOINT_PREFIX)))]
+    return [p for p in root.iterdir() if p.is_dir() and p.name.startswith(TMP_PREFIX)
+            and _checkpoint_step(Path(p.name.split("-", 2)[-1])) is not None]
+
+
+def remove_previous_checkpoints(output_dir: str) -> list[str]:
+    """Delete this script's own checkpoints (complete or unfinished) from an earlier run in output_dir, so `latest` and
+    `--checkpoints_total_limit` never mix two runs; anything else in the folder is left alone."""
+    ours = complete_checkpoints(output_dir) + unfinished_checkpoints(output_dir)
     for path in ours:
         shutil.rmtree(path)
     return sorted(p.name for p in ours)
@@ -803,7 +804,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, state: TrainerSta
         if main_process:
             (Path(temporary) / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
     if main_process:
-        for old in complete_checkpoints(output_dir)[: -limit] if limit else []:
+        for old in (complete_checkpoints(output_dir)[: -limit] if limit else []) + unfinished_checkpoints(output_dir):
             shutil.rmtree(old, ignore_errors=True)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
@@ -836,6 +837,10 @@ def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any
     return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
 
 
+#: The outputs of the model that the contrastive loss reads (all batch-first).
+LOSS_INPUTS = ("text_global_embeds", "video_global_embeds", "text_alignment_embeds", "video_alignment_embeds")
+
+
 def compute_loss(model: torch.nn.Module, batch: dict[str, Any], loss_fn: CLIP2VideoContrastiveLoss,
                  logit_scale: torch.Tensor) -> torch.Tensor:
     """One micro-batch: the model's features (through DDP's forward), gathered loss over the global batch.
@@ -849,10 +854,6 @@ def compute_loss(model: torch.nn.Module, batch: dict[str, Any], loss_fn: CLIP2Vi
         outputs = SimpleNamespace(**{name: None if getattr(outputs, name) is None else getattr(outputs, name)[:0]
                                      for name in LOSS_INPUTS})
     return loss_fn(outputs, logit_scale)
-
-
-#: The outputs of the model that the contrastive loss reads (all batch-first).
-LOSS_INPUTS = ("text_global_embeds", "video_global_embeds", "text_alignment_embeds", "video_alignment_embeds")
 
 
 def placeholder_batch(config: CLIP2VideoConfig) -> dict[str, Any]:
@@ -1193,56 +1194,24 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 def model_card(model, model_args: ModelArguments, data_args: DataArguments, args: RunArguments,
                results: dict[str, dict[str, float]]) -> str:
-    config = model.config
+    """The model card (README.md) of a trained model: usage, results table, training settings, architecture."""
     base = model_args.model_name_or_path
-    front = ["---", "library_name: transformers", "license: mit", "pipeline_tag: feature-extraction",
-             "tags:", "- clip2video", "- video-text-retrieval", "- video-retrieval", "- custom_code"]
-    if base:
-        front.append(f"base_model: {base}")
-    front += ["metrics:", "- recall", "---"]
-    repo = args.hub_model_id or args.output_dir
-    return "\n".join(front) + f"""
-
-# CLIP2Video — {data_args.describe()}
-
-A CLIP2Video video-text retrieval model (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097)) trained
-with `run_retrieval.py` of the clip2video project, {'from ' + base if base else 'from scratch'}, on
-`{data_args.describe()}` ({data_args.train_split} split), evaluated on its {data_args.eval_split} split.
-
-## Usage
-
-```python
-import torch
-from transformers import AutoModel, AutoProcessor
-
-model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)
-inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], return_tensors="pt")
-with torch.no_grad():
-    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
-    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output
-similarity = model.logit_scale.exp() * text @ video.T   # index `video` once, search with one matrix product
-```
-
-## Results ({data_args.describe()} {data_args.eval_split}, tie rule `{args.tie_rule}`)
-
-{metrics_table(results)}
-
-R@k in percent, MdR/MnR = median/mean rank (1 = best); T2V = text-to-video, V2T = video-to-text.
-
-## Model
-
-temporal head `{config.temporal_head}` ({config.num_temporal_layers} layers), TDB `{config.use_tdb}`
-(`{config.tdb_projection}`), TAB `{config.use_tab}` (input `{config.tab_input}`, {config.num_centers} centers,
-center weight {config.center_weight}), {config.num_frames} frames of {config.vision_config.image_size} px,
-{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters.
-
-## Training
-
-AdamW, learning rate {args.learning_rate} (new modules) / {args.clip_learning_rate} (CLIP), weight decay
-{args.weight_decay}, global batch {args.train_batch_size}, {args.num_train_epochs} epochs, warm-up {args.warmup_ratio}
-then cosine, seed {args.seed}; symmetric InfoNCE over the global batch (global + TAB terms).
-"""
+    summary = (f"A {PAPER} video-text retrieval model trained with `run_retrieval.py` of the clip2video project, "
+               f"{'from ' + base if base else 'from scratch'}, on `{data_args.describe()}` ({data_args.train_split} "
+               f"split), evaluated on its {data_args.eval_split} split.")
+    results_text = (f"{metrics_table(results)}\n\nR@k in percent, MdR/MnR = median/mean rank (1 = best); "
+                    "T2V = text-to-video, V2T = video-to-text.")
+    training_text = (f"AdamW, learning rate {args.learning_rate} (new modules) / {args.clip_learning_rate} (CLIP), "
+                     f"weight decay {args.weight_decay}, global batch {args.train_batch_size}, {args.num_train_epochs} "
+                     f"epochs, warm-up {args.warmup_ratio} then cosine, seed {args.seed}; symmetric InfoNCE over the "
+                     "global batch (global + TAB terms).")
+    card = build_model_card(
+        title=f"CLIP2Video — {data_args.describe()}", summary=summary, repo=args.hub_model_id or args.output_dir,
+        config=model.config, num_parameters=sum(p.numel() for p in model.parameters()), with_processor=True,
+        sections=[(f"Results ({data_args.describe()} {data_args.eval_split}, tie rule `{args.tie_rule}`)",
+                   results_text), ("Training", training_text)],
+        base_model=base, datasets=[data_args.card_dataset()] if data_args.card_dataset() else (), metrics=["recall"])
+    return str(card)
 
 
 def push_folder_to_hub(folder: str, args: RunArguments) -> str:
@@ -1404,13 +1373,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                                                             if isinstance(v, (int, float, str, bool))})
 
     # 4.-9. Model(s)
-    configs = {"CLIP2Video": (model_args, args.output_dir, "")}
+    configs = {"CLIP2Video": (model_args, args, args.output_dir, "")}
     if args.compare_mean_pooling:
         baseline = dataclasses.replace(model_args, **MEAN_POOLING_OPTIONS)
-        configs["mean pooling"] = (baseline, os.path.join(args.output_dir, "mean_pooling"), "mean_pooling/")
+        # A resumed job resumes the baseline from its own newest checkpoint, if it got to write one.
+        baseline_args = dataclasses.replace(
+            args, resume_from_checkpoint=RESUME_LATEST_IF_ANY if args.resume_from_checkpoint else None)
+        configs["mean pooling"] = (baseline, baseline_args, os.path.join(args.output_dir, "mean_pooling"), "mean_pooling/")
     results, first_model = {}, None
-    for name, (this_model_args, output_dir, prefix) in configs.items():
-        outcome = run_one_model(accelerator, this_model_args, data_args, args, processor, splits, output_dir, prefix)
+    for name, (this_model_args, this_args, output_dir, prefix) in configs.items():
+        outcome = run_one_model(accelerator, this_model_args, data_args, this_args, processor, splits, output_dir, prefix)
         results[name] = outcome
         first_model = first_model or outcome["model"]
 

@@ -72,6 +72,8 @@ import numpy as np
 import torch
 
 import vector_search
+from data_clip2video import VideoBatcher, decode_video
+from utils_clip2video import ProcessorNotFoundError, load_processor
 
 
 logger = logging.getLogger("search_videos")
@@ -251,13 +253,13 @@ def load_model(name_or_path: str, device: str | torch.device | None = None, bf16
         IndexFormatError: the folder has no processor (pass one saved next to the model; the converter and the training
             script both save it).
     """
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModel
 
     model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True).eval()
     try:
-        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True)
-    except (OSError, ValueError, TypeError) as error:
-        raise IndexFormatError(f"{name_or_path}: no CLIP2Video processor saved with the model ({error})") from None
+        processor = load_processor(name_or_path, trust_remote_code=True)
+    except ProcessorNotFoundError as error:
+        raise IndexFormatError(f"{error} (the converter and run_retrieval.py save one next to the model)") from None
     if device is not None:
         model.to(device)
     return LoadedModel(model, processor, str(name_or_path), model_fingerprint(model, processor), bf16)
@@ -314,11 +316,14 @@ def probe_duration(path: str) -> float | None:
 
 
 class VideoFolderDataset(torch.utils.data.Dataset):
-    """Decodes and preprocesses videos one by one; an unreadable video gives an item with `error` set, not an
-    exception, so that one bad file never stops a run."""
+    """Decodes and preprocesses videos one by one through the training data path (`data_clip2video.decode_video`:
+    the processor's frame choice; `VideoBatcher`: its transform); an unreadable video gives an item with `error`
+    set, not an exception, so that one bad file never stops a run."""
 
     def __init__(self, root: Path, videos: Sequence[VideoFile], processor):
-        self.root, self.videos, self.processor = root, list(videos), processor
+        self.root, self.videos = root, list(videos)
+        video_processor = processor.video_processor
+        self.batcher = VideoBatcher(video_processor, {}, video_processor.num_frames)
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -327,11 +332,11 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         video = self.videos[position]
         path = str(self.root / video.path)
         try:
-            inputs = self.processor(videos=[path], return_tensors="pt")
+            pixel_values, video_mask = self.batcher([decode_video(path, self.batcher.video_processor, {})])
         except Exception as error:  # VideoDecodeError and anything a decoder may raise on a broken file
             reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
             return {"video": video, "error": reason}
-        return {"video": video, "pixel_values": inputs["pixel_values"][0], "video_mask": inputs["video_mask"][0],
+        return {"video": video, "pixel_values": pixel_values[0], "video_mask": video_mask[0],
                 "duration": probe_duration(path)}
 
 

@@ -166,15 +166,16 @@ def test_parquet_with_video_bytes(tmp_path):
     assert _decoded(split) == [4, 4, 4, 0]
 
 
-def make_webdataset(folder: Path, num_shards: int = 2, per_shard: int = 4, broken: bool = True) -> Path:
-    """`folder/train-0000{i}.tar` of `{key}.mp4` + `{key}.txt` + `{key}.json` samples (video2dataset's layout)."""
+def make_webdataset(folder: Path, num_shards: int = 2, per_shard: int = 4, broken: bool = True, split: str = "train",
+                    first_seed: int = 0) -> Path:
+    """`folder/<split>-0000{i}.tar` of `{key}.mp4` + `{key}.txt` + `{key}.json` samples (video2dataset's layout)."""
     folder.mkdir(parents=True, exist_ok=True)
-    seed = 0
+    seed = first_seed
     for shard in range(num_shards):
-        with tarfile.open(folder / f"train-{shard:05d}.tar", "w") as tar:
+        with tarfile.open(folder / f"{split}-{shard:05d}.tar", "w") as tar:
             for _ in range(per_shard):
                 key = f"{seed:06d}"
-                video = BROKEN if broken and seed == 1 else write_video(folder / "tmp.mp4", seed)
+                video = BROKEN if broken and seed == first_seed + 1 else write_video(folder / "tmp.mp4", seed)
                 members = {"mp4": video, "txt": caption(seed).encode(), "json": json.dumps({"key": key}).encode()}
                 for extension, payload in members.items():
                     info = tarfile.TarInfo(f"{key}.{extension}")
@@ -293,10 +294,11 @@ def _streaming_args(shards: Path, output: Path, cache: Path, *extra) -> list[str
             "--cache_dir", str(cache), "--do_train", *extra]
 
 
-def test_two_processes_stream_disjoint_shards(tmp_path):
+def test_two_processes_stream_disjoint_shards_and_evaluate_like_one(tmp_path):
     shards = make_webdataset(tmp_path / "shards", num_shards=4, per_shard=4, broken=False)
+    make_webdataset(shards, num_shards=1, per_shard=5, broken=False, split="test", first_seed=16)  # 5: uneven shares
     args = _streaming_args(shards, tmp_path / "run", tmp_path / "cache", "--max_train_steps", "4",
-                           "--checkpointing_steps", "no")
+                           "--checkpointing_steps", "no", "--do_eval", "--do_export_features")
     launch = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
               "no", "--dynamo_backend", "no", str(tmp_path / "record.py"), *args]
     (tmp_path / "record.py").write_text(f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\n" + RECORD_AND_KILL)
@@ -308,7 +310,17 @@ def test_two_processes_stream_disjoint_shards(tmp_path):
     assert len(set(first_epoch[0])) == len(set(first_epoch[1])) == 4
     assert not set(sum(seen[0], [])) & set(sum(seen[1], []))  # every process keeps to its own shards
     results = json.loads((tmp_path / "run" / "all_results.json").read_text())["CLIP2Video"]
-    assert results["completed_steps"] == 4
+    assert results["completed_steps"] == 4 and results["num_videos"] == 5
+    # The evaluation split over 2 processes (3 + 2 videos, gathered unevenly) equals a 1-process evaluation.
+    from safetensors.torch import load_file
+
+    run_retrieval.main(["--model_name_or_path", str(tmp_path / "run"), "--dataset_name", "webdataset", "--data_dir",
+                        str(shards), "--output_dir", str(tmp_path / "one"), "--do_eval", "--do_export_features",
+                        "--report_to", "none", "--cache_dir", str(tmp_path / "cache")])
+    two, one = load_file(tmp_path / "run/features.safetensors"), load_file(tmp_path / "one/features.safetensors")
+    assert one["video_embeds"].shape[0] == 5 and one["text_embeds"].shape[0] == 5
+    for name in ("video_embeds", "text_embeds"):
+        assert torch.allclose(one[name], two[name], atol=1e-6), name
 
 
 def test_kill_9_mid_stream_then_resume_gives_the_same_weights(tmp_path):
@@ -337,3 +349,16 @@ def test_kill_9_mid_stream_then_resume_gives_the_same_weights(tmp_path):
     resumed_weights = load_file(tmp_path / "killed/model.safetensors")
     for name, tensor in full_weights.items():
         assert torch.equal(tensor, resumed_weights[name]), name
+
+
+def test_strict_refuses_an_undecodable_video_and_a_bad_source_is_a_typed_error(tmp_path):
+    root = make_videofolder(tmp_path / "data", splits=(("test", 3),))
+    (root / "test" / "clip1.mp4").write_bytes(BROKEN)
+    with pytest.raises(DataValidationError, match="undecodable evaluation video.*clip1.mp4"):
+        run_retrieval.main(["--dataset_name", "videofolder", "--data_dir", str(root), "--output_dir",
+                            str(tmp_path / "run"), *TINY_MODEL, "--do_eval", "--strict", "--cache_dir",
+                            str(tmp_path / "cache")])
+    (root / "train").mkdir()
+    (root / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "x.mp4", "text": ["a", "b"]}) + "\n")
+    with pytest.raises(data_clip2video.DataSourceError, match="cannot read the dataset"):
+        _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(root))  # metadata files disagree
