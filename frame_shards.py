@@ -208,7 +208,8 @@ def write_shard(path: Path, records: Sequence[VideoRecord], video_processor, opt
                     if strict:
                         raise
                     logger.warning("skipping %s: %s", record.video_id, error)
-                    skipped.append({"video_id": record.video_id, "video": _describe(record.video), "reason": str(error)})
+                    video = record.video if isinstance(record.video, str) else record.video_id  # a path, else its id
+                    skipped.append({"video_id": record.video_id, "video": video, "reason": str(error)})
                     continue
                 pending.append({"video_id": record.video_id, "caption": list(record.captions), "frames": npy_bytes(frames)})
                 num_videos += 1
@@ -219,14 +220,6 @@ def write_shard(path: Path, records: Sequence[VideoRecord], video_processor, opt
             if pending or num_videos == 0:
                 writer.write_table(_rows_table(pending))
     return num_videos, num_captions, skipped
-
-
-def _describe(video: Any) -> str:
-    if isinstance(video, (str, os.PathLike)):
-        return os.fspath(video)
-    if isinstance(video, (bytes, bytearray, memoryview)):
-        return f"<{len(video)} bytes>"
-    return f"<{type(video).__name__}>"
 
 
 def num_shards(num_videos: int, shard_size: int) -> int:
