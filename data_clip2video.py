@@ -199,6 +199,8 @@ def resolve_columns(dataset, video_column: Optional[str] = None, caption_column:
     import datasets
 
     available = list(dataset.column_names or (dataset.features or {}).keys())
+    if not available and isinstance(dataset, datasets.IterableDataset):  # a mapped stream (prepared shards) has no
+        available = list(next(iter(dataset)).keys())  # features: its columns are those of its first row
     video_features = [name for name, feature in (dataset.features or {}).items() if isinstance(feature, datasets.Video)]
     video = _column(available, video_column, [*video_features, *VIDEO_COLUMNS], "video", "--video_column")
     caption = _column(available, caption_column, CAPTION_COLUMNS, "caption", "--caption_column")

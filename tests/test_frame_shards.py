@@ -1,0 +1,298 @@
+"""Prepared frame shards (frame_shards.py, prepare_shards.py): values, resume after kill -9, 2 processes, bad videos,
+streaming. Videos are tiny generated mp4 files (40x30 px, 2 s) and the model input tiny (4 frames of 16 px)."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from frame_shards import (
+    FrameOptions,
+    PreparedShardsError,
+    check_frame_options,
+    is_prepared_dir,
+    load_prepared,
+    model_input_frames,
+    read_prepared_info,
+)
+from processing_clip2video import CLIP2VideoVideoProcessor, VideoDecodeError
+
+from conftest import REPO_ROOT
+
+PYTHON = sys.executable
+OPTIONS = FrameOptions(num_frames=4, image_size=16, feature_framerate=2)
+CLI_OPTIONS = ["--num_frames", "4", "--image_size", "16", "--feature_framerate", "2", "--shard_size", "2"]
+NUM_GOOD = 5
+
+
+def write_video(path, num_frames: int, seed: int, width: int = 40, height: int = 30, fps: int = 10) -> None:
+    """mpeg4 video of smooth moving gradients (each video different)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (1, 1, 3))
+    yy, xx = np.mgrid[0:height, 0:width]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(num_frames):
+            image = ((base + np.stack([xx * 5 + index * 9, yy * 7 + index * 4, (xx + yy) * 3], -1)) % 256).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def make_folder(folder, broken: bool = True) -> list[dict]:
+    """`NUM_GOOD` videos with two captions each (+ a missing and an undecodable one) and their metadata.jsonl."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(NUM_GOOD):
+        write_video(folder / f"clip{index}.mp4", 18 + 3 * index, seed=index)
+        rows.append({"file_name": f"clip{index}.mp4", "caption": [f"clip {index} first", f"clip {index} second"]})
+        if broken and index == 1:
+            rows.append({"file_name": "missing.mp4", "caption": ["never written"]})
+            (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 20)
+            rows.append({"file_name": "broken.mp4", "caption": ["not a video"]})
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return rows
+
+
+def _env() -> dict:
+    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+
+
+def source_options(data_dir) -> list[str]:
+    return ["--dataset_name", "videofolder", "--data_dir", str(data_dir), "--cache_dir", str(data_dir.parent / "cache")]
+
+
+def prepare(data_dir, output_dir, *extra, prefix=(PYTHON,), check=True, script=None):
+    command = [*prefix, *(script or [str(REPO_ROOT / "prepare_shards.py")]), *source_options(data_dir),
+               "--output_dir", str(output_dir), *CLI_OPTIONS, *extra]
+    return subprocess.run(command, env=_env(), cwd=output_dir.parent, capture_output=True, text=True,
+                          check=check, timeout=300)
+
+
+def shard_digests(folder) -> dict[str, str]:
+    """sha256 of every file of a prepared folder (temporary and lock files aside)."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())
+            if not path.name.startswith(".")}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """One folder prepared in-process (also how a user would call it from Python)."""
+    import prepare_shards
+
+    root = tmp_path_factory.mktemp("shards")
+    make_folder(root / "videos")
+    prepare_shards.main([*source_options(root / "videos"), "--output_dir", str(root / "prepared"), *CLI_OPTIONS])
+    return root
+
+
+def test_round_trip_gives_the_processors_frames_and_pixel_values(prepared):
+    processor = CLIP2VideoVideoProcessor()
+    rows = load_prepared(prepared / "prepared", "train", cache_dir=str(prepared / "cache"))
+    assert rows.column_names == ["video_id", "caption", "frames"]
+    assert [row["video_id"] for row in rows] == [f"clip{i}" for i in range(NUM_GOOD)]
+    for index, row in enumerate(rows):
+        assert row["caption"] == [f"clip {index} first", f"clip {index} second"]
+        frames = row["frames"]
+        assert frames.dtype == np.uint8 and frames.shape == (4, 16, 16, 3)
+        video = str(prepared / "videos" / f"clip{index}.mp4")
+        # the stored integers are the processor's resized and cropped frames ...
+        expected = processor.transform_frames(processor.load_frames(video, **OPTIONS.as_processor_kwargs()),
+                                              **OPTIONS.as_processor_kwargs(), do_rescale=False, do_normalize=False)
+        assert np.array_equal(frames, expected.permute(0, 2, 3, 1).numpy().astype(np.uint8))
+        assert frames.std() > 10  # real content, not a blank
+        # ... so the model input from them is bit-identical to the one from the video
+        from_video = processor(videos=video, **OPTIONS.as_processor_kwargs())["pixel_values"][0]
+        from_shard = processor.transform_frames(list(frames), **OPTIONS.as_processor_kwargs())
+        assert torch.equal(from_video, from_shard)
+    # frames differ from video to video and from frame to frame
+    assert not np.array_equal(rows[0]["frames"], rows[1]["frames"])
+    assert not np.array_equal(rows[0]["frames"][0], rows[0]["frames"][1])
+
+
+def test_prepared_json_reports_and_frame_options(prepared):
+    folder = prepared / "prepared"
+    assert is_prepared_dir(folder) and not is_prepared_dir(prepared / "videos")
+    info = read_prepared_info(folder)
+    assert info["frame_options"]["num_frames"] == 4 and info["frame_options"]["image_size"] == 16
+    split = info["splits"]["train"]
+    assert (split["num_videos"], split["num_captions"], split["num_skipped"], split["num_source_videos"]) == (
+        NUM_GOOD, 2 * NUM_GOOD, 2, NUM_GOOD + 2)
+    report = json.loads((folder / split["report"]).read_text())
+    reasons = {item["video_id"]: item["reason"] for item in report["skipped"]}
+    assert set(reasons) == {"missing", "broken"}
+    assert "no such file" in reasons["missing"] and "cannot decode" in reasons["broken"]
+    check_frame_options(folder, num_frames=4, image_size=16, frame_sampling="original", feature_framerate=2)
+    with pytest.raises(PreparedShardsError, match="image_size: 16 there, 224 asked"):
+        check_frame_options(folder, num_frames=4, image_size=224, frame_sampling="original", feature_framerate=2)
+    with pytest.raises(PreparedShardsError, match="split 'test' was not prepared"):
+        load_prepared(folder, "test")
+
+
+def test_streaming_read_splits_by_node_and_resumes(prepared):
+    from datasets.distributed import split_dataset_by_node
+
+    folder = prepared / "prepared"
+    stream = load_prepared(folder, "train", streaming=True)
+    rows = list(stream)
+    assert [row["video_id"] for row in rows] == [f"clip{i}" for i in range(NUM_GOOD)]
+    in_memory = load_prepared(folder, "train", cache_dir=str(prepared / "cache"))
+    for row, expected in zip(rows, in_memory):
+        assert row["caption"] == expected["caption"] and np.array_equal(row["frames"], expected["frames"])
+    # any Parquet reader gets the frames back: plain datasets + numpy.load of the .npy bytes
+    import io
+
+    import datasets
+
+    plain = datasets.load_dataset("parquet", data_files=[str(p) for p in sorted(folder.glob("train-*.parquet"))],
+                                  split="train", streaming=True)
+    first = next(iter(plain))
+    assert np.array_equal(np.load(io.BytesIO(first["frames"])), rows[0]["frames"])
+    # two processes read disjoint shards that together hold every video
+    parts = [[row["video_id"] for row in split_dataset_by_node(stream, rank=rank, world_size=2)] for rank in (0, 1)]
+    assert not set(parts[0]) & set(parts[1]) and sorted(parts[0] + parts[1]) == sorted(r["video_id"] for r in rows)
+    # resuming from a state_dict continues where the reader was
+    iterator = iter(stream)
+    next(iterator), next(iterator)
+    state = stream.state_dict()
+    resumed = load_prepared(folder, "train", streaming=True)
+    resumed.load_state_dict(state)
+    assert [row["video_id"] for row in resumed] == [f"clip{i}" for i in range(2, NUM_GOOD)]
+
+
+def test_strict_stops_at_the_first_bad_video(tmp_path):
+    import data_clip2video
+    import prepare_shards
+
+    rows = make_folder(tmp_path / "videos")
+    arguments = [*source_options(tmp_path / "videos"), "--output_dir", str(tmp_path / "prepared"), *CLI_OPTIONS,
+                 "--strict"]
+    with pytest.raises(data_clip2video.DataValidationError, match="missing.mp4"):
+        prepare_shards.main(arguments)
+    (tmp_path / "videos" / "metadata.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in rows if row["file_name"] != "missing.mp4"))
+    with pytest.raises(VideoDecodeError, match="broken.mp4: cannot decode"):
+        prepare_shards.main(arguments)
+    assert not is_prepared_dir(tmp_path / "prepared")
+
+
+def test_random_sampling_and_other_options_are_refused(prepared, tmp_path):
+    with pytest.raises(PreparedShardsError, match="one fixed"):
+        FrameOptions(frame_sampling="random_segment")
+    from frame_shards import write_split_shards
+    import prepare_shards
+
+    args = prepare_shards.parse_args([*source_options(prepared / "videos"), "--output_dir", "unused"])
+    records, skipped = prepare_shards.source_records(args, "train")
+    assert [record.video_id for record in records] == ["clip0", "clip1", "broken", "clip2", "clip3", "clip4"]
+    assert [item["video_id"] for item in skipped] == ["missing"]
+    with pytest.raises(PreparedShardsError, match="num_frames: 4 there, 5 asked"):
+        write_split_shards(records, prepared / "prepared", "train", CLIP2VideoVideoProcessor(),
+                           FrameOptions(num_frames=5, image_size=16, feature_framerate=2), shard_size=2)
+    with pytest.raises(PreparedShardsError, match="prepared for other videos"):
+        write_split_shards(records[1:], prepared / "prepared", "train", CLIP2VideoVideoProcessor(), OPTIONS,
+                           shard_size=2)
+
+
+KILL_IN_THIRD_SHARD = """
+import os, signal, sys
+import frame_shards, prepare_shards
+real, calls = frame_shards.model_input_frames, []
+def model_input_frames(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 5:  # the video of shard 2 (shards 0 and 1 hold videos 0-3 and are done)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+frame_shards.model_input_frames = model_input_frames
+prepare_shards.main(sys.argv[1:])
+"""
+
+COUNT_DECODES = """
+import sys
+import frame_shards, prepare_shards
+real, calls = frame_shards.model_input_frames, []
+def model_input_frames(processor, video, options):
+    calls.append(video)
+    return real(processor, video, options)
+frame_shards.model_input_frames = model_input_frames
+prepare_shards.main(sys.argv[1:])
+print("DECODED", [v.rsplit("/", 1)[-1] for v in calls])
+"""
+
+
+def test_kill_9_mid_shard_then_rerun_finishes_the_rest(tmp_path):
+    make_folder(tmp_path / "videos", broken=False)
+    clean = tmp_path / "clean"
+    prepare(tmp_path / "videos", clean)
+    killed = tmp_path / "killed"
+    died = prepare(tmp_path / "videos", killed, script=["-c", KILL_IN_THIRD_SHARD], check=False)
+    assert died.returncode == -signal.SIGKILL
+    # two shards finished; the half-written third one is only a temporary file and counts for nothing
+    assert not is_prepared_dir(killed)
+    assert sorted(p.name for p in killed.glob("train-*")) == [
+        "train-00000.json", "train-00000.parquet", "train-00001.json", "train-00001.parquet"]
+    assert len(list(killed.glob(".tmp-*-train-00002.parquet"))) == 1
+    resumed = prepare(tmp_path / "videos", killed, script=["-c", COUNT_DECODES])
+    assert "DECODED ['clip4.mp4']" in resumed.stdout  # only the unfinished shard is decoded again
+    assert not list(killed.glob(".tmp-*"))
+    assert shard_digests(killed) == shard_digests(clean)
+
+
+def test_two_process_prepare_writes_the_same_shards_as_one(prepared, tmp_path):
+    accelerate = [PYTHON, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    two = tmp_path / "two"
+    result = subprocess.run(
+        [*accelerate, str(REPO_ROOT / "tests" / "frame_shards_rank_check.py"), *source_options(prepared / "videos"),
+         "--output_dir", str(two), *CLI_OPTIONS],
+        env=dict(_env(), ACCELERATE_USE_CPU="1"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # really two processes, each writing its own shards (rank r writes shards r, r + 2, ...)
+    ranks = sorted((json.loads(path.read_text()) for path in two.glob(".rank-*.json")), key=lambda r: r["rank"])
+    # 6 videos (the missing one is dropped by the source validation), 2 per shard: shards 0, 1, 2
+    assert ranks == [{"rank": 0, "shards": [0, 2], "world_size": 2}, {"rank": 1, "shards": [1], "world_size": 2}]
+    assert shard_digests(two) == shard_digests(prepared / "prepared")
+
+
+TINY_MODEL = ["--num_frames", "4", "--max_words", "16", "--scratch_hidden_size", "32", "--scratch_num_layers", "1",
+              "--scratch_patch_size", "16", "--num_temporal_layers", "1", "--report_to", "none", "--learning_rate",
+              "1e-3", "--clip_learning_rate", "1e-3", "--train_batch_size", "4", "--checkpointing_steps", "no"]
+
+
+def test_training_from_shards_equals_training_from_the_videos(tmp_path):
+    """The same frames (4 of 32 px, the tiny model's input) through run_retrieval: from the mp4 files (resized by the
+    processor at every read) and from shards prepared once; the final weights are equal, not just close."""
+    import run_retrieval
+    from safetensors.torch import load_file
+
+    make_folder(tmp_path / "videos", broken=False)
+    prepared = tmp_path / "prepared"
+    prepare(tmp_path / "videos", prepared, "--image_size", "32", "--feature_framerate", "1")
+    common = [*TINY_MODEL, "--do_train", "--num_train_epochs", "2", "--cache_dir", str(tmp_path / "cache")]
+    from_videos = run_retrieval.main(["--dataset_name", "videofolder", "--data_dir", str(tmp_path / "videos"),
+                                      "--output_dir", str(tmp_path / "run_videos"), *common])["CLIP2Video"]
+    from_shards = run_retrieval.main(["--dataset_name", str(prepared), "--output_dir", str(tmp_path / "run_shards"),
+                                      *common])["CLIP2Video"]
+    assert from_videos["completed_steps"] == from_shards["completed_steps"] == 4  # 10 captions, batches of 4, 2 epochs
+    videos_weights = load_file(tmp_path / "run_videos" / "model.safetensors")
+    shards_weights = load_file(tmp_path / "run_shards" / "model.safetensors")
+    assert videos_weights.keys() == shards_weights.keys()
+    for name, tensor in videos_weights.items():
+        assert torch.equal(tensor, shards_weights[name]), name
+    # streamed, the shards train too (each process and DataLoader worker reads whole shards)
+    streamed = run_retrieval.main(["--dataset_name", str(prepared), "--output_dir", str(tmp_path / "run_stream"),
+                                   "--streaming", "--max_train_steps", "3", *common])["CLIP2Video"]
+    assert streamed["completed_steps"] == 3
+    # other steps give other weights: the equality above is that of two trainings, not of untouched models
+    streamed_weights = load_file(tmp_path / "run_stream" / "model.safetensors")
+    differ = [name for name, tensor in streamed_weights.items() if not torch.equal(tensor, shards_weights[name])]
+    assert len(differ) > len(streamed_weights) // 2
