@@ -8,6 +8,7 @@ Masks are `1` for valid frames/tokens and `0` for padding throughout.
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +86,7 @@ def clip2video_loss(
 @dataclass
 class CLIP2VideoOutput(ModelOutput):
     r"""
-    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss=True`):
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss` and the batch is paired):
         The original contrastive loss (see [`clip2video_loss`]).
     logits_per_text (`torch.FloatTensor` of shape `(text_batch, video_batch)`):
         `exp(logit_scale) * (cw * global + (1 - cw) * TAB)` similarities, equal to the original inference similarity.
@@ -105,6 +106,10 @@ class CLIP2VideoOutput(ModelOutput):
         Unit TAB video embedding `v_c` (only with TAB).
     frame_embeds (`torch.FloatTensor` of shape `(video_batch, frames, projection_dim)`):
         Projected CLIP frame features, not normalised (padded frames included).
+    text_model_output (`BaseModelOutputWithPooling`):
+        The text tower's output (`hidden_states` / `attentions` with `output_hidden_states` / `output_attentions`).
+    vision_model_output (`BaseModelOutputWithPooling`):
+        The vision tower's output over the frames, laid out `(video_batch, frames, ...)` (see `get_video_features`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -117,6 +122,11 @@ class CLIP2VideoOutput(ModelOutput):
     text_alignment_embeds: torch.FloatTensor | None = None
     video_alignment_embeds: torch.FloatTensor | None = None
     frame_embeds: torch.FloatTensor | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    vision_model_output: BaseModelOutputWithPooling | None = None
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -148,10 +158,14 @@ class CLIP2VideoQuickGELUMLP(CLIPMLP):
 
     `x * sigmoid(1.702 x) = silu(1.702 x) / 1.702`; the two scalings are folded into the (small) weights of `fc1` and
     `fc2` on the fly, so the wide hidden activation is touched once instead of three times. Equal to CLIP's MLP up to
-    float rounding (~1e-7 relative); used in the temporal layers, whose inputs are short sequences of many videos.
+    float rounding (~1e-7 relative); used in the temporal layers, whose inputs are short sequences of many videos. When
+    the weights are offloaded (accelerate's hooks load `fc1` / `fc2` only inside their own forward, e.g.
+    `from_pretrained(..., device_map="auto")` with disk or CPU offload), it runs CLIP's MLP instead.
     """
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.fc1.weight.is_meta or self.fc2.weight.is_meta:
+            return super().forward(hidden_states)
         hidden_states = F.silu(F.linear(hidden_states, self.fc1.weight * QUICK_GELU_SCALE, self.fc1.bias * QUICK_GELU_SCALE))
         return F.linear(hidden_states, self.fc2.weight / QUICK_GELU_SCALE, self.fc2.bias)
 
@@ -258,7 +272,8 @@ class CLIP2VideoTemporalDifferenceBlock(nn.Module):
             differences = self.encode_differences(differences, frame_mask[:, 1:], position_embeds[1:num_frames])
         difference_mask = frame_mask[:, :-1] if self.original_padding else frame_mask[:, :-1] * frame_mask[:, 1:]
 
-        frame_type, difference_type = self.type_embeddings.weight[1], self.type_embeddings.weight[0]
+        # through the module's forward, so that offloading hooks load the table
+        difference_type, frame_type = self.type_embeddings(torch.arange(2, device=frame_embeds.device))
         frame_tokens = frame_embeds + position_embeds + frame_type
         difference_tokens = differences + position_embeds[: num_frames - 1] + difference_type
         return _interleave(frame_tokens, difference_tokens), _interleave(frame_mask, difference_mask)
@@ -316,12 +331,28 @@ class CLIP2VideoPreTrainedModel(CLIPPreTrainedModel):
     # The temporal transformers need arbitrary additive key masks, which flash/flex kernels do not take.
     _supports_flash_attn = False
     _supports_flex_attn = False
+    # The loss is a contrastive loss over the batch, not a sum over tokens: transformers.Trainer must not pass
+    # `num_items_in_batch` and must itself average the loss over gradient-accumulation steps.
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, CLIP2VideoTemporalAlignmentBlock):
             init.normal_(module.center_weights, std=CENTER_INIT_STD)
             init.normal_(module.center_embeds, std=CENTER_INIT_STD)
+        elif isinstance(module, CLIP2VideoModel):
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+    @torch.no_grad()
+    def initialize_weights(self):
+        """`PreTrainedModel.initialize_weights`, the CLIP towers first initialised as the transformers classes they are.
+
+        For custom-code models transformers skips modules that hold no parameter of their own, but CLIP's
+        `CLIPAttention` / `CLIPMLP` / `CLIPTextEmbeddings` initialise their children: weights missing from a checkpoint
+        would get the generic `N(0, initializer_range)` instead of CLIP's initialisation (the one `__init__` gives)."""
+        for tower in (self.text_model, self.vision_model):
+            tower.initialize_weights()
+        super().initialize_weights()
 
 
 class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
@@ -499,6 +530,7 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         >>> text = model.get_text_features(input_ids, attention_mask).pooler_output  # (captions, retrieval_embed_dim)
         ```
         """
+        _check_model_kwargs("get_text_features", kwargs)
         text_global, text_alignment, text_outputs = self._encode_text(input_ids, attention_mask, **kwargs)
         text_outputs.pooler_output = self._retrieval_embeds(text_global, text_alignment)
         return text_outputs
@@ -581,48 +613,54 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         >>> video = model.get_video_features(pixel_values, video_mask).pooler_output  # (videos, retrieval_embed_dim)
         ```
         """
+        _check_model_kwargs("get_video_features", kwargs)
         video_global, video_alignment, _, vision_outputs = self._encode_video(pixel_values, video_mask, **kwargs)
         vision_outputs.pooler_output = self._retrieval_embeds(video_global, video_alignment)
         return vision_outputs
 
     # --------------------------------------------------------------------------------------------------------- forward
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         video_mask: torch.Tensor | None = None,
-        return_loss: bool = False,
-        return_dict: bool | None = None,
-        **kwargs,
+        return_loss: bool = True,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CLIP2VideoOutput | tuple:
-        """Similarities of every caption with every video and, with `return_loss=True`, the original training loss
-        (caption `i` pairs with video `i`).
+        """Similarities of every caption with every video and the original training loss (caption `i` pairs with
+        video `i`).
 
         Args:
             input_ids: `(text_batch, length)` CLIP token ids; attention_mask: `(text_batch, length)`, 1 = real token.
             pixel_values: `(video_batch, frames, 3, height, width)`; video_mask: `(video_batch, frames)`, 1 = real frame.
-            return_loss: also compute [`clip2video_loss`] (needs `text_batch == video_batch`).
+            return_loss: compute [`clip2video_loss`] when the batch is paired (`text_batch == video_batch`); the loss
+                is None for other batches (a similarity matrix of any captions against any videos). On by default so
+                that `transformers.Trainer` trains and evaluates the model with a stock collator; `False` skips it.
+            kwargs: `output_attentions` / `output_hidden_states` (the towers' attentions / hidden states in
+                `text_model_output` / `vision_model_output`, as `CLIPModel`), `return_dict`; any other keyword that
+                transformers models do not take raises `TypeError`.
         """
+        _check_model_kwargs("forward", kwargs)
         if input_ids is None or pixel_values is None:
             raise ValueError("CLIP2VideoModel.forward needs both `input_ids` and `pixel_values`; use "
                              "`get_text_features` / `get_video_features` to encode one side only")
-        text_global, text_alignment = self.encode_text(input_ids, attention_mask)
-        video_global, video_alignment, frame_embeds = self.encode_video(pixel_values, video_mask)
+        text_global, text_alignment, text_outputs = self._encode_text(input_ids, attention_mask, **kwargs)
+        video_global, video_alignment, frame_embeds, vision_outputs = self._encode_video(
+            pixel_values, video_mask, **kwargs
+        )
         text_embeds = self._retrieval_embeds(text_global, text_alignment)
         video_embeds = self._retrieval_embeds(video_global, video_alignment)
         logits_per_text = self.logit_scale.exp() * text_embeds @ video_embeds.t()
 
         loss = None
-        if return_loss:
-            if text_embeds.shape[0] != video_embeds.shape[0]:
-                raise ValueError(f"the loss pairs caption i with video i: got {text_embeds.shape[0]} captions and "
-                                 f"{video_embeds.shape[0]} videos")
+        if return_loss and text_embeds.shape[0] == video_embeds.shape[0]:
             loss = clip2video_loss(
                 text_global, video_global, self.logit_scale, self.config.center_weight, text_alignment, video_alignment
             )
-        output = CLIP2VideoOutput(
+        return CLIP2VideoOutput(
             loss=loss,
             logits_per_text=logits_per_text,
             logits_per_video=logits_per_text.t(),
@@ -633,9 +671,9 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
             text_alignment_embeds=text_alignment,
             video_alignment_embeds=video_alignment,
             frame_embeds=frame_embeds,
+            text_model_output=text_outputs,
+            vision_model_output=vision_outputs,
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
 
     # --------------------------------------------------------------------------------------------------------- helpers
 
@@ -644,7 +682,7 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
     ) -> torch.Tensor:
         """Temporal encoding with a residual: frames (+ TDB tokens) with positions through `encoder`, frame outputs
         plus the input features. `(batch, T, dim)` -> `(batch, T, dim)`."""
-        positions = self.frame_position_embeddings.weight[: frame_embeds.shape[1]]
+        positions = self.frame_position_embeddings(torch.arange(frame_embeds.shape[1], device=frame_embeds.device))
         if use_tdb:
             tokens, token_mask = self.temporal_difference_block(frame_embeds, frame_mask, positions)
             hidden = encoder(tokens, token_mask)[:, ::2]  # the frame tokens
@@ -699,6 +737,14 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
 
 
 CLIP2VideoModel.register_for_auto_class("AutoModel")
+
+
+def _check_model_kwargs(method: str, kwargs: dict[str, Any]) -> None:
+    """Raise `TypeError` for keyword arguments outside transformers' model kwargs (`TransformersKwargs`: the
+    `output_attentions` / `output_hidden_states` flags and friends), so that a typo is not silently ignored."""
+    unknown = sorted(set(kwargs) - set(TransformersKwargs.__annotations__))
+    if unknown:
+        raise TypeError(f"CLIP2VideoModel.{method}() got unexpected keyword arguments {unknown}")
 
 
 def _frames_per_video(values: torch.Tensor, encoded: torch.Tensor | None, batch: int, num_frames: int) -> torch.Tensor:

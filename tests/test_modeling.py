@@ -294,3 +294,84 @@ def test_temporal_mlp_equals_clips_quick_gelu_mlp():
     with torch.no_grad():
         assert max_diff(fused(hidden), reference(hidden)) < 1e-5
     assert set(fused.state_dict()) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+
+
+@pytest.mark.parametrize("cpu_bytes", [0, 600_000], ids=["all-on-disk", "cpu-and-disk"])
+def test_offloaded_model_gives_the_outputs_of_the_plain_model(tmp_path, cpu_bytes):
+    """`from_pretrained(..., device_map="auto", max_memory=..., offload_folder=...)`: accelerate's hooks load each
+    module's weights only inside its own forward, so every parameter must be read there."""
+    model = build()
+    batch = inputs(model)
+    model.save_pretrained(tmp_path / "model")
+    offloaded = CLIP2VideoModel.from_pretrained(tmp_path / "model", device_map="auto", max_memory={"cpu": cpu_bytes},
+                                                offload_folder=tmp_path / "offload").eval()
+    placement = set(offloaded.hf_device_map.values())
+    assert "disk" in placement and (cpu_bytes == 0 or "cpu" in placement)
+    assert offloaded.temporal_transformer.layers[0].mlp.fc1.weight.is_meta  # really offloaded
+    with torch.no_grad():
+        expected = model(**batch)
+        got = offloaded(**batch)
+        video = offloaded.get_video_features(batch["pixel_values"], batch["video_mask"]).pooler_output
+    assert max_diff(got.logits_per_text, expected.logits_per_text) < 1e-5
+    assert max_diff(got.loss, expected.loss) < 1e-5
+    assert max_diff(video, expected.video_embeds) < 1e-6
+
+
+def test_missing_weights_get_the_initialisation_of_a_fresh_model():
+    """Weights absent from a checkpoint are initialised as `__init__` does: `logit_scale` from the config, the CLIP
+    towers with CLIP's initialisation (not the generic N(0, 0.02)); the loaded weights are kept."""
+    model = build(logit_scale_init_value=1.5)
+    dropped = ("logit_scale", "vision_model.encoder.layers.0.", "text_model.encoder.layers.1.mlp.")
+    state = {key: value for key, value in model.state_dict().items() if not key.startswith(dropped)}
+    loaded = CLIP2VideoModel.from_pretrained(None, config=model.config, state_dict=state)
+    assert loaded.logit_scale.item() == pytest.approx(1.5)
+    for key, value in state.items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    vision, text = model.config.vision_config, model.config.text_config
+    # CLIP's std for fc1 is (2 * width) ** -0.5, for q_proj width ** -0.5 * (2 * layers) ** -0.5
+    for weight, std in [
+        (loaded.vision_model.encoder.layers[0].mlp.fc1.weight, (2 * vision.hidden_size) ** -0.5),
+        (loaded.vision_model.encoder.layers[0].self_attn.q_proj.weight,
+         vision.hidden_size**-0.5 * (2 * vision.num_hidden_layers) ** -0.5),
+        (loaded.text_model.encoder.layers[1].mlp.fc1.weight, (2 * text.hidden_size) ** -0.5),
+    ]:
+        assert abs(weight.std().item() - std) < 0.1 * std and abs(std - 0.02) > 0.3 * std
+    empty = CLIP2VideoModel.from_pretrained(None, config=model.config, state_dict={})
+    assert empty.logit_scale.item() == pytest.approx(1.5)
+    assert all(torch.isfinite(p).all() for p in empty.parameters())
+
+
+def test_forward_returns_tower_attentions_and_hidden_states_and_refuses_unknown_arguments():
+    model = build()
+    model.set_attn_implementation("eager")
+    batch = inputs(model)
+    with torch.no_grad():
+        plain = model(**batch)
+        out = model(**batch, output_attentions=True, output_hidden_states=True)
+        as_tuple = model(**batch, return_dict=False)
+    assert plain.text_model_output.attentions is None and plain.vision_model_output.hidden_states is None
+    text, vision = model.config.text_config, model.config.vision_config
+    assert len(out.text_model_output.attentions) == text.num_hidden_layers
+    assert len(out.text_model_output.hidden_states) == text.num_hidden_layers + 1
+    assert len(out.vision_model_output.attentions) == vision.num_hidden_layers
+    assert out.vision_model_output.hidden_states[0].shape[:2] == (4, model.config.num_frames)
+    assert torch.allclose(out.logits_per_text, plain.logits_per_text)
+    assert torch.equal(as_tuple[0], plain.loss) and torch.equal(as_tuple[1], plain.logits_per_text)
+    with pytest.raises(TypeError, match="foo_bar"):
+        model(**batch, foo_bar=1)
+    with pytest.raises(TypeError, match="output_attention"):
+        model.get_text_features(batch["input_ids"], output_attention=True)
+    with pytest.raises(TypeError, match="videomask"):
+        model.get_video_features(batch["pixel_values"], videomask=batch["video_mask"])
+
+
+def test_loss_by_default_for_paired_batches_only():
+    """`return_loss` defaults to True (transformers.Trainer reads that default); a batch of N captions and M != N
+    videos is a plain similarity query and gets no loss."""
+    model = build()
+    batch = inputs(model)
+    with torch.no_grad():
+        assert model(**batch).loss is not None and model(**batch, return_loss=False).loss is None
+        unpaired = model(input_ids=batch["input_ids"][:3], attention_mask=batch["attention_mask"][:3],
+                         pixel_values=batch["pixel_values"], video_mask=batch["video_mask"])
+    assert unpaired.loss is None and unpaired.logits_per_text.shape == (3, 4)
