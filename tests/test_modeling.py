@@ -375,3 +375,52 @@ def test_loss_by_default_for_paired_batches_only():
         unpaired = model(input_ids=batch["input_ids"][:3], attention_mask=batch["attention_mask"][:3],
                          pixel_values=batch["pixel_values"], video_mask=batch["video_mask"])
     assert unpaired.loss is None and unpaired.logits_per_text.shape == (3, 4)
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Caption `i` with video `i`, one dict of tensors per pair (what the processor gives for one pair)."""
+
+    def __init__(self, config, size: int, seed: int):
+        ids, mask = random_text(config, [2 + (i % 7) for i in range(size)], seed)
+        pixels, video_mask = random_video(config, [1 + (i % config.num_frames) for i in range(size)], seed)
+        self.rows = [dict(input_ids=ids[i], attention_mask=mask[i], pixel_values=pixels[i], video_mask=video_mask[i])
+                     for i in range(size)]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+
+def test_trainer_trains_evaluates_and_predicts_with_a_stock_collator(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model = build().train()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    train, evaluation = PairDataset(model.config, 8, seed=0), PairDataset(model.config, 6, seed=1)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=3,
+                             gradient_accumulation_steps=2, max_steps=6, learning_rate=2e-3, warmup_steps=0,
+                             logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=0)
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation)  # default_data_collator
+    assert trainer.can_return_loss and not trainer.model_accepts_loss_kwargs
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 6 and losses[-1] < 0.5 * losses[0]
+    for name in ("logit_scale", "temporal_transformer.layers.0.mlp.fc1.weight", "vision_model.embeddings.class_embedding",
+                 "temporal_alignment_block.center_weights", "text_projection.weight"):
+        assert not torch.equal(dict(model.named_parameters())[name], before[name]), name
+
+    metrics = trainer.evaluate()
+    model.eval()
+    batches = [torch.utils.data.default_collate([evaluation[i] for i in range(s, s + 3)]) for s in (0, 3)]
+    with torch.no_grad():
+        outputs = [model(**batch) for batch in batches]
+    assert metrics["eval_loss"] == pytest.approx(sum(o.loss.item() for o in outputs) / 2, rel=1e-5)
+    prediction = trainer.predict(evaluation)
+    # the outputs after the loss, without the towers' per-layer states (config.keys_to_ignore_at_inference)
+    assert len(prediction.predictions) == 9
+    logits_per_text = prediction.predictions[0]
+    assert logits_per_text.shape == (6, 3)
+    expected = torch.cat([o.logits_per_text for o in outputs]).numpy()
+    assert abs(logits_per_text - expected).max() < 1e-5
