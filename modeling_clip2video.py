@@ -18,7 +18,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ModelOutput
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer, CLIPMLP, CLIPPreTrainedModel
 from transformers.processing_utils import Unpack
-from transformers.utils import TransformersKwargs, can_return_tuple, logging
+from transformers.utils import TransformersKwargs, can_return_tuple, is_tracing, logging, torch_compilable_check
 
 
 try:  # loaded as Hub remote code (a package) ...
@@ -549,22 +549,25 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
         """`encode_frames` plus the vision tower's outputs with every per-frame tensor laid out `(batch, frames, ...)`
-        (zeros at the padded frames the tower skipped); hidden states / attentions on request through `kwargs`."""
+        (zeros at padded frames unless `config.original_padding`); hidden states / attentions on request (`kwargs`).
+
+        Without `original_padding` only the valid frames go through the tower, except in a traced graph
+        (`torch.compile`, `torch.export`), which encodes every frame and zeroes the padded ones: a data-dependent
+        number of frames breaks inductor's convolution.
+        """
         batch, num_frames = video_mask.shape
         pixels = pixel_values.flatten(0, 1).to(self.vision_model.embeddings.patch_embedding.weight.dtype)
-        encoded = None if self.config.original_padding else video_mask.flatten().bool()
-        vision_outputs = self.vision_model(
-            pixel_values=pixels if encoded is None else pixels[encoded], return_dict=True, **kwargs
-        )
+        valid = None if self.config.original_padding else video_mask.flatten().bool()
+        valid_only = valid is not None and not is_tracing(pixels)
+        vision_outputs = self.vision_model(pixel_values=pixels[valid] if valid_only else pixels, return_dict=True, **kwargs)
         features = self.visual_projection(vision_outputs.pooler_output)
+
+        def per_video(values: torch.Tensor | None) -> torch.Tensor | None:
+            return None if values is None else _frames_per_video(values, batch, num_frames, valid, valid_only)
+
         for key, value in vision_outputs.items():
-            if isinstance(value, tuple):
-                vision_outputs[key] = tuple(
-                    None if item is None else _frames_per_video(item, encoded, batch, num_frames) for item in value
-                )
-            else:
-                vision_outputs[key] = _frames_per_video(value, encoded, batch, num_frames)
-        return _frames_per_video(features, encoded, batch, num_frames).to(self.logit_scale.dtype), vision_outputs
+            vision_outputs[key] = tuple(map(per_video, value)) if isinstance(value, tuple) else per_video(value)
+        return per_video(features).to(self.logit_scale.dtype), vision_outputs
 
     def encode_video(
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None
@@ -730,9 +733,13 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         max_frames = self.config.text_config.max_position_embeddings
         if self.config.temporal_head == "transformer" and num_frames > max_frames:
             raise ValueError(f"{num_frames} frames per video exceed the frame position table ({max_frames} rows)")
-        empty = (video_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
-        if empty:
-            raise ValueError(f"videos {empty} of the batch have no valid frame (`video_mask` is all zeros)")
+        # transformers' traceable check: a ValueError in eager mode, a runtime assertion in compiled / exported graphs
+        has_frame = video_mask.bool().any(dim=1)
+        torch_compilable_check(
+            has_frame,
+            lambda: f"videos {(~has_frame).nonzero().flatten().tolist()} of the batch have no valid frame "
+            "(`video_mask` is all zeros)",
+        )
         return video_mask
 
 
@@ -747,11 +754,16 @@ def _check_model_kwargs(method: str, kwargs: dict[str, Any]) -> None:
         raise TypeError(f"CLIP2VideoModel.{method}() got unexpected keyword arguments {unknown}")
 
 
-def _frames_per_video(values: torch.Tensor, encoded: torch.Tensor | None, batch: int, num_frames: int) -> torch.Tensor:
-    """`(encoded frames, ...)` -> `(batch, num_frames, ...)`. `encoded` `(batch * num_frames,)` marks the frames that were
-    encoded (None: all of them); the others get zeros."""
-    if encoded is not None:
-        values = values.new_zeros(batch * num_frames, *values.shape[1:]).index_put((encoded,), values)
+def _frames_per_video(
+    values: torch.Tensor, batch: int, num_frames: int, valid: torch.Tensor | None, valid_only: bool
+) -> torch.Tensor:
+    """Per-frame values `(frames encoded, ...)` -> `(batch, num_frames, ...)`, zeros at the frames that `valid`
+    `(batch * num_frames,)` marks invalid (None: keep every frame). `valid_only`: `values` holds only the valid frames."""
+    if valid is not None:
+        if valid_only:
+            values = values.new_zeros(batch * num_frames, *values.shape[1:]).index_put((valid,), values)
+        else:
+            values = values.masked_fill(~valid.view(-1, *[1] * (values.dim() - 1)), 0)
     return values.unflatten(0, (batch, num_frames))
 
 
