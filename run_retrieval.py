@@ -812,8 +812,9 @@ def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: Vid
     for start in range(captions.start, captions.stop, batch_size):
         stop = min(start + batch_size, captions.stop)
         with accelerator.autocast():
-            features = unwrapped.get_text_features(split.tokens["input_ids"][start:stop].to(accelerator.device),
-                                                   split.tokens["attention_mask"][start:stop].to(accelerator.device)).pooler_output
+            features = unwrapped.get_text_features(
+                split.tokens["input_ids"][start:stop].to(accelerator.device),
+                split.tokens["attention_mask"][start:stop].to(accelerator.device)).pooler_output
         text_features.append(features.float())
     local_text = torch.cat(text_features) if text_features else torch.zeros(0, dim, device=accelerator.device)
     skipped_all = gather_object([skipped]) if accelerator.num_processes > 1 else [skipped]
