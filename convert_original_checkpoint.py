@@ -11,7 +11,13 @@ The options keep the original's names and values, so they can be copied from its
 Loading is strict: every tensor the converted model needs must come from the checkpoint, and every tensor of the
 checkpoint must be used, except those the original creates but never reads under the given options (they are listed
 in the log). CLIP sizes (widths, depths, patch, resolution, vocabulary, context length) are read from tensor shapes as
-the original does; the start/end token ids are the two highest ids of the vocabulary.
+the original does; the start/end token ids are the two highest ids of the vocabulary. Every tensor must be a dense,
+finite floating-point tensor (the original saves nothing else).
+
+The folder is written through a staging folder and renamed into place, so a failed run (disk full, a bad option found
+late) leaves `--output_dir` as it was. An existing non-empty `--output_dir` is refused unless `--overwrite_output_dir`;
+then the converter's files replace those of the same name and every other file is kept. Exit status: 0 converted,
+1 the folder could not be written, 2 bad options or checkpoint.
 """
 
 import argparse
@@ -24,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from configuration_clip2video import CLIP2VideoConfig
 from modeling_clip2video import CLIP2VideoModel
+from utils_clip2video import PAPER, build_model_card, check_output_folder, files_into_directory, write_text
 
 
 logger = logging.getLogger("convert_original_checkpoint")
@@ -105,8 +113,15 @@ def config_kwargs_from_options(options: OriginalOptions) -> dict:
 
 
 def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an original checkpoint safely (`weights_only=True`): strip `module.`, cast every float tensor to fp32."""
+    """Read an original checkpoint safely (`weights_only=True`): strip `module.`, cast every tensor to fp32.
+
+    Raises `CheckpointError` naming the file for a missing or unreadable file, a pickle that needs code execution, and
+    for content the original never saves: non-string keys, a key present with and without `module.`, non-tensors,
+    sparse or data-less tensors, integer / boolean / complex tensors, NaN or infinite values (the keys are listed).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; expected the checkpoint file itself (e.g. pytorch_model.bin.2)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
@@ -116,6 +131,8 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: refused to unpickle: the file needs code execution to load (only plain tensors are accepted, "
             f"weights_only=True): {str(error).splitlines()[0]}"
         ) from error
+    except (PermissionError, IsADirectoryError) as error:
+        raise CheckpointError(f"{path}: cannot read ({error.strerror})") from error
     except Exception as error:  # torch.load reports garbage in many ways (KeyError, EOFError, RuntimeError, ...)
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(state, dict) or not state:
@@ -124,15 +141,45 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
-        key = key[len("module.") :] if key.startswith("module.") else key
-        converted[key] = value.float() if value.is_floating_point() else value
-    return converted
+        name = key[len("module.") :] if key.startswith("module.") else key
+        if name in converted:
+            raise CheckpointError(f"{path}: {name!r} appears twice (with and without the `module.` prefix)")
+        converted[name] = value
+    _check_tensor_values(converted, path)
+    return {key: value.float() for key, value in converted.items()}
 
 
-def _require(state: dict, key: str, path: str) -> torch.Tensor:
+def _check_tensor_values(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Every tensor of an original checkpoint is a dense floating-point tensor of finite values: anything else would
+    be cast into the model's float parameters as zeros, rounded integers or NaN."""
+    unusable = {key: "meta, no data" if value.is_meta else str(value.layout)
+                for key, value in state.items() if value.is_meta or value.layout != torch.strided}
+    if unusable:
+        raise CheckpointError(f"{path}: {len(unusable)} tensors hold no dense data: {_listing(unusable)}")
+    not_float = {key: str(value.dtype) for key, value in state.items() if not value.is_floating_point()}
+    if not_float:
+        raise CheckpointError(f"{path}: {len(not_float)} tensors are not floating point (the original's weights all "
+                              f"are; converting would round them into float parameters): {_listing(not_float)}")
+    not_finite = {key: f"{int((~torch.isfinite(value)).sum())} of {value.numel()} values"
+                  for key, value in state.items() if not torch.isfinite(value).all()}
+    if not_finite:
+        raise CheckpointError(f"{path}: {len(not_finite)} tensors hold NaN or infinite values: {_listing(not_finite)}")
+
+
+def _listing(found: dict[str, str], limit: int = 10) -> str:
+    """`key (detail), ...` for the first `limit` keys (repr-quoted, so a hostile key cannot garble the terminal)."""
+    items = [f"{key!r} ({detail})" for key, detail in sorted(found.items())[:limit]]
+    return ", ".join(items) + (f", ... ({len(found) - limit} more)" if len(found) > limit else "")
+
+
+def _require(state: dict, key: str, path: str, ndim: int | None = None) -> torch.Tensor:
+    """`state[key]`, which must exist and, if `ndim` is given, have that many dimensions (none of them empty)."""
     if key not in state:
         raise CheckpointError(f"{path}: missing `{key}`; is this an original CLIP2Video checkpoint?")
-    return state[key]
+    tensor = state[key]
+    if ndim is not None and (tensor.dim() != ndim or 0 in tensor.shape):
+        raise CheckpointError(f"{path}: `{key}` has shape {tuple(tensor.shape)}; expected {ndim} non-empty dimensions")
+    return tensor
 
 
 def _count_layers(state: dict, pattern: str) -> int:
@@ -140,25 +187,44 @@ def _count_layers(state: dict, pattern: str) -> int:
     return len(indices)
 
 
+def logit_scale_from_state_dict(state: dict, path: str = "checkpoint") -> float:
+    """The original's `clip.logit_scale` (a log temperature): one value whose exponential is a finite float32."""
+    tensor = _require(state, "clip.logit_scale", path)
+    if tensor.numel() != 1:
+        raise CheckpointError(f"{path}: `clip.logit_scale` has shape {tuple(tensor.shape)}; expected one value")
+    value = float(tensor)
+    limits = torch.finfo(torch.float32)
+    if not math.log(limits.tiny) <= value <= math.log(limits.max):  # the similarity would be all inf or all 0
+        raise CheckpointError(f"{path}: `clip.logit_scale` = {value} makes exp(logit_scale) overflow or underflow "
+                              f"float32")
+    return value
+
+
 def clip_configs_from_state_dict(state: dict, path: str = "checkpoint") -> tuple[dict, dict, int]:
     """Infer `text_config`, `vision_config` and `projection_dim` from tensor shapes, as the original's `CLIP2Video.__init__`."""
-    conv = _require(state, "clip.visual.conv1.weight", path)
+    conv = _require(state, "clip.visual.conv1.weight", path, ndim=4)
     vision_width, patch = conv.shape[0], conv.shape[-1]
-    grid = round(math.sqrt(_require(state, "clip.visual.positional_embedding", path).shape[0] - 1))
+    positions = _require(state, "clip.visual.positional_embedding", path, ndim=2).shape[0] - 1
+    grid = math.isqrt(positions)
+    if grid * grid != positions or grid == 0:
+        raise CheckpointError(f"{path}: `clip.visual.positional_embedding` has {positions + 1} rows; expected a square "
+                              f"grid of patches plus the class token")
     vision_layers = _count_layers(state, r"clip\.visual\.transformer\.resblocks\.(\d+)\.attn\.in_proj_weight$")
-    text_width = _require(state, "clip.ln_final.weight", path).shape[0]
+    text_width = _require(state, "clip.ln_final.weight", path, ndim=1).shape[0]
     text_layers = _count_layers(state, r"clip\.transformer\.resblocks\.(\d+)\.")
-    vocab_size = _require(state, "clip.token_embedding.weight", path).shape[0]
-    projection_dim = _require(state, "clip.text_projection", path).shape[1]
+    vocab_size = _require(state, "clip.token_embedding.weight", path, ndim=2).shape[0]
+    projection_dim = _require(state, "clip.text_projection", path, ndim=2).shape[1]
     if vision_width < 64 or text_width < 64:
         raise CheckpointError(f"{path}: widths {vision_width}/{text_width} give no attention head (width // 64)")
+    if vocab_size < 3:
+        raise CheckpointError(f"{path}: a vocabulary of {vocab_size} tokens has no room for padding, start and end")
     text_config = dict(
         vocab_size=vocab_size,
         hidden_size=text_width,
-        intermediate_size=_require(state, "clip.transformer.resblocks.0.mlp.c_fc.weight", path).shape[0],
+        intermediate_size=_require(state, "clip.transformer.resblocks.0.mlp.c_fc.weight", path, ndim=2).shape[0],
         num_hidden_layers=text_layers,
         num_attention_heads=text_width // 64,
-        max_position_embeddings=_require(state, "clip.positional_embedding", path).shape[0],
+        max_position_embeddings=_require(state, "clip.positional_embedding", path, ndim=2).shape[0],
         hidden_act="quick_gelu",
         layer_norm_eps=1e-5,
         projection_dim=projection_dim,
@@ -168,7 +234,7 @@ def clip_configs_from_state_dict(state: dict, path: str = "checkpoint") -> tuple
     )
     vision_config = dict(
         hidden_size=vision_width,
-        intermediate_size=_require(state, "clip.visual.transformer.resblocks.0.mlp.c_fc.weight", path).shape[0],
+        intermediate_size=_require(state, "clip.visual.transformer.resblocks.0.mlp.c_fc.weight", path, ndim=2).shape[0],
         num_hidden_layers=vision_layers,
         num_attention_heads=vision_width // 64,
         image_size=patch * grid,
@@ -314,13 +380,18 @@ def convert_checkpoint(checkpoint_path: str | Path, options: OriginalOptions) ->
     path = str(checkpoint_path)
     original = load_original_state_dict(checkpoint_path)
     text_config, vision_config, projection_dim = clip_configs_from_state_dict(original, path)
-    config = CLIP2VideoConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        projection_dim=projection_dim,
-        logit_scale_init_value=float(_require(original, "clip.logit_scale", path)),
-        **config_kwargs_from_options(options),
-    )
+    logit_scale = logit_scale_from_state_dict(original, path)
+    temporal_options = config_kwargs_from_options(options)
+    try:
+        config = CLIP2VideoConfig(
+            text_config=text_config,
+            vision_config=vision_config,
+            projection_dim=projection_dim,
+            logit_scale_init_value=logit_scale,
+            **temporal_options,
+        )
+    except ValueError as error:  # e.g. more frames than the checkpoint's position table
+        raise CheckpointError(f"{path}: the options do not fit this checkpoint: {error}") from error
     model = CLIP2VideoModel(config)
     expected = set(model.state_dict())
     converted = convert_state_dict(original, expected, options, path)
@@ -336,44 +407,89 @@ def convert_checkpoint(checkpoint_path: str | Path, options: OriginalOptions) ->
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _integer_at_least(minimum: int):
+    """An argparse `type` accepting integers >= `minimum` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse `type` accepting a number in [0, 1] (NaN and infinities refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value
+
+
+class _RemovedSerializationOption(argparse.Action):
+    """`--safe_serialization` / `--no-safe_serialization` of earlier versions. transformers 5 writes safetensors only
+    (its `save_pretrained` ignores the flag), and a pickled `pytorch_model.bin` is what this converter refuses to read:
+    the first spelling is accepted with a warning, the second is an error rather than a promise the run cannot keep."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == "--no-safe_serialization":
+            parser.error("--no-safe_serialization was removed: transformers 5 writes model.safetensors only (pickled "
+                         "pytorch_model.bin files need code execution to load)")
+        namespace.deprecated_safe_serialization = True
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint_path", required=True, help="original checkpoint file, e.g. pytorch_model.bin.2")
-    parser.add_argument("--output_dir", required=True, help="folder to write the converted model to")
+    parser.add_argument("--output_dir", required=True,
+                        help="folder to write the converted model to (absent or empty, else see --overwrite_output_dir)")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="write into a non-empty --output_dir: the converter's files (config, weights, code, "
+                             "processor, README.md) replace those of the same name, every other file is kept")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="options of a released checkpoint (the original's test scripts: msrvtt and msvd use "
                              "centerK 5, vatex centerK 7); explicit options below override it")
     defaults = OriginalOptions()
-    parser.add_argument("--max_frames", type=int, default=None,
+    positive = _integer_at_least(1)
+    parser.add_argument("--max_frames", type=positive, default=None,
                         help=f"frames per video (default {defaults.max_frames})")
     parser.add_argument("--sim_type", choices=["meanP", "seqTransf"], default=None,
                         help=f"global temporal head: mean pooling or temporal transformer (default {defaults.sim_type})")
-    parser.add_argument("--temporal_type", default=None,
+    parser.add_argument("--temporal_type", choices=["TDB", ""], default=None,
                         help=f"'TDB' adds the Temporal Difference Block, '' does not (default {defaults.temporal_type})")
-    parser.add_argument("--temporal_proj", default=None,
+    parser.add_argument("--temporal_proj", choices=["sigmoid_selfA", "sigmoid_mlp", ""], default=None,
                         help="difference encoding in TDB: sigmoid_selfA (attention), sigmoid_mlp, or '' (plain "
                              f"subtraction) (default {defaults.temporal_proj})")
-    parser.add_argument("--center_type", default=None,
+    parser.add_argument("--center_type", choices=["TAB", ""], default=None,
                         help=f"'TAB' adds the Temporal Alignment Block, '' does not (default {defaults.center_type})")
-    parser.add_argument("--centerK", type=int, default=None, help=f"number of TAB centers (default {defaults.centerK})")
-    parser.add_argument("--center_weight", type=float, default=None,
-                        help=f"weight of the global similarity; TAB gets 1 - it (default {defaults.center_weight})")
-    parser.add_argument("--center_proj", default=None,
+    parser.add_argument("--centerK", type=positive, default=None,
+                        help=f"number of TAB centers (default {defaults.centerK})")
+    parser.add_argument("--center_weight", type=_fraction, default=None,
+                        help="weight of the global similarity in [0, 1]; TAB gets 1 - it "
+                             f"(default {defaults.center_weight})")
+    parser.add_argument("--center_proj", choices=["TAB_TDB", "TAB", ""], default=None,
                         help="extra TAB video tokens: TAB_TDB (one-layer transformer with the shared TDB), TAB (without "
                              f"TDB) or '' (none) (default {defaults.center_proj})")
-    parser.add_argument("--cross_num_hidden_layers", type=int, default=None,
+    parser.add_argument("--cross_num_hidden_layers", type=positive, default=None,
                         help=f"layers of the temporal transformer (default {defaults.cross_num_hidden_layers})")
-    parser.add_argument("--feature_framerate", type=int, default=None,
+    parser.add_argument("--feature_framerate", type=positive, default=None,
                         help="frame-selection rate of the saved processor: keep every n-th of the 5 fps frames "
                              f"(msrvtt 2, msvd and vatex 1) (default {defaults.feature_framerate})")
-    parser.add_argument("--max_words", type=int, default=None,
+    parser.add_argument("--max_words", type=_integer_at_least(2), default=None,
                         help=f"caption length of the saved processor, start and end tokens included "
                              f"(default {defaults.max_words})")
-    parser.add_argument("--safe_serialization", action=argparse.BooleanOptionalAction, default=True,
-                        help="write model.safetensors (else pytorch_model.bin)")
+    parser.add_argument("--safe_serialization", "--no-safe_serialization", action=_RemovedSerializationOption, nargs=0,
+                        dest="deprecated_safe_serialization", default=False, help=argparse.SUPPRESS)
     return parser
 
 
@@ -384,49 +500,16 @@ def options_from_args(args: argparse.Namespace) -> OriginalOptions:
     return OriginalOptions(**{**options.__dict__, **overrides})
 
 
-MODEL_CARD = """---
-library_name: transformers
-license: mit
-pipeline_tag: feature-extraction
-tags:
-- clip2video
-- video-text-retrieval
-- custom_code
----
-
-# CLIP2Video ({name})
-
-CLIP2Video (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097)) converted from the original checkpoint
-`{checkpoint}` with the options `{options}`. The converted model reproduces the original code's similarities (it keeps
-the original's padding semantics, `original_padding=True`); the original evaluated it with fp16 CLIP towers, which
-`model.cast_clip_towers(torch.float16)` reproduces.
-
-```python
-import torch
-from transformers import AutoModel
-
-model = AutoModel.from_pretrained("{name}", trust_remote_code=True).eval()
-with torch.no_grad():
-    text = model.get_text_features(input_ids, attention_mask).pooler_output    # (captions, {dim})
-    video = model.get_video_features(pixel_values, video_mask).pooler_output   # (videos, {dim}); pixel_values: (videos, {frames}, 3, {size}, {size})
-similarity = model.logit_scale.exp() * text @ video.T            # the original's inference similarity
-```
-
-Configuration: {frames} frames, temporal head `{head}` with {layers} layers, TDB `{tdb}`, TAB `{tab}` ({centers} centers,
-center weight {cw}).
-"""
-
-
-def write_model_card(output_dir: str | Path, model: CLIP2VideoModel, checkpoint: str, options: OriginalOptions) -> None:
-    """A Hub model card (README.md with YAML front matter) describing the conversion and how to load the model."""
-    config = model.config
-    card = MODEL_CARD.format(
-        name=Path(output_dir).name, checkpoint=Path(checkpoint).name, options=options, dim=config.retrieval_embed_dim,
-        frames=config.num_frames, size=config.vision_config.image_size, head=config.temporal_head,
-        layers=config.num_temporal_layers, tdb=config.tdb_projection if config.use_tdb else "off",
-        tab=config.tab_input if config.use_tab else "off", centers=config.num_centers, cw=config.center_weight,
+def model_card(model: CLIP2VideoModel, name: str, checkpoint: str, options: OriginalOptions, with_processor: bool):
+    """The Hub model card (`huggingface_hub.ModelCard`) describing the conversion and how to load the model."""
+    summary = (
+        f"{PAPER} converted from the original checkpoint `{Path(checkpoint).name}` with the options `{options}`. "
+        "The converted model reproduces the original code's similarities (it keeps the original's padding semantics, "
+        "`original_padding=True`); the original evaluated it with fp16 CLIP towers, which "
+        "`model.cast_clip_towers(torch.float16)` reproduces."
     )
-    (Path(output_dir) / "README.md").write_text(card, encoding="utf-8")
+    return build_model_card(title=f"CLIP2Video ({name})", summary=summary, repo=name, config=model.config,
+                            num_parameters=sum(p.numel() for p in model.parameters()), with_processor=with_processor)
 
 
 def build_processor(model: CLIP2VideoModel, options: OriginalOptions):
@@ -447,21 +530,50 @@ def build_processor(model: CLIP2VideoModel, options: OriginalOptions):
     )
 
 
+def save_converted(folder: Path, model: CLIP2VideoModel, processor, card) -> None:
+    """Write the model (config, `model.safetensors`, remote code), its processor (if any) and card into `folder`."""
+    model.save_pretrained(folder)
+    if processor is not None:
+        processor.save_pretrained(folder)
+    write_text(folder / "README.md", str(card))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.deprecated_safe_serialization:
+        logger.warning("--safe_serialization is deprecated and does nothing: model.safetensors is always written")
     options = options_from_args(args)
+    output = Path(args.output_dir)
+    try:  # the output folder first: a refusal must not wait for a long conversion
+        check_output_folder(output, args.overwrite_output_dir)
+    except FileExistsError as error:
+        logger.error("%s (pass --overwrite_output_dir to replace the converter's files in it, keeping the others)",
+                     error)
+        return 2
+    except NotADirectoryError as error:
+        logger.error("%s", error)
+        return 2
     try:
         model = convert_checkpoint(args.checkpoint_path, options)
     except (CheckpointError, ValueError) as error:
         logger.error("%s", error)
         return 2
-    model.save_pretrained(args.output_dir, safe_serialization=args.safe_serialization)
     processor = build_processor(model, options)
-    if processor is not None:
-        processor.save_pretrained(args.output_dir)
-    write_model_card(args.output_dir, model, args.checkpoint_path, options)
-    logger.info("converted %s with %s -> %s", args.checkpoint_path, options, args.output_dir)
+    name = output.resolve().name
+    card = model_card(model, name, args.checkpoint_path, options, with_processor=processor is not None)
+    try:
+        with files_into_directory(output, overwrite=args.overwrite_output_dir) as staging:
+            save_converted(staging, model, processor, card)
+            written = sorted(path.name for path in staging.iterdir())
+    except (OSError, SafetensorError) as error:
+        logger.error("%s: could not write the converted model (%s: %s); the folder is as it was", output,
+                     type(error).__name__, error)
+        return 1
+    logger.info("converted %s with %s -> %s (%s)", args.checkpoint_path, options, output, ", ".join(written))
+    kept = sorted(set(path.name for path in output.iterdir()) - set(written))
+    if kept:  # e.g. the processor of an earlier conversion into the same folder: the user decides
+        logger.warning("%s: kept files this conversion did not write: %s", output, kept)
     return 0
 
 

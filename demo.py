@@ -41,8 +41,8 @@ def moving_square(num_frames: int, size: int, left_to_right: bool) -> torch.Tens
     return frames
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def build_model() -> CLIP2VideoModel:
+    """The demo's model: TDB and TAB on, 8 frames of 32 px, 64-wide 2-layer towers, random weights (seed 0)."""
     torch.manual_seed(0)
     config = CLIP2VideoConfig(
         text_config=dict(vocab_size=len(WORDS), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
@@ -52,19 +52,31 @@ def main() -> None:
                            image_size=32, patch_size=8),
         projection_dim=64, num_frames=8, num_temporal_layers=2,
     )
-    model = CLIP2VideoModel(config).eval()
+    return CLIP2VideoModel(config).eval()
+
+
+def demo_inputs() -> dict[str, torch.Tensor]:
+    """The three captions and two videos: a square moving left to right (8 frames), and right to left (6 frames
+    followed by 2 padded all-zero frames, masked out)."""
+    ids, mask = tokenize(CAPTIONS)
+    short = torch.cat([moving_square(6, 32, False), torch.zeros(2, 3, 32, 32)])
+    videos = torch.stack([moving_square(8, 32, True), short])  # (videos, frames, 3, H, W)
+    video_mask = torch.tensor([[1] * 8, [1] * 6 + [0] * 2])
+    return dict(input_ids=ids, attention_mask=mask, pixel_values=videos, video_mask=video_mask)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = build_model()
+    config = model.config
     logger.info("CLIP2Video with %.2f M parameters (TDB %s, TAB %s, %d frames)",
                 sum(p.numel() for p in model.parameters()) / 1e6, config.use_tdb, config.use_tab, config.num_frames)
 
-    ids, mask = tokenize(CAPTIONS)
-    short = torch.cat([moving_square(6, 32, False), torch.zeros(2, 3, 32, 32)])  # 6 real frames, 2 padded (zeros)
-    videos = torch.stack([moving_square(8, 32, True), short])  # (videos, frames, 3, H, W)
-    video_mask = torch.tensor([[1] * 8, [1] * 6 + [0] * 2])
-
+    inputs = demo_inputs()
     with torch.no_grad():
-        text = model.get_text_features(ids, mask).pooler_output  # (3, 2 * projection_dim)
-        video = model.get_video_features(videos, video_mask).pooler_output  # (2, 2 * projection_dim)
-        output = model(input_ids=ids, attention_mask=mask, pixel_values=videos, video_mask=video_mask)
+        text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output  # (3, 2 * 64)
+        video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output  # (2, 2 * 64)
+        output = model(**inputs)
     indexed = model.logit_scale.exp() * text @ video.t()
     logger.info("retrieval features: text %s, video %s; |index - forward| = %.1e", tuple(text.shape),
                 tuple(video.shape), (indexed - output.logits_per_text).abs().max().item())

@@ -6,11 +6,11 @@ The original CLIP2Video pipeline (arXiv 2106.11097) first dumped every video to 
 them with CLIP's transform and tokenised captions with CLIP's BPE after ftfy/HTML clean-up. This
 module reproduces that preprocessing without the JPEG dump:
 
-* `ffmpeg_frame_indices` maps a video's own frames to the images `ffmpeg -r 5` would have written,
-  `original_frame_indices` is the original selection over those images, so decoding a video file
-  directly yields the very frames the original saw;
+* `video_readers.ffmpeg_frame_indices` maps a video's own frames to the images `ffmpeg -r 5` would have
+  written, `original_frame_indices` is the original selection over those images, so decoding a video
+  file directly yields the very frames the original saw (in ffmpeg's orientation);
 * videos are decoded with decord (only the needed frames are converted), falling back to PyAV for
-  what decord cannot open (AV1, for one);
+  what decord cannot open (AV1, for one) — see `video_readers`;
 * bad inputs raise `VideoDecodeError` (never an all-zero clip).
 
 Outputs use the names the model takes: `input_ids`, `attention_mask` `(batch, max_words)`,
@@ -19,132 +19,56 @@ frame; padded frames are exact zeros).
 """
 
 import html
-import io
-import logging
 import os
 import re
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from PIL import Image
 
 from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling, SizeDict
 from transformers.processing_utils import ProcessorMixin, VideosKwargs
+from transformers.utils import TensorType
 from transformers.video_processing_utils import BaseVideoProcessor
+from transformers.video_utils import VideoMetadata
 
 
-logger = logging.getLogger(__name__)
+try:  # loaded as Hub remote code (a package) ...
+    from .video_readers import (
+        VIDEO_BACKENDS,
+        VideoDecodeError,
+        VideoTimeline,
+        describe,
+        ffmpeg_frame_indices,
+        ffmpeg_image_runs,
+        first_line,
+        read_video,
+    )
+except ImportError:  # ... or as a top-level module of the installed project
+    from video_readers import (
+        VIDEO_BACKENDS,
+        VideoDecodeError,
+        VideoTimeline,
+        describe,
+        ffmpeg_frame_indices,
+        ffmpeg_image_runs,
+        first_line,
+        read_video,
+    )
+
 
 FRAME_SAMPLING_MODES = ("original", "uniform", "random_segment")
-VIDEO_BACKENDS = ("decord", "pyav")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class VideoDecodeError(ValueError):
-    """A video input could not be turned into frames. The message names the input and the reason."""
-
-
 # ----------------------------------------------------------------------------------------------------
-# Frame sampling: pure functions of frame counts (and, for the ffmpeg mapping, timestamps).
+# Frame sampling over the 5 fps images: pure functions of frame counts
 # ----------------------------------------------------------------------------------------------------
-
-
-def _lrintf(value: float) -> int:
-    """C `lrintf`: round a float32 to the nearest integer, ties to even."""
-    return int(np.rint(np.float32(value)))
-
-
-def ffmpeg_image_runs(
-    num_frames: int,
-    fps: float,
-    target_fps: float = 5.0,
-    timestamps: Sequence[float] | None = None,
-    frame_duration: float | None = None,
-) -> np.ndarray:
-    """Native frame shown by each image that `ffmpeg -i video -r <target_fps> %08d.jpg` writes.
-
-    Reproduces the constant-frame-rate conversion of ffmpeg 5.1 (`do_video_out`), which the original
-    extraction script (`sample_frame.py`, `-r 5`) went through: for native frame `i` with timestamp
-    `t_i` and `sync` images written so far, `delta0 = t_i * target_fps - sync` and
-    `delta = delta0 + duration`; the frame is dropped if `delta < -1.1`, written `lrintf(delta)`
-    times if `delta > 1.1` (the first `lrintf(delta0 - 0.6)` of them repeat the previous frame when
-    `delta0 > 1.1`), else once. `duration` is the packet duration in output frames rounded to an
-    integer when that is positive (native rates up to 10 fps), else `target_fps / fps` capped at 1.
-    For 30 fps this gives images `0, 1, 5, 11, 17, ...` (image `k >= 2` is frame `6k - 7`), and
-    `floor(5 * duration) + 2` images in all.
-
-    Args:
-        num_frames (`int`): number of decodable native frames.
-        fps (`float`): native frame rate (average rate of the stream).
-        target_fps (`float`, defaults to 5.0): the extraction rate (`-r`).
-        timestamps (`Sequence[float]`, *optional*): presentation time of each native frame in seconds,
-            relative to the file start; defaults to `i / fps` (constant frame rate).
-        frame_duration (`float`, *optional*): packet duration in seconds; defaults to `1 / fps`.
-
-    Returns:
-        `(run_frames, run_lengths)`, two int64 arrays of shape `(2 * num_frames,)`: the images are
-        `run_lengths[r]` copies of native frame `run_frames[r]`, run after run. Run-length form keeps
-        memory bounded when corrupt timestamps would ask for millions of duplicates.
-    """
-    if num_frames <= 0:
-        return np.zeros((0,), dtype=np.int64), np.zeros((0,), dtype=np.int64)
-    if not fps or fps <= 0 or not np.isfinite(fps):
-        raise ValueError(f"ffmpeg_frame_indices needs a positive frame rate, got {fps}")
-    if timestamps is None:
-        timestamps = np.arange(num_frames, dtype=np.float64) / fps
-    if len(timestamps) != num_frames:
-        raise ValueError(f"got {len(timestamps)} timestamps for {num_frames} frames")
-    frame_duration = 1.0 / fps if frame_duration is None else frame_duration
-    duration = _lrintf(frame_duration * target_fps)
-    if duration <= 0:
-        duration = min(target_fps / fps, 1.0)
-    # ffmpeg nudges timestamps away from exact mid-points by 2^-17 output frames
-    nudge = 1.0 / (1 << 17)
-
-    run_frames = np.repeat(np.arange(num_frames, dtype=np.int64), 2)
-    run_frames[0::2] = np.maximum(run_frames[0::2] - 1, 0)  # first run of frame i repeats frame i - 1
-    run_lengths = np.zeros((2 * num_frames,), dtype=np.int64)
-    sync = 0
-    for index, timestamp in enumerate(timestamps):
-        sync_ipts = float(timestamp) * target_fps
-        sync_ipts += nudge if sync_ipts > 0 else -nudge
-        delta0 = sync_ipts - sync
-        delta = delta0 + duration
-        if delta0 < 0 and delta > 0:
-            delta0 = 0.0
-        repeat_previous = 0
-        if delta < -1.1:
-            count = 0
-        elif delta > 1.1:
-            count = _lrintf(delta)
-            if delta0 > 1.1:
-                repeat_previous = _lrintf(delta0 - 0.6)
-        else:
-            count = 1
-        repeat_previous = min(repeat_previous, count) if index > 0 else 0
-        run_lengths[2 * index] = repeat_previous
-        run_lengths[2 * index + 1] = count - repeat_previous
-        sync += count
-    return run_frames, run_lengths
-
-
-def ffmpeg_frame_indices(
-    num_frames: int,
-    fps: float,
-    target_fps: float = 5.0,
-    timestamps: Sequence[float] | None = None,
-    frame_duration: float | None = None,
-) -> np.ndarray:
-    """Native frame shown by each image that `ffmpeg -r <target_fps>` writes (see [`ffmpeg_image_runs`]).
-
-    Returns:
-        `np.ndarray` of shape `(num_images,)`, int64, in image order.
-    """
-    run_frames, run_lengths = ffmpeg_image_runs(num_frames, fps, target_fps, timestamps, frame_duration)
-    return np.repeat(run_frames, run_lengths)
 
 
 def original_frame_indices(
@@ -239,224 +163,6 @@ def clean_caption(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Decoding
-# ----------------------------------------------------------------------------------------------------
-
-
-def _describe(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return f"<{len(source)} bytes>"
-    return f"<{type(source).__name__}>"
-
-
-class _DecoderFailure(Exception):
-    """Internal: one backend failed; carries the reason for the final `VideoDecodeError`."""
-
-
-class _DecordReader:
-    """Random access with decord: only the requested frames are converted to RGB."""
-
-    name = "decord"
-
-    def __init__(self, source: str | bytes, num_threads: int):
-        import decord
-
-        # decord raises RuntimeError at open and decord._ffi.base.DECORDError (not a RuntimeError) on
-        # reads, among others: any exception from the decoder is a decoding failure.
-        self._error_types = (Exception,)
-        try:
-            handle = io.BytesIO(source) if isinstance(source, bytes) else source
-            self._reader = decord.VideoReader(handle, ctx=decord.cpu(0), num_threads=num_threads)
-            self.num_frames = len(self._reader)
-            self.fps = float(self._reader.get_avg_fps())
-        except self._error_types as error:
-            raise _DecoderFailure(f"decord cannot open it ({_first_line(error)})") from None
-        self.declared_frames = _declared_frame_count(source)
-
-    def timestamps(self) -> np.ndarray:
-        try:
-            times = self._reader.get_frame_timestamp(np.arange(self.num_frames))[:, 0]
-        except self._error_types as error:
-            raise _DecoderFailure(f"decord cannot index it ({_first_line(error)})") from None
-        return np.asarray(times, dtype=np.float64) - float(times[0])
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        try:
-            frames = self._reader.get_batch(list(map(int, indices))).asnumpy()
-        except self._error_types as error:
-            raise _DecoderFailure(f"decord failed reading frames ({_first_line(error)})") from None
-        if frames.shape[0] != len(indices):
-            raise _DecoderFailure(f"decord returned {frames.shape[0]} of {len(indices)} frames")
-        return frames
-
-
-class _PyAVReader:
-    """Sequential decoding with PyAV (FFmpeg); opens what decord cannot (AV1, for one)."""
-
-    name = "pyav"
-
-    def __init__(self, source: str | bytes, num_threads: int):
-        import av
-
-        self._av = av
-        self._source = source
-        self._num_threads = num_threads
-        try:
-            with self._open() as container:
-                if not container.streams.video:
-                    raise _DecoderFailure("no video stream")
-                stream = container.streams.video[0]
-                self.declared_frames = int(stream.frames or 0)
-                rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-                self.fps = float(rate) if rate else 0.0
-                start = container.start_time / 1_000_000 if container.start_time is not None else 0.0
-                time_base = float(stream.time_base) if stream.time_base else 0.0
-                stamps, packet_pts, key_pts = [], [], []
-                # demuxing only (no decoding): one packet per frame, gives the exact frame count,
-                # the presentation order and the keyframes to seek to
-                for packet in container.demux(stream):
-                    if packet.size == 0:
-                        continue
-                    packet_pts.append(packet.pts)
-                    if packet.is_keyframe:
-                        key_pts.append(packet.pts)
-                    pts = packet.pts if packet.pts is not None else packet.dts
-                    stamps.append(pts * time_base - start if pts is not None else np.nan)
-        except _DecoderFailure:
-            raise
-        except Exception as error:  # FFmpegError, but also e.g. UnicodeDecodeError on corrupt metadata
-            raise _DecoderFailure(f"PyAV cannot read it ({_first_line(error)})") from None
-        stamps = np.sort(np.asarray(stamps, dtype=np.float64))
-        self.num_frames = len(stamps)
-        self._timestamps = stamps if not np.isnan(stamps).any() else None
-        # seeking needs unique packet timestamps and a keyframe at the start
-        self._display_pts = None
-        if None not in packet_pts and None not in key_pts and len(set(packet_pts)) == len(packet_pts) and key_pts:
-            self._display_pts = sorted(packet_pts)
-            self._key_pts = sorted(key_pts)
-            if self._key_pts[0] > self._display_pts[0]:
-                self._display_pts = None
-
-    def _open(self):
-        source = io.BytesIO(self._source) if isinstance(self._source, bytes) else self._source
-        return self._av.open(source, mode="r")
-
-    def timestamps(self) -> np.ndarray | None:
-        return self._timestamps
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        """Frames at the given (increasing, unique) presentation indices: `(n, H, W, 3)` uint8."""
-        if self._display_pts is not None and max(indices) < len(self._display_pts):
-            try:
-                frames = self._read_seeking(indices)
-            except Exception as error:  # any decoder trouble: retry the plain sequential way
-                logger.debug("PyAV seeking read failed (%s); decoding sequentially", _first_line(error))
-                frames = None
-            if frames is not None:
-                return frames
-        return self._read_sequential(indices)
-
-    def _read_seeking(self, indices: np.ndarray) -> np.ndarray | None:
-        """Decodes only what the wanted frames need: from the keyframe before each (seeking past
-        unneeded stretches), skipping non-reference frames that are not wanted. Pixel-identical
-        to full decoding. Returns `None` if a frame could not be reached this way."""
-        import bisect
-
-        targets = [self._display_pts[int(i)] for i in indices]
-        wanted = {pts: position for position, pts in enumerate(targets)}
-        frames: list[np.ndarray | None] = [None] * len(targets)
-        with self._open() as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = self._num_threads
-            context = stream.codec_context
-            last_output = None
-            packets = None
-            for target in targets:
-                if frames[wanted[target]] is not None:
-                    continue
-                keyframe = self._key_pts[bisect.bisect_right(self._key_pts, target) - 1]
-                if packets is None or last_output is None or keyframe > last_output:
-                    container.seek(int(keyframe), backward=True, any_frame=False, stream=stream)
-                    packets = container.demux(stream)
-                for packet in packets:
-                    if packet.size:
-                        context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
-                    for frame in context.decode(packet):
-                        last_output = frame.pts
-                        position = wanted.get(frame.pts)
-                        if position is not None and frames[position] is None:
-                            frames[position] = frame.to_ndarray(format="rgb24")
-                    if frames[wanted[target]] is not None:
-                        break
-                else:
-                    packets = None
-                    if frames[wanted[target]] is None:
-                        return None
-        return np.stack(frames) if all(frame is not None for frame in frames) else None
-
-    def _read_sequential(self, indices: np.ndarray) -> np.ndarray:
-        wanted = {int(i): position for position, i in enumerate(indices)}
-        last = max(wanted)
-        frames: list[np.ndarray | None] = [None] * len(indices)
-        decoded = 0
-        try:
-            with self._open() as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                stream.codec_context.thread_count = self._num_threads
-                for frame in container.decode(stream):
-                    if decoded in wanted:
-                        frames[wanted[decoded]] = frame.to_ndarray(format="rgb24")
-                    decoded += 1
-                    if decoded > last:
-                        break
-        except Exception as error:  # any decoder exception is a decoding failure
-            raise _DecoderFailure(
-                f"PyAV failed at frame {decoded} of {self.num_frames} ({_first_line(error)})"
-            ) from None
-        if decoded <= last:
-            raise _ShortVideo(decoded)
-        return np.stack(frames)
-
-
-def _frame_count_tolerance(num_frames: int) -> int:
-    """Frames a stream may lack against its announced count before it counts as truncated."""
-    return max(2, int(0.02 * num_frames))
-
-
-class _ShortVideo(_DecoderFailure):
-    """Internal: the stream ended after `decoded` frames, before the frames asked for."""
-
-    def __init__(self, decoded: int):
-        super().__init__(f"stream ended after {decoded} frames")
-        self.decoded = decoded
-
-
-def _declared_frame_count(source: str | bytes) -> int:
-    """Frame count the container header declares (mp4, avi; 0 when unknown), read without decoding."""
-    try:
-        import av
-
-        with av.open(io.BytesIO(source) if isinstance(source, bytes) else source, mode="r") as container:
-            return int(container.streams.video[0].frames or 0) if container.streams.video else 0
-    except Exception:  # the decoder that opened it is the judge; this is only a cross-check
-        return 0
-
-
-def _first_line(error: BaseException) -> str:
-    """A short, one-line reason from a decoder exception."""
-    text = str(error).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    text = lines[-1] if lines else type(error).__name__
-    # decord prefixes messages with "[hh:mm:ss] /source/file.cc:123: "; drop those
-    text = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", text).strip() or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-# ----------------------------------------------------------------------------------------------------
 # Video processor
 # ----------------------------------------------------------------------------------------------------
 
@@ -490,6 +196,21 @@ class CLIP2VideoVideoProcessorKwargs(VideosKwargs, total=False):
     seed: int | None
 
 
+@dataclass
+class CLIP2VideoMetadata(VideoMetadata):
+    """[`VideoMetadata`] of one input, with what the original's frame selection needs.
+
+    Attributes (beyond `VideoMetadata`'s):
+        name (`str`): how messages name the input (its path, or its kind).
+        read_timeline (`Callable[[], VideoTimeline]`, *optional*): per-frame times of a decoded video file
+            (read on demand); `None` when the frames already are the original's 5 fps images (a folder of
+            frames, a list of images, an array).
+    """
+
+    name: str = "<video>"
+    read_timeline: Callable[[], VideoTimeline] | None = None
+
+
 class CLIP2VideoVideoProcessor(BaseVideoProcessor):
     r"""
     Turns videos into CLIP2Video's model inputs: `pixel_values` `(batch, num_frames, 3, height, width)`
@@ -500,18 +221,24 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
     order), a list of PIL images or `(H, W, 3)` uint8 arrays, a uint8 array or tensor
     `(T, H, W, 3)` (or `(T, 3, H, W)`), raw bytes of a video file. Folders, lists and arrays are taken
     as the original's 5 fps images; files and bytes are decoded and mapped to those images with
-    [`ffmpeg_frame_indices`] first (`frame_sampling="original"`).
+    [`ffmpeg_frame_indices`] first (`frame_sampling="original"`), from each frame's own timestamp, in
+    ffmpeg's orientation (display-matrix rotation applied).
 
     The image transform is the original's (CLIP's): resize the shorter side to `size["shortest_edge"]`
     with PIL bicubic, center crop to `crop_size`, scale to [0, 1], normalize with `image_mean`/`image_std`.
 
+    Built on [`BaseVideoProcessor`]'s `preprocess`: its hooks are the steps of the original pipeline —
+    `_decode_and_sample_videos` reads only the frames `sample_frames` picks (files are not decoded whole),
+    `_prepare_input_videos` keeps them as PIL images / uint8 arrays, and `_preprocess` applies the PIL
+    transform (the base class's torchvision resize differs from the original's PIL bicubic by up to
+    0.015) and builds the frame mask. Defaults are the class attributes below, merged with per-call
+    options once, by the base class.
+
+    `do_sample_frames=False` takes in-memory frames (arrays, lists, folders) as they are (at most
+    `num_frames`); video files are always sampled. Frames are always converted to RGB.
+
     Errors: an input that cannot give at least one frame raises [`VideoDecodeError`] naming it and the
     reason (missing, empty, corrupt, truncated, no video stream, zero frames, too short).
-
-    Why `preprocess` is overridden: `BaseVideoProcessor` (transformers 5.24) resizes with torchvision
-    on tensors, which differs from the original PIL bicubic transform by up to 0.015, decodes files
-    whole through `load_video` before sampling, and has no notion of a frame mask. The class keeps its
-    declarative attributes, kwargs validation, `save_pretrained`/`from_pretrained` and auto-class support.
     """
 
     resample = PILImageResampling.BICUBIC
@@ -524,7 +251,6 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
     do_rescale = True
     rescale_factor = 1 / 255
     do_normalize = True
-    do_convert_rgb = True
     do_sample_frames = True
     num_frames = 12
     frame_sampling = "original"
@@ -538,24 +264,15 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
     model_input_names = ["pixel_values", "video_mask"]
 
     def __init__(self, **kwargs):
+        if "transform_backend" in kwargs:  # saved by earlier versions; the transform is always the original's
+            kwargs.pop("transform_backend")
+            warnings.warn(
+                "`transform_backend` is deprecated and ignored: frames are always transformed like the original "
+                "(PIL bicubic resize)", FutureWarning, stacklevel=2,
+            )
+        _check_options(kwargs)
         super().__init__(**kwargs)
-        self._check_options(
-            frame_sampling=self.frame_sampling,
-            video_backend=self.video_backend,
-            num_frames=self.num_frames,
-            feature_framerate=self.feature_framerate,
-        )
-
-    @staticmethod
-    def _check_options(frame_sampling, video_backend, num_frames, feature_framerate):
-        if frame_sampling not in FRAME_SAMPLING_MODES:
-            raise ValueError(f"frame_sampling must be one of {FRAME_SAMPLING_MODES}, got {frame_sampling!r}")
-        if video_backend not in VIDEO_BACKENDS:
-            raise ValueError(f"video_backend must be one of {VIDEO_BACKENDS}, got {video_backend!r}")
-        if not isinstance(num_frames, int) or num_frames < 1:
-            raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
-        if not isinstance(feature_framerate, int) or feature_framerate < 1:
-            raise ValueError(f"feature_framerate must be a positive int, got {feature_framerate!r}")
+        _check_options({name: getattr(self, name) for name in _CHECKED_OPTIONS})
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -563,7 +280,8 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         """
         Args:
             videos: one video or a list of videos (see the class docstring for the accepted kinds).
-            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` or `"np"`.
+            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"`, or `None` for lists
+                (`pixel_values`: one `(num_frames, 3, H, W)` float32 array per video).
             **kwargs: any class attribute (`num_frames`, `frame_sampling`, `feature_framerate`, `jitter`,
                 `seed`, `video_backend`, `decode_threads`, `size`, `crop_size`, `image_mean`, ...)
                 for this call only.
@@ -572,36 +290,20 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
             [`BatchFeature`] with `pixel_values` `(batch, num_frames, 3, crop_height, crop_width)` float32
             and `video_mask` `(batch, num_frames)` int64.
         """
-        unknown = set(kwargs) - set(self.valid_kwargs.__annotations__)
+        unknown = set(kwargs) - set(self.valid_kwargs.__annotations__)  # the base class only warns
         if unknown:
             raise TypeError(f"unexpected video processor arguments: {sorted(unknown)}")
-        options = {name: kwargs.get(name, getattr(self, name, None)) for name in self.valid_kwargs.__annotations__}
-        options = self._standardize_kwargs(**options)
-        self._check_options(
-            options["frame_sampling"],
-            options["video_backend"],
-            options["num_frames"],
-            options["feature_framerate"],
-        )
-        rng = np.random.default_rng(options["seed"])
-        batch = self._as_batch(videos)
-        num_frames = options["num_frames"]
-        crop = options["crop_size"]
-        pixel_values = torch.zeros((len(batch), num_frames, 3, crop.height, crop.width), dtype=torch.float32)
-        video_mask = torch.zeros((len(batch), num_frames), dtype=torch.int64)
-        for position, video in enumerate(batch):
-            frames = self.load_frames(video, rng=rng, **options)
-            pixel_values[position, : len(frames)] = self.transform_frames(frames, **options)
-            video_mask[position, : len(frames)] = 1
-        data = {"pixel_values": pixel_values, "video_mask": video_mask}
-        if return_tensors == "np":
-            data = {key: value.numpy() for key, value in data.items()}
-        elif return_tensors not in (None, "pt"):
-            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
-        return BatchFeature(data=data)
+        _check_options(kwargs)
+        return super().preprocess(videos, return_tensors=return_tensors, **kwargs)
 
     def load_frames(self, video, rng: np.random.Generator | None = None, **options) -> list:
         """Selected frames of one video, before the transform.
+
+        Args:
+            video: one video (see the class docstring).
+            rng (`np.random.Generator`, *optional*): source of the random sampling modes and the jitter
+                (default: a generator seeded with `seed`).
+            **options: per-call values of the class attributes.
 
         Returns:
             a list of `n` frames (`1 <= n <= num_frames`), each a PIL image or an `(H, W, 3)` uint8 array.
@@ -609,28 +311,12 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         Raises:
             [`VideoDecodeError`] naming the input and the reason.
         """
-        options = {**{name: getattr(self, name, None) for name in self.valid_kwargs.__annotations__}, **options}
+        options = self._with_defaults(options)
+        _check_options(options)
         rng = rng if rng is not None else np.random.default_rng(options["seed"])
-        name = _describe(video)
-
-        if isinstance(video, (str, os.PathLike)):
-            path = os.fspath(video)
-            if os.path.isdir(path):
-                return self._load_frame_folder(path, rng, options)
-            if not os.path.exists(path):
-                raise VideoDecodeError(f"{path}: no such file or folder")
-            if os.path.getsize(path) == 0:
-                raise VideoDecodeError(f"{path}: empty file")
-            return self._decode_file(path, name, rng, options)
-        if isinstance(video, (bytes, bytearray, memoryview)):
-            data = bytes(video)
-            if not data:
-                raise VideoDecodeError(f"{name}: empty bytes")
-            return self._decode_file(data, name, rng, options)
-
-        frames = self._as_frame_list(video, name)
-        indices = self._select(len(frames), rng, options, name)
-        return [frames[i] for i in indices]
+        sample = partial(self.sample_frames, **options, rng=rng) if options["do_sample_frames"] else None
+        frames, _ = self._load_video(video, sample, options)
+        return frames
 
     def transform_frames(self, frames: list, **options) -> torch.Tensor:
         """The original CLIP transform of each frame.
@@ -641,174 +327,134 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         Returns:
             `torch.Tensor` of shape `(n, 3, crop_height, crop_width)`, float32.
         """
-        options = {**{name: getattr(self, name, None) for name in self.valid_kwargs.__annotations__}, **options}
-        options = self._standardize_kwargs(**options)
-        stacked = self._transform_unchanged_size(frames, options)
-        if stacked is not None:
-            return torch.from_numpy(stacked)
-        return torch.from_numpy(np.stack([self._transform_pil(frame, options) for frame in frames]))
+        return self._transform(frames, self._standardize_kwargs(**self._with_defaults(options)))
+
+    def sample_frames(
+        self,
+        metadata: CLIP2VideoMetadata,
+        num_frames: int | None = None,
+        frame_sampling: str | None = None,
+        feature_framerate: int | None = None,
+        extraction_fps: float | None = None,
+        jitter: bool | None = None,
+        seed: int | None = None,
+        rng: np.random.Generator | None = None,
+        **kwargs,
+    ) -> np.ndarray:
+        """Indices of the frames to keep: native frame indices for a video file (may repeat, for videos
+        under 5 fps), image indices for in-memory frames and folders (the original's 5 fps images).
+
+        Args:
+            metadata ([`CLIP2VideoMetadata`]): the input's frame count, and for a video file its timeline.
+            num_frames, frame_sampling, feature_framerate, extraction_fps, jitter, seed: as the class
+                attributes (which they default to).
+            rng (`np.random.Generator`, *optional*): source of randomness (default: seeded with `seed`).
+
+        Returns:
+            `np.ndarray` of shape `(n,)`, int64, `1 <= n <= num_frames`, non-decreasing.
+        """
+        options = dict(
+            num_frames=self.num_frames if num_frames is None else num_frames,
+            frame_sampling=self.frame_sampling if frame_sampling is None else frame_sampling,
+            feature_framerate=self.feature_framerate if feature_framerate is None else feature_framerate,
+            jitter=self.jitter if jitter is None else jitter,
+        )
+        extraction_fps = self.extraction_fps if extraction_fps is None else extraction_fps
+        rng = rng if rng is not None else np.random.default_rng(self.seed if seed is None else seed)
+        name = metadata.name
+        if metadata.read_timeline is None or options["frame_sampling"] != "original":
+            return _select(metadata.total_num_frames, name, rng, **options)
+        timeline = metadata.read_timeline()
+        if not timeline.fps or not np.isfinite(timeline.fps) or timeline.fps <= 0:
+            raise VideoDecodeError(f"{name}: the video stream has no frame rate")
+        timestamps, durations = timeline.timestamps, timeline.durations
+        if timestamps is not None and (len(timestamps) != timeline.num_frames or not np.all(np.isfinite(timestamps))):
+            timestamps, durations = None, None
+        run_frames, run_lengths = ffmpeg_image_runs(
+            timeline.num_frames, timeline.fps, extraction_fps, timestamps=timestamps, frame_duration=durations
+        )
+        run_ends = np.cumsum(run_lengths)
+        chosen = _select(int(run_ends[-1]), name, rng, **options)
+        return run_frames[np.searchsorted(run_ends, chosen, side="right")]
+
+    # -- BaseVideoProcessor hooks ----------------------------------------------------------------
+
+    def _decode_and_sample_videos(self, videos, video_metadata=None, do_sample_frames=None, sample_indices_fn=None):
+        """Reads the frames `sample_indices_fn` picks from each video.
+
+        Returns:
+            `(videos, metadata)`: per video, a list of PIL images / `(H, W, 3)` uint8 arrays and its
+            [`CLIP2VideoMetadata`].
+        """
+        # the base class hands this call's options over as the sampling function's keywords; one generator
+        # per call, drawn from video after video (as `load_frames` one video at a time)
+        options = {**self._with_defaults({}), **(sample_indices_fn.keywords if sample_indices_fn else {})}
+        sample = None
+        if do_sample_frames and sample_indices_fn is not None:
+            sample = partial(sample_indices_fn, rng=np.random.default_rng(options["seed"]))
+        loaded = [self._load_video(video, sample, options) for video in _as_batch(videos)]
+        return [frames for frames, _ in loaded], [metadata for _, metadata in loaded]
+
+    def _prepare_input_videos(self, videos, **kwargs) -> list:
+        """Frames stay PIL images / uint8 arrays: the original's transform is PIL's."""
+        return videos
+
+    def _preprocess(self, videos: list[list], num_frames: int, crop_size: SizeDict, return_tensors=None, **kwargs):
+        """Transforms each video's frames and pads to `num_frames` with zeros (`video_mask` 0).
+
+        Returns:
+            [`BatchFeature`] with `pixel_values` `(batch, num_frames, 3, crop_height, crop_width)` float32 and
+            `video_mask` `(batch, num_frames)` int64, as `return_tensors` asks (`None`: lists over the batch).
+        """
+        pixel_values = torch.zeros((len(videos), num_frames, 3, crop_size.height, crop_size.width), dtype=torch.float32)
+        video_mask = torch.zeros((len(videos), num_frames), dtype=torch.int64)
+        for position, frames in enumerate(videos):
+            if len(frames) > num_frames:
+                raise ValueError(f"video {position}: {len(frames)} frames given, the model takes at most {num_frames}")
+            pixel_values[position, : len(frames)] = self._transform(frames, {**kwargs, "crop_size": crop_size})
+            video_mask[position, : len(frames)] = 1
+        return BatchFeature(data=_as_return_type({"pixel_values": pixel_values, "video_mask": video_mask}, return_tensors))
 
     # -- input handling --------------------------------------------------------------------------
 
-    @staticmethod
-    def _is_single_frame(item) -> bool:
-        if isinstance(item, Image.Image):
-            return True
-        return isinstance(item, (np.ndarray, torch.Tensor)) and item.ndim == 3
+    def _with_defaults(self, options: dict) -> dict:
+        """Per-call options over the instance's values, for the public helpers (`load_frames`, ...)."""
+        unknown = set(options) - set(self.valid_kwargs.__annotations__)
+        if unknown:
+            raise TypeError(f"unexpected video processor arguments: {sorted(unknown)}")
+        return {**{name: getattr(self, name, None) for name in self.valid_kwargs.__annotations__}, **options}
+
+    def _load_video(self, video, sample, options: dict) -> tuple[list, CLIP2VideoMetadata]:
+        """The selected frames of one video (all of them when `sample` is None) and its metadata."""
+        name = describe(video)
+        if isinstance(video, (str, os.PathLike)):
+            path = os.fspath(video)
+            if os.path.isdir(path):
+                return _load_frame_folder(path, sample, options)
+            if not os.path.exists(path):
+                raise VideoDecodeError(f"{path}: no such file or folder")
+            if os.path.getsize(path) == 0:
+                raise VideoDecodeError(f"{path}: empty file")
+            return _load_video_file(path, name, sample, options)
+        if isinstance(video, (bytes, bytearray, memoryview)):
+            data = bytes(video)
+            if not data:
+                raise VideoDecodeError(f"{name}: empty bytes")
+            return _load_video_file(data, name, sample, options)
+        frames = _as_frame_list(video, name)
+        metadata = CLIP2VideoMetadata(total_num_frames=len(frames), name=name)
+        indices = _pick(metadata, sample, options)
+        return [frames[i] for i in indices], metadata
+
+    # -- the original's image transform ----------------------------------------------------------
 
     @classmethod
-    def _as_batch(cls, videos) -> list:
-        """Splits the `videos` argument into a list of single videos."""
-        if isinstance(videos, (str, os.PathLike, bytes, bytearray, memoryview)):
-            return [videos]
-        if isinstance(videos, (np.ndarray, torch.Tensor)):
-            if videos.ndim == 4:
-                return [videos]
-            if videos.ndim == 5:
-                return list(videos)
-            raise VideoDecodeError(f"<{type(videos).__name__}>: expected a (T, H, W, 3) video, got shape {tuple(videos.shape)}")
-        if isinstance(videos, (list, tuple)):
-            if len(videos) == 0:
-                raise VideoDecodeError("<list>: no videos given")
-            if all(cls._is_single_frame(item) for item in videos):
-                return [list(videos)]
-            return list(videos)
-        raise VideoDecodeError(f"<{type(videos).__name__}>: not a video input")
-
-    @staticmethod
-    def _as_frame_list(video, name: str) -> list:
-        """A list of frames (PIL images or `(H, W, 3)` uint8 arrays) from an in-memory video."""
-        if isinstance(video, torch.Tensor):
-            video = video.detach().cpu().numpy()
-        if isinstance(video, np.ndarray):
-            if video.ndim != 4:
-                raise VideoDecodeError(f"{name}: expected a (T, H, W, 3) video, got shape {video.shape}")
-            if video.shape[-1] not in (1, 3, 4) and video.shape[1] in (1, 3, 4):
-                video = video.transpose(0, 2, 3, 1)
-            frames = list(video)
-        elif isinstance(video, (list, tuple)):
-            frames = list(video)
-        else:
-            raise VideoDecodeError(f"{name}: not a video input")
-        if not frames:
-            raise VideoDecodeError(f"{name}: zero frames")
-        checked = []
-        for position, frame in enumerate(frames):
-            if isinstance(frame, Image.Image):
-                checked.append(frame)
-                continue
-            if isinstance(frame, torch.Tensor):
-                frame = frame.detach().cpu().numpy()
-            if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] not in (1, 3, 4):
-                raise VideoDecodeError(f"{name}: frame {position} is not an (H, W, 3) image")
-            if frame.dtype != np.uint8:
-                raise VideoDecodeError(f"{name}: frame {position} has dtype {frame.dtype}, expected uint8")
-            if frame.shape[0] == 0 or frame.shape[1] == 0:
-                raise VideoDecodeError(f"{name}: frame {position} is empty")
-            checked.append(frame)
-        return checked
-
-    def _load_frame_folder(self, path: str, rng, options) -> list:
-        names = sorted(name for name in os.listdir(path) if name.lower().endswith(IMAGE_EXTENSIONS))
-        if not names:
-            raise VideoDecodeError(f"{path}: folder holds no image frames")
-        indices = self._select(len(names), rng, options, path)
-        frames = []
-        for index in indices:
-            file = os.path.join(path, names[index])
-            try:
-                with Image.open(file) as image:
-                    frames.append(image.convert("RGB"))
-            except (OSError, ValueError, Image.DecompressionBombError) as error:
-                raise VideoDecodeError(f"{file}: unreadable frame ({_first_line(error)})") from None
-        return frames
-
-    def _select(self, num_images: int, rng, options, name: str) -> np.ndarray:
-        """Indices (into `num_images` frames / 5 fps images) of the frames to keep."""
-        mode = options["frame_sampling"]
-        if mode == "original":
-            indices = original_frame_indices(
-                num_images, options["feature_framerate"], options["num_frames"], jitter=options["jitter"], rng=rng
-            )
-            if len(indices) == 0:
-                raise VideoDecodeError(
-                    f"{name}: too short: {num_images} frame(s) give no frame at feature_framerate="
-                    f"{options['feature_framerate']}"
-                )
-            return indices
-        if num_images <= 0:
-            raise VideoDecodeError(f"{name}: zero frames")
-        if mode == "uniform":
-            return uniform_frame_indices(num_images, options["num_frames"])
-        return random_segment_frame_indices(num_images, options["num_frames"], rng)
-
-    # -- video files -----------------------------------------------------------------------------
-
-    def _decode_file(self, source: str | bytes, name: str, rng, options) -> list[np.ndarray]:
-        backends = [_DecordReader, _PyAVReader] if options["video_backend"] == "decord" else [_PyAVReader]
-        reasons = []
-        for backend in backends:
-            try:
-                return self._decode_with(backend, source, name, rng, options)
-            except ImportError as error:
-                reasons.append(f"{backend.name} unavailable ({error})")
-            except _DecoderFailure as failure:
-                reasons.append(f"{backend.name}: {failure}")
-                logger.debug("%s: %s failed: %s", name, backend.name, failure)
-        raise VideoDecodeError(f"{name}: cannot decode: " + "; ".join(reasons))
-
-    def _decode_with(self, backend, source, name: str, rng, options) -> list[np.ndarray]:
-        reader = backend(source, options["decode_threads"])
-        if reader.num_frames <= 0:
-            raise VideoDecodeError(f"{name}: zero frames in the video stream")
-        # A truncated mp4/avi still declares its full frame count in the header; allow a small
-        # difference (edit lists, pre-roll) and reject the rest.
-        if reader.declared_frames - reader.num_frames > _frame_count_tolerance(reader.declared_frames):
-            raise VideoDecodeError(
-                f"{name}: truncated: the header declares {reader.declared_frames} frames, "
-                f"only {reader.num_frames} are present"
-            )
-        native = self._native_indices(reader, rng, options, name)
-        try:
-            return self._read(reader, native)
-        except _ShortVideo as short:
-            # The container promised more frames than the stream holds. A small shortfall is an
-            # estimated count; anything larger is a truncated file.
-            if short.decoded <= 0 or reader.num_frames - short.decoded > _frame_count_tolerance(reader.num_frames):
-                raise VideoDecodeError(
-                    f"{name}: truncated or corrupt: the stream ended after {short.decoded} of "
-                    f"{reader.num_frames} frames"
-                ) from None
-            logger.info("%s: %d frames decodable, %d announced", name, short.decoded, reader.num_frames)
-            reader.num_frames = short.decoded
-            if getattr(reader, "_timestamps", None) is not None:
-                reader._timestamps = reader._timestamps[: short.decoded]
-            return self._read(reader, self._native_indices(reader, rng, options, name))
-
-    def _native_indices(self, reader, rng, options, name: str) -> np.ndarray:
-        """Native frame index of each selected frame, in order (may repeat for videos under 5 fps)."""
-        if options["frame_sampling"] != "original":
-            return self._select(reader.num_frames, rng, options, name)
-        if not reader.fps or not np.isfinite(reader.fps) or reader.fps <= 0:
-            raise VideoDecodeError(f"{name}: the video stream has no frame rate")
-        timestamps = reader.timestamps()
-        if timestamps is not None and (len(timestamps) != reader.num_frames or not np.all(np.isfinite(timestamps))):
-            timestamps = None
-        run_frames, run_lengths = ffmpeg_image_runs(
-            reader.num_frames, reader.fps, options["extraction_fps"], timestamps=timestamps
-        )
-        run_ends = np.cumsum(run_lengths)
-        num_images = int(run_ends[-1])
-        chosen = self._select(num_images, rng, options, name)
-        return run_frames[np.searchsorted(run_ends, chosen, side="right")]
-
-    @staticmethod
-    def _read(reader, native: np.ndarray) -> list[np.ndarray]:
-        unique, inverse = np.unique(native, return_inverse=True)
-        frames = reader.read(unique)
-        return [frames[i] for i in inverse.reshape(-1)]
-
-    # -- transforms ------------------------------------------------------------------------------
+    def _transform(cls, frames: list, options: dict) -> torch.Tensor:
+        """The original CLIP transform of `n` frames: `(n, 3, crop_height, crop_width)` float32."""
+        stacked = cls._transform_unchanged_size(frames, options)
+        if stacked is not None:
+            return torch.from_numpy(stacked)
+        return torch.from_numpy(np.stack([cls._transform_pil(frame, options) for frame in frames]))
 
     @staticmethod
     def _transform_unchanged_size(frames: list, options) -> np.ndarray | None:
@@ -871,9 +517,166 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
+_CHECKED_OPTIONS = ("frame_sampling", "video_backend", "num_frames", "feature_framerate")
+
+
+def _check_options(options: dict) -> None:
+    """Rejects bad option values (those given in `options`) with a message naming the option."""
+    if "frame_sampling" in options and options["frame_sampling"] not in FRAME_SAMPLING_MODES:
+        raise ValueError(f"frame_sampling must be one of {FRAME_SAMPLING_MODES}, got {options['frame_sampling']!r}")
+    if "video_backend" in options and options["video_backend"] not in VIDEO_BACKENDS:
+        raise ValueError(f"video_backend must be one of {VIDEO_BACKENDS}, got {options['video_backend']!r}")
+    for name in ("num_frames", "feature_framerate"):
+        value = options.get(name)
+        if name in options and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if options.get("do_convert_rgb") is False:
+        raise ValueError("do_convert_rgb=False is not supported: the model takes RGB frames (always converted)")
+    if options.get("fps") is not None:
+        raise ValueError("fps is not used by CLIP2Video: frames are sampled from the 5 fps images "
+                         "(see extraction_fps, feature_framerate and num_frames)")
+
+
+def _pick(metadata: CLIP2VideoMetadata, sample, options: dict) -> np.ndarray:
+    """`sample(metadata)`, or every frame when sampling is off (at most `num_frames` of them)."""
+    if sample is not None:
+        indices = np.asarray(sample(metadata=metadata), dtype=np.int64)
+    else:
+        if metadata.read_timeline is not None:
+            raise ValueError(f"{metadata.name}: a video file needs frame sampling (do_sample_frames=False takes "
+                             "in-memory frames as they are)")
+        if metadata.total_num_frames > options["num_frames"]:
+            raise ValueError(f"{metadata.name}: {metadata.total_num_frames} frames with do_sample_frames=False, "
+                             f"the model takes at most num_frames={options['num_frames']}")
+        indices = np.arange(metadata.total_num_frames, dtype=np.int64)
+    metadata.frames_indices = indices.tolist()
+    return indices
+
+
+def _select(num_images: int, name: str, rng, frame_sampling: str, feature_framerate: int, num_frames: int,
+            jitter: bool) -> np.ndarray:
+    """Indices (into `num_images` frames / 5 fps images) of the frames to keep."""
+    if frame_sampling == "original":
+        indices = original_frame_indices(num_images, feature_framerate, num_frames, jitter=jitter, rng=rng)
+        if len(indices) == 0:
+            raise VideoDecodeError(
+                f"{name}: too short: {num_images} frame(s) give no frame at feature_framerate={feature_framerate}"
+            )
+        return indices
+    if num_images <= 0:
+        raise VideoDecodeError(f"{name}: zero frames")
+    if frame_sampling == "uniform":
+        return uniform_frame_indices(num_images, num_frames)
+    return random_segment_frame_indices(num_images, num_frames, rng)
+
+
+def _load_video_file(source: str | bytes, name: str, sample, options: dict) -> tuple[list, CLIP2VideoMetadata]:
+    """Decodes the selected frames of a video file (path or bytes)."""
+    found = {}
+
+    def select(timeline: VideoTimeline, read_timeline) -> np.ndarray:
+        found["metadata"] = CLIP2VideoMetadata(
+            total_num_frames=timeline.num_frames, fps=timeline.fps, name=name, read_timeline=read_timeline,
+            video_backend=options["video_backend"],
+        )
+        return _pick(found["metadata"], sample, options)
+
+    frames = read_video(source, name, select, options["video_backend"], options["decode_threads"])
+    return frames, found["metadata"]
+
+
+def _load_frame_folder(path: str, sample, options: dict) -> tuple[list, CLIP2VideoMetadata]:
+    """The selected images of a folder of frames (sorted names give the temporal order)."""
+    names = sorted(name for name in os.listdir(path) if name.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+        raise VideoDecodeError(f"{path}: folder holds no image frames")
+    metadata = CLIP2VideoMetadata(total_num_frames=len(names), name=path)
+    frames = []
+    for index in _pick(metadata, sample, options):
+        file = os.path.join(path, names[index])
+        try:
+            with Image.open(file) as image:
+                frames.append(image.convert("RGB"))
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise VideoDecodeError(f"{file}: unreadable frame ({first_line(error)})") from None
+    return frames, metadata
+
+
+def _is_single_frame(item) -> bool:
+    if isinstance(item, Image.Image):
+        return True
+    return isinstance(item, (np.ndarray, torch.Tensor)) and item.ndim == 3
+
+
+def _as_batch(videos) -> list:
+    """Splits the `videos` argument into a list of single videos."""
+    if isinstance(videos, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return [videos]
+    if isinstance(videos, (np.ndarray, torch.Tensor)):
+        if videos.ndim == 4:
+            return [videos]
+        if videos.ndim == 5:
+            return list(videos)
+        raise VideoDecodeError(f"<{type(videos).__name__}>: expected a (T, H, W, 3) video, got shape {tuple(videos.shape)}")
+    if isinstance(videos, (list, tuple)):
+        if len(videos) == 0:
+            raise VideoDecodeError("<list>: no videos given")
+        if all(_is_single_frame(item) for item in videos):
+            return [list(videos)]
+        return list(videos)
+    raise VideoDecodeError(f"<{type(videos).__name__}>: not a video input")
+
+
+def _as_frame_list(video, name: str) -> list:
+    """A list of frames (PIL images or `(H, W, 3)` uint8 arrays) from an in-memory video."""
+    if isinstance(video, torch.Tensor):
+        video = video.detach().cpu().numpy()
+    if isinstance(video, np.ndarray):
+        if video.ndim != 4:
+            raise VideoDecodeError(f"{name}: expected a (T, H, W, 3) video, got shape {video.shape}")
+        if video.shape[-1] not in (1, 3, 4) and video.shape[1] in (1, 3, 4):
+            video = video.transpose(0, 2, 3, 1)
+        frames = list(video)
+    elif isinstance(video, (list, tuple)):
+        frames = list(video)
+    else:
+        raise VideoDecodeError(f"{name}: not a video input")
+    if not frames:
+        raise VideoDecodeError(f"{name}: zero frames")
+    checked = []
+    for position, frame in enumerate(frames):
+        if isinstance(frame, Image.Image):
+            checked.append(frame)
+            continue
+        if isinstance(frame, torch.Tensor):
+            frame = frame.detach().cpu().numpy()
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] not in (1, 3, 4):
+            raise VideoDecodeError(f"{name}: frame {position} is not an (H, W, 3) image")
+        if frame.dtype != np.uint8:
+            raise VideoDecodeError(f"{name}: frame {position} has dtype {frame.dtype}, expected uint8")
+        if frame.shape[0] == 0 or frame.shape[1] == 0:
+            raise VideoDecodeError(f"{name}: frame {position} is empty")
+        checked.append(frame)
+    return checked
+
+
+def _as_return_type(data: dict[str, torch.Tensor], return_tensors) -> dict:
+    """`"pt"`: tensors; `"np"`: arrays; `None`: lists over the batch (arrays per item for float data, like the
+    image processors; nested int lists for ids and masks, like the tokenizer)."""
+    if return_tensors in ("pt", TensorType.PYTORCH):
+        return data
+    if return_tensors in ("np", TensorType.NUMPY):
+        return {key: value.numpy() for key, value in data.items()}
+    if return_tensors is None:
+        return {key: list(value.numpy()) if value.is_floating_point() else value.tolist() for key, value in data.items()}
+    raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Processor
 # ----------------------------------------------------------------------------------------------------
+
+TEXT_KWARGS = ("padding", "truncation", "max_length", "max_words", "pad_to_multiple_of", "return_attention_mask")
 
 
 class CLIP2VideoProcessor(ProcessorMixin):
@@ -885,6 +688,9 @@ class CLIP2VideoProcessor(ProcessorMixin):
     `video_mask` `(batch, num_frames)` for the videos. Captions are cleaned like the original (ftfy,
     HTML unescape twice, whitespace collapse, lower case), truncated to `max_words` tokens keeping the
     end token, and padded with `text_pad_token_id` (0 like the original; the model reads the mask).
+    The tokenizer's own options (`padding`, `truncation`, `max_length`, `pad_to_multiple_of`,
+    `return_attention_mask`) are accepted per call, flat or as `text_kwargs`; video options flat or as
+    `videos_kwargs`.
 
     Args:
         video_processor ([`CLIP2VideoVideoProcessor`]): the video processor.
@@ -901,6 +707,8 @@ class CLIP2VideoProcessor(ProcessorMixin):
     >>> inputs = processor(text=["a man plays guitar"], videos=["video.mp4"], return_tensors="pt")
     >>> inputs["pixel_values"].shape, inputs["video_mask"].shape
     (torch.Size([1, 12, 3, 224, 224]), torch.Size([1, 12]))
+    >>> processor.batch_decode(inputs["input_ids"], skip_special_tokens=True)
+    ['a man plays guitar']
     ```
     """
 
@@ -922,14 +730,25 @@ class CLIP2VideoProcessor(ProcessorMixin):
             raise ValueError(f"{tokenizer_name_or_path}: expected CLIP's 49,408-token vocabulary, got {len(tokenizer)}")
         return cls(CLIP2VideoVideoProcessor(**video_processor_kwargs), tokenizer, max_words=max_words)
 
-    def __call__(self, text: str | list[str] | None = None, videos=None, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        videos=None,
+        return_tensors: str | None = "pt",
+        text_kwargs: dict | None = None,
+        videos_kwargs: dict | None = None,
+        **kwargs,
+    ) -> BatchFeature:
         """
         Args:
             text (`str` or `list[str]`, *optional*): caption(s).
             videos (*optional*): one video or a list of videos (see [`CLIP2VideoVideoProcessor`]).
-            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` or `"np"`.
-            **kwargs: video processor options for this call (`num_frames`, `frame_sampling`, `seed`, ...)
-                and `max_words`.
+            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"`, or `None` for lists (ids
+                and masks as lists of ints, like the tokenizer).
+            text_kwargs, videos_kwargs (`dict`, *optional*): options per modality (transformers' convention).
+            **kwargs: text options ([`~CLIP2VideoProcessor.tokenize`]: `padding`, `truncation`,
+                `max_length`/`max_words`, ...) and video processor options (`num_frames`, `frame_sampling`,
+                `seed`, ...) for this call; options of the modality not given are ignored, unknown names raise.
 
         Returns:
             [`BatchFeature`] with `input_ids`, `attention_mask` (int64, `(batch, max_words)`) when `text`
@@ -937,40 +756,93 @@ class CLIP2VideoProcessor(ProcessorMixin):
         """
         if text is None and videos is None:
             raise ValueError("give `text`, `videos` or both")
-        max_words = kwargs.pop("max_words", self.max_words)
+        text_options = {**(text_kwargs or {}), **{name: kwargs.pop(name) for name in TEXT_KWARGS if name in kwargs}}
+        video_options = {**(videos_kwargs or {}), **kwargs}
+        unknown = set(text_options) - set(TEXT_KWARGS) | set(video_options) - set(self.video_processor.valid_kwargs.__annotations__)
+        if unknown:
+            raise TypeError(f"unexpected arguments: {sorted(unknown)}")
         data = {}
         if text is not None:
-            data.update(self.tokenize(text, max_words=max_words, return_tensors=return_tensors))
+            data.update(self.tokenize(text, return_tensors=return_tensors, **text_options))
         if videos is not None:
-            data.update(self.video_processor(videos, return_tensors=return_tensors, **kwargs))
-        elif kwargs:
-            raise TypeError(f"unexpected arguments without videos: {sorted(kwargs)}")
+            data.update(self.video_processor(videos, return_tensors=return_tensors, **video_options))
         return BatchFeature(data=data)
 
-    def tokenize(self, text: str | list[str], max_words: int | None = None, return_tensors: str | None = "pt") -> dict:
-        """Original-style tokenisation: `[SOT] + tokens[: max_words - 2] + [EOT]`, padded to `max_words`.
+    def tokenize(
+        self,
+        text: str | list[str],
+        max_words: int | None = None,
+        return_tensors: str | None = "pt",
+        padding: bool | str = "max_length",
+        truncation: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool = True,
+    ) -> dict:
+        """Original-style tokenisation: `[SOT] + tokens[: max_words - 2] + [EOT]`, padded to `max_words`
+        with `text_pad_token_id` (the defaults); the tokenizer's options change it as they do there.
+
+        Args:
+            text (`str` or `list[str]`): caption(s), cleaned like the original first.
+            max_words / max_length (`int`, *optional*): length including start and end tokens (the same
+                option under the original's and transformers' names; defaults to `self.max_words`).
+            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"` or `None` (lists).
+            padding, truncation, pad_to_multiple_of: as the tokenizer's (`padding=False` leaves each
+                caption its own length, which needs `return_tensors=None`).
+            return_attention_mask (`bool`, defaults to `True`): also return `attention_mask`.
 
         Returns:
-            dict with `input_ids` and `attention_mask`, each `(batch, max_words)` int64.
+            dict with `input_ids` (and `attention_mask`), each `(batch, length)` int64.
         """
-        max_words = self.max_words if max_words is None else max_words
+        if max_words is not None and max_length is not None and max_words != max_length:
+            raise ValueError(f"max_words={max_words} and max_length={max_length} disagree (they are the same option)")
+        length = next((value for value in (max_length, max_words) if value is not None), self.max_words)
+        if not isinstance(length, int) or length < 2:
+            raise ValueError(f"max_words must be an int >= 2 (start and end tokens), got {length!r}")
         texts = [text] if isinstance(text, str) else list(text)
         if not all(isinstance(item, str) for item in texts):
             raise TypeError("text must be a string or a list of strings")
         encoded = self.tokenizer(
             [clean_caption(item) for item in texts],
-            padding="max_length",
-            truncation=True,
-            max_length=max_words,
-            return_tensors="np",
+            padding=padding,
+            truncation=truncation,
+            max_length=length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            return_attention_mask=True,
         )
-        input_ids = encoded["input_ids"].astype(np.int64)
-        attention_mask = encoded["attention_mask"].astype(np.int64)
+        input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
         if self.text_pad_token_id is not None:
-            input_ids[attention_mask == 0] = self.text_pad_token_id
-        if return_tensors == "np":
-            return {"input_ids": input_ids, "attention_mask": attention_mask}
-        return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+            input_ids = [[token if keep else self.text_pad_token_id for token, keep in zip(ids, mask)]
+                         for ids, mask in zip(input_ids, attention_mask)]
+        data = {"input_ids": input_ids, "attention_mask": attention_mask} if return_attention_mask else {"input_ids": input_ids}
+        if return_tensors is None:
+            return data
+        if len({len(ids) for ids in input_ids}) > 1:
+            raise ValueError(f"captions of different lengths cannot be returned as tensors (padding={padding!r}); "
+                             "pad them or use return_tensors=None")
+        arrays = {key: np.asarray(value, dtype=np.int64).reshape(len(texts), -1) for key, value in data.items()}
+        return _as_return_type({key: torch.from_numpy(value) for key, value in arrays.items()}, return_tensors)
+
+    def batch_decode(self, sequences, **kwargs) -> list[str]:
+        """Captions of a batch of token ids (`(batch, length)` tensor, array or lists): the tokenizer's
+        `batch_decode` after dropping the padding behind each end token (padding with 0 would print "!")."""
+        if isinstance(sequences, (torch.Tensor, np.ndarray)):
+            sequences = sequences.tolist()
+        return self.tokenizer.batch_decode([self._strip_padding(ids) for ids in sequences], **kwargs)
+
+    def decode(self, token_ids, **kwargs) -> str:
+        """Caption of one sequence of token ids, without the padding behind its end token."""
+        if isinstance(token_ids, (torch.Tensor, np.ndarray)):
+            token_ids = token_ids.tolist()
+        if isinstance(token_ids, int):
+            return self.tokenizer.decode(token_ids, **kwargs)
+        return self.tokenizer.decode(self._strip_padding(token_ids), **kwargs)
+
+    def _strip_padding(self, ids) -> list[int]:
+        """Ids up to and including the first end token: what follows it is padding."""
+        ids = [int(token) for token in ids]
+        end = self.tokenizer.eos_token_id
+        return ids[: ids.index(end) + 1] if end in ids else ids
 
     @property
     def model_input_names(self) -> list[str]:
@@ -981,6 +853,7 @@ CLIP2VideoVideoProcessor.register_for_auto_class("AutoVideoProcessor")
 CLIP2VideoProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
+    "CLIP2VideoMetadata",
     "CLIP2VideoProcessor",
     "CLIP2VideoVideoProcessor",
     "VideoDecodeError",

@@ -17,8 +17,8 @@ one matrix product, exact metrics), 9. save the model, its processor, code and c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import html
 import json
 import logging
 import math
@@ -26,15 +26,17 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 import transformers
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, gather_object, set_seed
 from huggingface_hub import HfApi
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
@@ -44,7 +46,10 @@ from datasets_scripts import SYNTHETIC_NAME, get_eval_index, load_benchmark
 from loss_clip2video import CLIP2VideoContrastiveLoss
 from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
+import report_clip2video
 from retrieval_metrics import TIE_RULES, dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
+from utils_clip2video import (PAPER, TMP_PREFIX, ModelSourceError, ProcessorNotFoundError, atomic_directory,
+                              build_model_card, check_model_source, load_processor, write_text)
 
 
 logger = logging.getLogger("run_retrieval")
@@ -61,6 +66,8 @@ TEMPORAL_OPTIONS = ("num_frames", "temporal_head", "num_temporal_layers", "use_t
 MEAN_POOLING_OPTIONS = dict(temporal_head="mean", use_tdb=False, tab_input="none")
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
+#: The trainer state at the end of training (steps, skips, log history with every resume) in output_dir.
+TRAIN_HISTORY = "train_history.json"
 
 #: The default job, run when the script gets no argument: generate the synthetic temporal benchmark (40-px frames, the
 #: model's image size), train a small CLIP2Video from scratch and the same model with mean pooling, evaluate both and
@@ -138,7 +145,8 @@ class DataArguments:
         "'original' (5 fps images, every feature_framerate-th, uniform pick), 'uniform' or 'random_segment'.")})
     feature_framerate: Optional[int] = field(default=None, metadata={"help": (
         "The original's feature_framerate; default per benchmark (MSR-VTT 2, MSVD/VATEX/synthetic 1).")})
-    transform_backend: str = field(default="torch", metadata={"help": "'torch' (fast) or 'pil' (bit-exact original)."})
+    transform_backend: Optional[str] = field(default=None, metadata={"help": (
+        "Deprecated and ignored: frames are always transformed like the original (PIL bicubic).")})
     video_backend: str = field(default="decord", metadata={"help": "'decord' (falls back to PyAV) or 'pyav'."})
     cache_videos: bool = field(default=False, metadata={"help": (
         "Decode every video once and keep its frames (uint8) in memory; for small sets like synthetic-motion.")})
@@ -152,6 +160,11 @@ class DataArguments:
         "synthetic-motion: frame width = height in pixels (even, 18-256, not 24, 48 or 72: decord cannot read those). "
         "Give a model from scratch the same --scratch_image_size: the processor resizes frames to the model's size.")})
 
+    def __post_init__(self):
+        if self.transform_backend is not None:
+            warnings.warn("--transform_backend is deprecated and ignored: frames are always transformed like the "
+                          "original (PIL bicubic)", FutureWarning, stacklevel=2)
+
     def benchmark_options(self) -> dict[str, Any]:
         if self.dataset_name == SYNTHETIC_NAME:
             return dict(train_size=self.train_size, test_size=self.test_size, seed=self.synthetic_seed,
@@ -164,7 +177,8 @@ class RunArguments:
     """What to do, the optimisation recipe (CLIP4Clip/CLIP2Video defaults), checkpoints, logging and the Hub."""
 
     output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints, model, logs, reports go."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow a non-empty output_dir."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": (
+        "Allow training into a non-empty output_dir (nothing is deleted but this script's own previous checkpoints).")})
     do_train: bool = field(default=False, metadata={"help": "Train (with periodic evaluation if --do_eval)."})
     do_eval: bool = field(default=False, metadata={"help": "Evaluate on eval_split (after training if --do_train)."})
     do_export_features: bool = field(default=False, metadata={"help": (
@@ -200,7 +214,8 @@ class RunArguments:
         "'no'. Checkpoints are written to a temporary folder and renamed (atomic).")})
     checkpoints_total_limit: Optional[int] = field(default=None, metadata={"help": "Keep only the N newest checkpoints."})
     resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": (
-        "'latest' (newest complete checkpoint in output_dir/checkpoints, none: start fresh) or a checkpoint folder.")})
+        "'latest' (newest complete checkpoint in output_dir/checkpoints; an error when there is none), "
+        "'latest_if_any' (the same, or a fresh start when there is none) or a checkpoint folder.")})
     tie_rule: str = field(default="pessimistic", metadata={"help": (
         f"Metric tie rule {TIE_RULES}: 'pessimistic' counts a tie against the model; 'original' is CLIP2Video's.")})
     dsl: bool = field(default=False, metadata={"help": "Also report dual-softmax re-scored metrics (keys dsl_*)."})
@@ -219,31 +234,100 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the run stops before the optimizer step, checkpoints stay intact."""
 
 
+#: The allowed values of every numeric option, checked at parse time: option -> (rule in words, test).
+AT_LEAST_ONE = ("an integer >= 1", lambda value: value >= 1)
+NON_NEGATIVE = (">= 0", lambda value: value >= 0)
+POSITIVE = ("> 0", lambda value: value > 0)
+FRACTION = ("in [0, 1]", lambda value: 0 <= value <= 1)
+ADAM_BETA = ("in [0, 1)", lambda value: 0 <= value < 1)
+NUMERIC_RULES = {
+    # ModelArguments
+    "num_frames": AT_LEAST_ONE, "num_temporal_layers": AT_LEAST_ONE, "num_centers": AT_LEAST_ONE,
+    "center_weight": FRACTION, "scratch_hidden_size": AT_LEAST_ONE, "scratch_num_layers": AT_LEAST_ONE,
+    "scratch_num_heads": AT_LEAST_ONE, "scratch_image_size": AT_LEAST_ONE, "scratch_patch_size": AT_LEAST_ONE,
+    # DataArguments
+    "max_words": ("an integer >= 3 (start and end tokens included)", lambda value: value >= 3),
+    "feature_framerate": AT_LEAST_ONE, "dataloader_num_workers": NON_NEGATIVE, "max_train_samples": AT_LEAST_ONE,
+    "max_eval_videos": AT_LEAST_ONE, "train_size": AT_LEAST_ONE, "test_size": AT_LEAST_ONE,
+    "synthetic_seed": NON_NEGATIVE, "synthetic_frame_size": AT_LEAST_ONE,
+    # RunArguments
+    "seed": NON_NEGATIVE, "learning_rate": NON_NEGATIVE, "clip_learning_rate": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE, "adam_beta1": ADAM_BETA, "adam_beta2": ADAM_BETA, "adam_epsilon": POSITIVE,
+    "max_grad_norm": POSITIVE, "num_train_epochs": AT_LEAST_ONE, "max_train_steps": AT_LEAST_ONE,
+    "train_batch_size": AT_LEAST_ONE, "train_group_size": AT_LEAST_ONE, "gradient_accumulation_steps": AT_LEAST_ONE,
+    "eval_batch_size": AT_LEAST_ONE, "warmup_ratio": FRACTION, "logging_steps": AT_LEAST_ONE,
+    "eval_steps": AT_LEAST_ONE, "checkpoints_total_limit": AT_LEAST_ONE, "dsl_temperature": POSITIVE,
+    "report_num_queries": NON_NEGATIVE,
+}
+#: `--resume_from_checkpoint` values that look for the newest checkpoint of output_dir.
+RESUME_LATEST, RESUME_LATEST_IF_ANY = "latest", "latest_if_any"
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, DataArguments, RunArguments]:
-    """Command line (or a single .json/.yaml file) -> the three argument dataclasses; no argument = the default job."""
+    """Command line (or a single .json/.yaml file) -> the three argument dataclasses, validated (`check_args`);
+    no argument = the default job."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments), description=__doc__.split("\n\n")[0])
     if not argv:
         logger.info("no argument: running the default job (%s)", " ".join(DEFAULT_JOB))
         argv = list(DEFAULT_JOB)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+        parsed = parser.parse_json_file(os.path.abspath(argv[0]))
+    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        parsed = parser.parse_yaml_file(os.path.abspath(argv[0]))
+    else:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+    check_args(*parsed)
+    return parsed
+
+
+def check_numbers(*arguments) -> None:
+    """Every numeric option against `NUMERIC_RULES`: a `ValueError` naming the option and the allowed values."""
+    for group in arguments:
+        for option in dataclasses.fields(group):
+            value = getattr(group, option.name)
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            rule, allowed = NUMERIC_RULES.get(option.name, NON_NEGATIVE)  # a test requires a rule for every option
+            if not math.isfinite(value) or not allowed(value):
+                raise ValueError(f"--{option.name} must be {rule}, got {value}")
 
 
 def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunArguments) -> None:
+    """Everything that can be checked before touching the disk: numbers, choices, combinations, the model source."""
+    check_numbers(model_args, data_args, args)
     if not (args.do_train or args.do_eval or args.do_export_features):
         raise ValueError("nothing to do: give --do_train, --do_eval and/or --do_export_features")
     if args.tie_rule not in TIE_RULES:
         raise ValueError(f"--tie_rule must be one of {TIE_RULES}, got {args.tie_rule!r}")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")
-    if args.checkpointing_steps not in (None, "no", "epoch") and not str(args.checkpointing_steps).isdigit():
-        raise ValueError(f"--checkpointing_steps must be an int, 'epoch' or 'no', got {args.checkpointing_steps!r}")
+    every = args.checkpointing_steps
+    if every not in (None, "no", "epoch") and not (str(every).isdigit() and int(every) >= 1):
+        raise ValueError(f"--checkpointing_steps must be an integer >= 1, 'epoch' or 'no', got {every!r}")
     if args.compare_mean_pooling and not args.do_train:
         raise ValueError("--compare_mean_pooling trains a baseline: it needs --do_train")
+    if args.resume_from_checkpoint is not None and not args.do_train:
+        raise ValueError("--resume_from_checkpoint resumes training: it needs --do_train")
+    if args.train_batch_size % args.gradient_accumulation_steps:
+        raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by --gradient_accumulation_steps "
+                         f"{args.gradient_accumulation_steps}")
+    if model_args.model_name_or_path is not None:
+        check_model_source(model_args.model_name_or_path)
+
+
+def check_model_available(name_or_path: str) -> None:
+    """A model that is not a local folder must be a Hub repo with a config: else `ModelSourceError` saying so."""
+    if Path(check_model_source(name_or_path)).is_dir():
+        return
+    from transformers.utils import cached_file
+
+    try:
+        cached_file(name_or_path, "config.json")
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelSourceError(f"{name_or_path}: no such folder, and no model of that name could be loaded from the "
+                               f"Hub ({reason})") from error
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -509,35 +593,18 @@ def build_model(model_args: ModelArguments, processor: CLIP2VideoProcessor) -> C
     return CLIP2VideoModel.from_pretrained(source)
 
 
-def _processor_from_files(source: str) -> CLIP2VideoProcessor:
-    """A saved CLIP2Video processor (folder or Hub id) read with this repository's classes."""
-    from transformers import CLIPTokenizer
-    from transformers.utils import cached_file
-
-    from processing_clip2video import CLIP2VideoVideoProcessor
-
-    saved = json.loads(Path(cached_file(source, "processor_config.json")).read_text())
-    video = {k: v for k, v in saved.get("video_processor", {}).items() if k not in ("auto_map", "video_processor_type")}
-    return CLIP2VideoProcessor(CLIP2VideoVideoProcessor(**video), CLIPTokenizer.from_pretrained(source),
-                               max_words=saved.get("max_words", 32), text_pad_token_id=saved.get("text_pad_token_id", 0))
-
-
 def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLIP2VideoProcessor:
-    """The checkpoint's processor when it has one, else CLIP tokenizer files + a video processor."""
+    """The checkpoint's processor when it has one (its code runs only with --trust_remote_code), else CLIP tokenizer
+    files + a video processor."""
     source = model_args.model_name_or_path
     if source is not None and model_args.tokenizer_name is None:
         try:
-            if model_args.trust_remote_code:
-                from transformers import AutoProcessor
-
-                processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
-            else:  # this repository's classes, without executing the folder's code
-                processor = _processor_from_files(source)
+            processor = load_processor(source, trust_remote_code=model_args.trust_remote_code)
             if data_args.max_words:
                 processor.max_words = data_args.max_words
             return processor
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            logger.info("%s has no CLIP2Video processor (%s); building one from its tokenizer", source, error)
+        except ProcessorNotFoundError as error:
+            logger.info("%s; building one from its tokenizer", error)
     tokenizer = model_args.tokenizer_name or source or str(DEFAULT_TOKENIZER_DIR)
     return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words or 32)
 
@@ -548,8 +615,7 @@ def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[st
     family = data_args.dataset_name.split("-")[0] if data_args.dataset_name != SYNTHETIC_NAME else SYNTHETIC_NAME
     framerate = data_args.feature_framerate or FEATURE_FRAMERATE.get(family, 1)
     return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                frame_sampling=data_args.frame_sampling, feature_framerate=framerate,
-                transform_backend=data_args.transform_backend, video_backend=data_args.video_backend)
+                frame_sampling=data_args.frame_sampling, feature_framerate=framerate, video_backend=data_args.video_backend)
 
 
 def configure_processor(processor: CLIP2VideoProcessor, options: dict[str, Any]) -> None:
@@ -596,61 +662,111 @@ def parameter_groups(model: torch.nn.Module, args: RunArguments) -> list[dict[st
 
 @dataclass
 class TrainerState:
-    """Where training is: optimizer steps done, epoch, micro-batches of that epoch done."""
+    """Where training is: optimizer steps done, epoch, micro-batches of that epoch done, what was skipped, and the
+    log history (one entry per logging step, plus one per resume saying where it resumed)."""
 
     completed_steps: int = 0
     epoch: int = 0
     batches_in_epoch: int = 0
     skipped_videos: int = 0
+    skipped_batches: int = 0
+    log_history: list = field(default_factory=list)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from: none found for `latest`, or its saved states disagree."""
 
 
 def checkpoint_root(output_dir: str) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
+def _checkpoint_step(path: Path) -> Optional[int]:
+    """The step of a `checkpoint-<step>` folder name, None for any other name (temporary folders included)."""
+    suffix = path.name[len(CHECKPOINT_PREFIX):]
+    return int(suffix) if path.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
+
+
 def complete_checkpoints(output_dir: str) -> list[Path]:
-    """Finished checkpoints (those with a trainer state), oldest first."""
+    """Finished checkpoints (`checkpoint-<step>` folders with a trainer state), oldest first. A checkpoint being
+    written lives in a temporary folder until it is complete, so a kill mid-write leaves nothing that matches."""
     root = checkpoint_root(output_dir)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and (p / TRAINER_STATE).is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    found = [p for p in root.iterdir() if _checkpoint_step(p) is not None and (p / TRAINER_STATE).is_file()]
+    return sorted(found, key=_checkpoint_step)
 
 
 def resolve_checkpoint(value: Optional[str], output_dir: str) -> Optional[Path]:
-    """`latest` -> newest complete checkpoint of output_dir (None when there is none); a path -> itself."""
+    """`latest` -> the newest complete checkpoint of output_dir (`CheckpointError` when there is none);
+    `latest_if_any` -> the same, or None; a path -> itself (it must be a complete checkpoint); None -> None."""
     if value is None:
         return None
-    if value == "latest":
+    if value in (RESUME_LATEST, RESUME_LATEST_IF_ANY):
         found = complete_checkpoints(output_dir)
+        if not found and value == RESUME_LATEST:
+            raise CheckpointError(f"--resume_from_checkpoint latest: no complete checkpoint in "
+                                  f"{checkpoint_root(output_dir)} (use 'latest_if_any' to start fresh when there is none)")
         return found[-1] if found else None
     path = Path(value)
     if not (path / TRAINER_STATE).is_file():
-        raise FileNotFoundError(f"{path}: not a complete checkpoint (no {TRAINER_STATE})")
+        raise CheckpointError(f"{path}: not a complete checkpoint (no {TRAINER_STATE})")
     return path
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: str, state: TrainerState, limit: Optional[int]) -> Path:
-    """`accelerator.save_state` into a temporary folder, then one rename: a kill leaves no half checkpoint."""
+def unfinished_checkpoints(output_dir: str) -> list[Path]:
+    """Temporary checkpoint folders (`.tmp-<id>-checkpoint-<step>`) that a killed save left behind."""
     root = checkpoint_root(output_dir)
-    final = root / f"{CHECKPOINT_PREFIX}{state.completed_steps}"
-    temporary = root / f".tmp-{final.name}"
-    if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(temporary, ignore_errors=True)  # left over by a killed run
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (temporary / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
-        for old in complete_checkpoints(output_dir)[: -limit] if limit else []:
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if p.is_dir() and p.name.startswith(TMP_PREFIX)
+            and _checkpoint_step(Path(p.name.split("-", 2)[-1])) is not None]
+
+
+def remove_previous_checkpoints(output_dir: str) -> list[str]:
+    """Delete this script's own checkpoints (complete or unfinished) from an earlier run in output_dir, so `latest` and
+    `--checkpoints_total_limit` never mix two runs; anything else in the folder is left alone."""
+    ours = complete_checkpoints(output_dir) + unfinished_checkpoints(output_dir)
+    for path in ours:
+        shutil.rmtree(path)
+    return sorted(p.name for p in ours)
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, state: TrainerState, limit: Optional[int]) -> Path:
+    """`accelerator.save_state` (model, optimizer, scheduler, RNG of every process) and the trainer state, written
+    into a temporary folder that becomes `checkpoint-<step>` in one rename (`atomic_directory`): a kill or an error
+    mid-write leaves the previous checkpoints as they were and no folder that `latest` would pick."""
+    final = checkpoint_root(output_dir) / f"{CHECKPOINT_PREFIX}{state.completed_steps}"
+    main_process = accelerator.is_main_process
+    with atomic_directory(final, replace=True) if main_process else contextlib.nullcontext() as temporary:
+        temporary = broadcast_object_list([str(temporary) if main_process else None])[0]  # one folder for all
+        accelerator.save_state(temporary)
+        accelerator.wait_for_everyone()
+        if main_process:
+            (Path(temporary) / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
+    if main_process:
+        for old in (complete_checkpoints(output_dir)[: -limit] if limit else []) + unfinished_checkpoints(output_dir):
             shutil.rmtree(old, ignore_errors=True)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path, optimizer, scheduler) -> tuple[TrainerState, dict]:
+    """`accelerator.load_state` + the trainer state; checks the restored scheduler is at the checkpoint's step and
+    returns where the run resumes (step, epoch, micro-batch of the epoch, optimizer and scheduler steps)."""
+    accelerator.load_state(str(checkpoint))
+    state = TrainerState(**json.loads((checkpoint / TRAINER_STATE).read_text()))
+    scheduler_step = scheduler.scheduler.last_epoch if hasattr(scheduler, "scheduler") else scheduler.last_epoch
+    if scheduler_step != state.completed_steps:
+        raise CheckpointError(f"{checkpoint}: the scheduler is at step {scheduler_step} but the trainer state at "
+                              f"{state.completed_steps}")
+    optimizer_steps = [int(slot["step"]) for slot in optimizer.state_dict()["state"].values() if "step" in slot]
+    resumed = {"step": state.completed_steps, "resumed_from": str(checkpoint), "epoch": state.epoch,
+               "batches_in_epoch": state.batches_in_epoch, "scheduler_step": scheduler_step,
+               "optimizer_step": max(optimizer_steps, default=0)}
+    state.log_history.append(resumed)
+    return state, resumed
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -662,12 +778,43 @@ def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any
     return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
 
 
+#: The outputs of the model that the contrastive loss reads (all batch-first).
+LOSS_INPUTS = ("text_global_embeds", "video_global_embeds", "text_alignment_embeds", "video_alignment_embeds")
+
+
 def compute_loss(model: torch.nn.Module, batch: dict[str, Any], loss_fn: CLIP2VideoContrastiveLoss,
                  logit_scale: torch.Tensor) -> torch.Tensor:
-    """One micro-batch: the model's features (through DDP's forward), gathered loss over the global batch."""
+    """One micro-batch: the model's features (through DDP's forward), gathered loss over the global batch.
+
+    A `placeholder` batch (this process has no decodable row, others have some) runs the forward on its one dummy
+    row, so that DDP sees every parameter used, and hands the loss zero rows: its gradient is exactly zero and the
+    loss is that of the other processes' rows, as in a 1-process run on the same global batch."""
     outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     pixel_values=batch["pixel_values"], video_mask=batch["video_mask"])
+    if batch.get("placeholder"):
+        outputs = SimpleNamespace(**{name: None if getattr(outputs, name) is None else getattr(outputs, name)[:0]
+                                     for name in LOSS_INPUTS})
     return loss_fn(outputs, logit_scale)
+
+
+def placeholder_batch(config: CLIP2VideoConfig) -> dict[str, Any]:
+    """One dummy caption-video pair (start + end token, one black frame) for a process whose micro-batch lost every
+    video while other processes' did not (see `compute_loss`)."""
+    text, size = config.text_config, config.vision_config.image_size
+    video_mask = torch.zeros(1, config.num_frames, dtype=torch.long)
+    video_mask[0, 0] = 1
+    return {"input_ids": torch.tensor([[text.bos_token_id, text.eos_token_id]]),
+            "attention_mask": torch.ones(1, 2, dtype=torch.long),
+            "pixel_values": torch.zeros(1, config.num_frames, 3, size, size), "video_mask": video_mask,
+            "placeholder": True}
+
+
+def global_counts(accelerator: Accelerator, rows: int, skipped: int) -> tuple[int, int]:
+    """(decodable rows, skipped videos) of the global micro-batch: one tiny all-gather, the same on every process."""
+    counts = torch.tensor([rows, skipped], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        counts = accelerator.gather(counts).view(-1, 2).sum(dim=0)
+    return int(counts[0]), int(counts[1])
 
 
 def _learning_rates(optimizer) -> dict[str, float]:
@@ -686,7 +833,14 @@ def _checkpoint_every(args: RunArguments) -> Optional[int]:
 def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: SplitData, batcher: VideoBatcher,
           loss_fn: CLIP2VideoContrastiveLoss, args: RunArguments, data_args: DataArguments, state: TrainerState,
           num_update_steps_per_epoch: int, max_train_steps: int, evaluate_fn=None, log_prefix: str = "") -> TrainerState:
-    """The loop: accumulate, backward, clip, step; logs, checkpoints and periodic evaluation; NaN stops the run."""
+    """The loop: accumulate, backward, clip, step; logs, checkpoints and periodic evaluation; NaN stops the run.
+
+    One optimizer step = `gradient_accumulation_steps` global micro-batches; the scheduler steps once per optimizer
+    step on any number of processes (the Accelerator is built with `step_scheduler_with_optimizer=False`), so its
+    `last_epoch` always equals `state.completed_steps`. Videos that fail to decode are dropped from their micro-batch
+    (counted over all processes); a global micro-batch left with no row at all is skipped by every process alike
+    (counted in `state.skipped_batches`) and the next one takes its place in the accumulation.
+    """
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     sampler = GlobalBatchSampler(len(train_split.rows), micro_batch, accelerator.process_index,
                                  accelerator.num_processes, args.seed, group_size=args.train_group_size)
@@ -699,7 +853,7 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
     num_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
     progress = tqdm(total=max_train_steps, initial=state.completed_steps, desc=f"{log_prefix}training",
                     disable=not accelerator.is_local_main_process)
-    window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+    window_loss, window_samples, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
     last_checkpoint = None
 
     for epoch in range(state.epoch, num_epochs):
@@ -710,39 +864,50 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
             state.batches_in_epoch += 1
             for name in batch["skipped"]:
                 logger.warning("skipped training video: %s", name)
-            state.skipped_videos += len(batch["skipped"])
+            rows, skipped = global_counts(accelerator, len(batch["rows"]), len(batch["skipped"]))
+            state.skipped_videos += skipped
+            if rows == 0:  # no process has a decodable video: every process skips this micro-batch
+                state.skipped_batches += 1
+                logger.warning("%sskipped micro-batch %d of epoch %d: none of its %d videos could be decoded",
+                               log_prefix, state.batches_in_epoch, epoch, skipped)
+                continue
+            if not batch["rows"]:
+                batch = placeholder_batch(unwrapped.config)
             batch = move_to_device(batch, accelerator.device)
             with accelerator.accumulate(model):
                 loss = compute_loss(model, batch, loss_fn, unwrapped.logit_scale)
                 if not torch.isfinite(loss):
-                    last = resolve_checkpoint("latest", output_dir)
+                    last = resolve_checkpoint(RESUME_LATEST_IF_ANY, output_dir)
                     raise TrainingDivergedError(
                         f"loss is {loss.item()} at optimizer step {state.completed_steps + 1} (epoch {epoch}); "
                         f"stopped before updating the weights. Last good checkpoint: {last or 'none'} (resume with "
                         "--resume_from_checkpoint latest, e.g. with a lower learning rate or --max_grad_norm)")
                 accelerator.backward(loss)
+                learning_rates = _learning_rates(optimizer)  # the rates this step uses
                 if accelerator.sync_gradients and args.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
+                optimizer.step()  # accelerate skips it (and zero_grad) while accumulating
+                if accelerator.sync_gradients:
+                    scheduler.step()
                 optimizer.zero_grad()
             window_loss += loss.item() / args.gradient_accumulation_steps
-            window_samples += micro_batch
+            window_samples += rows
             if not accelerator.sync_gradients:
                 continue
             with torch.no_grad():  # the original CLIP clamps its temperature at 100
                 unwrapped.logit_scale.clamp_(0, math.log(100))
             state.completed_steps += 1
+            window_steps += 1
             progress.update(1)
             if state.completed_steps % args.logging_steps == 0 or state.completed_steps == max_train_steps:
                 elapsed = time.perf_counter() - window_start
-                steps_in_window = window_samples / args.train_batch_size
-                logs = {"loss": window_loss / max(steps_in_window, 1e-9), "logit_scale": unwrapped.logit_scale.exp().item(),
-                        "samples_per_second": window_samples / elapsed, "epoch": epoch, **_learning_rates(optimizer)}
+                logs = {"loss": window_loss / window_steps, "logit_scale": unwrapped.logit_scale.exp().item(),
+                        "samples_per_second": window_samples / elapsed, "epoch": epoch, **learning_rates}
                 logger.info("%sstep %d/%d: %s", log_prefix, state.completed_steps, max_train_steps,
                             ", ".join(f"{k} {v:.4g}" for k, v in logs.items()))
                 accelerator.log({f"{log_prefix}train/{k}": v for k, v in logs.items()}, step=state.completed_steps)
-                window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+                state.log_history.append({"step": state.completed_steps, **logs})
+                window_loss, window_samples, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
             if checkpoint_every and state.completed_steps % checkpoint_every == 0:
                 last_checkpoint = save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
             if evaluate_fn is not None and eval_every and state.completed_steps % eval_every == 0:
@@ -756,7 +921,7 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
                 last_checkpoint = save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
             else:  # the step checkpoint of this very step: record that the epoch is over
                 if accelerator.is_main_process:
-                    (last_checkpoint / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
+                    write_text(last_checkpoint / TRAINER_STATE, json.dumps(dataclasses.asdict(state), indent=2))
         if evaluate_fn is not None and not eval_every:
             evaluate_fn(state.completed_steps)
         if state.completed_steps >= max_train_steps:
@@ -897,23 +1062,9 @@ def export_features(encoded: dict[str, Any], split: SplitData, output_dir: str) 
     return path
 
 
-def _thumbnail(frames: list, height: int = 48, count: int = 4):
-    from PIL import Image
-
-    picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
-    images = [Image.fromarray(np.asarray(frames[i])[..., :3]) for i in picks]
-    scale = height / images[0].height
-    images = [image.resize((max(1, int(image.width * scale)), height), Image.Resampling.NEAREST) for image in images]
-    strip = Image.new("RGB", (sum(image.width for image in images) + 2 * (len(images) - 1), height), (255, 255, 255))
-    x = 0
-    for image in images:
-        strip.paste(image, (x, 0))
-        x += image.width + 2
-    return strip
-
-
 def write_visual_report(result: dict[str, Any], split: SplitData, output_dir: str, num_queries: int, title: str) -> Path:
-    """report/similarity.png (caption x video heatmap) and report/index.html (top-5 videos of each query)."""
+    """report/similarity.png (caption x video heatmap) and report/index.html (top-5 videos of each query, thumbnails
+    in report/thumbnails/; pages and strips from `report_clip2video`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -932,31 +1083,26 @@ def write_visual_report(result: dict[str, Any], split: SplitData, output_dir: st
     plt.close(figure)
 
     captions = split.rows["caption"]
-    rows_html = []
+    rows = []
     for query in range(min(num_queries, similarity.shape[0])):
         top = np.argsort(-similarity[query], kind="stable")[:5]
-        cells = []
+        cells = [report_clip2video.Cell(captions[result["caption_rows"][query]], header=True)]
         for rank, column in enumerate(top):
             video = result["video_indices"][column]
             thumb = report / "thumbnails" / f"{video}.png"
             if not thumb.exists():
                 try:
-                    _thumbnail(split.store.load(video)).save(thumb)
+                    report_clip2video.thumbnail_strip(split.store.load(video), height=48, count=4).save(thumb)
                 except VideoDecodeError:
                     continue
-            hit = column == result["targets"][query]
-            cells.append(f'<td class="{"hit" if hit else ""}"><img src="thumbnails/{video}.png"><br>#{rank + 1} '
-                         f'{html.escape(split.eval_index.video_ids[video])} ({similarity[query, column]:.3f})</td>')
-        caption = captions[result["caption_rows"][query]]
-        rows_html.append(f"<tr><th>{html.escape(caption)}</th>{''.join(cells)}</tr>")
+            cells.append(report_clip2video.Cell(
+                f"#{rank + 1} {split.eval_index.video_ids[video]} ({similarity[query, column]:.3f})",
+                image=f"thumbnails/{video}.png", highlight=bool(column == result["targets"][query])))
+        rows.append(cells)
     metrics = result["metrics"]
     summary = ", ".join(f"{k} {metrics[k]:.1f}" for k in ("t2v_R1", "t2v_R5", "v2t_R1", "v2t_R5") if k in metrics)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>
-body{{font-family:sans-serif}} td,th{{padding:4px;font-size:12px;text-align:center}} th{{text-align:left;max-width:260px}}
-td.hit{{background:#c8f7c5}} img{{image-rendering:pixelated}}</style></head><body>
-<h2>{html.escape(title)}</h2><p>{html.escape(summary)}; green = ground truth.</p>
-<img src="similarity.png"><table>{''.join(rows_html)}</table></body></html>"""
-    (report / "index.html").write_text(page)
+    report_clip2video.write_page(report / "index.html", report_clip2video.render_page(
+        title, rows, summary=f"{summary}; green = ground truth.", figure="similarity.png"))
     return report
 
 
@@ -975,56 +1121,24 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 def model_card(model, model_args: ModelArguments, data_args: DataArguments, args: RunArguments,
                results: dict[str, dict[str, float]]) -> str:
-    config = model.config
+    """The model card (README.md) of a trained model: usage, results table, training settings, architecture."""
     base = model_args.model_name_or_path
-    front = ["---", "library_name: transformers", "license: mit", "pipeline_tag: feature-extraction",
-             "tags:", "- clip2video", "- video-text-retrieval", "- video-retrieval", "- custom_code"]
-    if base:
-        front.append(f"base_model: {base}")
-    front += ["metrics:", "- recall", "---"]
-    repo = args.hub_model_id or args.output_dir
-    return "\n".join(front) + f"""
-
-# CLIP2Video — {data_args.dataset_name}
-
-A CLIP2Video video-text retrieval model (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097)) trained
-with `run_retrieval.py` of the clip2video project, {'from ' + base if base else 'from scratch'}, on
-`{data_args.dataset_name}` ({data_args.train_split} split), evaluated on its {data_args.eval_split} split.
-
-## Usage
-
-```python
-import torch
-from transformers import AutoModel, AutoProcessor
-
-model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)
-inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], return_tensors="pt")
-with torch.no_grad():
-    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
-    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output
-similarity = model.logit_scale.exp() * text @ video.T   # index `video` once, search with one matrix product
-```
-
-## Results ({data_args.dataset_name} {data_args.eval_split}, tie rule `{args.tie_rule}`)
-
-{metrics_table(results)}
-
-R@k in percent, MdR/MnR = median/mean rank (1 = best); T2V = text-to-video, V2T = video-to-text.
-
-## Model
-
-temporal head `{config.temporal_head}` ({config.num_temporal_layers} layers), TDB `{config.use_tdb}`
-(`{config.tdb_projection}`), TAB `{config.use_tab}` (input `{config.tab_input}`, {config.num_centers} centers,
-center weight {config.center_weight}), {config.num_frames} frames of {config.vision_config.image_size} px,
-{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters.
-
-## Training
-
-AdamW, learning rate {args.learning_rate} (new modules) / {args.clip_learning_rate} (CLIP), weight decay
-{args.weight_decay}, global batch {args.train_batch_size}, {args.num_train_epochs} epochs, warm-up {args.warmup_ratio}
-then cosine, seed {args.seed}; symmetric InfoNCE over the global batch (global + TAB terms).
-"""
+    summary = (f"A {PAPER} video-text retrieval model trained with `run_retrieval.py` of the clip2video project, "
+               f"{'from ' + base if base else 'from scratch'}, on `{data_args.dataset_name}` ({data_args.train_split} "
+               f"split), evaluated on its {data_args.eval_split} split.")
+    results_text = (f"{metrics_table(results)}\n\nR@k in percent, MdR/MnR = median/mean rank (1 = best); "
+                    "T2V = text-to-video, V2T = video-to-text.")
+    training_text = (f"AdamW, learning rate {args.learning_rate} (new modules) / {args.clip_learning_rate} (CLIP), "
+                     f"weight decay {args.weight_decay}, global batch {args.train_batch_size}, {args.num_train_epochs} "
+                     f"epochs, warm-up {args.warmup_ratio} then cosine, seed {args.seed}; symmetric InfoNCE over the "
+                     "global batch (global + TAB terms).")
+    card = build_model_card(
+        title=f"CLIP2Video — {data_args.dataset_name}", summary=summary, repo=args.hub_model_id or args.output_dir,
+        config=model.config, num_parameters=sum(p.numel() for p in model.parameters()), with_processor=True,
+        sections=[(f"Results ({data_args.dataset_name} {data_args.eval_split}, tie rule `{args.tie_rule}`)",
+                   results_text), ("Training", training_text)],
+        base_model=base, datasets=[data_args.dataset_name], metrics=["recall"])
+    return str(card)
 
 
 def push_folder_to_hub(folder: str, args: RunArguments) -> str:
@@ -1051,7 +1165,7 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
     model = build_model(model_args, processor)
     freeze_towers(model, model_args)
     if model_args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     options = video_options(model.config, data_args)
     configure_processor(processor, options)
     for split in splits.values():
@@ -1075,24 +1189,31 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
     if args.do_train:
         train_split = splits["train"]
         micro_batch = args.train_batch_size // args.gradient_accumulation_steps
-        if args.train_batch_size % (args.gradient_accumulation_steps * accelerator.num_processes):
+        if micro_batch % accelerator.num_processes:
             raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by gradient_accumulation_steps "
                              f"x processes ({args.gradient_accumulation_steps} x {accelerator.num_processes})")
         steps_per_epoch = max(1, (len(train_split.rows) // micro_batch) // args.gradient_accumulation_steps)
         max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
         optimizer = torch.optim.AdamW(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2),
                                       eps=args.adam_epsilon)
+        # Over optimizer steps; prepared (so save_state/load_state keep it) but stepped by `train` once per step.
         scheduler = get_cosine_schedule_with_warmup(optimizer, int(args.warmup_ratio * max_steps), max_steps)
         model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-        state = TrainerState()
+        state, resumed = TrainerState(), None
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
         if checkpoint is not None:
-            accelerator.load_state(str(checkpoint))
-            state = TrainerState(**json.loads((checkpoint / TRAINER_STATE).read_text()))
-            logger.info("%sresumed from %s (step %d, epoch %d, batch %d)", log_prefix, checkpoint,
-                        state.completed_steps, state.epoch, state.batches_in_epoch)
-        elif args.resume_from_checkpoint not in (None, "latest"):
-            raise FileNotFoundError(args.resume_from_checkpoint)
+            state, resumed = load_checkpoint(accelerator, checkpoint, optimizer, scheduler)
+            logger.info("%sresumed from %s: step %d of %d (epoch %d, micro-batch %d of the epoch), optimizer at step "
+                        "%d, scheduler at step %d; %d steps to go", log_prefix, checkpoint, state.completed_steps,
+                        max_steps, state.epoch, state.batches_in_epoch, resumed["optimizer_step"],
+                        resumed["scheduler_step"], max(max_steps - state.completed_steps, 0))
+        else:
+            if accelerator.is_main_process:
+                removed = remove_previous_checkpoints(output_dir)
+                if removed:
+                    logger.info("%sremoved this script's earlier checkpoints from %s: %s", log_prefix, output_dir,
+                                ", ".join(removed))
+            accelerator.wait_for_everyone()
         loss_fn = CLIP2VideoContrastiveLoss(center_weight=accelerator.unwrap_model(model).config.center_weight)
         logger.info("%straining %d steps: global batch %d (%d processes x %d per process x %d accumulation)",
                     log_prefix, max_steps, args.train_batch_size, accelerator.num_processes,
@@ -1100,7 +1221,11 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
         state = train(accelerator, model, optimizer, scheduler, train_split, batcher, loss_fn, run_args, data_args,
                       state, steps_per_epoch, max_steps,
                       evaluate_fn=evaluate_fn if (args.do_eval and args.eval_steps) else None, log_prefix=log_prefix)
-        final["train"] = {"completed_steps": state.completed_steps, "skipped_training_videos": state.skipped_videos}
+        final["train"] = {"completed_steps": state.completed_steps, "skipped_training_videos": state.skipped_videos,
+                          "skipped_training_batches": state.skipped_batches}
+        if resumed is not None:
+            final["train"]["resumed_from_step"] = resumed["step"]
+        final["history"] = state
     else:
         model = accelerator.prepare(model)
 
@@ -1116,6 +1241,7 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
         if args.do_train:
             unwrapped.save_pretrained(output_dir, safe_serialization=True)
             processor.save_pretrained(output_dir)
+            write_text(Path(output_dir) / TRAIN_HISTORY, json.dumps(dataclasses.asdict(final["history"]), indent=2))
     accelerator.wait_for_everyone()
     return {"metrics": final.get("metrics", {}), "train": final.get("train", {}), "model": unwrapped}
 
@@ -1130,19 +1256,22 @@ def setup_logging(accelerator: Accelerator) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     # 1. Arguments
-    model_args, data_args, args = parse_args(argv)
-    check_args(model_args, data_args, args)
+    model_args, data_args, args = parse_args(argv)  # validated: nothing has touched the disk yet
     started = time.perf_counter()
 
     # 2. Accelerate and logging
     output = Path(args.output_dir)
     if args.do_train and not args.overwrite_output_dir and args.resume_from_checkpoint is None and output.is_dir() \
             and any(output.iterdir()):
-        raise ValueError(f"{output} is not empty: pass --overwrite_output_dir or --resume_from_checkpoint latest")
-    accelerator = Accelerator(
+        raise ValueError(f"{output} is not empty: pass --overwrite_output_dir (to write into it) or "
+                         "--resume_from_checkpoint latest")
+    if model_args.model_name_or_path is not None:
+        check_model_available(model_args.model_name_or_path)
+    accelerator = Accelerator(  # the learning-rate schedule is over optimizer steps: `train` steps it once per step
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to, project_dir=args.output_dir,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        step_scheduler_with_optimizer=False,
     )
     setup_logging(accelerator)
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -1152,14 +1281,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             and data_args.synthetic_frame_size != model_args.scratch_image_size:
         logger.warning("synthetic frames of %d px are resized to the model's %d px (--synthetic_frame_size, "
                        "--scratch_image_size)", data_args.synthetic_frame_size, model_args.scratch_image_size)
-    if accelerator.is_main_process and args.overwrite_output_dir and args.resume_from_checkpoint is None \
-            and args.do_train and output.is_dir():
-        shutil.rmtree(output)
-    accelerator.wait_for_everyone()
-    if args.report_to != "none":
-        accelerator.init_trackers("run_retrieval", config={k: v for k, v in dataclasses.asdict(args).items()
-                                                            if isinstance(v, (int, float, str, bool))})
-
     # 3. Data and processor (the splits are shared by the model and the baseline)
     processor = build_processor(model_args, data_args)
     with accelerator.main_process_first():  # the first process builds the datasets cache / synthetic videos
@@ -1168,15 +1289,21 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             splits["train"] = load_split(data_args, data_args.train_split, processor, {}, max_rows=data_args.max_train_samples)
         if args.do_eval or args.do_export_features:
             splits["eval"] = load_split(data_args, data_args.eval_split, processor, {}, max_videos=data_args.max_eval_videos)
+    if args.report_to != "none":  # the first write into output_dir, once the arguments and the data are known good
+        accelerator.init_trackers("run_retrieval", config={k: v for k, v in dataclasses.asdict(args).items()
+                                                            if isinstance(v, (int, float, str, bool))})
 
     # 4.-9. Model(s)
-    configs = {"CLIP2Video": (model_args, args.output_dir, "")}
+    configs = {"CLIP2Video": (model_args, args, args.output_dir, "")}
     if args.compare_mean_pooling:
         baseline = dataclasses.replace(model_args, **MEAN_POOLING_OPTIONS)
-        configs["mean pooling"] = (baseline, os.path.join(args.output_dir, "mean_pooling"), "mean_pooling/")
+        # A resumed job resumes the baseline from its own newest checkpoint, if it got to write one.
+        baseline_args = dataclasses.replace(
+            args, resume_from_checkpoint=RESUME_LATEST_IF_ANY if args.resume_from_checkpoint else None)
+        configs["mean pooling"] = (baseline, baseline_args, os.path.join(args.output_dir, "mean_pooling"), "mean_pooling/")
     results, first_model = {}, None
-    for name, (this_model_args, output_dir, prefix) in configs.items():
-        outcome = run_one_model(accelerator, this_model_args, data_args, args, processor, splits, output_dir, prefix)
+    for name, (this_model_args, this_args, output_dir, prefix) in configs.items():
+        outcome = run_one_model(accelerator, this_model_args, data_args, this_args, processor, splits, output_dir, prefix)
         results[name] = outcome
         first_model = first_model or outcome["model"]
 

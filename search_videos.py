@@ -51,27 +51,31 @@ commit what they had encoded, which the next run keeps.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import dataclasses
 import hashlib
-import html
-import io
 import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
+from transformers import HfArgumentParser
 
+import report_clip2video as report
 import vector_search
+from datasets_scripts import VIDEO_EXTENSIONS
+from utils_clip2video import (
+    TMP_PREFIX, ModelSourceError, ProcessorNotFoundError, atomic_write, check_model_source, load_processor, write_json,
+)
 
 
 logger = logging.getLogger("search_videos")
@@ -85,15 +89,11 @@ PENDING = "pending"
 LOCK = ".lock"
 #: Below this many indexed videos, `backend="auto"` scans the float32 vectors directly (already a few milliseconds).
 COARSE_MIN_ROWS = 32768
-BACKENDS = ("auto", "int8", "fused", "flat", "faiss")
+BACKENDS = ("auto", "int8", "flat", "faiss", "fused")
 LOOKUP_SUFFIX = ".lookup.npy"
-TMP_PREFIX = ".tmp-"
 #: Hits in one shard beyond which a search holds the shard's records file in memory (read once) instead of opening it
 #: for each hit.
 MANY_HITS = 64
-VIDEO_EXTENSIONS = (
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".ogv",
-)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -113,6 +113,15 @@ class ModelMismatchError(VideoIndexError):
     """The model given for a query (or an incremental run) is not the model that built the index."""
 
 
+class ModelLoadError(VideoIndexError):
+    """A model folder (or Hub repo) that exists but holds no loadable CLIP2Video model."""
+
+
+class IndexChangedError(VideoIndexError):
+    """The index was rewritten by an index run while this process was reading it, and the files it was reading are
+    gone: open it again (a `VideoIndex` picks up a finished run by itself at its next search)."""
+
+
 class IndexBusyError(VideoIndexError):
     """Another index run holds the index's lock."""
 
@@ -127,32 +136,8 @@ class RunAbortedError(VideoIndexError):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Atomic files
+# Files of the index (every write atomic: `utils_clip2video.atomic_write`)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def _temporary_path(path: Path) -> Path:
-    return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{path.name}")
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "wb") -> Iterator[io.IOBase]:
-    """Writes `path` through a temporary file in the same folder, fsynced and renamed over `path` on success."""
-    temporary = _temporary_path(path)
-    try:
-        with open(temporary, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def write_json(path: Path, data) -> None:
-    with atomic_write(path, "w") as handle:
-        json.dump(data, handle, indent=1)
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
@@ -164,11 +149,6 @@ def write_jsonl(path: Path, records: Sequence[dict]) -> None:
     with atomic_write(path, "w") as handle:
         for record in records:
             handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -249,16 +229,29 @@ def load_model(name_or_path: str, device: str | torch.device | None = None, bf16
     """Loads a CLIP2Video model and its processor (Hub id or local folder, `trust_remote_code=True`).
 
     Raises:
+        ModelSourceError: `name_or_path` is neither an existing folder nor a repo the Hub provided (the message says
+            which: a mistyped local path is named as a missing folder, not sent to the Hub).
+        ModelLoadError: the folder (or repo) holds no loadable CLIP2Video model.
         IndexFormatError: the folder has no processor (pass one saved next to the model; the converter and the training
             script both save it).
     """
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True).eval()
+    name_or_path = check_model_source(name_or_path)
     try:
-        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True)
-    except (OSError, ValueError, TypeError) as error:
-        raise IndexFormatError(f"{name_or_path}: no CLIP2Video processor saved with the model ({error})") from None
+        model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True).eval()
+    except OSError as error:
+        if not Path(name_or_path).is_dir():  # a Hub id: unknown, private, or the Hub is not reachable (offline)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelSourceError(f"{name_or_path}: no such folder, and the Hub did not provide it (unknown repo or "
+                                   f"Hub not reachable: {reason})") from None
+        raise ModelLoadError(f"{name_or_path}: not a CLIP2Video model folder ({error})") from None
+    except ValueError as error:
+        raise ModelLoadError(f"{name_or_path}: not a CLIP2Video model ({error})") from None
+    try:
+        processor = load_processor(name_or_path, trust_remote_code=True)
+    except ProcessorNotFoundError as error:
+        raise IndexFormatError(f"{error} (the converter and run_retrieval.py save one next to the model)") from None
     if device is not None:
         model.to(device)
     return LoadedModel(model, processor, str(name_or_path), model_fingerprint(model, processor), bf16)
@@ -345,6 +338,17 @@ def _collate(items: list[dict]) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+#: What a shard id read from a manifest may be: a plain file-name stem (letters, digits, `-`, `_`; no dot, slash or
+#: `..`), so that `shards/<id>.npy` and its siblings stay inside the index folder and never name another shard's files.
+SHARD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+#: Rows checked for non-finite values at a time.
+CHECK_ROWS = 8192
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 @dataclass
 class Shard:
     """One shard: `rows` vectors in `shards/<id>.npy`, their records in `shards/<id>.jsonl`, and the path lookup of
@@ -372,6 +376,83 @@ class Shard:
                                                     ".norms.npy")]
 
 
+def _npy_problem(path: Path, error: Exception) -> str:
+    """What is wrong with a `.npy` file numpy could not load: empty, truncated (the header's shape needs more bytes),
+    or not a `.npy` file at all."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[version]
+            shape, _, dtype = read_header(handle)
+            needed = handle.tell() + math.prod(shape) * dtype.itemsize
+    except Exception:  # noqa: BLE001 - the header itself is unreadable
+        return f"not a .npy file ({type(error).__name__}: {error})"
+    if size < needed:
+        return f"truncated: {size} bytes, its header ({dtype} {shape}) needs {needed}"
+    return f"unreadable .npy file ({type(error).__name__}: {error})"
+
+
+def load_npy(path: Path, shape: tuple[int, ...], dtype, mmap_mode: str | None = None) -> np.ndarray:
+    """A `.npy` array of the expected shape and dtype (memory-mapped with `mmap_mode`; never unpickled).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        IndexFormatError: the file is empty, truncated, not a `.npy` file, or of another shape or dtype (named).
+    """
+    try:
+        array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError) as error:
+        raise IndexFormatError(f"{path}: {_npy_problem(path, error)}") from None
+    if array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
+        raise IndexFormatError(f"{path}: {array.dtype} {array.shape}, expected {np.dtype(dtype)} {tuple(shape)}")
+    return array
+
+
+def non_finite_rows(vectors: np.ndarray) -> np.ndarray:
+    """Row numbers of `(rows, dim)` vectors holding a NaN or an infinity (checked `CHECK_ROWS` rows at a time)."""
+    bad = [start + np.flatnonzero(~np.isfinite(vectors[start : start + CHECK_ROWS]).all(axis=1))
+           for start in range(0, len(vectors), CHECK_ROWS)]
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+
+
+def check_finite(vectors: np.ndarray, source: Path) -> None:
+    """Raises `IndexFormatError` naming `source` and the rows when a vector holds NaN or infinity (such a row would
+    rank first with score NaN in a float32 scan and has no error bound in the int8 one)."""
+    rows = non_finite_rows(vectors)
+    if len(rows):
+        shown = ", ".join(str(row) for row in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+        raise IndexFormatError(f"{source}: rows {shown} hold non-finite values (NaN or inf); re-create the index")
+
+
+def parse_record(line: bytes | str, source: Path, row: int | str) -> dict:
+    """A video record (`path`, `size`, `mtime_ns`, ...) read from `source`, checked: the path must be relative to the
+    indexed folder and stay inside it (no absolute path, no `..`), the sizes integers.
+
+    Raises:
+        IndexFormatError: naming `source`, the row and what is wrong.
+    """
+    try:
+        record = json.loads(line) if isinstance(line, (bytes, str)) else line
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise IndexFormatError(f"{source}: record {row} is not JSON ({error})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+        raise IndexFormatError(f"{source}: record {row} has no path")
+    path = record["path"]
+    parts = path.split("/")
+    if path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise IndexFormatError(f"{source}: record {row} has the path {path!r}, which is not a plain path inside the "
+                               "indexed folder")
+    if not (_is_count(record.get("size")) and isinstance(record.get("mtime_ns"), int)):
+        raise IndexFormatError(f"{source}: record {row} ({path!r}) has no integer size and mtime_ns")
+    return record
+
+
 def write_codes(index_dir: Path, shard: Shard, vectors: np.ndarray) -> vector_search.Int8Codes:
     """Quantizes a shard's vectors for the two-stage search and writes the codes next to them (atomically)."""
     codes = vector_search.quantize_int8(vectors)
@@ -383,21 +464,31 @@ def write_codes(index_dir: Path, shard: Shard, vectors: np.ndarray) -> vector_se
 
 
 def read_codes(index_dir: Path, shard: Shard, dim: int) -> vector_search.Int8Codes:
-    """A shard's int8 codes, memory-mapped; raises OSError / ValueError if they are missing or do not fit."""
+    """A shard's int8 codes, memory-mapped.
+
+    Raises:
+        FileNotFoundError: a codes file is missing.
+        IndexFormatError: a codes file is damaged (named, with what is wrong).
+    """
     paths = shard.codes_paths(index_dir)
-    norms = np.load(paths["norms"], allow_pickle=False)
-    if norms.shape != (2, shard.rows):
-        raise ValueError(f"{paths['norms']}: shape {norms.shape}, expected (2, {shard.rows})")
-    codes = vector_search.Int8Codes(codes=np.load(paths["codes"], mmap_mode="c", allow_pickle=False),
-                                    scales=np.load(paths["scales"], allow_pickle=False),
+    norms = load_npy(paths["norms"], (2, shard.rows), np.float32)
+    if not (np.all(np.isfinite(norms)) and np.all(norms >= 0)):
+        raise IndexFormatError(f"{paths['norms']}: error norms must be finite and >= 0")
+    codes = vector_search.Int8Codes(codes=load_npy(paths["codes"], (shard.rows, dim), np.int8, mmap_mode="c"),
+                                    scales=load_npy(paths["scales"], (dim,), np.float32),
                                     residual_norms=norms[0], code_norms=norms[1])
-    codes.check(shard.rows, dim)
+    try:
+        codes.check(shard.rows, dim)
+    except ValueError as error:
+        raise IndexFormatError(f"{paths['scales']}: {error}") from None
     return codes
 
 
 def path_key(path: str) -> np.uint64:
-    """64-bit key of a record path (the first 8 bytes of its BLAKE2b digest): the same in every process and run."""
-    return np.uint64(int.from_bytes(hashlib.blake2b(path.encode("utf-8"), digest_size=8).digest(), "little"))
+    """64-bit key of a record path (the first 8 bytes of its BLAKE2b digest): the same in every process and run.
+    (File names that are not valid UTF-8 reach Python as surrogate escapes: they are hashed as their raw bytes.)"""
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return np.uint64(int.from_bytes(digest, "little"))
 
 
 def build_path_lookup(records_path: Path, rows: int) -> np.ndarray:
@@ -412,7 +503,8 @@ def build_path_lookup(records_path: Path, rows: int) -> np.ndarray:
     if len(lines) != rows:
         raise IndexFormatError(f"{records_path}: {len(lines)} records, manifest says {rows}")
     offsets = np.cumsum([0] + [len(line) for line in lines[:-1]], dtype=np.uint64)
-    keys = np.array([path_key(json.loads(line)["path"]) for line in lines], dtype=np.uint64)
+    keys = np.array([path_key(parse_record(line, records_path, row)["path"]) for row, line in enumerate(lines)],
+                    dtype=np.uint64)
     order = np.argsort(keys, kind="stable")
     return np.stack([keys[order], order.astype(np.uint64), offsets[order]])
 
@@ -445,12 +537,18 @@ class Manifest:
 
     @classmethod
     def load(cls, index_dir: Path) -> "Manifest":
+        """Reads and checks `manifest.json`: every name in it is untrusted (a shard id must be a plain file-name stem,
+        see `SHARD_ID`; sizes must be counts).
+
+        Raises:
+            IndexFormatError: not an index, an unknown format version, or a malformed manifest (what is wrong named).
+        """
         path = index_dir / MANIFEST
         if not path.is_file():
             raise IndexFormatError(f"{index_dir}: not a video index (no {MANIFEST})")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise IndexFormatError(f"{path}: unreadable manifest ({error})") from None
         if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or data.get("version") != INDEX_VERSION:
             found = data if isinstance(data, dict) else {}
@@ -459,9 +557,32 @@ class Manifest:
                 f"version {INDEX_VERSION}")
         try:
             data["shards"] = [Shard(**shard) for shard in data["shards"]]
-            return cls(**data)
+            manifest = cls(**data)
         except (KeyError, TypeError) as error:  # a field missing, unknown or of the wrong kind
             raise IndexFormatError(f"{path}: malformed manifest ({type(error).__name__}: {error})") from None
+        problem = manifest._problem()
+        if problem:
+            raise IndexFormatError(f"{path}: malformed manifest ({problem})")
+        manifest.failed = [parse_record(item, path, f"failed {row}") for row, item in enumerate(manifest.failed)]
+        return manifest
+
+    def _problem(self) -> str | None:
+        """What is wrong with a manifest read from disk, or None."""
+        if not (isinstance(self.video_dir, str) and isinstance(self.model, dict)
+                and isinstance(self.model.get("fingerprint"), str) and isinstance(self.model.get("name_or_path"), str)):
+            return "video_dir, model.fingerprint and model.name_or_path must be strings"
+        if not (_is_count(self.dim) and self.dim > 0):
+            return f"dim must be a positive integer, got {self.dim!r}"
+        for shard in self.shards:
+            if not (isinstance(shard.id, str) and SHARD_ID.fullmatch(shard.id)):
+                return f"shard id {shard.id!r} is not a plain file name (letters, digits, '-', '_')"
+            if not _is_count(shard.rows):
+                return f"shard {shard.id}: rows must be a count, got {shard.rows!r}"
+        if len({shard.id for shard in self.shards}) != len(self.shards):
+            return "a shard is listed twice"
+        if not isinstance(self.failed, list):
+            return "failed must be a list of records"
+        return None
 
     def save(self, index_dir: Path) -> None:
         write_json(index_dir / MANIFEST, self.to_dict())
@@ -476,8 +597,22 @@ def check_model(manifest: Manifest, loaded: LoadedModel, index_dir: Path) -> Non
             "a different model or preprocessing gives incomparable scores; query with the index's model or re-index")
 
 
+def _manifest_stamp(index_dir: Path) -> tuple[int, int, int] | None:
+    """Identity of the manifest file (inode, mtime, size): an index run replaces it by a new file (`os.replace`)."""
+    try:
+        stat = os.stat(index_dir / MANIFEST)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 class VideoIndex:
     """Read access to an index: memory-mapped vectors, records, exact top-k search.
+
+    A long-lived `VideoIndex` (a server) follows the index: each `search` and `locate` first checks whether an index
+    run has replaced the manifest since, and if so reads the new one (and drops what it held of the old shards). A run
+    that replaces the index in the middle of a search makes the search start again on the new state; if the files
+    vanish again, `IndexChangedError` says to reopen the index.
 
     Example:
         >>> index = VideoIndex(Path("my_index"))
@@ -486,7 +621,12 @@ class VideoIndex:
 
     def __init__(self, index_dir: str | os.PathLike, manifest: Manifest | None = None):
         self.index_dir = Path(index_dir)
+        # a manifest given by the caller (an index run, under the lock) is the state to use: no following
+        self._stamp = None if manifest is not None else _manifest_stamp(self.index_dir)
         self.manifest = manifest if manifest is not None else Manifest.load(self.index_dir)
+        self._forget_shards()
+
+    def _forget_shards(self) -> None:
         self._records: dict[str, list[bytes]] = {}
         self._record_bytes: dict[str, bytes] = {}
         self._vectors: dict[str, np.ndarray] = {}
@@ -498,24 +638,63 @@ class VideoIndex:
     def __len__(self) -> int:
         return self.manifest.num_videos
 
+    def _changed(self) -> bool:
+        return self._stamp is not None and _manifest_stamp(self.index_dir) != self._stamp
+
+    def refresh(self) -> bool:
+        """Reads the manifest again if an index run replaced it since; returns whether it did."""
+        if not self._changed():
+            return False
+        stamp = _manifest_stamp(self.index_dir)
+        self.manifest = Manifest.load(self.index_dir)
+        self._stamp = stamp
+        self._forget_shards()
+        logger.info("%s: the index changed on disk; now %d videos", self.index_dir, self.manifest.num_videos)
+        return True
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turns a shard file that is gone into `IndexChangedError` (an index run replaced it) or `IndexFormatError`
+        (the manifest names a file that is not there)."""
+        try:
+            yield
+        except FileNotFoundError as error:
+            if self._changed():
+                raise IndexChangedError(f"{self.index_dir}: an index run replaced the index while it was read "
+                                        f"({error.filename} is gone); open it again") from None
+            raise IndexFormatError(f"{error.filename}: missing (named by {self.index_dir / MANIFEST})") from None
+
+    def _following(self, operation, *args):
+        """`operation(*args)` on the current state of the index, once more on the new state if an index run replaced
+        the index meanwhile."""
+        self.refresh()
+        try:
+            with self._reading():
+                return operation(*args)
+        except IndexChangedError:
+            self.refresh()
+            with self._reading():
+                return operation(*args)
+
     def vectors(self, shard: Shard) -> np.ndarray:
         """The shard's `(rows, dim)` float32 vectors, memory-mapped copy-on-write (never written back; writable so that
-        torch can wrap it without a copy)."""
+        torch can wrap it without a copy); checked once for NaN / inf rows."""
         if shard.id not in self._vectors:
-            array = np.load(shard.vectors_path(self.index_dir), mmap_mode="c")
-            if array.shape != (shard.rows, self.manifest.dim) or array.dtype != np.float32:
-                raise IndexFormatError(f"{shard.vectors_path(self.index_dir)}: {array.dtype} {array.shape}, manifest "
-                                       f"says float32 ({shard.rows}, {self.manifest.dim})")
+            path = shard.vectors_path(self.index_dir)
+            with self._reading():
+                array = load_npy(path, (shard.rows, self.manifest.dim), np.float32, mmap_mode="c")
+            check_finite(array, path)
             self._vectors[shard.id] = array
         return self._vectors[shard.id]
 
     def codes(self, shard: Shard) -> vector_search.Int8Codes:
         """The shard's int8 search codes (memory-mapped). An index written before they existed, or whose code files are
-        damaged, gets them computed from the vectors and saved (kept in memory only if the folder is read-only)."""
+        missing or unreadable, gets them computed from the vectors and saved (kept in memory only if the folder is
+        read-only)."""
         if shard.id not in self._codes:
             try:
                 self._codes[shard.id] = read_codes(self.index_dir, shard, self.manifest.dim)
-            except (OSError, ValueError) as error:
+            except (FileNotFoundError, IndexFormatError) as error:
                 logger.info("shard %s: computing its int8 search codes (%s)", shard.id, error)
                 try:
                     self._codes[shard.id] = write_codes(self.index_dir, shard, self.vectors(shard))
@@ -526,7 +705,8 @@ class VideoIndex:
     def _lines(self, shard: Shard) -> list[bytes]:
         """The raw JSON lines of a shard's records (parsed on demand: a query reads only its hits)."""
         if shard.id not in self._records:
-            lines = shard.records_path(self.index_dir).read_bytes().splitlines()
+            with self._reading():
+                lines = shard.records_path(self.index_dir).read_bytes().splitlines()
             if len(lines) != shard.rows:
                 raise IndexFormatError(f"{shard.records_path(self.index_dir)}: {len(lines)} records, manifest says "
                                        f"{shard.rows}")
@@ -538,8 +718,9 @@ class VideoIndex:
 
         Read through the path lookup's line offsets (one line read) unless the shard's records are already loaded."""
         if shard.id in self._records:
-            return json.loads(self._records[shard.id][row])
-        return self._record_at(shard, int(self._record_offsets(shard)[row]))
+            return parse_record(self._records[shard.id][row], shard.records_path(self.index_dir), row)
+        with self._reading():
+            return self._record_at(shard, int(self._record_offsets(shard)[row]))
 
     def _hold_record_bytes(self, shard: Shard) -> None:
         """Keeps the shard's records file in memory, so that `_record_at` slices it instead of opening the file."""
@@ -550,13 +731,17 @@ class VideoIndex:
         """Byte offset of each row's record line (from the path lookup, which holds them in key order)."""
         if shard.id not in self._offsets:
             _, rows, offsets = self._path_lookup(shard)
+            if not np.array_equal(np.sort(rows), np.arange(shard.rows, dtype=np.uint64)):
+                raise IndexFormatError(f"{shard.lookup_path(self.index_dir)}: its rows are not those of the shard's "
+                                       f"{shard.rows} records (damaged; delete it to rebuild it)")
             by_row = np.empty(shard.rows, dtype=np.uint64)
             by_row[rows.astype(np.int64)] = offsets
             self._offsets[shard.id] = by_row
         return self._offsets[shard.id]
 
     def records(self, shard: Shard) -> list[dict]:
-        return [json.loads(line) for line in self._lines(shard)]
+        source = shard.records_path(self.index_dir)
+        return [parse_record(line, source, row) for row, line in enumerate(self._lines(shard))]
 
     def all_records(self) -> Iterator[tuple[Shard, int, dict]]:
         for shard in self.manifest.shards:
@@ -569,12 +754,18 @@ class VideoIndex:
         Costs, per shard, a binary search in its memory-mapped path lookup and, where the key matches, one record line
         read: the other records are not read.
         """
+        return self._following(self._locate, path)
+
+    def _locate(self, path: str) -> tuple[Shard, int, dict] | None:
         key = path_key(path)
         for shard in self.manifest.shards:
             keys, rows, offsets = self._path_lookup(shard)
             for position in range(int(np.searchsorted(keys, key, "left")), int(np.searchsorted(keys, key, "right"))):
                 record = self._record_at(shard, int(offsets[position]))
                 if record.get("path") == path:
+                    if int(rows[position]) >= shard.rows:
+                        raise IndexFormatError(f"{shard.lookup_path(self.index_dir)}: row {int(rows[position])} of a "
+                                               f"shard of {shard.rows} (damaged; delete it to rebuild it)")
                     return shard, int(rows[position]), record
         return None
 
@@ -593,13 +784,9 @@ class VideoIndex:
         lookup = None
         if path.is_file():
             try:
-                lookup = np.load(path, mmap_mode="r")
-            except (OSError, ValueError) as error:
-                logger.warning("%s: unreadable path lookup, rebuilding it (%s)", path, error)
-            if lookup is not None and (lookup.shape != (3, shard.rows) or lookup.dtype != np.uint64):
-                logger.warning("%s: path lookup of shape %s %s for %d records, rebuilding it", path, lookup.shape,
-                               lookup.dtype, shard.rows)
-                lookup = None
+                lookup = load_npy(path, (3, shard.rows), np.uint64, mmap_mode="r")
+            except (FileNotFoundError, IndexFormatError) as error:
+                logger.warning("%s: unusable path lookup, rebuilding it (%s)", path, error)
         if lookup is None:
             lookup = build_path_lookup(shard.records_path(self.index_dir), shard.rows)
             try:
@@ -611,20 +798,24 @@ class VideoIndex:
 
     def _record_at(self, shard: Shard, offset: int) -> dict:
         """The record whose line starts at byte `offset` of the shard's records file (held in memory or read)."""
+        records_path = shard.records_path(self.index_dir)
         data = self._record_bytes.get(shard.id)
-        if data is not None:
-            end = data.find(b"\n", offset)
-            line = data[offset : end if end >= 0 else len(data)]
-        else:
-            with open(shard.records_path(self.index_dir), "rb") as handle:
-                handle.seek(offset)
-                line = handle.readline()
+        size = len(data) if data is not None else records_path.stat().st_size
+        line = b""
+        if offset < size:
+            if data is not None:
+                end = data.find(b"\n", offset)
+                line = data[offset : end if end >= 0 else len(data)]
+            else:
+                with open(records_path, "rb") as handle:
+                    handle.seek(offset)
+                    line = handle.readline()
         try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            raise IndexFormatError(f"{shard.records_path(self.index_dir)}: no record at byte {offset} (its path lookup "
-                                   f"{shard.lookup_path(self.index_dir).name} does not match it; delete the lookup to "
-                                   "rebuild it)") from None
+            return parse_record(line, records_path, f"at byte {offset}")
+        except IndexFormatError:
+            raise IndexFormatError(f"{records_path}: no record at byte {offset} (its path lookup "
+                                   f"{shard.lookup_path(self.index_dir).name} does not match it: damaged; delete the "
+                                   "lookup to rebuild it)") from None
 
     def search(self, queries: torch.Tensor, k: int = 10, scale: float = 1.0, backend: str = "auto",
                chunk_rows: int | None = None) -> list[list["Hit"]]:
@@ -632,32 +823,47 @@ class VideoIndex:
 
         Args:
             queries: `(num_queries, dim)` float32 retrieval vectors.
-            k: hits per query (fewer when the index is smaller).
+            k: hits per query, `>= 1` (fewer when the index is smaller).
             scale: `logit_scale.exp()` of the model, so that scores are the model's logits.
             backend: how the top k is found; every backend gives the exact float32 top k:
 
                 - `"int8"`: two stages (`vector_search.exact_topk`): an int8 scan of the shards' codes with a proven
                   error bound, then float32 rescoring of the rows the bound cannot rule out.
-                - `"fused"`: the same with a `torch.compile`d one-pass scan, fastest for one query at a time in a
-                  long-lived process (the first call compiles for a few seconds; falls back to "int8").
                 - `"flat"`: a float32 scan of every vector (the reference; 4x the bytes of the int8 scan).
                 - `"faiss"`: FAISS `IndexFlatIP` (`pip install faiss-cpu`), built in RAM from the shards on the first
                   such call and kept by this `VideoIndex`.
                 - `"auto"` (default): "flat" below `COARSE_MIN_ROWS` videos, else "int8".
+                - `"fused"`: deprecated spelling of "int8" (kept for old command lines).
             chunk_rows: rows per scan step (default: the backend's own).
 
         Returns:
             per query, up to `k` [`Hit`]s, best first. Scores are recomputed in float32 for the winners, so every
             backend reports identical scores.
+
+        Raises:
+            ValueError: bad queries, `k` or backend.
+            IndexFormatError: a damaged shard file (named).
+            IndexChangedError: index runs replaced the index twice during the search.
         """
         queries = queries.float().contiguous()
         if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
             raise ValueError(f"queries must be (num_queries, {self.manifest.dim}), got {tuple(queries.shape)}")
+        if not torch.isfinite(queries).all():
+            raise ValueError("queries hold non-finite values (NaN or inf)")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        if backend == "fused":
+            logger.warning("backend 'fused' is deprecated: it is the 'int8' backend")
+            backend = "int8"
+        return self._following(self._search, queries, k, scale, backend, chunk_rows)
+
+    def _search(self, queries: torch.Tensor, k: int, scale: float, backend: str,
+                chunk_rows: int | None) -> list[list["Hit"]]:
         shards = [shard for shard in self.manifest.shards if shard.rows]
         k = min(k, self.manifest.num_videos)
-        if k <= 0:
+        if k == 0:
             return [[] for _ in range(len(queries))]
         if backend == "auto":
             backend = "flat" if self.manifest.num_videos < COARSE_MIN_ROWS else "int8"
@@ -670,7 +876,14 @@ class VideoIndex:
                                            chunk_rows or 65536)
         else:
             blocks = [vector_search.SearchBlock(self.vectors(shard), self.codes(shard)) for shard in shards]
-            global_rows = vector_search.exact_topk(blocks, queries, k, kernel=backend, chunk_rows=chunk_rows).rows
+            try:
+                global_rows = vector_search.exact_topk(blocks, queries, k, chunk_rows=chunk_rows).rows
+            except vector_search.InconsistentCodesError as error:
+                paths = shards[error.block].codes_paths(self.index_dir)
+                raise IndexFormatError(
+                    f"{paths['norms']} (with {paths['codes'].name}, {paths['scales'].name}): the int8 search codes do "
+                    f"not bound the stored vectors ({error}); damaged: delete these three files to have them "
+                    "recomputed") from None
         return self._hits(shards, queries, np.asarray(global_rows, dtype=np.int64), scale)
 
     def _hits(self, shards: list[Shard], queries: torch.Tensor, rows: np.ndarray, scale: float) -> list[list["Hit"]]:
@@ -751,11 +964,42 @@ def faiss_topk(blocks: Sequence[np.ndarray], queries: torch.Tensor, k: int, flat
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class IndexArguments:
-    """Arguments of `search_videos.py index`."""
+def _below(value, minimum: int) -> str | None:
+    """Why `value` is not an integer `>= minimum`, or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return f"must be an integer >= {minimum}, got {value!r}"
+    return None
 
-    video_dir: str = field(metadata={"help": "Folder of videos (searched recursively)."})
+
+def _check_at_least(arguments, minimum: int, *names: str) -> None:
+    """Raises ValueError naming the option (`--name`) when one of the integer fields `names` is below `minimum`."""
+    for name in names:
+        problem = _below(getattr(arguments, name), minimum)
+        if problem:
+            raise ValueError(f"{'-' if len(name) == 1 else '--'}{name} {problem}")
+
+
+def int_at_least(minimum: int):
+    """An argparse `type=` for plain `ArgumentParser` scripts (the benchmark, the demo): an integer `>= minimum`, else
+    argparse's message naming the option."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if _below(value, minimum):
+            raise argparse.ArgumentTypeError(_below(value, minimum))
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+@dataclass(kw_only=True)
+class IndexArguments:
+    """Arguments of `search_videos.py index VIDEO_DIR --model MODEL --index INDEX_DIR`; bad values raise ValueError
+    naming the option."""
+
+    video_dir: str | None = field(default=None, metadata={
+        "help": "Folder of videos (searched recursively); also accepted as the first positional argument."})
     model: str = field(metadata={"help": "Hub id or local folder of a CLIP2Video model with its processor."})
     index: str = field(metadata={"help": "Index folder (created if missing, updated incrementally otherwise)."})
     batch_size: int = field(default=8, metadata={"help": "Videos per forward pass."})
@@ -765,6 +1009,12 @@ class IndexArguments:
         "help": "Write encoded vectors to disk every N videos (a killed run loses at most this much work)."})
     shard_rows: int = field(default=65536, metadata={"help": "Maximum rows per shard file."})
     retry_failed: bool = field(default=False, metadata={"help": "Try again the unreadable videos that did not change."})
+
+    def __post_init__(self):
+        if not self.video_dir:
+            raise ValueError("give the folder of videos to index (VIDEO_DIR)")
+        _check_at_least(self, 1, "batch_size", "commit_every", "shard_rows")
+        _check_at_least(self, 0, "num_workers")
 
 
 @dataclass
@@ -785,28 +1035,29 @@ class IndexReport:
 
 @contextlib.contextmanager
 def index_lock(index_dir: Path) -> Iterator[None]:
-    """Exclusive lock on the index for one writer (released by the OS if the process dies); creates the folder.
+    """Exclusive lock on the index for one writer (`filelock`; creates the folder). The OS releases it when the
+    process dies, even while DataLoader workers forked from it live on: filelock closes its descriptor in forked
+    children, so an immediate rerun after a `kill -9` gets the lock.
 
     Raises:
         IndexWriteError: the folder cannot be created or written.
         IndexBusyError: another run holds the lock.
     """
-    import fcntl
+    import filelock
 
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(index_dir / LOCK, "a+")
+        lock = filelock.FileLock(index_dir / LOCK, timeout=0)
+        lock.acquire()
+    except filelock.Timeout:
+        raise IndexBusyError(f"{index_dir}: another index run is writing this index") from None
     except OSError as error:
         raise IndexWriteError(f"{index_dir}: cannot create or write the index folder ({error.strerror or error})"
                               ) from None
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBusyError(f"{index_dir}: another index run is writing this index") from None
         yield
     finally:
-        handle.close()
+        lock.release()
 
 
 def _new_manifest(video_dir: Path, loaded: LoadedModel) -> Manifest:
@@ -829,42 +1080,80 @@ def open_for_update(index_dir: Path, video_dir: Path, loaded: LoadedModel) -> Ma
     return manifest
 
 
+def _own_folder(folder: Path, index_dir: Path) -> bool:
+    """True if `folder` exists as a real folder of the index; raises `IndexFormatError` for a symbolic link (a run must
+    never delete, through it, files of another folder or index)."""
+    if folder.is_symlink():
+        raise IndexFormatError(f"{folder}: a symbolic link; an index's {folder.name}/ must be its own folder "
+                               f"(refusing to write through it into another index)")
+    return folder.is_dir()
+
+
 def remove_stale_files(index_dir: Path, manifest: Manifest) -> None:
-    """Deletes temporary files of killed runs and shard files the manifest does not name."""
+    """Deletes temporary files of killed runs and shard files the manifest does not name (only plain files directly in
+    the index's own folders: nothing through a symbolic link, no subfolder)."""
     keep = {name for shard in manifest.shards for name in shard.file_names()}
     for folder in (index_dir, index_dir / SHARDS, index_dir / PENDING):
-        if not folder.is_dir():
+        if folder != index_dir and not _own_folder(folder, index_dir):
             continue
         for path in folder.iterdir():
+            if path.is_dir() and not path.is_symlink():
+                continue
             if path.name.startswith(TMP_PREFIX) or (folder.name == SHARDS and path.name not in keep):
                 path.unlink(missing_ok=True)
 
 
 def write_pending_chunk(index_dir: Path, vectors: np.ndarray, records: list[dict], failed: list[dict],
                         prefix: str) -> None:
-    """Commits encoded videos: `pending/<name>.npy` then `pending/<name>.json` (its presence marks completion)."""
+    """Commits encoded videos: `pending/<name>.npy` then `pending/<name>.json` (its presence marks completion).
+
+    Raises:
+        ValueError: a vector holds NaN or inf (`PendingChunkWriter` turns such videos into skips first).
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    bad = non_finite_rows(vectors)
+    if len(bad):
+        raise ValueError(f"non-finite vectors for {[records[row]['path'] for row in bad[:10]]}")
     name = f"{prefix}-{time.time_ns()}-{uuid.uuid4().hex[:6]}"
     folder = index_dir / PENDING
-    folder.mkdir(parents=True, exist_ok=True)
-    write_npy(folder / f"{name}.npy", vectors.astype(np.float32, copy=False))
+    if not _own_folder(folder, index_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    write_npy(folder / f"{name}.npy", vectors)
     write_json(folder / f"{name}.json", {"rows": len(records), "records": records, "failed": failed})
+
+
+def read_pending_chunk(marker: Path, dim: int) -> tuple[Path, np.ndarray, list[dict], list[dict]]:
+    """One complete pending chunk (its `.json` marker, vectors, records, failures), checked like the shards.
+
+    Raises:
+        IndexFormatError: naming the file and what is wrong (unreadable, records or vectors malformed, NaN rows).
+    """
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise IndexFormatError(f"{marker}: unreadable pending chunk ({error})") from None
+    if not (isinstance(data, dict) and _is_count(data.get("rows")) and isinstance(data.get("records"), list)
+            and isinstance(data.get("failed"), list) and len(data["records"]) == data["rows"]):
+        raise IndexFormatError(f"{marker}: malformed pending chunk (rows, records and failed expected)")
+    records = [parse_record(record, marker, row) for row, record in enumerate(data["records"])]
+    failed = [parse_record(item, marker, f"failed {row}") for row, item in enumerate(data["failed"])]
+    vectors_path = marker.with_suffix(".npy")
+    try:
+        vectors = load_npy(vectors_path, (data["rows"], dim), np.float32) if data["rows"] else \
+            np.zeros((0, dim), np.float32)
+    except FileNotFoundError:
+        raise IndexFormatError(f"{vectors_path}: missing (its marker {marker.name} says it was written)") from None
+    check_finite(vectors, vectors_path)
+    return marker, vectors, records, failed
 
 
 def read_pending_chunks(index_dir: Path, dim: int) -> list[tuple[Path, np.ndarray, list[dict], list[dict]]]:
     """Complete pending chunks (vectors, records, failures), oldest first; incomplete ones are ignored."""
     folder = index_dir / PENDING
-    chunks = []
-    if not folder.is_dir():
-        return chunks
-    for marker in sorted(folder.glob("*.json")):
-        if marker.name.startswith(TMP_PREFIX):
-            continue
-        data = json.loads(marker.read_text(encoding="utf-8"))
-        vectors = np.load(marker.with_suffix(".npy")) if data["rows"] else np.zeros((0, dim), np.float32)
-        if vectors.shape != (data["rows"], dim):
-            raise IndexFormatError(f"{marker}: {vectors.shape} vectors for {data['rows']} records of width {dim}")
-        chunks.append((marker, vectors, data["records"], data["failed"]))
-    return chunks
+    if not _own_folder(folder, index_dir):
+        return []
+    return [read_pending_chunk(marker, dim) for marker in sorted(folder.glob("*.json"))
+            if not marker.name.startswith(TMP_PREFIX)]
 
 
 def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int) -> Manifest:
@@ -909,7 +1198,8 @@ def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int)
     new_shards = []
     if moved_records:
         merged = np.concatenate(moved_vectors) if moved_vectors else np.zeros((0, manifest.dim), np.float32)
-        (index_dir / SHARDS).mkdir(parents=True, exist_ok=True)
+        if not _own_folder(index_dir / SHARDS, index_dir):
+            (index_dir / SHARDS).mkdir(parents=True, exist_ok=True)
         for start in range(0, len(moved_records), shard_rows):
             rows = min(shard_rows, len(moved_records) - start)
             shard = Shard(id=f"{time.time_ns()}-{uuid.uuid4().hex[:6]}", rows=rows)
@@ -1061,7 +1351,16 @@ class PendingChunkWriter:
         return len(self.records) + len(self.failed)
 
     def add(self, items: list[dict], vectors: np.ndarray | None) -> None:
-        """Adds one decoded batch: `vectors` are those of its readable items, in order (None when there are none)."""
+        """Adds one decoded batch: `vectors` are those of its readable items, in order (None when there are none).
+
+        A video whose vector holds NaN or inf (a model that overflows, e.g. under bf16) is not indexed: it is counted
+        and reported as unreadable, with that reason, like a video that does not decode."""
+        if vectors is not None:
+            readable = [item for item in items if "error" not in item]
+            for row in non_finite_rows(vectors):
+                readable[row]["error"] = "the model gave a non-finite vector (NaN or inf) for this video"
+            vectors = vectors[np.isfinite(vectors).all(axis=1)]
+            vectors = vectors if len(vectors) else None
         for item in items:
             if "error" in item:
                 video = item["video"]
@@ -1214,25 +1513,35 @@ def build_index(args: IndexArguments) -> IndexReport:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(kw_only=True)
 class QueryArguments:
-    """Arguments of `search_videos.py query`."""
+    """Arguments of `search_videos.py query INDEX_DIR "caption"` (or `--video PATH`); bad values raise ValueError
+    naming the option."""
 
-    index: str = field(metadata={"help": "Index folder made by `search_videos.py index`."})
-    text: str | None = field(default=None, metadata={"help": "Caption to search for."})
+    index: str | None = field(default=None, metadata={
+        "help": "Index folder made by `search_videos.py index`; also accepted as the first positional argument."})
+    text: str | None = field(default=None, metadata={
+        "help": "Caption to search for; also accepted as the second positional argument."})
     video: str | None = field(default=None, metadata={
         "help": "Search by example: a video file (an indexed, unchanged one is not encoded again)."})
-    k: int = field(default=10, metadata={"help": "Number of hits."})
+    k: int = field(default=10, metadata={"help": "Number of hits.", "aliases": ["-k"]})
     model: str | None = field(default=None, metadata={
         "help": "Model to encode the query (default: the one recorded in the index); refused if it is not the model "
                 "that built the index."})
-    backend: str = field(default="auto", metadata={"help": (
-        "How the exact top k is found: auto (flat below 32,768 videos, else int8), int8 (int8 scan with an error "
-        "bound + float32 rescoring), fused (the same, compiled one-pass scan: for long-lived processes), flat "
-        "(float32 scan) or faiss.")})
+    backend: Literal["auto", "int8", "flat", "faiss", "fused"] = field(default="auto", metadata={"help": (
+        "How the exact top k is found (every backend gives the same hits): auto (flat below 32,768 videos, else "
+        "int8), int8 (int8 scan with an error bound + float32 rescoring), flat (float32 scan) or faiss; 'fused' is a "
+        "deprecated spelling of int8.")})
     json: bool = field(default=False, metadata={"help": "Print the hits as JSON."})
     html: str | None = field(default=None, metadata={"help": "Write an HTML gallery (thumbnail strip per hit)."})
     thumbnails: int = field(default=6, metadata={"help": "Frames per thumbnail strip in --html."})
+
+    def __post_init__(self):
+        if not self.index:
+            raise ValueError("give the index folder (INDEX_DIR)")
+        if (self.text is None) == (self.video is None):
+            raise ValueError("give a caption or --video PATH (exactly one)")
+        _check_at_least(self, 1, "k", "thumbnails")
 
 
 def index_relative_paths(video: str | os.PathLike, root: Path) -> list[str]:
@@ -1308,63 +1617,43 @@ def search(index_dir: str | os.PathLike, text: str | None = None, video: str | N
     return index.search(query, k=k, scale=model.logit_scale, backend=backend)[0]
 
 
-def thumbnail_strip(processor, path: str, num_frames: int, height: int = 72) -> str | None:
-    """A base64 JPEG of `num_frames` frames side by side (uniformly spread over the video), or None if unreadable."""
-    from PIL import Image
-
-    try:
-        frames = processor.video_processor.load_frames(path, frame_sampling="uniform", num_frames=num_frames)
-    except Exception as error:
-        logger.warning("no thumbnails for %s: %s", path, error)
-        return None
-    images = [frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame)[..., :3])
-              for frame in frames]
-    images = [image.convert("RGB").resize((max(1, round(image.width * height / image.height)), height))
-              for image in images]
-    strip = Image.new("RGB", (sum(image.width for image in images), height))
-    x = 0
-    for image in images:
-        strip.paste(image, (x, 0))
-        x += image.width
-    buffer = io.BytesIO()
-    strip.save(buffer, format="JPEG", quality=85)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames: int) -> None:
-    """A self-contained HTML page: one row per hit with rank, score, path, duration and a thumbnail strip."""
+    """A self-contained HTML page (`report_clip2video`): one row per hit with rank, score, path (a link to the file),
+    duration and a strip of `num_frames` frames spread over the video."""
     rows = []
     for rank, hit in enumerate(hits, 1):
-        strip = thumbnail_strip(processor, hit.path, num_frames)
-        image = f'<img src="data:image/jpeg;base64,{strip}" alt="frames">' if strip else "<em>no preview</em>"
+        try:
+            frames = processor.video_processor.load_frames(hit.path, frame_sampling="uniform", num_frames=num_frames)
+            image = report.data_uri(report.thumbnail_strip(frames, height=72, count=num_frames))
+        except Exception as error:  # noqa: BLE001 - a preview is optional; the hit is still listed
+            logger.warning("no thumbnails for %s: %s", report.printable(hit.path), error)
+            image = None
         duration = hit.record.get("duration")
-        rows.append(
-            f'<tr><td>{rank}</td><td>{hit.score:.4f}</td><td><a href="{html.escape(Path(hit.path).as_uri())}">'
-            f'{html.escape(hit.path)}</a><br><small>{"" if duration is None else f"{duration:.2f} s, "}'
-            f'{hit.record.get("frames")} frames used</small></td><td>{image}</td></tr>')
-    page = (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>CLIP2Video search</title><style>'
-        "body{font-family:sans-serif} td{padding:4px 8px;vertical-align:middle} img{height:72px}</style></head><body>"
-        f"<h1>{html.escape(query)}</h1><table><tr><th>#</th><th>score</th><th>video</th><th>frames</th></tr>"
-        + "\n".join(rows) + "</table></body></html>\n")
-    with atomic_write(Path(path), "w") as handle:
-        handle.write(page)
+        rows.append([report.Cell(str(rank)), report.Cell(f"{hit.score:.4f}"),
+                     report.Cell(hit.path, link=Path(hit.path).as_uri(),
+                                 note=("" if duration is None else f"{duration:.2f} s, ")
+                                 + f"{hit.record.get('frames')} frames used"),
+                     report.Cell(image=image, text="" if image else "no preview")])
+    report.write_page(path, report.render_page(query, rows, columns=("#", "score", "video", "frames")))
 
 
 def run_query(args: QueryArguments) -> list[Hit]:
-    if (args.text is None) == (args.video is None):
-        raise ValueError("give a caption or --video PATH (exactly one)")
     index = VideoIndex(args.index)
-    loaded = load_model(args.model or index.manifest.model["name_or_path"],
-                        bf16=index.manifest.model.get("bf16", False))
+    try:
+        loaded = load_model(args.model or index.manifest.model["name_or_path"],
+                            bf16=index.manifest.model.get("bf16", False))
+    except ModelSourceError as error:
+        if args.model:
+            raise
+        raise ModelSourceError(f"{error} (the model recorded in the index {args.index}: pass --model)") from None
     hits = search(args.index, text=args.text, video=args.video, k=args.k, model=loaded, backend=args.backend)
     query = args.text if args.text is not None else f"video: {args.video}"
     if args.json:
         print(json.dumps({"query": query, "index": str(Path(args.index).resolve()), "model": loaded.fingerprint,
                           "hits": [hit.to_dict(rank) for rank, hit in enumerate(hits, 1)]}, indent=1))
     else:
-        for rank, hit in enumerate(hits, 1):
-            print(f"{rank:3d}  {hit.score:9.4f}  {hit.path}")
+        for rank, hit in enumerate(hits, 1):  # file names are untrusted: no control character reaches the terminal
+            print(f"{rank:3d}  {hit.score:9.4f}  {report.printable(hit.path)}")
     if args.html:
         write_gallery(args.html, query, hits, loaded.processor, args.thumbnails)
         logger.info("gallery written to %s", args.html)
@@ -1376,43 +1665,52 @@ def run_query(args: QueryArguments) -> list[Hit]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, positional: Iterable[str],
-                             aliases: dict | None = None) -> None:
-    for item in dataclasses.fields(cls):
-        help_text = item.metadata.get("help", "")
-        if item.name in positional:
-            parser.add_argument(item.name, help=help_text, **({"nargs": "?"} if item.default is None else {}))
-        elif item.default is dataclasses.MISSING:
-            parser.add_argument(f"--{item.name}", required=True, help=help_text)
-        elif item.type in (bool, "bool"):
-            parser.add_argument(f"--{item.name}", action="store_true", help=help_text)
-        else:
-            kind = {"int": int, "str | None": str, "str": str}.get(str(item.type), str)
-            names = [f"--{item.name}", *((aliases or {}).get(item.name, []))]
-            parser.add_argument(*names, type=kind, default=item.default, help=help_text)
+#: Per command: its arguments and the fields also given as positional arguments, in order.
+COMMANDS = {"index": (IndexArguments, ("video_dir",), "Create or update an index of a video folder."),
+            "query": (QueryArguments, ("index", "text"), "Search an index by text or by example video.")}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `index` / `query` command line: each command's options from its dataclass (`HfArgumentParser`), plus its
+    positional spellings (`index VIDEO_DIR`, `query INDEX_DIR "caption"`), stored under `<field>_positional`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_dataclass_arguments(commands.add_parser("index", help="Create or update an index of a video folder."),
-                             IndexArguments, positional=("video_dir",))
-    _add_dataclass_arguments(commands.add_parser("query", help="Search an index by text or by example video."),
-                             QueryArguments, positional=("index", "text"), aliases={"k": ["-k"]})
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
+    for command, (arguments, positional, help_text) in COMMANDS.items():
+        subparser = commands.add_parser(command, dataclass_types=[arguments], help=help_text, description=help_text)
+        for name in positional:
+            subparser.add_argument(f"{name}_positional", metavar=name.upper(), nargs="?", default=None,
+                                   help=f"Same as --{name}.")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (1 with a one-line message for index and decoding errors)."""
+def parse_arguments(argv: Sequence[str] | None = None) -> IndexArguments | QueryArguments:
+    """The command's arguments; a bad value (`--batch_size 0`, `-k -1`, ...) exits with status 2 and a message naming
+    the option, before anything is loaded or written."""
     parser = build_parser()
     namespace = vars(parser.parse_args(argv))
     command = namespace.pop("command")
+    arguments, positional, _ = COMMANDS[command]
+    for name in positional:
+        given = namespace.pop(f"{name}_positional")
+        if given is not None and namespace[name] is not None:
+            parser.error(f"{command}: {name.upper()} given twice (positional and --{name})")
+        namespace[name] = given if given is not None else namespace[name]
+    try:
+        return arguments(**namespace)
+    except ValueError as error:
+        parser.error(f"{command}: {error}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (1 with a one-line message for index, model and decoding errors; 2 for
+    bad options)."""
+    arguments = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        if command == "index":
-            build_index(IndexArguments(**namespace))
+        if isinstance(arguments, IndexArguments):
+            build_index(arguments)
         else:
-            run_query(QueryArguments(**namespace))
+            run_query(arguments)
     except (VideoIndexError, ValueError, FileNotFoundError) as error:
         logger.error("%s: %s", type(error).__name__, error)
         return 1

@@ -1,8 +1,10 @@
 # Copyright 2026 The clip2video authors. Licensed under the MIT licence.
-"""Small helpers shared by the scripts: atomic files and folders.
+"""Small helpers shared by the scripts: atomic files and folders, model sources, model folders.
 
 Every file the project writes for a user (index shards, manifests, checkpoints, converted models) goes through one
 of these, so a kill or a full disk at any moment leaves either the previous content or the new one, never half of it.
+A model folder's processor is read by `load_processor` and its card written by `build_model_card`, the same way for
+the training script, the search script and the converter.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Sequence, Union
 
 PathLike = Union[str, os.PathLike]
 #: Prefix of the temporary siblings written by `atomic_write` / `atomic_directory` (readers skip such names).
@@ -120,3 +122,175 @@ def check_model_source(name_or_path: PathLike) -> str:
     if _looks_like_local_path(name):
         raise ModelSourceError(f"{name}: no such folder (and not a Hub repo id)")
     return name
+
+
+@contextlib.contextmanager
+def files_into_directory(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yields an empty staging folder next to `path`; on success the files written there land in `path`.
+
+    - `path` absent or an empty folder: the staging folder is renamed onto it (one atomic rename on POSIX).
+    - `path` a folder with content: refused with `FileExistsError` unless `overwrite=True`; then each staged file
+      replaces the file of the same name (`os.replace`, atomic per file) and every other file of `path` is kept.
+      A staged name that is a folder (or a file under a file) in `path` is refused before anything moves.
+
+    On any error (disk full, an exception in the `with` body) the staging folder is removed and `path` is exactly
+    as before: a failed run never leaves a half-written folder, and nothing the run did not write is deleted.
+    """
+    check_output_folder(path, overwrite)
+    path = Path(path).resolve()  # '.', '..' and symlinks: the staging folder must sit on the same file system
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = temporary_sibling(path)
+    staging.mkdir()
+    try:
+        yield staging
+        try:
+            os.replace(staging, path)  # absent, or an empty folder: replaced atomically
+        except OSError:
+            if not (overwrite and path.is_dir()):
+                raise
+            _move_files_into(staging, path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_output_folder(path: PathLike, overwrite: bool) -> None:
+    """Raise unless `files_into_directory(path, overwrite)` may write there: `path` is absent, an empty folder, or a
+    folder with content and `overwrite=True` (`NotADirectoryError` for a file, `FileExistsError` otherwise)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: exists and is not a folder")
+    if path.is_dir() and not overwrite and any(path.iterdir()):
+        raise FileExistsError(f"{path}: folder exists and is not empty")
+
+
+def _move_files_into(source: Path, target: Path) -> None:
+    """Move every file under `source` to the same relative path under `target`, replacing files of that name."""
+    staged = sorted(p.relative_to(source) for p in source.rglob("*") if not p.is_dir())
+    for relative in staged:
+        for parent in reversed(relative.parents[:-1]):  # every folder on the way must be a folder (or absent)
+            if (target / parent).exists() and not (target / parent).is_dir():
+                raise FileExistsError(f"{target / parent}: is a file; cannot write {relative} under it")
+        destination = target / relative
+        if destination.is_dir() and not destination.is_symlink():
+            raise IsADirectoryError(f"{destination}: is a folder; cannot replace it with a file")
+    for relative in staged:
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source / relative, target / relative)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model folders: the processor saved with a model, the model card
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class ProcessorNotFoundError(FileNotFoundError):
+    """A model folder or Hub repo with no readable CLIP2Video processor (the message names it and says why)."""
+
+
+def load_processor(name_or_path: PathLike, trust_remote_code: bool = False):
+    """The `CLIP2VideoProcessor` saved with a model (a folder or a Hub id).
+
+    With `trust_remote_code=True`, `AutoProcessor` runs the processing code stored next to the model (as `AutoModel`
+    does for the model). Without it, this repository's classes read the saved settings (`processor_config.json`)
+    and the tokenizer files: no code from the folder is executed.
+
+    Raises:
+        ProcessorNotFoundError: `name_or_path` holds no readable CLIP2Video processor (a CLIP model, a folder without
+            `processor_config.json`, a damaged file).
+    """
+    source = os.fspath(name_or_path)
+    try:
+        if trust_remote_code:
+            from transformers import AutoProcessor
+
+            processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+        else:
+            processor = _processor_from_saved_settings(source)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise ProcessorNotFoundError(f"{source}: no CLIP2Video processor ({type(error).__name__}: {error})") from error
+    if type(processor).__name__ != "CLIP2VideoProcessor":  # the remote-code class is not this module's class
+        raise ProcessorNotFoundError(f"{source}: its processor is a {type(processor).__name__}, "
+                                     "not a CLIP2VideoProcessor")
+    return processor
+
+
+def _processor_from_saved_settings(source: str):
+    """`CLIP2VideoProcessor` from `processor_config.json` and the tokenizer files, with this repository's classes."""
+    from transformers import CLIPTokenizer
+    from transformers.utils import cached_file
+
+    from processing_clip2video import CLIP2VideoProcessor, CLIP2VideoVideoProcessor
+
+    saved = json.loads(Path(cached_file(source, "processor_config.json")).read_text(encoding="utf-8"))
+    if not isinstance(saved, dict) or not isinstance(saved.get("video_processor", {}), dict):
+        raise ValueError("processor_config.json is not a CLIP2Video processor's (no `video_processor` settings)")
+    video = {k: v for k, v in saved.get("video_processor", {}).items() if k not in ("auto_map", "video_processor_type")}
+    return CLIP2VideoProcessor(CLIP2VideoVideoProcessor(**video), CLIPTokenizer.from_pretrained(source),
+                               max_words=saved.get("max_words", 32),
+                               text_pad_token_id=saved.get("text_pad_token_id", 0))
+
+
+#: Hub tags of every CLIP2Video model card (`custom_code`: the model loads with `trust_remote_code=True`).
+MODEL_CARD_TAGS = ("clip2video", "video-text-retrieval", "video-retrieval", "custom_code")
+PAPER = "CLIP2Video (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097))"
+
+
+def usage_snippet(repo: str, config, with_processor: bool) -> str:
+    """A Python block loading `repo` with `trust_remote_code=True` and computing the retrieval similarity.
+
+    `config` (a `CLIP2VideoConfig`) gives the shapes quoted in the comments; without a saved processor the snippet
+    starts from token ids and pixel values.
+    """
+    dim, frames, size = config.retrieval_embed_dim, config.num_frames, config.vision_config.image_size
+    lines = ["import torch", "from transformers import AutoModel" + (", AutoProcessor" if with_processor else ""), "",
+             f'model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()']
+    if with_processor:
+        lines += [f'processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)',
+                  'inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], '
+                  'return_tensors="pt")',
+                  "with torch.no_grad():",
+                  '    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output',
+                  '    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output',
+                  f"# text: (captions, {dim}), video: (videos, {dim})"]
+    else:
+        lines += ["with torch.no_grad():",
+                  "    text = model.get_text_features(input_ids, attention_mask).pooler_output",
+                  f"    video = model.get_video_features(pixel_values, video_mask).pooler_output  # pixel_values: "
+                  f"(videos, {frames}, 3, {size}, {size})",
+                  f"# text: (captions, {dim}), video: (videos, {dim})"]
+    lines.append("similarity = model.logit_scale.exp() * text @ video.T  # index `video` once, search with one matrix "
+                 "product")
+    return "```python\n" + "\n".join(lines) + "\n```"
+
+
+def architecture_summary(config, num_parameters: int) -> str:
+    """One paragraph naming the temporal blocks of `config` (a `CLIP2VideoConfig`) and the model's size."""
+    tdb = f"`{config.tdb_projection}`" if config.use_tdb else "off"
+    tab = (f"input `{config.tab_input}`, {config.num_centers} centers, center weight {config.center_weight}"
+           if config.use_tab else "off")
+    return (f"Temporal head `{config.temporal_head}` ({config.num_temporal_layers} layers), TDB {tdb}, TAB {tab}; "
+            f"{config.num_frames} frames of {config.vision_config.image_size} px, {num_parameters / 1e6:.2f} M "
+            f"parameters.")
+
+
+def build_model_card(*, title: str, summary: str, repo: str, config, num_parameters: int, with_processor: bool,
+                     sections: Sequence[tuple[str, str]] = (), base_model: str | None = None,
+                     datasets: Sequence[str] = (), metrics: Sequence[str] = ()):
+    """The Hub model card (`huggingface_hub.ModelCard`) of a CLIP2Video model folder.
+
+    The YAML front matter is built from `ModelCardData` (MIT licence, `transformers`, feature extraction, the
+    `MODEL_CARD_TAGS`, `base_model`, `datasets`, `metrics`); the text is `# title`, `summary`, a usage section with
+    the `trust_remote_code=True` snippet, the `(heading, markdown)` `sections`, and the architecture. Save it with
+    `write_text(folder / "README.md", str(card))`.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(library_name="transformers", license="mit", pipeline_tag="feature-extraction",
+                         tags=list(MODEL_CARD_TAGS), base_model=base_model, datasets=list(datasets) or None,
+                         metrics=list(metrics) or None)
+    parts = [f"# {title}", summary, "## Usage", usage_snippet(repo, config, with_processor)]
+    for heading, text in sections:
+        parts += [f"## {heading}", text]
+    parts += ["## Model", architecture_summary(config, num_parameters)]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(part.strip() for part in parts) + "\n")

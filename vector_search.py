@@ -21,15 +21,16 @@ products of the stored vectors: no approximation reaches the result, only the co
 candidates the bound leaves; about 130 per query out of a million for random unit vectors, see
 `benchmarks/bench_search.py`).
 
-Two scan kernels:
+The scan: the queries are quantized to int8 too, and the products of codes and queries are exact int32 integers:
+`torch._int_mm` for batches (an int8 matrix product on the CPU's VNNI units, compute bound), and for up to
+`DOT_MAX_QUERIES` queries a small C dot-product kernel compiled on first use (`CompiledKernels`, AVX-512 VNNI where the
+CPU has it; bound by memory bandwidth: 1 byte per dimension and row). Without a C compiler, `_int_mm` does both.
+(A `torch.compile`d float32 pass over the codes was tried and removed: its bound is tighter, 45 instead of 86
+candidates per query, but one query took 0.29 s instead of 0.011 s over 65,536 x 1024 vectors on one thread, after a
+30 s compilation; `benchmarks/bench_search.py`.)
 
-* `"int8"`: the queries are quantized to int8 too, and the products of codes and queries are exact int32 integers:
-  `torch._int_mm` for batches (an int8 matrix product on the CPU's VNNI units, compute bound), and for up to
-  `DOT_MAX_QUERIES` queries a small C dot-product kernel compiled on first use (`CompiledKernels`, AVX-512 VNNI where
-  the CPU has it; bound by memory bandwidth: 1 byte per dimension and row). Without a C compiler, `_int_mm` does both.
-* `"fused"`: one pass over the codes per query with the float32 query, a reduction that `torch.compile` fuses (int8
-  load, convert, multiply-add): a tighter bound (no query rounding), a slower pass. The first call compiles it
-  (seconds; torch caches it on disk); without a working compiler the search falls back to `"int8"`.
+If the stored codes do not bound the vectors (damaged norm or code files), the search notices it on the rows it
+rescores and raises `InconsistentCodesError` instead of returning a wrong top k.
 
 Example:
     >>> codes = quantize_int8(vectors)                       # (rows, dim) float32 -> Int8Codes
@@ -65,8 +66,6 @@ FLOAT32_ROUNDOFF = 2.0 ** -24
 CODE_MAX = 127
 #: Relative slack on every bound, for the float32/float64 arithmetic of the bounds and thresholds themselves.
 BOUND_SLACK = 1e-5
-#: Up to this many queries the "fused" kernel runs one pass per query; more queries use the "int8" kernel.
-FUSED_MAX_QUERIES = 4
 #: Target elements of one (rows x queries) block of estimates of the "int8" kernel (256 MB of int32): large blocks keep
 #: the int8 matrix product efficient, and the per-block work of finding candidates is cheap next to it.
 BLOCK_ELEMENTS = 1 << 26
@@ -187,18 +186,6 @@ def _dot_error_factor(terms: int) -> float:
     return nu / (1 - nu)
 
 
-def prepare_fused(queries: torch.Tensor, scales: np.ndarray) -> ScanQueries:
-    """Float32 operand `q * scales`; the fused kernel's estimate is `sum_j codes_ij (q_j scales_j)` in float32."""
-    queries64 = queries.double().numpy()
-    operand = (queries * torch.from_numpy(scales)).contiguous()
-    # errors: the product q_j * scales_j rounded (u), D products and D-1 additions (gamma_{D+1}); both relative to
-    # sum_j |q'_j codes_ij| <= ||q'|| ||codes_i|| (Cauchy-Schwarz)
-    factor = _dot_error_factor(queries.shape[1] + 2)
-    operand_norms = np.linalg.norm(operand.double().numpy(), axis=1)
-    return ScanQueries(unit=np.ones(len(queries)), residual_weight=np.linalg.norm(queries64, axis=1),
-                       code_weight=factor * operand_norms * (1 + FLOAT32_ROUNDOFF), operand=operand)
-
-
 def prepare_int8(queries: torch.Tensor, scales: np.ndarray) -> ScanQueries:
     """int8 operand: `q * scales = unit * d + f` with `d` int8 per query; the estimate is the exact int32 `d . codes_i`.
 
@@ -215,39 +202,6 @@ def prepare_int8(queries: torch.Tensor, scales: np.ndarray) -> ScanQueries:
     return ScanQueries(unit=unit, residual_weight=np.linalg.norm(queries64, axis=1) / unit,
                        code_weight=(remainder + rounding) / unit,
                        operand=torch.from_numpy(np.ascontiguousarray(digits.T.astype(np.int8))))
-
-
-def _fused_scores(codes: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """`(rows, dim)` int8 x `(dim,)` float32 -> `(rows,)` float32 estimates, one pass over the codes."""
-    return (codes.to(torch.float32) * query).sum(-1)
-
-
-_COMPILED_FUSED = None
-_FUSED_FAILED = False
-
-
-def compiled_fused_kernel():
-    """The `torch.compile`d fused kernel, or None when compiling is not possible here (logged once)."""
-    global _COMPILED_FUSED, _FUSED_FAILED
-    if _COMPILED_FUSED is None and not _FUSED_FAILED:
-        try:
-            kernel = torch.compile(_fused_scores, dynamic=True)
-            probe = torch.arange(-6, 6, dtype=torch.int8).reshape(3, 4)
-            expected = _fused_scores(probe, torch.ones(4))
-            if not torch.equal(kernel(probe, torch.ones(4)), expected):
-                raise RuntimeError("compiled kernel gives wrong results")
-            _COMPILED_FUSED = kernel
-        except Exception as error:  # no C++ compiler, unsupported platform, ...: the int8 kernel is exact too
-            _FUSED_FAILED = True
-            logger.warning("fused int8 scan unavailable (%s: %s); using the int8 matrix-product scan",
-                           type(error).__name__, error)
-    return _COMPILED_FUSED
-
-
-def scan_fused(codes: torch.Tensor, prepared: ScanQueries, kernel) -> torch.Tensor:
-    """`(rows, num_queries)` float32 estimates, one fused pass over the codes per query."""
-    columns = [kernel(codes, query) for query in prepared.operand]
-    return columns[0][:, None] if len(columns) == 1 else torch.stack(columns, dim=1)
 
 
 def scan_int8(codes: torch.Tensor, prepared: ScanQueries, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -399,7 +353,7 @@ int64_t clip2video_above(const int32_t *values, int64_t rows, int64_t cols, cons
 class CompiledKernels:
     """`_KERNEL_SOURCE` compiled with the system C compiler and loaded with ctypes (which releases the GIL, so the
     rows of a call are split among threads). Both kernels are exact: the dot product gives the integers
-    `torch._int_mm` gives (about 1.4x the speed of the `torch.compile`d float kernel on one core), the search the
+    `torch._int_mm` gives, the search the
     entries numpy's comparison finds."""
 
     def __init__(self, library_path: str):
@@ -701,8 +655,8 @@ def _scan_few(blocks: Sequence[SearchBlock], queries: torch.Tensor) -> list[tupl
     return list(zip(prepared, estimates))
 
 
-def _scan_block(block: SearchBlock, queries: torch.Tensor, query_norms: np.ndarray, k: int,
-                threshold: _RunningThreshold, chunk_rows: int, kernel, fused, workspace: _Workspace,
+def _scan_block(number: int, block: SearchBlock, queries: torch.Tensor, query_norms: np.ndarray, k: int,
+                threshold: _RunningThreshold, chunk_rows: int, workspace: _Workspace,
                 scanned: tuple[ScanQueries, torch.Tensor] | None = None) -> list[tuple[np.ndarray, ...]]:
     """Scans one block chunk by chunk; returns its candidates as (query numbers, local rows, upper bounds, scores).
 
@@ -710,12 +664,11 @@ def _scan_block(block: SearchBlock, queries: torch.Tensor, query_norms: np.ndarr
     estimate per query are rescored at once (`scores`; NaN for the others) and raise `tau` for the chunks after it;
     before k rows were rescored, a provisional threshold (`_provisional_tau`) stands in for `tau`. `scanned`: the
     block's prepared queries and `(rows, queries)` estimates, already computed (then the block is one chunk).
-    `query_norms`: `(num_queries,)` float64 norms of the queries."""
+    `query_norms`: `(num_queries,)` float64 norms of the queries; `number`: the block's, for `InconsistentCodesError`.
+    """
     codes = block.codes
     if scanned is not None:
         prepared, chunk_rows = scanned[0], len(codes)
-    elif kernel == "fused":
-        prepared = prepare_fused(queries, codes.scales)
     else:
         prepared = prepare_int8(queries, codes.scales)
     all_codes = torch.from_numpy(np.asarray(codes.codes))
@@ -724,8 +677,6 @@ def _scan_block(block: SearchBlock, queries: torch.Tensor, query_norms: np.ndarr
         stop = min(start + chunk_rows, len(codes))
         if scanned is not None:
             estimates = scanned[1]
-        elif kernel == "fused":
-            estimates = scan_fused(all_codes[start:stop], prepared, fused)
         else:
             estimates = scan_int8(all_codes[start:stop], prepared,
                                   workspace.get("estimates", (stop - start, len(queries)), torch.int32))
@@ -747,12 +698,34 @@ def _scan_block(block: SearchBlock, queries: torch.Tensor, query_norms: np.ndarr
         best = best[prepared.unit[query_numbers[best]] * values[best] >= running[query_numbers[best]]]
         scores = np.full(len(rows), np.nan, dtype=np.float32)
         scores[best], lower = _rescored_lower(block, rows[best], queries, query_norms, query_numbers[best])
+        _check_bound(number, scores[best], lower, prepared.unit[query_numbers[best]] * values[best],
+                     upper[best] - prepared.unit[query_numbers[best]] * values[best])
         threshold.update(_top_per_query(lower, query_numbers[best], len(queries), k))
         found.append((query_numbers, rows, upper, scores))
         threshold.found += len(rows)
         if threshold.found > threshold.limit:
             raise _TooManyCandidates
     return found
+
+
+class InconsistentCodesError(ValueError):
+    """The int8 codes of block `block` (-1: of some block) do not bound its vectors: a rescored score lies outside the
+    interval its estimate and error bound allow. The codes or norms were damaged after they were computed."""
+
+    def __init__(self, block: int, detail: str):
+        super().__init__(f"block {block}: {detail}" if block >= 0 else detail)
+        self.block = block
+
+
+def _check_bound(block: int, scores: np.ndarray, lower: np.ndarray, estimates: np.ndarray, bounds: np.ndarray) -> None:
+    """Raises `InconsistentCodesError` unless every rescored pair's score (float32, within `scores - lower` of the
+    real one) is within `bounds` of its estimate, as the codes promise (a free check on every rescored row)."""
+    slack = (scores - lower) + BOUND_SLACK * np.abs(estimates) + 1e-30
+    outside = np.abs(scores.astype(np.float64) - estimates) > bounds + slack
+    if outside.any():
+        position = int(np.flatnonzero(outside)[0])
+        raise InconsistentCodesError(block, f"a rescored score {scores[position]:.6g} is outside its estimate "
+                                            f"{estimates[position]:.6g} +- {bounds[position]:.3g}")
 
 
 @dataclass
@@ -787,8 +760,8 @@ def _final_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, ca
     pending = np.flatnonzero(np.isnan(candidates.score))
     candidates.score[pending] = _pair_scores(blocks, queries, candidates.subset(pending))
     best = _best_per_query(candidates.score.astype(np.float64), candidates.query, len(queries), k)
-    if len(best) != k * len(queries):  # the bounds guarantee k
-        raise RuntimeError("internal error: fewer than k candidates survived the bounds")
+    if len(best) != k * len(queries):  # the bounds guarantee k, if the codes bound the vectors
+        raise InconsistentCodesError(-1, "fewer than k rows survived the bounds")
     return best.reshape(len(queries), k)
 
 
@@ -824,27 +797,14 @@ class _TooManyCandidates(Exception):
     """The bounds leave too many candidates (near-identical vectors): a float32 scan is cheaper."""
 
 
-def choose_kernel(num_queries: int, kernel: str = "auto"):
-    """`("fused", compiled)` or `("int8", None)` for `kernel` in auto|fused|int8 (auto: fused for few queries)."""
-    if kernel not in ("auto", "fused", "int8"):
-        raise ValueError(f"kernel must be 'auto', 'fused' or 'int8', got {kernel!r}")
-    if kernel == "fused" or (kernel == "auto" and num_queries <= FUSED_MAX_QUERIES):
-        compiled = compiled_fused_kernel()
-        if compiled is not None:
-            return "fused", compiled
-    return "int8", None
-
-
-def exact_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, kernel: str = "auto",
-               chunk_rows: int | None = None) -> TopK:
+def exact_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, chunk_rows: int | None = None) -> TopK:
     """Exact top-k rows of `queries @ concat(vectors).T` by an int8 scan with error bounds and float32 rescoring.
 
     Args:
         blocks: the collection, block after block (global row numbers run through them in order).
         queries: `(num_queries, dim)` float32.
         k: hits per query, `1 <= k <= total rows`.
-        kernel: "auto", "fused" or "int8" (see the module docstring; the result does not depend on it).
-        chunk_rows: rows scanned at a time (default: one block for "fused"; `BLOCK_ELEMENTS` estimates for "int8").
+        chunk_rows: rows scanned at a time (default: `BLOCK_ELEMENTS` estimates).
 
     Returns:
         `TopK` (rows, exact float32 scores, candidates rescored per query).
@@ -855,18 +815,17 @@ def exact_topk(blocks: Sequence[SearchBlock], queries: torch.Tensor, k: int, ker
         raise ValueError(f"k must be in [1, {total}], got {k}")
     if not torch.isfinite(queries).all():
         raise ValueError("queries hold non-finite values")
-    name, fused = choose_kernel(len(queries), kernel)
     if chunk_rows is None:
-        chunk_rows = 1 << 30 if name == "fused" else max(1024, BLOCK_ELEMENTS // max(1, len(queries)))
+        chunk_rows = max(1024, BLOCK_ELEMENTS // max(1, len(queries)))
     threshold = _RunningThreshold(len(queries), k)
     threshold.limit = max(MIN_CANDIDATE_LIMIT, CANDIDATE_SHARE * len(queries) * total)
     offsets = np.concatenate([[0], np.cumsum([len(block.codes) for block in blocks])])
     query_norms = np.linalg.norm(queries.double().numpy(), axis=1)
     try:
         workspace = _Workspace()
-        scanned = _scan_few(blocks, queries) if name == "int8" else [None] * len(blocks)
-        per_block = [_scan_block(block, queries, query_norms, k, threshold, chunk_rows, name, fused, workspace, done)
-                     for block, done in zip(blocks, scanned)]
+        scanned = _scan_few(blocks, queries)
+        per_block = [_scan_block(number, block, queries, query_norms, k, threshold, chunk_rows, workspace, done)
+                     for number, (block, done) in enumerate(zip(blocks, scanned))]
     except _TooManyCandidates:
         logger.info("two-stage search: the bounds rule out too few rows (near-identical vectors); float32 scan")
         rows = flat_topk([block.vectors for block in blocks], queries, k)

@@ -7,7 +7,6 @@ text encoder, each backend of `VideoIndex.search` (every one returns the exact f
 * `flat`: float32 scan of every vector (the reference, and what the index did before the two-stage search);
 * `int8`: two-stage exact search: int8 scan (the compiled dot-product kernel for one query, `torch._int_mm` for the
   batch) + error bound + float32 rescoring;
-* `fused`: the same with the `torch.compile`d one-pass scan (one query at a time; compiled once, time reported);
 * `faiss`: FAISS `IndexFlatIP` (exact, float32, in RAM), when `faiss-cpu` is importable.
 
 Figures: median wall time of one query (`VideoIndex.search`: scan, rescoring, records read) after a warm-up, so the
@@ -90,38 +89,40 @@ def hit_rows(index, hits_per_query) -> np.ndarray:
 
 
 def bench_backend(index, backend: str, queries: torch.Tensor, batch: torch.Tensor, k: int, repeats: int) -> dict:
-    """One-query median latency (after a warm-up call) and, unless `backend` is "fused", one call with the batch."""
+    """One-query median latency (after a warm-up call) and one call with the batch."""
     start = time.perf_counter()
-    index.search(queries[-1:], k=k, backend=backend)  # warm-up: page cache, records, compilation for "fused"
+    index.search(queries[-1:], k=k, backend=backend)  # warm-up: page cache, records, NaN check of the vectors
     result = {"first_query_s": time.perf_counter() - start}
     single = [queries[i : i + 1] for i in range(repeats)]
     result["one_query_s"] = median_time(lambda: index.search(single.pop(), k=k, backend=backend), repeats)
-    if backend != "fused":  # one pass per query by design: the batch goes to the int8 kernel
-        start = time.perf_counter()
-        result["rows"] = hit_rows(index, index.search(batch, k=k, backend=backend))
-        result["batch_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    result["rows"] = hit_rows(index, index.search(batch, k=k, backend=backend))
+    result["batch_s"] = time.perf_counter() - start
     result["memory_mib"] = memory_mib()
     return result
 
 
-def candidates_per_query(index, queries: torch.Tensor, k: int, kernel: str) -> float:
+def candidates_per_query(index, queries: torch.Tensor, k: int) -> float:
     blocks = [search_videos.vector_search.SearchBlock(index.vectors(shard), index.codes(shard))
               for shard in index.manifest.shards]
-    return float(search_videos.vector_search.exact_topk(blocks, queries, k, kernel=kernel).candidates.mean())
+    return float(search_videos.vector_search.exact_topk(blocks, queries, k).candidates.mean())
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num_videos", type=int, default=1_000_000, help="Rows of the synthetic index.")
-    parser.add_argument("--dim", type=int, default=1024, help="Vector width (2 * projection_dim with TAB).")
-    parser.add_argument("--num_queries", type=int, default=1000, help="Queries of the batched measurement.")
-    parser.add_argument("--k", type=int, default=10, help="Hits per query.")
-    parser.add_argument("--repeats", type=int, default=7, help="Timed repeats of one query (median reported).")
-    parser.add_argument("--shard_rows", type=int, default=65536, help="Rows per shard of the synthetic index.")
+    positive = search_videos.int_at_least(1)
+    parser.add_argument("--num_videos", type=positive, default=1_000_000, help="Rows of the synthetic index.")
+    parser.add_argument("--dim", type=positive, default=1024, help="Vector width (2 * projection_dim with TAB).")
+    parser.add_argument("--num_queries", type=positive, default=1000, help="Queries of the batched measurement.")
+    parser.add_argument("--k", type=positive, default=10, help="Hits per query.")
+    parser.add_argument("--repeats", type=positive, default=7, help="Timed repeats of one query (median reported).")
+    parser.add_argument("--shard_rows", type=positive, default=65536, help="Rows per shard of the synthetic index.")
     parser.add_argument("--workdir", default=None, help="Where to write the index (default: a temporary folder).")
-    parser.add_argument("--threads", type=int, default=None, help="torch / faiss threads (default: all cores).")
+    parser.add_argument("--threads", type=positive, default=None, help="torch / faiss threads (default: all cores).")
     parser.add_argument("--json", default=None, help="Also write the figures to this JSON file.")
     args = parser.parse_args(argv)
+    if args.k > args.num_videos:
+        parser.error(f"argument --k: at most --num_videos ({args.num_videos}), got {args.k}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
                    "codes_load_s": time.perf_counter() - start,
                    "compiled_kernels": search_videos.vector_search.compiled_kernels() is not None}
         batch = queries[: args.num_queries]
-        backends = ["flat", "int8", "fused"] + (["faiss"] if search_videos.faiss_available() else [])
+        backends = ["flat", "int8"] + (["faiss"] if search_videos.faiss_available() else [])
         if not search_videos.faiss_available():
             logger.info("faiss: not installed (pip install faiss-cpu)")
         if args.threads and search_videos.faiss_available():
@@ -156,14 +157,11 @@ def main(argv=None) -> int:
             logger.info("%s: %s", backend, {key: value for key, value in figures[backend].items() if key != "rows"})
         reference = figures["flat"]["rows"]
         for backend in backends:
-            if "rows" in figures[backend]:
-                figures[backend]["same_topk_as_flat"] = same_topk(figures[backend].pop("rows"), reference)
+            figures[backend]["same_topk_as_flat"] = same_topk(figures[backend].pop("rows"), reference)
             figures[backend]["one_query_speedup_vs_flat"] = (figures["flat"]["one_query_s"]
                                                              / figures[backend]["one_query_s"])
-            if "batch_s" in figures[backend]:
-                figures[backend]["batch_speedup_vs_flat"] = figures["flat"]["batch_s"] / figures[backend]["batch_s"]
-        figures["int8"]["candidates_per_query"] = candidates_per_query(index, batch[:100], args.k, "int8")
-        figures["fused"]["candidates_per_query"] = candidates_per_query(index, batch[:5], args.k, "fused")
+            figures[backend]["batch_speedup_vs_flat"] = figures["flat"]["batch_s"] / figures[backend]["batch_s"]
+        figures["int8"]["candidates_per_query"] = candidates_per_query(index, batch[:100], args.k)
         figures["loadavg_after"] = os.getloadavg()
         figures["peak_memory_mib"] = memory_mib()["VmHWM"]
     print(json.dumps(figures, indent=1))

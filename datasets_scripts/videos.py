@@ -17,7 +17,8 @@ from .errors import PathLike
 logger = logging.getLogger(__name__)
 
 #: Extensions tried for a video file, in order of preference when an id has several files.
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".3gp", ".flv")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".3gp", ".flv", ".wmv", ".ts",
+                    ".ogv")
 #: Extensions that make a folder count as a frame folder.
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 

@@ -26,12 +26,15 @@ logger = logging.getLogger("search_demo")
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="Folder (or Hub id) of a CLIP2Video model saved with its processor.")
-    parser.add_argument("--test_size", type=int, default=100, help="Test videos to generate (even).")
+    parser.add_argument("--test_size", type=search_videos.int_at_least(2), default=100,
+                        help="Test videos to generate (even).")
     parser.add_argument("--workdir", default=None, help="Where videos, cache and index go (default: a temp folder).")
-    parser.add_argument("--examples", type=int, default=5, help="Example queries to print.")
-    parser.add_argument("--frame_size", type=int, default=None, help=(
+    parser.add_argument("--examples", type=search_videos.int_at_least(0), default=5, help="Example queries to print.")
+    parser.add_argument("--frame_size", type=search_videos.int_at_least(1), default=None, help=(
         "Frame size of the generated videos (default: the model processor's crop size, as in training)."))
     args = parser.parse_args(argv)
+    if args.test_size % 2:
+        parser.error(f"argument --test_size: must be even (time-reversed twin pairs), got {args.test_size}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     loaded = search_videos.load_model(args.model)

@@ -386,8 +386,22 @@ def test_error_kinds(processor, videos, tmp_path):
     check({"not": "a video"}, "not a video")
 
 
+def decode_all(path) -> list[np.ndarray]:
+    """Every frame PyAV decodes before the stream ends or breaks (the decodable part of a damaged file)."""
+    frames = []
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+    except (av.FFmpegError, OSError):
+        pass
+    return frames
+
+
 def test_truncated_files(processor, videos, tmp_path):
-    """Truncated files end in VideoDecodeError, or in the decodable frames with the right mask."""
+    """The README's promise: a truncated mkv/webm (no frame index) yields its decodable frames, selected over that
+    part, pixel for pixel those of the untruncated file; a truncated mp4/avi (the header declares the frame count)
+    raises VideoDecodeError naming the file, unless at most the tolerated couple of trailing frames is lost."""
     vp = processor.video_processor
     faststart = str(tmp_path / "faststart.mp4")
     with av.open(videos["h264"]) as source, av.open(faststart, "w", options={"movflags": "+faststart"}) as target:
@@ -396,25 +410,32 @@ def test_truncated_files(processor, videos, tmp_path):
             if packet.dts is not None:
                 packet.stream = stream
                 target.mux(packet)
+    yielded = 0
     for name in ("h264", "mpeg4", "vp9", "av1", "faststart"):
         source = videos.get(name, faststart)
         data = Path(source).read_bytes()
-        for fraction in (0.05, 0.5, 0.9):
+        untruncated = decode_all(source)
+        assert len(untruncated) == 90
+        for fraction in (0.05, 0.3, 0.5, 0.9):
             path = tmp_path / f"cut{int(fraction * 100)}_{Path(source).name}"
             path.write_bytes(data[: int(len(data) * fraction)])
+            decodable = len(decode_all(path))
+            indexed = name not in ("vp9", "av1")
             for backend in ("decord", "pyav"):
-                try:
-                    frames = vp.load_frames(str(path), video_backend=backend)
-                except VideoDecodeError as error:
-                    assert str(path) in str(error)
+                must_raise = decodable == 0 or (indexed and 90 - decodable > 2)
+                if must_raise:
+                    with pytest.raises(VideoDecodeError) as caught:
+                        vp.load_frames(str(path), video_backend=backend)
+                    assert str(caught.value).startswith(str(path)), str(caught.value)
                     continue
-                # containers without a frame index (mkv/webm), or a cut within the last 2 frames of an
-                # indexed one: the frames of the decodable part, selected over that part
-                if name not in ("vp9", "av1"):
-                    assert fraction == 0.9, (name, fraction, backend)
+                frames = vp.load_frames(str(path), video_backend=backend)
                 codes = [read_code(f) for f in frames]
-                assert codes == sorted(codes) and codes[0] == 0 and 1 <= len(codes) <= 12
-                assert any(codes == expected_native(k, 30.0) for k in range(1, 91)), (name, fraction, backend)
+                assert codes == expected_native(decodable, 30.0), (name, fraction, backend, decodable)
+                for code, frame in zip(codes, frames):  # the very frames of the untruncated file
+                    difference = np.abs(frame.astype(np.int16) - untruncated[code].astype(np.int16))
+                    assert difference.max() <= (0 if backend == "pyav" else 2), (name, fraction, backend, code)
+                yielded += 1
+    assert yielded >= 12  # mkv and webm cut at 30, 50, 90 %, both backends: the promise was exercised
     # the classic case: a 50%-cut mp4 with its index in front opens, declares 90 frames, fails on read
     (tmp_path / "half.mp4").write_bytes(Path(faststart).read_bytes()[: len(Path(faststart).read_bytes()) // 2])
     for backend in ("decord", "pyav"):
@@ -431,7 +452,8 @@ def test_save_and_load_in_a_fresh_interpreter(tmp_path, videos):
     processor = CLIP2VideoProcessor.from_clip_tokenizer(str(TOKENIZER_DIR), num_frames=8, feature_framerate=1)
     save_dir = tmp_path / "checkpoint"
     processor.save_pretrained(str(save_dir))
-    assert {"processing_clip2video.py", "processor_config.json", "tokenizer_config.json"} <= set(os.listdir(save_dir))
+    assert {"processing_clip2video.py", "video_readers.py", "processor_config.json", "tokenizer_config.json"} <= set(
+        os.listdir(save_dir))
     config = json.loads((save_dir / "processor_config.json").read_text())
     assert config["auto_map"]["AutoProcessor"] == "processing_clip2video.CLIP2VideoProcessor"
     # the model side writes config.json; its presence must not change what AutoProcessor loads
@@ -442,11 +464,20 @@ def test_save_and_load_in_a_fresh_interpreter(tmp_path, videos):
     torch.save(dict(expected), tmp_path / "expected.pt")
     script = textwrap.dedent(
         f"""
-        import sys, torch
+        import importlib.abc, sys, torch
         assert not any("processing_clip2video" in name for name in sys.modules)
+
+        class BlockProjectModules(importlib.abc.MetaPathFinder):  # only the saved copies may serve
+            def find_spec(self, name, path=None, target=None):
+                if name in ("processing_clip2video", "video_readers"):
+                    raise ImportError(f"{{name}} must come from the saved folder, not from the project")
+
+        sys.meta_path.insert(0, BlockProjectModules())
         from transformers import AutoProcessor
         processor = AutoProcessor.from_pretrained({str(save_dir)!r}, trust_remote_code=True)
         assert type(processor).__name__ == "CLIP2VideoProcessor", type(processor)
+        assert type(processor).__module__.startswith("transformers_modules."), type(processor).__module__
+        assert any(name.startswith("transformers_modules.") and name.endswith(".video_readers") for name in sys.modules)
         assert processor.video_processor.num_frames == 8 and processor.video_processor.feature_framerate == 1
         out = processor(text={captions!r}, videos=[{videos["h264"]!r}, {videos["vp9"]!r}], return_tensors="pt")
         expected = torch.load({str(tmp_path / "expected.pt")!r}, weights_only=True)
@@ -479,3 +510,285 @@ def test_sampling_is_memory_safe_and_equals_the_materialised_form():
     picks = original_frame_indices(int(run_lengths.sum()), 2, 12)
     chosen = run_frames[np.searchsorted(np.cumsum(run_lengths), picks, side="right")]
     assert chosen[0] == 0 and np.all(np.diff(chosen) >= 0) and chosen.max() <= 4 and len(chosen) == 12
+
+
+# ---------------------------------------------------------------------------------------------------
+# ffmpeg's view of unusual files: rotation, variable frame rate, offset starts (against the real ffmpeg)
+# ---------------------------------------------------------------------------------------------------
+
+
+def write_timed_video(path, pts_ms, codec="libx264", rotation=None, hflip=False, vflip=False, audio_from_ms=None):
+    """Frame `i` (coded with its index) shown at `pts_ms[i]` milliseconds; optionally a display matrix
+    (PyAV's counter-clockwise `rotation` and flips) and an audio stream starting at `audio_from_ms`."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if codec == "libx264":
+            stream.options = {"qp": "0"}
+        if rotation is not None:
+            stream.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
+        audio, audio_ms = None, audio_from_ms
+        if audio_from_ms is not None:
+            audio = container.add_stream("aac", rate=16000)
+            audio.layout = "mono"
+        for index, pts in enumerate(pts_ms):
+            while audio is not None and audio_ms < pts + 200:
+                samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                samples.sample_rate, samples.pts = 16000, audio_ms * 16
+                for packet in audio.encode(samples):
+                    container.mux(packet)
+                audio_ms += 64
+            frame = av.VideoFrame.from_ndarray(coded_frame(index), format="rgb24")
+            frame.pts, frame.time_base = int(pts), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for encoder in (stream, audio):
+            for packet in encoder.encode() if encoder is not None else ():
+                container.mux(packet)
+    return str(path)
+
+
+def all_images(vp, video, **options):
+    """Every 5 fps image the original would keep at feature_framerate 1 (num_frames large enough for all)."""
+    return vp.load_frames(video, feature_framerate=1, num_frames=1000, **options)
+
+
+def assert_same_pictures(from_file, from_jpegs):
+    """Frame by frame: same size and orientation, pixels equal up to JPEG (a wrong orientation differs by ~40-75)."""
+    assert len(from_file) == len(from_jpegs)
+    for position, (frame, image) in enumerate(zip(from_file, from_jpegs)):
+        image = np.asarray(image, dtype=np.int16)
+        assert frame.shape == image.shape, (position, frame.shape, image.shape)
+        assert np.abs(frame.astype(np.int16) - image).mean() < 6, position
+
+
+ORIENTATIONS = [
+    # (how the display matrix is written, ffmpeg's -metadata rotate value or PyAV's rotation + flips)
+    ("ffmpeg", 90), ("ffmpeg", 180), ("ffmpeg", 270),
+    ("pyav", (0, True, False)), ("pyav", (0, False, True)), ("pyav", (90, True, False)), ("pyav", (-90, True, False)),
+]
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.parametrize("route", ["decord", "pyav", "fallback"])
+def test_rotated_and_mirrored_videos_come_in_ffmpegs_orientation(processor, tmp_path, route):
+    """A display matrix (phone videos) is applied as `ffmpeg -r 5` applies it, by every reader: decord,
+    PyAV, and PyAV as the fallback of an AV1 file decord cannot open. The video is not square, so a
+    missed rotation changes the frame size."""
+    vp = processor.video_processor
+    codec, backend = ("libsvtav1", "decord") if route == "fallback" else ("libx264", route)
+    plain = write_timed_video(tmp_path / "plain.mp4", [100 * i for i in range(20)], codec=codec)
+    for number, (writer, how) in enumerate(ORIENTATIONS):
+        video = str(tmp_path / f"oriented{number}.mp4")
+        if writer == "ffmpeg":
+            subprocess.run(["ffmpeg", "-v", "0", "-i", plain, "-c", "copy", "-metadata:s:v:0", f"rotate={how}", video],
+                           check=True)
+        else:
+            rotation, hflip, vflip = how
+            write_timed_video(video, [100 * i for i in range(20)], codec=codec, rotation=rotation, hflip=hflip,
+                              vflip=vflip)
+        jpegs = all_images(vp, ffmpeg_dump(video, tmp_path / f"frames{number}"))
+        assert len(jpegs) == 12
+        if writer == "ffmpeg" and how in (90, 270):
+            assert np.asarray(jpegs[0]).shape == (WIDTH, HEIGHT, 3)  # the case is one: ffmpeg turns the frames
+        assert_same_pictures(all_images(vp, video, video_backend=backend), jpegs)
+        # the model's inputs: same as the original route's up to JPEG
+        original_route = vp(ffmpeg_dump(video, tmp_path / f"frames{number}"))["pixel_values"]
+        assert (vp(video, video_backend=backend)["pixel_values"] - original_route).abs().mean() < 0.1
+
+
+VFR_PATTERNS = {
+    # milliseconds between frames: a 30 fps stretch, long stills (>= 0.1 s: their own duration counts), 25 fps,
+    # 6.7 fps, and 50 fps
+    "stretches": [33] * 20 + [250, 400, 120] + [40] * 15 + [150] * 6 + [20] * 10,
+    "random": np.random.default_rng(5).integers(5, 150, 60).tolist(),
+}
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.parametrize("pattern", sorted(VFR_PATTERNS))
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_variable_frame_rate_gives_ffmpegs_images(processor, tmp_path, pattern, ext):
+    """On a variable-frame-rate file the readers pick what `ffmpeg -r 5` writes (count and frames), from each
+    frame's own timestamp and packet duration; a constant rate (1 / average fps per frame) would not."""
+    vp = processor.video_processor
+    pts = np.cumsum([0] + VFR_PATTERNS[pattern]).tolist()
+    video = write_timed_video(tmp_path / f"vfr.{ext}", pts)
+    folder = ffmpeg_dump(video, tmp_path / "frames")
+    written = [read_code(Image.open(path)) for path in sorted(glob.glob(f"{folder}/*.jpg"))]
+    for backend in ("decord", "pyav"):
+        assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
+        for feature_framerate in (1, 2):  # the default selection too
+            picked = vp.load_frames(video, feature_framerate=feature_framerate, video_backend=backend)
+            from_folder = vp.load_frames(folder, feature_framerate=feature_framerate)
+            assert [read_code(f) for f in picked] == [read_code(f) for f in from_folder], (backend, feature_framerate)
+    if ext == "mp4" and pattern == "stretches":  # the case is one: the average rate alone gets it wrong
+        with av.open(video) as container:
+            stream = container.streams.video[0]
+            average = float(stream.average_rate)
+            stamps = sorted(float(p.pts * stream.time_base) for p in container.demux(stream) if p.size)
+        assert ffmpeg_frame_indices(len(pts), average, timestamps=stamps).tolist() != written
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_video_starting_after_the_audio_gives_ffmpegs_images(processor, tmp_path, ext):
+    """ffmpeg counts time from the container's start (here the audio's), not from the first video frame: the
+    first frame fills the 0.7 s before it, and a 10 fps stream has exact mid-point durations (0.5 image)."""
+    vp = processor.video_processor
+    video = write_timed_video(tmp_path / f"late.{ext}", [700 + 100 * i for i in range(20)], audio_from_ms=0)
+    folder = ffmpeg_dump(video, tmp_path / "frames")
+    written = [read_code(Image.open(path)) for path in sorted(glob.glob(f"{folder}/*.jpg"))]
+    assert written[:4] == [0, 0, 0, 0]  # the case is one
+    for backend in ("decord", "pyav"):
+        assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
+
+
+# ---------------------------------------------------------------------------------------------------
+# The processor under transformers' conventions: text kwargs, return types, decoding
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_processor_accepts_the_tokenizers_text_options(processor, videos):
+    captions = ["a man plays a guitar", "two dogs run on the beach at sunset"]
+    default = processor(text=captions)
+    lengths = default["attention_mask"].sum(1).tolist()
+    assert lengths == [7, 10] and default["input_ids"].shape == (2, 32)
+    # the defaults are the original's: padding to max_length, truncation, written explicitly they change nothing
+    explicit = processor(text=captions, padding="max_length", truncation=True, max_length=32)
+    assert all(torch.equal(explicit[key], default[key]) for key in default)
+    assert torch.equal(processor(text=captions, text_kwargs={"padding": "max_length"})["input_ids"], default["input_ids"])
+    longest = processor(text=captions, padding="longest")
+    assert longest["input_ids"].shape == (2, 10)
+    assert torch.equal(longest["input_ids"], default["input_ids"][:, :10])
+    assert longest["input_ids"][0, 7:].tolist() == [0, 0, 0]  # padded with text_pad_token_id like the original
+    short = processor(text=captions, max_length=6)
+    assert short["input_ids"].shape == (2, 6) and short["input_ids"][:, -1].tolist() == [49407, 49407]
+    assert torch.equal(short["input_ids"], processor(text=captions, max_words=6)["input_ids"])
+    untruncated = processor(text=["word " * 40], truncation=False, padding=False, return_tensors=None)
+    assert len(untruncated["input_ids"][0]) == 42
+    assert processor(text=captions, padding=True, pad_to_multiple_of=8)["input_ids"].shape == (2, 16)
+    assert set(processor(text=captions, return_attention_mask=False)) == {"input_ids"}
+    # with videos, the text options go to the text and the rest to the video processor
+    both = processor(text=captions[:1], videos=videos["h264"], padding="longest", num_frames=4)
+    assert both["input_ids"].shape == (1, 7) and both["pixel_values"].shape[:2] == (1, 4)
+    with pytest.raises(ValueError, match="disagree"):
+        processor(text=captions, max_words=8, max_length=9)
+    with pytest.raises(ValueError, match="different lengths"):
+        processor(text=captions, padding=False)
+    with pytest.raises(TypeError, match="unexpected"):
+        processor(text=captions, paddding="longest")
+
+
+def test_return_tensors_none_gives_lists_and_decoding_skips_padding(processor, videos):
+    captions = ["A man plays a guitar!", "dogs"]
+    as_lists = processor(text=captions, videos=[videos["h264"], videos["vp9"]], return_tensors=None, num_frames=4)
+    tensors = processor(text=captions, videos=[videos["h264"], videos["vp9"]], return_tensors="pt", num_frames=4)
+    for key in ("input_ids", "attention_mask", "video_mask"):
+        assert isinstance(as_lists[key], list) and all(isinstance(row, list) for row in as_lists[key]), key
+        assert all(isinstance(value, int) for value in as_lists[key][0]), key
+        assert as_lists[key] == tensors[key].tolist(), key
+    assert isinstance(as_lists["pixel_values"], list) and len(as_lists["pixel_values"]) == 2
+    assert np.array_equal(np.stack(as_lists["pixel_values"]), tensors["pixel_values"].numpy())
+    as_arrays = processor(text=captions, return_tensors="np")
+    assert isinstance(as_arrays["input_ids"], np.ndarray) and as_arrays["input_ids"].dtype == np.int64
+
+    ids = tensors["input_ids"]
+    assert ids[1, 3:].eq(0).all()  # padding with 0, which CLIP's vocabulary spells "!"
+    assert processor.tokenizer.decode([0]) == "!"
+    decoded = processor.batch_decode(ids, skip_special_tokens=True)
+    assert [text.strip() for text in decoded] == ["a man plays a guitar !", "dogs"]
+    assert processor.decode(ids[1], skip_special_tokens=True).strip() == "dogs"
+    assert processor.decode(ids[1]).strip() == "<|startoftext|>dogs <|endoftext|>"
+    assert processor.batch_decode(as_lists["input_ids"], skip_special_tokens=True) == decoded
+    assert processor.batch_decode(ids.numpy(), skip_special_tokens=True) == decoded
+
+
+def test_video_processor_options_are_declarative_and_none_is_dead(processor, videos, tmp_path):
+    vp = processor.video_processor
+    # the base class merges the class attributes with per-call options; an instance value is the default
+    eight = CLIP2VideoVideoProcessor(num_frames=8, feature_framerate=1)
+    assert eight(videos["h264"])["video_mask"].shape == (1, 8)
+    assert torch.equal(eight(videos["h264"])["pixel_values"], vp(videos["h264"], num_frames=8, feature_framerate=1)[
+        "pixel_values"])
+    # removed / unused options: say so instead of ignoring them
+    with pytest.warns(FutureWarning, match="transform_backend"):
+        legacy = CLIP2VideoVideoProcessor(transform_backend="torch")
+    assert not hasattr(legacy, "transform_backend") and "transform_backend" not in legacy.to_dict()
+    assert torch.equal(legacy(videos["h264"])["pixel_values"], vp(videos["h264"])["pixel_values"])
+    with pytest.raises(ValueError, match="do_convert_rgb"):
+        vp(videos["h264"], do_convert_rgb=False)
+    with pytest.raises(ValueError, match="fps is not used"):
+        vp(videos["h264"], fps=2)
+    with pytest.raises(ValueError, match="num_frames"):
+        CLIP2VideoVideoProcessor(num_frames=0)
+    # a config saved by an earlier version (do_convert_rgb, do_sample_frames, transform_backend) still loads
+    saved = dict(CLIP2VideoVideoProcessor().to_dict(), do_convert_rgb=True, do_sample_frames=True,
+                 transform_backend="torch")
+    (tmp_path / "video_preprocessor_config.json").write_text(json.dumps(saved))
+    with pytest.warns(FutureWarning):
+        reloaded = CLIP2VideoVideoProcessor.from_pretrained(str(tmp_path))
+    assert torch.equal(reloaded(videos["h264"])["pixel_values"], vp(videos["h264"])["pixel_values"])
+    # do_sample_frames=False: in-memory frames are taken as they are (transformers' meaning); files need sampling
+    clip = np.stack([coded_frame(i) for i in range(5)])
+    as_given = vp(clip, do_sample_frames=False)
+    assert as_given["video_mask"].tolist() == [[1] * 5 + [0] * 7]
+    assert torch.equal(as_given["pixel_values"][0, :5], vp.transform_frames(list(clip)))
+    with pytest.raises(ValueError, match="at most num_frames"):
+        vp(np.stack([coded_frame(i) for i in range(13)]), do_sample_frames=False)
+    with pytest.raises(ValueError, match="needs frame sampling"):
+        vp(videos["h264"], do_sample_frames=False)
+    # return_metadata (a base-class option) reports which frames were picked
+    with_metadata = vp(videos["h264"], return_metadata=True)
+    assert with_metadata["video_metadata"][0].frames_indices == expected_native(90, 30.0)
+
+
+def test_run_retrieval_keeps_the_deprecated_transform_backend_spelling():
+    """`--transform_backend` did nothing (its help offered a removed backend): still accepted, with a warning,
+    and no longer handed to the processor."""
+    from transformers import HfArgumentParser
+
+    import run_retrieval
+
+    parser = HfArgumentParser((run_retrieval.DataArguments,))
+    with pytest.warns(FutureWarning, match="transform_backend"):
+        (data_args,) = parser.parse_args_into_dataclasses(["--transform_backend", "torch"])
+    config = type("Config", (), {"num_frames": 4, "vision_config": type("Vision", (), {"image_size": 32})()})()
+    options = run_retrieval.video_options(config, data_args)
+    assert "transform_backend" not in options
+    CLIP2VideoVideoProcessor()._with_defaults(options)  # every option the script passes is a processor option
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+@pytest.mark.parametrize(
+    "ext, codec, options",
+    [("mp4", "libx264", {"qp": "0"}), ("ts", "libx264", {"qp": "0"}), ("mov", "libx264", {"qp": "0"}),
+     ("avi", "mpeg4", {"qscale": "2"}), ("flv", "flv", None)],
+)
+def test_time_bases_and_start_offsets_of_containers_give_ffmpegs_images(processor, tmp_path, ext, codec, options):
+    """10 fps makes every frame last exactly half a 5 fps image (lrintf ties): exact only from the packets' integer
+    timestamps, in each container's time base (MPEG-TS: 1/90000 and a 1.4 s start; AVI: frame counts; FLV: ms)."""
+    vp = processor.video_processor
+    video = write_video(tmp_path / f"ten.{ext}", codec, 23, fps=10, options=options)
+    folder = ffmpeg_dump(video, tmp_path / "frames")
+    written = [read_code(Image.open(path)) for path in sorted(glob.glob(f"{folder}/*.jpg"))]
+    assert len(written) == 13
+    for backend in ("decord", "pyav"):
+        assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
+
+
+@pytest.mark.skipif(not HAS_FFMPEG, reason="needs the ffmpeg binary")
+def test_h264_with_b_frames_in_avi_is_whole_and_timed_like_ffmpeg(processor, tmp_path):
+    """AVI counts its length in time-base ticks (here 1/20 s for 10 fps: not frames) and stores no presentation
+    times (ffmpeg 5.1 times frames by their decoding timestamps): a whole file, and ffmpeg's images."""
+    vp = processor.video_processor
+    source = write_video(tmp_path / "b_frames.mp4", "libx264", 37, fps=10, options={"qp": "0", "bf": "2"})
+    video = str(tmp_path / "b_frames.avi")
+    subprocess.run(["ffmpeg", "-v", "0", "-i", source, "-c", "copy", "-bsf:v", "h264_mp4toannexb", video], check=True)
+    with av.open(video) as container:  # the case is one: 74 "frames" declared, 37 present
+        assert container.streams.video[0].frames == 74
+    folder = ffmpeg_dump(video, tmp_path / "frames")
+    written = [read_code(Image.open(path)) for path in sorted(glob.glob(f"{folder}/*.jpg"))]
+    for backend in ("decord", "pyav"):
+        assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -135,6 +136,12 @@ def test_two_process_loss_and_gradients_equal_one_process(tmp_path):
     for name, grad in one["grads"].items():
         assert torch.allclose(grad, two["grads"][name], atol=1e-5), name
     assert one["grads"]["logit_scale"].abs() > 0 and one["grads"]["temporal_alignment_block.center_weights"].abs().max() > 0
+    # Uneven: rank 0 lost its whole slice and runs the placeholder row; the result is one process on the other pairs.
+    assert torch.allclose(one["uneven_loss"], two["uneven_loss"], atol=1e-5)
+    assert one["uneven_grads"].keys() == two["uneven_grads"].keys() == one["grads"].keys()
+    for name, grad in one["uneven_grads"].items():
+        assert torch.allclose(grad, two["uneven_grads"][name], atol=1e-5), name
+    assert not torch.allclose(one["uneven_loss"], one["loss"])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -282,42 +289,182 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, synthetic
     assert all(torch.isfinite(tensor).all() for tensor in weights.values())
 
 
-KILL_AT_THIRD_STEP = """
+KILL_INSIDE_SECOND_CHECKPOINT_WRITE = """
 import os, signal, sys
+import accelerate
 import run_retrieval
-real, calls = run_retrieval.compute_loss, []
-def compute_loss(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == 3:  # mid-epoch 0, after checkpoint-2 was written
+real_save_state, calls = accelerate.Accelerator.save_state, []
+def save_state(self, output_dir, **kwargs):  # checkpoint-4 (mid-epoch 0): its folder is written, then kill -9
+    real_save_state(self, output_dir, **kwargs)
+    calls.append(output_dir)
+    if len(calls) == 2:
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(*args, **kwargs)
-run_retrieval.compute_loss = compute_loss
+accelerate.Accelerator.save_state = save_state
 run_retrieval.main(sys.argv[1:])
 """
+
+
+def _train_history(output_dir: Path) -> list[dict]:
+    return json.loads((output_dir / run_retrieval.TRAIN_HISTORY).read_text())["log_history"]
 
 
 def test_kill_9_mid_epoch_then_resume_gives_the_same_final_metrics(tmp_path, synthetic_cache):
     env = _subprocess_env()
     script = str(REPO_ROOT / "run_retrieval.py")
-    full = _tiny_args(tmp_path / "full", synthetic_cache)
+    every_step = ["--logging_steps", "1", "--train_size", "48"]  # 6 steps per epoch: checkpoints 2 and 4 mid-epoch
+    full = _tiny_args(tmp_path / "full", synthetic_cache, *every_step)
     subprocess.run([PYTHON, script, *full], check=True, env=env, cwd=tmp_path, capture_output=True, timeout=300)
 
-    killed = _tiny_args(tmp_path / "killed", synthetic_cache)
-    died = subprocess.run([PYTHON, "-c", KILL_AT_THIRD_STEP, *killed], env=env, cwd=tmp_path, capture_output=True,
-                          timeout=300)
+    # Killed inside the write of checkpoint-4: a temporary folder, not a checkpoint; checkpoint-2 stays usable.
+    killed = _tiny_args(tmp_path / "killed", synthetic_cache, *every_step)
+    died = subprocess.run([PYTHON, "-c", KILL_INSIDE_SECOND_CHECKPOINT_WRITE, *killed], env=env, cwd=tmp_path,
+                          capture_output=True, timeout=300)
     assert died.returncode == -signal.SIGKILL
-    assert sorted(p.name for p in (tmp_path / "killed/checkpoints").iterdir()) == ["checkpoint-2"]
-    subprocess.run([PYTHON, script, *killed, "--resume_from_checkpoint", "latest"], check=True, env=env,
-                   cwd=tmp_path, capture_output=True, timeout=300)
+    unfinished, left = sorted(p.name for p in (tmp_path / "killed/checkpoints").iterdir())
+    assert left == "checkpoint-2" and unfinished.startswith(".tmp-") and unfinished.endswith("-checkpoint-4")
+    assert (tmp_path / "killed/checkpoints" / unfinished / "model.safetensors").is_file()  # killed after the weights
+    assert run_retrieval.resolve_checkpoint("latest", str(tmp_path / "killed")).name == "checkpoint-2"
 
+    resumed_run = subprocess.run([PYTHON, script, *killed, "--resume_from_checkpoint", "latest"], check=True, env=env,
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "resumed from" in resumed_run.stderr and "step 2 of 12 (epoch 0, micro-batch 2 of the epoch), optimizer " \
+        "at step 2, scheduler at step 2; 10 steps to go" in resumed_run.stderr
     expected = json.loads((tmp_path / "full/all_results.json").read_text())["CLIP2Video"]
     resumed = json.loads((tmp_path / "killed/all_results.json").read_text())["CLIP2Video"]
-    assert resumed["completed_steps"] == expected["completed_steps"] == 8
+    assert resumed["completed_steps"] == expected["completed_steps"] == 12 and resumed["resumed_from_step"] == 2
     for key, value in expected.items():
         assert resumed[key] == value, key
+    # The resumed run recorded where it resumed and ran exactly steps 3..12, each with the uninterrupted run's
+    # learning rates and loss.
+    history, reference = _train_history(tmp_path / "killed"), _train_history(tmp_path / "full")
+    marker = next(i for i, entry in enumerate(history) if "resumed_from" in entry)
+    assert history[marker] == {"step": 2, "resumed_from": str(tmp_path / "killed/checkpoints/checkpoint-2"),
+                               "epoch": 0, "batches_in_epoch": 2, "scheduler_step": 2, "optimizer_step": 2}
+    assert [entry["step"] for entry in history[:marker]] == [1, 2]  # restored with the checkpoint
+    assert [entry["step"] for entry in history[marker + 1:]] == list(range(3, 13))
+    for entry, same in zip(history[:marker] + history[marker + 1:], reference, strict=True):
+        assert entry["step"] == same["step"]
+        assert (entry["lr_new"], entry["lr_clip"], entry["loss"]) == (same["lr_new"], same["lr_clip"], same["loss"])
     from safetensors.torch import load_file
 
     full_weights = load_file(tmp_path / "full/model.safetensors")
     resumed_weights = load_file(tmp_path / "killed/model.safetensors")
     for name, tensor in full_weights.items():
         assert torch.equal(tensor, resumed_weights[name]), name
+    # The unfinished folder of the killed run is gone; every checkpoint is complete.
+    assert sorted(p.name for p in (tmp_path / "killed/checkpoints").iterdir()) == [
+        f"checkpoint-{step}" for step in (10, 12, 2, 4, 6, 8)]
+
+
+def test_resume_latest_without_a_checkpoint_is_an_error(tmp_path, synthetic_cache):
+    with pytest.raises(run_retrieval.CheckpointError, match="no complete checkpoint.*latest_if_any"):
+        run_retrieval.main(_tiny_args(tmp_path / "run", synthetic_cache, "--resume_from_checkpoint", "latest"))
+    with pytest.raises(run_retrieval.CheckpointError, match="not a complete checkpoint"):
+        run_retrieval.resolve_checkpoint(str(tmp_path), str(tmp_path))
+    unfinished = tmp_path / "run/checkpoints/.tmp-0123abcd-checkpoint-6"
+    unfinished.mkdir(parents=True)
+    assert run_retrieval.resolve_checkpoint("latest_if_any", str(tmp_path / "run")) is None
+
+
+def test_overwrite_output_dir_never_deletes_what_the_run_did_not_write(tmp_path, synthetic_cache):
+    # The issue's repro: a wrong dataset name fails before anything in the folder is touched.
+    folder = tmp_path / "x"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("keep")
+    with pytest.raises(Exception, match="msrvtt-9kk"):
+        run_retrieval.main(["--do_train", "--output_dir", str(folder), "--overwrite_output_dir",
+                            "--dataset_name", "msrvtt-9kk", "--cache_dir", synthetic_cache])
+    assert sorted(p.name for p in folder.iterdir()) == ["thesis.tex"] and (folder / "thesis.tex").read_text() == "keep"
+    # A real run writes into the folder: the user's files stay, only this script's earlier checkpoints go.
+    stale = folder / "checkpoints/checkpoint-99"
+    stale.mkdir(parents=True)
+    (stale / run_retrieval.TRAINER_STATE).write_text("{}")
+    (folder / "checkpoints/notes.txt").write_text("mine")
+    (folder / "checkpoints/checkpoint-7").mkdir()  # not ours: no trainer state
+    results = run_retrieval.main(_tiny_args(folder, synthetic_cache, "--overwrite_output_dir"))
+    assert results["CLIP2Video"]["completed_steps"] == 8
+    assert (folder / "thesis.tex").read_text() == "keep" and (folder / "checkpoints/notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
+        "checkpoint-2", "checkpoint-4", "checkpoint-6", "checkpoint-7", "checkpoint-8", "notes.txt"]
+    # Without --overwrite_output_dir a non-empty folder is refused, untouched.
+    with pytest.raises(ValueError, match="is not empty"):
+        run_retrieval.main(_tiny_args(folder, synthetic_cache))
+
+
+BAD_NUMBERS = [
+    ("--train_batch_size", "0"), ("--gradient_accumulation_steps", "0"), ("--max_train_steps", "-5"),
+    ("--num_train_epochs", "0"), ("--learning_rate", "-1e-4"), ("--clip_learning_rate", "-1"),
+    ("--warmup_ratio", "1.5"), ("--warmup_ratio", "-0.1"), ("--eval_batch_size", "0"), ("--logging_steps", "0"),
+    ("--checkpoints_total_limit", "0"), ("--num_frames", "0"), ("--max_words", "2"), ("--eval_steps", "0"),
+    ("--weight_decay", "-0.1"), ("--adam_beta2", "1"), ("--adam_epsilon", "0"), ("--max_grad_norm", "0"),
+    ("--learning_rate", "nan"), ("--train_group_size", "0"), ("--dataloader_num_workers", "-1"),
+    ("--scratch_hidden_size", "0"), ("--center_weight", "2"), ("--test_size", "0"), ("--dsl_temperature", "0"),
+    ("--max_train_samples", "0"), ("--max_eval_videos", "0"), ("--seed", "-1"), ("--report_num_queries", "-1"),
+]
+
+
+@pytest.mark.parametrize("option,value", BAD_NUMBERS)
+def test_every_numeric_option_is_validated_at_parse_time(option, value):
+    with pytest.raises(ValueError, match=f"^{option} must be"):
+        run_retrieval.parse_args(["--do_train", f"{option}={value}"])
+
+
+def test_every_numeric_option_has_a_rule_and_other_checks_name_their_option():
+    numeric = {option.name for group in (run_retrieval.ModelArguments, run_retrieval.DataArguments,
+                                         run_retrieval.RunArguments)
+               for option in dataclasses.fields(group) if "int" in str(option.type) or "float" in str(option.type)}
+    assert numeric == set(run_retrieval.NUMERIC_RULES)
+    with pytest.raises(ValueError, match="--checkpointing_steps must be"):
+        run_retrieval.parse_args(["--do_train", "--checkpointing_steps", "0"])
+    with pytest.raises(ValueError, match="--train_batch_size 6 must divide by --gradient_accumulation_steps 4"):
+        run_retrieval.parse_args(["--do_train", "--train_batch_size", "6", "--gradient_accumulation_steps", "4"])
+    with pytest.raises(ValueError, match="--resume_from_checkpoint resumes training"):
+        run_retrieval.parse_args(["--do_eval", "--resume_from_checkpoint", "latest"])
+
+
+def test_a_mistyped_model_path_says_the_folder_does_not_exist(tmp_path):
+    from utils_clip2video import ModelSourceError
+
+    with pytest.raises(ModelSourceError, match="no such folder"):
+        run_retrieval.parse_args(["--do_eval", "--model_name_or_path", str(tmp_path / "my-run/final")])
+    with pytest.raises(ModelSourceError, match="no such folder"):
+        run_retrieval.parse_args(["--do_eval", "--model_name_or_path", "./clip2video-msrvtt"])
+    # A name that could be a Hub id: not a folder here, and the Hub (offline) has no such model.
+    with pytest.raises(ModelSourceError, match="clip2video-msrvt: no such folder, and no model of that name"):
+        run_retrieval.main(["--do_eval", "--model_name_or_path", "clip2video-msrvt", "--output_dir", str(tmp_path / "o"),
+                            "--report_to", "none"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_micro_batch_without_any_decodable_video_is_skipped_and_counted(tmp_path, caplog):
+    from datasets_scripts import load_benchmark
+
+    cache = str(tmp_path / "cache")
+    train = load_benchmark("synthetic-motion", "train", cache_dir=cache, train_size=32, test_size=16)
+    Path(train[5]["video"]).write_bytes(b"\x00not a video" * 50)
+    with caplog.at_level(logging.WARNING, logger="run_retrieval"), mock.patch.object(
+            run_retrieval.CLIP2VideoModel, "activation_checkpointing_enable", autospec=True,
+            side_effect=run_retrieval.CLIP2VideoModel.activation_checkpointing_enable) as enable, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = run_retrieval.main(_tiny_args(tmp_path / "run", cache, "--train_batch_size", "1", "--num_train_epochs",
+                                                "1", "--logging_steps", "8", "--do_eval", "--gradient_checkpointing"))
+    train_results = results["CLIP2Video"]
+    assert train_results["skipped_training_batches"] == 1 and train_results["skipped_training_videos"] == 1
+    assert train_results["completed_steps"] == 31  # 32 micro-batches of one pair, one without a video
+    assert any("skipped micro-batch" in record.message for record in caplog.records)
+    # --gradient_checkpointing goes through the non-deprecated API, without transformers' FutureWarning.
+    assert enable.call_count == 1
+    assert not [w for w in caught if "gradient_checkpointing_enable" in str(w.message)]
+
+
+def test_resuming_a_finished_job_with_its_mean_pooling_baseline_runs_no_step(tmp_path, synthetic_cache):
+    output = tmp_path / "run"
+    args = _tiny_args(output, synthetic_cache, "--compare_mean_pooling", "--num_train_epochs", "1")
+    first = run_retrieval.main(args)
+    again = run_retrieval.main([*args, "--resume_from_checkpoint", "latest"])
+    for name in ("CLIP2Video", "mean pooling"):
+        assert again[name]["resumed_from_step"] == 4 and again[name]["completed_steps"] == first[name]["completed_steps"]
+        assert again[name]["t2v_R1"] == first[name]["t2v_R1"] and again[name]["v2t_MeanR"] == first[name]["v2t_MeanR"]
+    for folder in (output, output / "mean_pooling"):  # nothing trained after the resume marker
+        assert "resumed_from" in _train_history(folder)[-1]

@@ -4,6 +4,7 @@ generated videos; queries are checked against the model's `forward`, the index a
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -537,3 +538,401 @@ def test_index_without_lookup_files_still_finds_paths(video_dir, model_dir, tmp_
     assert lookup_files(index_dir) == {shard + search_videos.LOOKUP_SUFFIX for shard in shard_ids(index_dir)}
     index = search_videos.VideoIndex(index_dir)
     assert index.find("video0.mp4") is None and index.find("video5.mp4") is not None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Hostile input: names and files read from disk, killed runs, bad options (each test fails without its fix)
+
+
+def folder_state(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_names_read_from_an_index_cannot_reach_outside_it(video_dir, model_dir, tmp_path, caplog):
+    """A shard id from a manifest (`../../victim/shards/<id>`), a `shards/` folder that is a link into another index,
+    or a record path that leaves the indexed folder are refused; the other index is untouched."""
+    victim, attacker = tmp_path / "victim", tmp_path / "attacker"
+    index_folder(video_dir, model_dir, victim)
+    index_folder(video_dir, model_dir, attacker)
+    victim_files = folder_state(victim)
+    victim_shard = search_videos.Manifest.load(victim).shards[0].id
+    manifest_path = attacker / search_videos.MANIFEST
+    good = json.loads(manifest_path.read_text())
+    write_event_video(video_dir / "new.mp4", EVENTS[2], seed=40)  # a change: the next run rewrites small shards
+    for bad_id in (f"../../victim/shards/{victim_shard}", f"../../victim/shards", f"{victim_shard}.codes", "/etc/x",
+                   "", "..", 7):
+        manifest_path.write_text(json.dumps({**good, "shards": [{**good["shards"][0], "id": bad_id}]}))
+        with pytest.raises(search_videos.IndexFormatError, match=r"manifest.json: malformed manifest \(shard id"):
+            search_videos.VideoIndex(attacker)
+        caplog.clear()
+        assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(attacker),
+                                   *FAST]) == 1
+        assert caplog.records[-1].getMessage().startswith(f"IndexFormatError: {manifest_path}: malformed manifest")
+        assert folder_state(victim) == victim_files, bad_id
+
+    manifest_path.write_text(json.dumps(good))
+    shutil.rmtree(attacker / "shards")
+    (attacker / "shards").symlink_to(victim / "shards", target_is_directory=True)
+    caplog.clear()
+    assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(attacker),
+                               *FAST]) == 1
+    assert "a symbolic link" in caplog.records[-1].getMessage()
+    assert folder_state(victim) == victim_files
+
+    shard = search_videos.Manifest.load(victim).shards[0]
+    records = shard.records_path(victim).read_text().splitlines()
+    records[0] = json.dumps({**json.loads(records[0]), "path": "../outside.mp4"})
+    shard.records_path(victim).write_text("\n".join(records) + "\n")
+    shard.lookup_path(victim).unlink()
+    with pytest.raises(search_videos.IndexFormatError,
+                       match=re.escape(f"{shard.records_path(victim)}: record 0 has the path '../outside.mp4'")):
+        search_videos.VideoIndex(victim).search(torch.ones(1, 128), k=3)
+
+
+def test_long_lived_index_follows_a_reindex(video_dir, model_dir, loaded, tmp_path, monkeypatch):
+    """A `VideoIndex` kept open across index runs (a server) answers from the new state, also when a run replaces the
+    index in the middle of a search; a file that vanished without a run is named."""
+    index_dir = tmp_path / "index"
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+    query = loaded.encode_text([EVENTS[0].caption])
+    server = search_videos.VideoIndex(index_dir)
+    assert len(server.search(query, k=6, scale=loaded.logit_scale)[0]) == 6 and server.locate("video3.mp4")
+
+    (video_dir / "video3.mp4").unlink()
+    write_event_video(video_dir / "late.mp4", EVENTS[2], seed=30)
+    index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")  # replaces and deletes shard files
+
+    def fresh_hits():
+        return [(hit.path, hit.score) for hit in
+                search_videos.VideoIndex(index_dir).search(query, k=10, scale=loaded.logit_scale)[0]]
+
+    hits = [(hit.path, hit.score) for hit in server.search(query, k=10, scale=loaded.logit_scale)[0]]
+    assert hits == fresh_hits() and str(video_dir / "late.mp4") in dict(hits)
+    assert str(video_dir / "video3.mp4") not in dict(hits)
+    assert server.locate("video3.mp4") is None and server.locate("late.mp4")[2]["path"] == "late.mp4"
+
+    original, runs = search_videos.VideoIndex._search, []
+
+    def reindexed_meanwhile(self, *args):  # an index run lands between the manifest check and the reads
+        if not runs:
+            runs.append(1)
+            (video_dir / "video5.mp4").unlink()
+            index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
+        return original(self, *args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(search_videos.VideoIndex, "_search", reindexed_meanwhile)
+        hits = [(hit.path, hit.score) for hit in server.search(query, k=10, scale=loaded.logit_scale)[0]]
+    assert runs and hits == fresh_hits() and str(video_dir / "video5.mp4") not in dict(hits)
+
+    shard = server.manifest.shards[0]
+    shard.records_path(index_dir).unlink()
+    with pytest.raises(search_videos.IndexFormatError,
+                       match=re.escape(f"{shard.records_path(index_dir)}: missing (named by")):
+        server.search(query, k=10)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+    return children
+
+
+def running(pid: int) -> bool:
+    """True while process `pid` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the DataLoader workers")
+def test_rerun_right_after_kill_9_while_dataloader_workers_live(video_dir, model_dir, tmp_path):
+    """`kill -9` of an index run leaves its DataLoader workers alive for a few seconds; they must not hold the index's
+    lock: an immediate rerun works."""
+    index_dir = tmp_path / "index"
+    (tmp_path / "slow_indexer.py").write_text(SLOW_INDEXER)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(tmp_path / "slow_indexer.py"), "index", str(video_dir), "--model", str(model_dir),
+         "--index", str(index_dir), "--num_workers", "2", "--batch_size", "1", "--commit_every", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (workers and list((index_dir / "pending").glob("[!.]*.json"))):
+            assert process.poll() is None, process.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the indexer committed nothing in time"
+            workers = child_pids(process.pid)
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        with search_videos.index_lock(index_dir):  # at once: the killed run's workers still live
+            assert [pid for pid in workers if running(pid)], "the workers died with the run: nothing tested"
+        report = index_folder(video_dir, model_dir, index_dir)
+        assert len(search_videos.VideoIndex(index_dir)) == 6 and report["skipped"][0]["path"] == "broken.mp4"
+    finally:
+        process.kill()
+        process.wait()
+        for pid in workers:  # this test's own processes, by id
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_non_finite_vectors_are_refused_on_write_and_on_open(video_dir, model_dir, loaded, tmp_path, monkeypatch):
+    index_dir = tmp_path / "index"
+    original = search_videos.encode_batch
+
+    def overflowing(loaded, items):  # the model gives NaN for one video
+        vectors = original(loaded, items)
+        for row, item in enumerate(items):
+            if item["video"].path == "video2.mp4":
+                vectors[row, 3] = float("nan")
+        return vectors
+
+    with monkeypatch.context() as patched:
+        patched.setattr(search_videos, "encode_batch", overflowing)
+        report = index_folder(video_dir, model_dir, index_dir)
+    reasons = {item["path"]: item["reason"] for item in report["skipped"]}
+    assert report["encoded"] == 5 and "non-finite vector (NaN or inf)" in reasons["video2.mp4"]
+    assert "video2.mp4" not in indexed_paths(index_dir)
+
+    shard = search_videos.Manifest.load(index_dir).shards[0]
+    path = shard.vectors_path(index_dir)
+    vectors = np.load(path)
+    vectors[1, 0], vectors[3, 5] = np.nan, np.inf
+    np.save(path, vectors)
+    query = loaded.encode_text([EVENTS[0].caption])
+    for backend in ("flat", "int8"):
+        with pytest.raises(search_videos.IndexFormatError,
+                           match=re.escape(f"{path}: rows 1, 3 hold non-finite values (NaN or inf)")):
+            search_videos.VideoIndex(index_dir).search(query, k=3, backend=backend)
+
+
+def _scramble(path: Path, rows: slice = slice(None)) -> None:
+    lookup = np.load(path)
+    lookup[rows] = np.random.default_rng(0).integers(1 << 40, 1 << 62, lookup[rows].shape, dtype=np.uint64)
+    np.save(path, lookup)
+
+
+def test_damaged_index_files_are_named_with_what_is_wrong(video_dir, model_dir, loaded, tmp_path, caplog):
+    pristine = tmp_path / "pristine"
+    index_folder(video_dir, model_dir, pristine, "--shard_rows", "3")
+    shard = search_videos.Manifest.load(pristine).shards[0]
+    query = loaded.encode_text([EVENTS[0].caption])
+    expected = [(hit.path, hit.score) for hit in search_videos.VideoIndex(pristine).search(query, k=6)[0]]
+
+    def text(index_dir, backend="flat"):
+        return search_videos.VideoIndex(index_dir).search(query, k=6, backend=backend)
+
+    def by_example(index_dir):
+        return search_videos.encode_query(loaded, search_videos.VideoIndex(index_dir), None,
+                                          str(video_dir / "video0.mp4"))
+
+    vectors, records, lookup = "shards/{id}.npy", "shards/{id}.jsonl", "shards/{id}.lookup.npy"
+    cases = [  # (damage, file it is in, operation, what the error says)
+        (lambda path: path.write_bytes(b""), vectors, text, "empty file (0 bytes)"),
+        (lambda path: path.write_bytes(path.read_bytes()[:300]), vectors, text, "truncated: 300 bytes"),
+        (lambda path: path.write_bytes(b"not numpy at all" * 20), vectors, text, "not a .npy file"),
+        (lambda path: np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True), vectors, text,
+         "unreadable .npy file (ValueError: Array can't be memory-mapped: Python objects"),
+        (lambda path: np.save(path, np.zeros((3, 64), np.float32)), vectors, text,
+         "float32 (3, 64), expected float32 (3, 128)"),
+        (lambda path: _scramble(path), lookup, text, "its rows are not those of the shard's 3 records"),
+        (lambda path: _scramble(path, rows=slice(2, 3)), lookup, by_example, ""),
+        (lambda path: path.write_bytes(b"{not json}\n" * 3), records, text, "no record at byte"),
+        (lambda path: path.write_bytes(b""), records, text, "no record at byte"),
+        (lambda path: np.save(path, np.zeros((2, 3), np.float32)), "shards/{id}.norms.npy",
+         lambda index_dir: text(index_dir, "int8"), "the int8 search codes do not bound the stored vectors"),
+    ]
+    for number, (damage, name, operation, reason) in enumerate(cases):
+        index_dir = Path(shutil.copytree(pristine, tmp_path / f"case{number}"))
+        path = index_dir / name.format(id=shard.id)
+        damage(path)
+        if name == lookup and operation is by_example:  # offsets point past the records: named via the records file
+            path, reason = index_dir / records.format(id=shard.id), "no record at byte"
+        with pytest.raises(search_videos.IndexFormatError, match=re.escape(f"{path}") + ".*" + re.escape(reason)):
+            operation(index_dir)
+
+    # derived files that are unreadable are recomputed, not errors
+    index_dir = Path(shutil.copytree(pristine, tmp_path / "derived"))
+    (index_dir / f"shards/{shard.id}.codes.npy").write_bytes(b"")
+    (index_dir / f"shards/{shard.id}.lookup.npy").write_bytes(b"\x93NUMPY")
+    assert [(hit.path, hit.score) for hit in text(index_dir, "int8")[0]] == expected
+    stored_shard, stored_row, _ = search_videos.VideoIndex(pristine).locate("video0.mp4")
+    stored = search_videos.VideoIndex(pristine).vectors(stored_shard)[stored_row]
+    assert np.array_equal(by_example(index_dir)[0], stored)
+
+    # a malformed manifest or pending chunk: the index run stops and names it
+    for number, (name, content, reason) in enumerate([
+            ("manifest.json", lambda data: {**data, "dim": "128"}, "malformed manifest (dim must be a positive"),
+            ("manifest.json", lambda data: {**data, "shards": [{**data["shards"][0], "rows": -3}]},
+             "rows must be a count"),
+            ("pending/r0-1-abc.json", None, "unreadable pending chunk")]):
+        index_dir = Path(shutil.copytree(pristine, tmp_path / f"manifest{number}"))
+        path = index_dir / name
+        if content is None:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text('{"rows": 1, "rec')
+        else:
+            path.write_text(json.dumps(content(json.loads(path.read_text()))))
+        caplog.clear()
+        assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(index_dir),
+                                   *FAST]) == 1
+        assert caplog.records[-1].getMessage().startswith(f"IndexFormatError: {path}: "), caplog.records[-1]
+        assert reason in caplog.records[-1].getMessage()
+
+
+def test_plain_text_output_escapes_control_characters(video_dir, model_dir, tmp_path, capsys):
+    """File names are untrusted: escape codes and line breaks in a name are printed as escapes (one line per hit), and
+    names that are not UTF-8 are indexed and shown too."""
+    hostile = ["evil\x1b[2J\x1b]0;pwned\x07\nname.mp4", os.fsdecode(b"caf\xe9 \xe2\x80\xae4pm.mp4")]
+    for number, name in enumerate(hostile):
+        shutil.copy(video_dir / "video0.mp4", video_dir / name)
+    index_folder(video_dir, model_dir, tmp_path / "index")
+    capsys.readouterr()
+    assert search_videos.main(["query", str(tmp_path / "index"), EVENTS[0].caption, "-k", "8",
+                               "--html", str(tmp_path / "hits.html")]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == 8 and all(line.split()[0] == str(rank) for rank, line in enumerate(lines, 1))
+    assert not any(char in out for char in "\x1b\x07\u202e")
+    shown = {line.split(maxsplit=2)[2] for line in lines}
+    assert str(video_dir / "evil\\x1b[2J\\x1b]0;pwned\\x07\\x0aname.mp4") in shown
+    assert str(video_dir / "caf\\xe9 \\u202e4pm.mp4") in shown
+    page = (tmp_path / "hits.html").read_text(encoding="utf-8")
+    assert "\x1b" not in page and "evil\\x1b[2J" in page and page.count("<img src=") == 8
+
+    assert search_videos.main(["query", str(tmp_path / "index"), EVENTS[0].caption, "-k", "8", "--json"]) == 0
+    paths = {hit["path"] for hit in json.loads(capsys.readouterr().out)["hits"]}
+    assert {str(video_dir / name) for name in hostile} <= paths  # JSON escapes them itself, exactly
+
+
+@pytest.mark.parametrize("command, option, message", [
+    ("index", ["--batch_size", "0"], "--batch_size must be an integer >= 1, got 0"),
+    ("index", ["--shard_rows", "0"], "--shard_rows must be an integer >= 1, got 0"),
+    ("index", ["--commit_every", "-2"], "--commit_every must be an integer >= 1, got -2"),
+    ("index", ["--num_workers", "-1"], "--num_workers must be an integer >= 0, got -1"),
+    ("index", ["--batch_size", "2.5"], "argument --batch_size/--batch-size: invalid int value: '2.5'"),
+    ("query", ["-k", "-1"], "-k must be an integer >= 1, got -1"),
+    ("query", ["-k", "0"], "-k must be an integer >= 1, got 0"),
+    ("query", ["--thumbnails", "0"], "--thumbnails must be an integer >= 1, got 0"),
+    ("query", ["--backend", "gpu"], "argument --backend: invalid choice: 'gpu'"),
+])
+def test_numeric_options_are_checked_when_parsed(command, option, message, tmp_path, capsys):
+    """Every bad option value stops the command line at once (status 2) with a message naming the option; nothing is
+    loaded or written."""
+    if command == "index":
+        argv = ["index", str(tmp_path / "videos"), "--model", "m", "--index", str(tmp_path / "index"), *option]
+    else:
+        argv = ["query", str(tmp_path / "index"), "a caption", *option]
+    with pytest.raises(SystemExit) as stopped:
+        search_videos.main(argv)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mistyped_model_names_the_missing_folder(video_dir, tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for model, reason in ((str(tmp_path / "models" / "mine"), "no such folder (and not a Hub repo id)"),
+                          ("./mine", "no such folder (and not a Hub repo id)"),
+                          ("someone/no-such-model", "no such folder, and the Hub did not provide it")):
+        for argv in (["index", str(video_dir), "--model", model, "--index", str(tmp_path / "index"), *FAST],
+                     ["query", str(tmp_path / "index"), "a caption", "--model", model]):
+            if argv[0] == "query" and not (tmp_path / "index").exists():
+                continue
+            caplog.clear()
+            assert search_videos.main(argv) == 1
+            assert caplog.records[-1].getMessage().startswith(f"ModelSourceError: {model}: {reason}")
+    assert not (tmp_path / "index").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# README promises: --bf16, the fingerprint covers preprocessing, the search demo runs
+
+
+def stored_vectors(index_dir: Path) -> dict[str, np.ndarray]:
+    index = search_videos.VideoIndex(index_dir)
+    return {record["path"]: np.array(index.vectors(shard)[row]) for shard, row, record in index.all_records()}
+
+
+def test_bf16_index_is_close_to_float32_and_ranks_alike(video_dir, model_dir, loaded, tmp_path, capsys):
+    index_folder(video_dir, model_dir, tmp_path / "fp32")
+    index_folder(video_dir, model_dir, tmp_path / "bf16", "--bf16")
+    assert search_videos.Manifest.load(tmp_path / "bf16").model["bf16"] is True
+    exact, half = stored_vectors(tmp_path / "fp32"), stored_vectors(tmp_path / "bf16")
+    assert exact.keys() == half.keys() and len(exact) == 6
+    for path in exact:
+        difference = np.abs(exact[path] - half[path]).max()
+        assert 1e-4 < difference < 0.05, (path, difference)  # bf16 arithmetic was used, and stays close
+        assert exact[path] @ half[path] / np.linalg.norm(exact[path]) / np.linalg.norm(half[path]) > 0.995
+
+    for event in EVENTS:  # the query is encoded under bf16 too (recorded in the index); scores close to fp32's
+        fp32 = {hit.path: hit.score for hit in search_videos.search(tmp_path / "fp32", text=event.caption, k=6)}
+        bf16 = search_videos.search(tmp_path / "bf16", text=event.caption, k=6)
+        assert max(abs(hit.score - fp32[hit.path]) for hit in bf16) < 0.02 * loaded.logit_scale
+        assert [hit.score for hit in bf16] == sorted((hit.score for hit in bf16), reverse=True)
+    copy = shutil.copy(video_dir / "video2.mp4", tmp_path / "copy.mp4")  # encoded now, under bf16: finds itself
+    hits = search_videos.search(tmp_path / "bf16", video=copy, k=2)
+    assert hits[0].path == str(video_dir / "video2.mp4") and hits[0].score == pytest.approx(loaded.logit_scale,
+                                                                                             rel=1e-3)
+    assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(tmp_path / "bf16"),
+                               *FAST]) == 1  # a float32 run does not mix its vectors into a bf16 index
+
+
+def test_fingerprint_changes_with_preprocessing(video_dir, model_dir, loaded, tmp_path, caplog):
+    """Every preprocessing setting enters the fingerprint: an index refuses a model whose processor differs."""
+    import copy
+
+    fingerprints = {"as saved": loaded.fingerprint}
+    assert search_videos.model_fingerprint(loaded.model, loaded.processor) == loaded.fingerprint
+    changes = {"num_frames": 4, "frame_sampling": "uniform", "feature_framerate": 1, "extraction_fps": 2.0,
+               "size": {"shortest_edge": 40}, "crop_size": {"height": 24, "width": 24},
+               "image_mean": [0.5, 0.5, 0.5], "image_std": [0.2, 0.2, 0.2], "resample": 2, "do_normalize": False,
+               "rescale_factor": 1 / 256}
+    for name, value in changes.items():
+        processor = copy.deepcopy(loaded.processor)
+        setattr(processor.video_processor, name, value)
+        fingerprints[name] = search_videos.model_fingerprint(loaded.model, processor)
+    processor = copy.deepcopy(loaded.processor)
+    processor.max_words = 8
+    fingerprints["max_words"] = search_videos.model_fingerprint(loaded.model, processor)
+    assert len(set(fingerprints.values())) == len(fingerprints), fingerprints
+
+    index_folder(video_dir, model_dir, tmp_path / "index")
+    other = Path(shutil.copytree(model_dir, tmp_path / "four_frames"))
+    processor = copy.deepcopy(loaded.processor)
+    processor.video_processor.num_frames = 4
+    processor.save_pretrained(other)
+    caplog.clear()
+    assert search_videos.main(["query", str(tmp_path / "index"), "a red square", "--model", str(other)]) == 1
+    assert caplog.records[-1].getMessage().startswith("ModelMismatchError: ")
+
+
+def test_search_demo_runs_and_reports_what_the_index_finds(model_dir, loaded, tmp_path):
+    """`scripts/search_demo.py` on a tiny random model: it indexes the generated test videos and its report (per
+    caption: the top hit; the share of correct top hits) is what the index answers."""
+    workdir = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "search_demo.py"), str(model_dir), "--test_size", "4", "--workdir",
+         str(workdir), "--examples", "4"], env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5
+    correct = 0
+    for line in lines[:4]:
+        caption, rest = line.rsplit(" -> ", 1)
+        found = rest.split()[0]
+        hit = search_videos.search(workdir / "index", text=caption.strip()[1:-1], k=1, model=loaded)[0]
+        assert Path(hit.path).name == found and f"({hit.score:.2f})" in rest
+        correct += rest.endswith("ok")
+    assert lines[4].startswith(f"top hit is the described video for {correct}/4 captions")
