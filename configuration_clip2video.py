@@ -101,6 +101,8 @@ class CLIP2VideoConfig(PretrainedConfig):
     """
 
     model_type = "clip2video"
+    # Per-layer tower states are not predictions: transformers.Trainer leaves them out of what it gathers at evaluation.
+    keys_to_ignore_at_inference = ["text_model_output", "vision_model_output"]
     sub_configs_defaults = {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig}
 
     text_config: dict | CLIPTextConfig | None = None

@@ -8,6 +8,7 @@ Masks are `1` for valid frames/tokens and `0` for padding throughout.
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ModelOutput
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer, CLIPMLP, CLIPPreTrainedModel
 from transformers.processing_utils import Unpack
-from transformers.utils import TransformersKwargs, can_return_tuple, logging
+from transformers.utils import TransformersKwargs, can_return_tuple, is_tracing, logging, torch_compilable_check
 
 
 try:  # loaded as Hub remote code (a package) ...
@@ -85,7 +86,7 @@ def clip2video_loss(
 @dataclass
 class CLIP2VideoOutput(ModelOutput):
     r"""
-    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss=True`):
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss` and the batch is paired):
         The original contrastive loss (see [`clip2video_loss`]).
     logits_per_text (`torch.FloatTensor` of shape `(text_batch, video_batch)`):
         `exp(logit_scale) * (cw * global + (1 - cw) * TAB)` similarities, equal to the original inference similarity.
@@ -105,6 +106,10 @@ class CLIP2VideoOutput(ModelOutput):
         Unit TAB video embedding `v_c` (only with TAB).
     frame_embeds (`torch.FloatTensor` of shape `(video_batch, frames, projection_dim)`):
         Projected CLIP frame features, not normalised (padded frames included).
+    text_model_output (`BaseModelOutputWithPooling`):
+        The text tower's output (`hidden_states` / `attentions` with `output_hidden_states` / `output_attentions`).
+    vision_model_output (`BaseModelOutputWithPooling`):
+        The vision tower's output over the frames, laid out `(video_batch, frames, ...)` (see `get_video_features`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -117,6 +122,11 @@ class CLIP2VideoOutput(ModelOutput):
     text_alignment_embeds: torch.FloatTensor | None = None
     video_alignment_embeds: torch.FloatTensor | None = None
     frame_embeds: torch.FloatTensor | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    vision_model_output: BaseModelOutputWithPooling | None = None
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -148,10 +158,14 @@ class CLIP2VideoQuickGELUMLP(CLIPMLP):
 
     `x * sigmoid(1.702 x) = silu(1.702 x) / 1.702`; the two scalings are folded into the (small) weights of `fc1` and
     `fc2` on the fly, so the wide hidden activation is touched once instead of three times. Equal to CLIP's MLP up to
-    float rounding (~1e-7 relative); used in the temporal layers, whose inputs are short sequences of many videos.
+    float rounding (~1e-7 relative); used in the temporal layers, whose inputs are short sequences of many videos. When
+    the weights are offloaded (accelerate's hooks load `fc1` / `fc2` only inside their own forward, e.g.
+    `from_pretrained(..., device_map="auto")` with disk or CPU offload), it runs CLIP's MLP instead.
     """
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.fc1.weight.is_meta or self.fc2.weight.is_meta:
+            return super().forward(hidden_states)
         hidden_states = F.silu(F.linear(hidden_states, self.fc1.weight * QUICK_GELU_SCALE, self.fc1.bias * QUICK_GELU_SCALE))
         return F.linear(hidden_states, self.fc2.weight / QUICK_GELU_SCALE, self.fc2.bias)
 
@@ -258,7 +272,8 @@ class CLIP2VideoTemporalDifferenceBlock(nn.Module):
             differences = self.encode_differences(differences, frame_mask[:, 1:], position_embeds[1:num_frames])
         difference_mask = frame_mask[:, :-1] if self.original_padding else frame_mask[:, :-1] * frame_mask[:, 1:]
 
-        frame_type, difference_type = self.type_embeddings.weight[1], self.type_embeddings.weight[0]
+        # through the module's forward, so that offloading hooks load the table
+        difference_type, frame_type = self.type_embeddings(torch.arange(2, device=frame_embeds.device))
         frame_tokens = frame_embeds + position_embeds + frame_type
         difference_tokens = differences + position_embeds[: num_frames - 1] + difference_type
         return _interleave(frame_tokens, difference_tokens), _interleave(frame_mask, difference_mask)
@@ -316,12 +331,28 @@ class CLIP2VideoPreTrainedModel(CLIPPreTrainedModel):
     # The temporal transformers need arbitrary additive key masks, which flash/flex kernels do not take.
     _supports_flash_attn = False
     _supports_flex_attn = False
+    # The loss is a contrastive loss over the batch, not a sum over tokens: transformers.Trainer must not pass
+    # `num_items_in_batch` and must itself average the loss over gradient-accumulation steps.
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, CLIP2VideoTemporalAlignmentBlock):
             init.normal_(module.center_weights, std=CENTER_INIT_STD)
             init.normal_(module.center_embeds, std=CENTER_INIT_STD)
+        elif isinstance(module, CLIP2VideoModel):
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+    @torch.no_grad()
+    def initialize_weights(self):
+        """`PreTrainedModel.initialize_weights`, the CLIP towers first initialised as the transformers classes they are.
+
+        For custom-code models transformers skips modules that hold no parameter of their own, but CLIP's
+        `CLIPAttention` / `CLIPMLP` / `CLIPTextEmbeddings` initialise their children: weights missing from a checkpoint
+        would get the generic `N(0, initializer_range)` instead of CLIP's initialisation (the one `__init__` gives)."""
+        for tower in (self.text_model, self.vision_model):
+            tower.initialize_weights()
+        super().initialize_weights()
 
 
 class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
@@ -499,6 +530,7 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         >>> text = model.get_text_features(input_ids, attention_mask).pooler_output  # (captions, retrieval_embed_dim)
         ```
         """
+        _check_model_kwargs("get_text_features", kwargs)
         text_global, text_alignment, text_outputs = self._encode_text(input_ids, attention_mask, **kwargs)
         text_outputs.pooler_output = self._retrieval_embeds(text_global, text_alignment)
         return text_outputs
@@ -517,22 +549,25 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
         """`encode_frames` plus the vision tower's outputs with every per-frame tensor laid out `(batch, frames, ...)`
-        (zeros at the padded frames the tower skipped); hidden states / attentions on request through `kwargs`."""
+        (zeros at padded frames unless `config.original_padding`); hidden states / attentions on request (`kwargs`).
+
+        Without `original_padding` only the valid frames go through the tower, except in a traced graph
+        (`torch.compile`, `torch.export`), which encodes every frame and zeroes the padded ones: a data-dependent
+        number of frames breaks inductor's convolution.
+        """
         batch, num_frames = video_mask.shape
         pixels = pixel_values.flatten(0, 1).to(self.vision_model.embeddings.patch_embedding.weight.dtype)
-        encoded = None if self.config.original_padding else video_mask.flatten().bool()
-        vision_outputs = self.vision_model(
-            pixel_values=pixels if encoded is None else pixels[encoded], return_dict=True, **kwargs
-        )
+        valid = None if self.config.original_padding else video_mask.flatten().bool()
+        valid_only = valid is not None and not is_tracing(pixels)
+        vision_outputs = self.vision_model(pixel_values=pixels[valid] if valid_only else pixels, return_dict=True, **kwargs)
         features = self.visual_projection(vision_outputs.pooler_output)
+
+        def per_video(values: torch.Tensor | None) -> torch.Tensor | None:
+            return None if values is None else _frames_per_video(values, batch, num_frames, valid, valid_only)
+
         for key, value in vision_outputs.items():
-            if isinstance(value, tuple):
-                vision_outputs[key] = tuple(
-                    None if item is None else _frames_per_video(item, encoded, batch, num_frames) for item in value
-                )
-            else:
-                vision_outputs[key] = _frames_per_video(value, encoded, batch, num_frames)
-        return _frames_per_video(features, encoded, batch, num_frames).to(self.logit_scale.dtype), vision_outputs
+            vision_outputs[key] = tuple(map(per_video, value)) if isinstance(value, tuple) else per_video(value)
+        return per_video(features).to(self.logit_scale.dtype), vision_outputs
 
     def encode_video(
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None
@@ -581,48 +616,54 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         >>> video = model.get_video_features(pixel_values, video_mask).pooler_output  # (videos, retrieval_embed_dim)
         ```
         """
+        _check_model_kwargs("get_video_features", kwargs)
         video_global, video_alignment, _, vision_outputs = self._encode_video(pixel_values, video_mask, **kwargs)
         vision_outputs.pooler_output = self._retrieval_embeds(video_global, video_alignment)
         return vision_outputs
 
     # --------------------------------------------------------------------------------------------------------- forward
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         video_mask: torch.Tensor | None = None,
-        return_loss: bool = False,
-        return_dict: bool | None = None,
-        **kwargs,
+        return_loss: bool = True,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CLIP2VideoOutput | tuple:
-        """Similarities of every caption with every video and, with `return_loss=True`, the original training loss
-        (caption `i` pairs with video `i`).
+        """Similarities of every caption with every video and the original training loss (caption `i` pairs with
+        video `i`).
 
         Args:
             input_ids: `(text_batch, length)` CLIP token ids; attention_mask: `(text_batch, length)`, 1 = real token.
             pixel_values: `(video_batch, frames, 3, height, width)`; video_mask: `(video_batch, frames)`, 1 = real frame.
-            return_loss: also compute [`clip2video_loss`] (needs `text_batch == video_batch`).
+            return_loss: compute [`clip2video_loss`] when the batch is paired (`text_batch == video_batch`); the loss
+                is None for other batches (a similarity matrix of any captions against any videos). On by default so
+                that `transformers.Trainer` trains and evaluates the model with a stock collator; `False` skips it.
+            kwargs: `output_attentions` / `output_hidden_states` (the towers' attentions / hidden states in
+                `text_model_output` / `vision_model_output`, as `CLIPModel`), `return_dict`; any other keyword that
+                transformers models do not take raises `TypeError`.
         """
+        _check_model_kwargs("forward", kwargs)
         if input_ids is None or pixel_values is None:
             raise ValueError("CLIP2VideoModel.forward needs both `input_ids` and `pixel_values`; use "
                              "`get_text_features` / `get_video_features` to encode one side only")
-        text_global, text_alignment = self.encode_text(input_ids, attention_mask)
-        video_global, video_alignment, frame_embeds = self.encode_video(pixel_values, video_mask)
+        text_global, text_alignment, text_outputs = self._encode_text(input_ids, attention_mask, **kwargs)
+        video_global, video_alignment, frame_embeds, vision_outputs = self._encode_video(
+            pixel_values, video_mask, **kwargs
+        )
         text_embeds = self._retrieval_embeds(text_global, text_alignment)
         video_embeds = self._retrieval_embeds(video_global, video_alignment)
         logits_per_text = self.logit_scale.exp() * text_embeds @ video_embeds.t()
 
         loss = None
-        if return_loss:
-            if text_embeds.shape[0] != video_embeds.shape[0]:
-                raise ValueError(f"the loss pairs caption i with video i: got {text_embeds.shape[0]} captions and "
-                                 f"{video_embeds.shape[0]} videos")
+        if return_loss and text_embeds.shape[0] == video_embeds.shape[0]:
             loss = clip2video_loss(
                 text_global, video_global, self.logit_scale, self.config.center_weight, text_alignment, video_alignment
             )
-        output = CLIP2VideoOutput(
+        return CLIP2VideoOutput(
             loss=loss,
             logits_per_text=logits_per_text,
             logits_per_video=logits_per_text.t(),
@@ -633,9 +674,9 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
             text_alignment_embeds=text_alignment,
             video_alignment_embeds=video_alignment,
             frame_embeds=frame_embeds,
+            text_model_output=text_outputs,
+            vision_model_output=vision_outputs,
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
 
     # --------------------------------------------------------------------------------------------------------- helpers
 
@@ -644,7 +685,7 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
     ) -> torch.Tensor:
         """Temporal encoding with a residual: frames (+ TDB tokens) with positions through `encoder`, frame outputs
         plus the input features. `(batch, T, dim)` -> `(batch, T, dim)`."""
-        positions = self.frame_position_embeddings.weight[: frame_embeds.shape[1]]
+        positions = self.frame_position_embeddings(torch.arange(frame_embeds.shape[1], device=frame_embeds.device))
         if use_tdb:
             tokens, token_mask = self.temporal_difference_block(frame_embeds, frame_mask, positions)
             hidden = encoder(tokens, token_mask)[:, ::2]  # the frame tokens
@@ -692,20 +733,37 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         max_frames = self.config.text_config.max_position_embeddings
         if self.config.temporal_head == "transformer" and num_frames > max_frames:
             raise ValueError(f"{num_frames} frames per video exceed the frame position table ({max_frames} rows)")
-        empty = (video_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
-        if empty:
-            raise ValueError(f"videos {empty} of the batch have no valid frame (`video_mask` is all zeros)")
+        # transformers' traceable check: a ValueError in eager mode, a runtime assertion in compiled / exported graphs
+        has_frame = video_mask.bool().any(dim=1)
+        torch_compilable_check(
+            has_frame,
+            lambda: f"videos {(~has_frame).nonzero().flatten().tolist()} of the batch have no valid frame "
+            "(`video_mask` is all zeros)",
+        )
         return video_mask
 
 
 CLIP2VideoModel.register_for_auto_class("AutoModel")
 
 
-def _frames_per_video(values: torch.Tensor, encoded: torch.Tensor | None, batch: int, num_frames: int) -> torch.Tensor:
-    """`(encoded frames, ...)` -> `(batch, num_frames, ...)`. `encoded` `(batch * num_frames,)` marks the frames that were
-    encoded (None: all of them); the others get zeros."""
-    if encoded is not None:
-        values = values.new_zeros(batch * num_frames, *values.shape[1:]).index_put((encoded,), values)
+def _check_model_kwargs(method: str, kwargs: dict[str, Any]) -> None:
+    """Raise `TypeError` for keyword arguments outside transformers' model kwargs (`TransformersKwargs`: the
+    `output_attentions` / `output_hidden_states` flags and friends), so that a typo is not silently ignored."""
+    unknown = sorted(set(kwargs) - set(TransformersKwargs.__annotations__))
+    if unknown:
+        raise TypeError(f"CLIP2VideoModel.{method}() got unexpected keyword arguments {unknown}")
+
+
+def _frames_per_video(
+    values: torch.Tensor, batch: int, num_frames: int, valid: torch.Tensor | None, valid_only: bool
+) -> torch.Tensor:
+    """Per-frame values `(frames encoded, ...)` -> `(batch, num_frames, ...)`, zeros at the frames that `valid`
+    `(batch * num_frames,)` marks invalid (None: keep every frame). `valid_only`: `values` holds only the valid frames."""
+    if valid is not None:
+        if valid_only:
+            values = values.new_zeros(batch * num_frames, *values.shape[1:]).index_put((valid,), values)
+        else:
+            values = values.masked_fill(~valid.view(-1, *[1] * (values.dim() - 1)), 0)
     return values.unflatten(0, (batch, num_frames))
 
 

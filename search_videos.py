@@ -193,7 +193,8 @@ class LoadedModel:
     def encode_videos(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
         """Retrieval vectors of preprocessed videos `(batch, frames, 3, H, W)` -> `(batch, retrieval_embed_dim)`."""
         with self._autocast():
-            features = self.model.get_video_features(pixel_values.to(self.device), video_mask.to(self.device)).pooler_output
+            features = self.model.get_video_features(
+                pixel_values.to(self.device), video_mask.to(self.device)).pooler_output
         return features.float().cpu()
 
 

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -294,3 +296,197 @@ def test_temporal_mlp_equals_clips_quick_gelu_mlp():
     with torch.no_grad():
         assert max_diff(fused(hidden), reference(hidden)) < 1e-5
     assert set(fused.state_dict()) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+
+
+@pytest.mark.parametrize("cpu_bytes", [0, 600_000], ids=["all-on-disk", "cpu-and-disk"])
+def test_offloaded_model_gives_the_outputs_of_the_plain_model(tmp_path, cpu_bytes):
+    """`from_pretrained(..., device_map="auto", max_memory=..., offload_folder=...)`: accelerate's hooks load each
+    module's weights only inside its own forward, so every parameter must be read there."""
+    model = build()
+    batch = inputs(model)
+    model.save_pretrained(tmp_path / "model")
+    offloaded = CLIP2VideoModel.from_pretrained(tmp_path / "model", device_map="auto", max_memory={"cpu": cpu_bytes},
+                                                offload_folder=tmp_path / "offload").eval()
+    placement = set(offloaded.hf_device_map.values())
+    assert "disk" in placement and (cpu_bytes == 0 or "cpu" in placement)
+    assert offloaded.temporal_transformer.layers[0].mlp.fc1.weight.is_meta  # really offloaded
+    with torch.no_grad():
+        expected = model(**batch)
+        got = offloaded(**batch)
+        video = offloaded.get_video_features(batch["pixel_values"], batch["video_mask"]).pooler_output
+    assert max_diff(got.logits_per_text, expected.logits_per_text) < 1e-5
+    assert max_diff(got.loss, expected.loss) < 1e-5
+    assert max_diff(video, expected.video_embeds) < 1e-6
+
+
+def test_missing_weights_get_the_initialisation_of_a_fresh_model():
+    """Weights absent from a checkpoint are initialised as `__init__` does: `logit_scale` from the config, the CLIP
+    towers with CLIP's initialisation (not the generic N(0, 0.02)); the loaded weights are kept."""
+    model = build(logit_scale_init_value=1.5)
+    dropped = ("logit_scale", "vision_model.encoder.layers.0.", "text_model.encoder.layers.1.mlp.")
+    state = {key: value for key, value in model.state_dict().items() if not key.startswith(dropped)}
+    loaded = CLIP2VideoModel.from_pretrained(None, config=model.config, state_dict=state)
+    assert loaded.logit_scale.item() == pytest.approx(1.5)
+    for key, value in state.items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    vision, text = model.config.vision_config, model.config.text_config
+    # CLIP's std for fc1 is (2 * width) ** -0.5, for q_proj width ** -0.5 * (2 * layers) ** -0.5
+    for weight, std in [
+        (loaded.vision_model.encoder.layers[0].mlp.fc1.weight, (2 * vision.hidden_size) ** -0.5),
+        (loaded.vision_model.encoder.layers[0].self_attn.q_proj.weight,
+         vision.hidden_size**-0.5 * (2 * vision.num_hidden_layers) ** -0.5),
+        (loaded.text_model.encoder.layers[1].mlp.fc1.weight, (2 * text.hidden_size) ** -0.5),
+    ]:
+        assert abs(weight.std().item() - std) < 0.1 * std and abs(std - 0.02) > 0.3 * std
+    empty = CLIP2VideoModel.from_pretrained(None, config=model.config, state_dict={})
+    assert empty.logit_scale.item() == pytest.approx(1.5)
+    assert all(torch.isfinite(p).all() for p in empty.parameters())
+
+
+def test_forward_returns_tower_attentions_and_hidden_states_and_refuses_unknown_arguments():
+    model = build()
+    model.set_attn_implementation("eager")
+    batch = inputs(model)
+    with torch.no_grad():
+        plain = model(**batch)
+        out = model(**batch, output_attentions=True, output_hidden_states=True)
+        as_tuple = model(**batch, return_dict=False)
+    assert plain.text_model_output.attentions is None and plain.vision_model_output.hidden_states is None
+    text, vision = model.config.text_config, model.config.vision_config
+    assert len(out.text_model_output.attentions) == text.num_hidden_layers
+    assert len(out.text_model_output.hidden_states) == text.num_hidden_layers + 1
+    assert len(out.vision_model_output.attentions) == vision.num_hidden_layers
+    assert out.vision_model_output.hidden_states[0].shape[:2] == (4, model.config.num_frames)
+    assert torch.allclose(out.logits_per_text, plain.logits_per_text)
+    assert torch.equal(as_tuple[0], plain.loss) and torch.equal(as_tuple[1], plain.logits_per_text)
+    with pytest.raises(TypeError, match="foo_bar"):
+        model(**batch, foo_bar=1)
+    with pytest.raises(TypeError, match="output_attention"):
+        model.get_text_features(batch["input_ids"], output_attention=True)
+    with pytest.raises(TypeError, match="videomask"):
+        model.get_video_features(batch["pixel_values"], videomask=batch["video_mask"])
+
+
+def test_loss_by_default_for_paired_batches_only():
+    """`return_loss` defaults to True (transformers.Trainer reads that default); a batch of N captions and M != N
+    videos is a plain similarity query and gets no loss."""
+    model = build()
+    batch = inputs(model)
+    with torch.no_grad():
+        assert model(**batch).loss is not None and model(**batch, return_loss=False).loss is None
+        unpaired = model(input_ids=batch["input_ids"][:3], attention_mask=batch["attention_mask"][:3],
+                         pixel_values=batch["pixel_values"], video_mask=batch["video_mask"])
+    assert unpaired.loss is None and unpaired.logits_per_text.shape == (3, 4)
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Caption `i` with video `i`, one dict of tensors per pair (what the processor gives for one pair)."""
+
+    def __init__(self, config, size: int, seed: int):
+        ids, mask = random_text(config, [2 + (i % 7) for i in range(size)], seed)
+        pixels, video_mask = random_video(config, [1 + (i % config.num_frames) for i in range(size)], seed)
+        self.rows = [dict(input_ids=ids[i], attention_mask=mask[i], pixel_values=pixels[i], video_mask=video_mask[i])
+                     for i in range(size)]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+
+def test_trainer_trains_evaluates_and_predicts_with_a_stock_collator(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model = build().train()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    train, evaluation = PairDataset(model.config, 8, seed=0), PairDataset(model.config, 6, seed=1)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=3,
+                             gradient_accumulation_steps=2, max_steps=6, learning_rate=2e-3, warmup_steps=0,
+                             logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=0)
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation)  # default_data_collator
+    assert trainer.can_return_loss and not trainer.model_accepts_loss_kwargs
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 6 and losses[-1] < 0.5 * losses[0]
+    for name in ("logit_scale", "temporal_transformer.layers.0.mlp.fc1.weight", "vision_model.embeddings.class_embedding",
+                 "temporal_alignment_block.center_weights", "text_projection.weight"):
+        assert not torch.equal(dict(model.named_parameters())[name], before[name]), name
+
+    metrics = trainer.evaluate()
+    model.eval()
+    batches = [torch.utils.data.default_collate([evaluation[i] for i in range(s, s + 3)]) for s in (0, 3)]
+    with torch.no_grad():
+        outputs = [model(**batch) for batch in batches]
+    assert metrics["eval_loss"] == pytest.approx(sum(o.loss.item() for o in outputs) / 2, rel=1e-5)
+    prediction = trainer.predict(evaluation)
+    # the outputs after the loss, without the towers' per-layer states (config.keys_to_ignore_at_inference)
+    assert len(prediction.predictions) == 9
+    logits_per_text = prediction.predictions[0]
+    assert logits_per_text.shape == (6, 3)
+    expected = torch.cat([o.logits_per_text for o in outputs]).numpy()
+    assert abs(logits_per_text - expected).max() < 1e-5
+
+
+class _Features(torch.nn.Module):
+    """`get_video_features` / `get_text_features` as a module returning the retrieval vector (for compile / export)."""
+
+    def __init__(self, model, side: str):
+        super().__init__()
+        self.model, self.side = model, side
+
+    def forward(self, values, mask):
+        if self.side == "video":
+            return self.model.get_video_features(values, mask).pooler_output
+        return self.model.get_text_features(values, mask).pooler_output
+
+
+@pytest.mark.parametrize("side,original_padding", [("video", False), ("video", True), ("text", True)])
+def test_feature_methods_compile_in_one_graph_and_export(side, original_padding):
+    """torch.compile(fullgraph=True) and torch.export trace the feature methods without a data-dependent guard; the
+    no-valid-frame check stays a ValueError in eager mode and becomes a runtime assertion in the graphs."""
+    torch._dynamo.reset()
+    model = build(original_padding=original_padding)
+    batch = inputs(model, valid=(6, 3, 1, 2))
+    args = (batch["pixel_values"], batch["video_mask"]) if side == "video" else (batch["input_ids"],
+                                                                                batch["attention_mask"])
+    module = _Features(model, side)
+    with torch.no_grad():
+        expected = module(*args)
+        compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+        program = torch.export.export(module, args)
+        exported = program.module()
+        assert max_diff(compiled(*args), expected) < 1e-6
+        assert max_diff(exported(*args), expected) < 1e-6
+        # no frame selection by a boolean mask in a graph (a data-dependent frame count, which inductor fails on)
+        assert not [node for node in program.graph.nodes if node.target is torch.ops.aten.index.Tensor
+                    and any(getattr(index, "meta", {}).get("val", torch.empty(0)).dtype == torch.bool
+                            for index in node.args[1] if index is not None)]
+        if side == "video":
+            empty = batch["video_mask"].clone()
+            empty[2] = 0
+            with pytest.raises(ValueError, match=r"videos \[2\].*no valid frame"):
+                module(args[0], empty)
+            for graph in (compiled, exported):
+                with pytest.raises(RuntimeError):  # torch._check_tensor_all in the graph
+                    graph(args[0], empty)
+
+
+def test_readme_trainer_example_runs_as_written(tmp_path):
+    """The README's "Using with Trainer" block, run unchanged in a fresh interpreter (the tokenizer folder linked in)."""
+    import ast
+    import math
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "README.md").read_text().split("## Using with Trainer", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "clip_tokenizer").symlink_to(root / "clip_tokenizer")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert math.isfinite(metrics["eval_loss"]) and metrics["epoch"] == 2.0
+    assert (tmp_path / "clip2video-trainer").is_dir()
