@@ -86,6 +86,21 @@ def is_prepared_source(path: str) -> bool:
     return is_prepared_dir(path)
 
 
+def check_prepared_sources(sources: Iterable[Optional[str]], options: dict[str, Any]) -> None:
+    """Refuses a prepared-shards folder among `sources` whose frames are not the ones a model with the video
+    processor's per-call `options` (`num_frames`, `crop_size`, `frame_sampling`, `feature_framerate`) would get.
+
+    Raises:
+        `frame_shards.PreparedShardsError` naming the folder and each differing option.
+    """
+    for source in sources:
+        if source and is_prepared_source(source):
+            from frame_shards import check_frame_options
+
+            check_frame_options(source, options["num_frames"], options["crop_size"]["height"],
+                                options["frame_sampling"], options["feature_framerate"])
+
+
 def _pick_split(found, split: str, source: str):
     """`found[split]` of a DatasetDict / IterableDatasetDict, or a DataSourceError naming the splits there are."""
     if not hasattr(found, "keys"):
@@ -717,6 +732,7 @@ __all__ = [
     "VideoFrameStore",
     "build_caption_table",
     "captions_of",
+    "check_prepared_sources",
     "decode_video",
     "encode_texts",
     "encode_videos",

@@ -1224,6 +1224,7 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
     if model_args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     options = video_options(model.config, data_args)
+    data_clip2video.check_prepared_sources([data_args.dataset_name, *data_args.data_files().values()], options)
     configure_processor(processor, options)
     for split in (split for split in splits.values() if isinstance(split, SplitData)):
         split.store.options = options

@@ -4,6 +4,7 @@ streaming. Videos are tiny generated mp4 files (40x30 px, 2 s) and the model inp
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -296,3 +297,26 @@ def test_training_from_shards_equals_training_from_the_videos(tmp_path):
     streamed_weights = load_file(tmp_path / "run_stream" / "model.safetensors")
     differ = [name for name, tensor in streamed_weights.items() if not torch.equal(tensor, shards_weights[name])]
     assert len(differ) > len(streamed_weights) // 2
+
+
+@pytest.mark.parametrize("model_options, difference", [
+    (["--num_frames", "3"], "num_frames: 4 there, 3 asked"),
+    (["--scratch_image_size", "32"], "image_size: 16 there, 32 asked"),
+    (["--frame_sampling", "random_segment"], "frame_sampling: 'original' there, 'random_segment' asked"),
+    (["--feature_framerate", "1"], "feature_framerate: 2 there, 1 asked"),
+])
+def test_shards_prepared_with_other_frame_options_are_refused_before_training(prepared, tmp_path, model_options,
+                                                                              difference):
+    """The folder holds 4 frames of 16 px at feature_framerate 2; a model that would get other frames is refused, with
+    the folder and the differing option named, before any training step."""
+    import run_retrieval
+
+    matching = {"--num_frames": "4", "--scratch_image_size": "16", "--feature_framerate": "2"}
+    matching.update(zip(model_options[::2], model_options[1::2]))
+    options = [*TINY_MODEL, *(item for pair in matching.items() for item in pair)]
+    options += model_options if model_options[0] not in matching else []
+    with pytest.raises(PreparedShardsError, match=f"{re.escape(str(prepared / 'prepared'))}.*{re.escape(difference)}") as caught:
+        run_retrieval.main(["--dataset_name", str(prepared / "prepared"), "--output_dir", str(tmp_path / "run"),
+                            "--do_train", "--cache_dir", str(prepared / "cache"), *options])
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert str(caught.value).count(" there, ") == 1  # only the option that differs
