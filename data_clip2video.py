@@ -101,6 +101,25 @@ def check_prepared_sources(sources: Iterable[Optional[str]], options: dict[str, 
                                 options["frame_sampling"], options["feature_framerate"])
 
 
+#: `datasets` builder of a data file, by its extension (`--train_file` etc. without `--dataset_name`).
+BUILDER_OF_EXTENSION = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet",
+                        "tar": "webdataset"}
+
+
+def builder_for_files(data_files: dict[str, str]) -> str:
+    """The packaged `datasets` builder that reads `data_files` (split -> file or glob), from the first file's extension.
+
+    Raises:
+        DataSourceError: the extension names no builder (the message asks for `--dataset_name`).
+    """
+    first = next(iter(data_files.values()))
+    extension = os.path.splitext(first)[1].lower().lstrip(".")
+    if extension not in BUILDER_OF_EXTENSION:
+        raise DataSourceError(f"cannot tell the format of {first}: pass --dataset_name (csv, json, parquet, "
+                              "webdataset, ...)")
+    return BUILDER_OF_EXTENSION[extension]
+
+
 def _pick_split(found, split: str, source: str):
     """`found[split]` of a DatasetDict / IterableDatasetDict, or a DataSourceError naming the splits there are."""
     if not hasattr(found, "keys"):
@@ -731,6 +750,7 @@ __all__ = [
     "VideoDataset",
     "VideoFrameStore",
     "build_caption_table",
+    "builder_for_files",
     "captions_of",
     "check_prepared_sources",
     "decode_video",

@@ -216,13 +216,7 @@ class DataArguments:
         files = self.data_files()
         if self.dataset_name != SYNTHETIC_NAME or not files:
             return self.dataset_name
-        extension = os.path.splitext(next(iter(files.values())))[1].lower().lstrip(".")
-        builders = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "tar": "webdataset"}
-        if extension not in builders:
-            raise data_clip2video.DataSourceError(
-                f"cannot tell the format of {next(iter(files.values()))}: pass --dataset_name (csv, json, parquet, "
-                "webdataset, ...)")
-        return builders[extension]
+        return data_clip2video.builder_for_files(files)
 
     def card_dataset(self) -> Optional[str]:
         """The dataset named in the model card's metadata: a benchmark or Hub id (None for local files/folders)."""

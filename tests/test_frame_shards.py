@@ -23,6 +23,7 @@ from frame_shards import (
     model_input_frames,
     read_prepared_info,
 )
+from data_clip2video import DataSourceError
 from processing_clip2video import CLIP2VideoVideoProcessor, VideoDecodeError
 
 from conftest import REPO_ROOT
@@ -320,3 +321,25 @@ def test_shards_prepared_with_other_frame_options_are_refused_before_training(pr
                             "--do_train", "--cache_dir", str(prepared / "cache"), *options])
     assert not (tmp_path / "run" / "model.safetensors").exists()
     assert str(caught.value).count(" there, ") == 1  # only the option that differs
+
+
+def test_train_file_without_dataset_name_infers_the_builder(prepared, tmp_path):
+    """--train_file train.csv alone is read by the csv builder (the same inference as run_retrieval.py's) and gives the
+    frames the videofolder preparation gave for the same videos."""
+    import prepare_shards
+
+    videos = prepared / "videos"
+    lines = ["file_name,caption"] + [f"{videos / f'clip{index}.mp4'},clip {index} only" for index in (0, 3)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    finished = prepare_shards.main(["--train_file", str(tmp_path / "train.csv"), "--output_dir", str(tmp_path / "out"),
+                                    "--cache_dir", str(tmp_path / "cache"), *CLI_OPTIONS])
+    assert finished["train"]["num_videos"] == 2 and finished["train"]["num_captions"] == 2
+    from_csv = load_prepared(tmp_path / "out", "train", cache_dir=str(tmp_path / "cache"))
+    from_folder = {row["video_id"]: row["frames"] for row in
+                   load_prepared(prepared / "prepared", "train", cache_dir=str(prepared / "cache"))}
+    assert from_csv["video_id"] == ["clip0", "clip3"] and from_csv["caption"] == [["clip 0 only"], ["clip 3 only"]]
+    for row in from_csv:
+        np.testing.assert_array_equal(row["frames"], from_folder[row["video_id"]])
+    with pytest.raises(DataSourceError, match="cannot tell the format of .*train.txt: pass --dataset_name"):
+        prepare_shards.main(["--train_file", str(tmp_path / "train.txt"), "--output_dir", str(tmp_path / "other"),
+                             *CLI_OPTIONS])
