@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,8 +167,25 @@ def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
         if isinstance(error, DataSourceError):
             raise
+        mixed = re.search(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)", str(error))
+        if mixed:  # pyarrow's JSON reader (videofolder metadata.jsonl) wants one type per column
+            files = _metadata_files(data_dir, data_files) or [name_or_path]
+            column, first, other = mixed.groups()
+            raise DataSourceError(
+                f"{', '.join(files)}: column {column!r} holds both {first} and {other} values ({error}); write every "
+                f"value of {column!r} the same way (several captions: a list of strings, also for one caption)"
+            ) from None
         raise DataSourceError(f"{name_or_path}: cannot read the dataset: {error}") from None
     return undecoded_videos(found)
+
+
+def _metadata_files(data_dir: Optional[str], data_files: Optional[dict[str, str]]) -> list[str]:
+    """The data files a source reads, or the `metadata.*` files of a folder builder's `data_dir` (to name in errors)."""
+    if data_files:
+        return list(data_files.values())
+    if data_dir and os.path.isdir(data_dir):
+        return sorted(str(path) for path in Path(data_dir).rglob("metadata.*"))
+    return []
 
 
 def undecoded_videos(dataset):

@@ -362,3 +362,23 @@ def test_strict_refuses_an_undecodable_video_and_a_bad_source_is_a_typed_error(t
     (root / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "x.mp4", "text": ["a", "b"]}) + "\n")
     with pytest.raises(data_clip2video.DataSourceError, match="cannot read the dataset"):
         _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(root))  # metadata files disagree
+
+
+def test_metadata_mixing_string_and_list_captions_names_the_file_and_the_column(tmp_path):
+    """pyarrow's JSON reader refuses a column holding strings in some rows and lists in others: a DataSourceError that
+    names the metadata file, the column and how to write it (not a raw ArrowInvalid)."""
+    root = tmp_path / "data" / "train"
+    root.mkdir(parents=True)
+    for seed in range(2):
+        write_video(root / f"clip{seed}.mp4", seed)
+    (root / "metadata.jsonl").write_text(json.dumps({"file_name": "clip0.mp4", "caption": "one caption"}) + "\n"
+                                         + json.dumps({"file_name": "clip1.mp4", "caption": ["two", "three"]}) + "\n")
+    loads = [lambda: _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(tmp_path / "data")),
+             lambda: data_clip2video.load_source("videofolder", "train", data_dir=str(tmp_path / "data"),
+                                                 cache_dir=str(tmp_path / "cache"), streaming=True)]
+    for load in loads:
+        with pytest.raises(data_clip2video.DataSourceError) as caught:
+            load()
+        message = str(caught.value)
+        assert str(root / "metadata.jsonl") in message and "column 'caption' holds both string and array" in message
+        assert "a list of strings" in message
