@@ -633,10 +633,73 @@ class VideoDataset(torch.utils.data.Dataset):
 
 class VideoBatcher:
     """Turns lists of decoded frames into `pixel_values` `(batch, num_frames, 3, H, W)` and `video_mask`, with one call
-    of the processor's transform for all frames of the batch. Picklable, so it works in DataLoader workers."""
+    of the processor's transform for all frames of the batch. Picklable, so it works in DataLoader workers.
+
+    The collators (`collate_pairs`, `collate_videos`, `StreamCollator`) keep frames that the transform would leave at
+    their size (prepared shards, videos decoded at the model's size) as uint8 `(batch, num_frames, H, W, 3)`: a quarter
+    of the bytes to move and no float pass in the workers. `to_device` moves a batch to the model's device and
+    normalises such frames there, with the processor's float32 operations in its order, so the values are exactly
+    those of the CPU transform.
+    """
 
     def __init__(self, video_processor, options: dict[str, Any], num_frames: int):
         self.video_processor, self.options, self.num_frames = video_processor, options, num_frames
+
+    def _resolved(self) -> dict[str, Any]:
+        """The processor's transform options for `self.options` (sizes as `SizeDict`s, mean/std, rescale)."""
+        processor = self.video_processor
+        return processor._standardize_kwargs(**processor._with_defaults(self.options))
+
+    def _at_model_size(self, videos: list[list]) -> bool:
+        """True when every frame is a uint8 `(H, W, 3)` array of one size that the resize and the crop keep."""
+        first = videos[0][0] if videos and len(videos[0]) else None
+        if not isinstance(first, np.ndarray) or first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3:
+            return False
+        if any(not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != first.shape
+               for frames in videos for frame in frames):
+            return False
+        options, (height, width) = self._resolved(), first.shape[:2]
+        if options["do_resize"] and min(height, width) != options["size"].shortest_edge:
+            return False
+        return not options["do_center_crop"] or (options["crop_size"].height, options["crop_size"].width) == (height, width)
+
+    def collate_frames(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`pixel_values` and `video_mask` of a batch: uint8 `(batch, num_frames, H, W, 3)` when the frames are already
+        at the model's size (normalised later by `to_device`), else the float32 `(batch, num_frames, 3, H, W)` of
+        `__call__`. Padding frames are zero, `video_mask` `(batch, num_frames)` is 1 for real frames."""
+        if not self._at_model_size(videos):
+            return self(videos)
+        height, width, _ = videos[0][0].shape
+        batch = torch.zeros(len(videos), self.num_frames, height, width, 3, dtype=torch.uint8)
+        mask = torch.zeros(len(videos), self.num_frames, dtype=torch.long)
+        for position, frames in enumerate(videos):
+            batch[position, : len(frames)] = torch.from_numpy(np.stack(frames))
+            mask[position, : len(frames)] = 1
+        return batch, mask
+
+    def normalise(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """uint8 `(batch, num_frames, H, W, 3)` -> float32 `(batch, num_frames, 3, H, W)` where the tensors are: the
+        processor's rescale and normalisation (the same float32 operations in the same order, so the same values
+        as its CPU transform), padding frames (`video_mask` 0) exactly zero as `__call__` gives them."""
+        options = self._resolved()
+        device = pixel_values.device
+        values = pixel_values.permute(0, 1, 4, 2, 3).to(torch.float32)
+        if options["do_rescale"]:
+            values = values / torch.tensor(np.float32(1.0 / options["rescale_factor"]), device=device)
+        if options["do_normalize"]:
+            mean = torch.from_numpy(np.asarray(options["image_mean"], dtype=np.float32)).to(device).view(3, 1, 1)
+            std = torch.from_numpy(np.asarray(options["image_std"], dtype=np.float32)).to(device).view(3, 1, 1)
+            values = (values - mean) / std
+        real = video_mask.to(device=device, dtype=torch.bool)[:, :, None, None, None]
+        return torch.where(real, values, torch.zeros((), dtype=values.dtype, device=device)).contiguous()
+
+    def to_device(self, batch: dict[str, Any], device) -> dict[str, Any]:
+        """Every tensor of a collated batch moved to `device`; uint8 `pixel_values` (`collate_frames`) normalised
+        there into the model's float32 `(batch, num_frames, 3, H, W)`."""
+        moved = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+        if "pixel_values" in moved and moved["pixel_values"].dtype == torch.uint8:
+            moved["pixel_values"] = self.normalise(moved["pixel_values"], moved["video_mask"])
+        return moved
 
     def __call__(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
         counts = [len(frames) for frames in videos]
@@ -657,7 +720,7 @@ class VideoBatcher:
         if good:
             batch["input_ids"] = torch.stack([item["input_ids"] for item in good])
             batch["attention_mask"] = torch.stack([item["attention_mask"] for item in good])
-            batch["pixel_values"], batch["video_mask"] = self([item["frames"] for item in good])
+            batch["pixel_values"], batch["video_mask"] = self.collate_frames([item["frames"] for item in good])
         return batch
 
     def collate_videos(self, items: list[dict]) -> dict[str, Any]:
@@ -672,7 +735,7 @@ class VideoBatcher:
             size = self.options.get("crop_size") or {"height": 32, "width": 32}
             blank = [np.zeros((size["height"], size["width"], 3), dtype=np.uint8)]
         videos = [item.get("frames", [np.zeros_like(blank[0])]) for item in items]
-        pixel_values, video_mask = self(videos)
+        pixel_values, video_mask = self.collate_frames(videos)
         return {"video": torch.tensor([item["video"] for item in items]), "valid": torch.tensor(valid),
                 "pixel_values": pixel_values, "video_mask": video_mask,
                 "skipped": [item["error"] for item in items if "error" in item]}
@@ -731,7 +794,7 @@ class StreamCollator:
         if frames:
             tokens = self.tokenizer_fn(captions)
             batch["input_ids"], batch["attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
-            batch["pixel_values"], batch["video_mask"] = self.batcher(frames)
+            batch["pixel_values"], batch["video_mask"] = self.batcher.collate_frames(frames)
         return batch
 
 

@@ -830,10 +830,6 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path, optimizer, sched
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
-
-
 #: The outputs of the model that the contrastive loss reads (all batch-first).
 LOSS_INPUTS = ("text_global_embeds", "video_global_embeds", "text_alignment_embeds", "video_alignment_embeds")
 
@@ -925,7 +921,7 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
                 continue
             if not batch["rows"]:
                 batch = placeholder_batch(unwrapped.config)
-            batch = move_to_device(batch, accelerator.device)
+            batch = batcher.to_device(batch, accelerator.device)  # uint8 frames are normalised there
             with accelerator.accumulate(model):
                 loss = compute_loss(model, batch, loss_fn, unwrapped.logit_scale)
                 if not torch.isfinite(loss):
@@ -1005,9 +1001,9 @@ def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: Vid
                                          collate_fn=batcher.collate_videos, num_workers=num_workers)
     video_features, valid, skipped = [], [], []
     for batch in tqdm(loader, desc="encoding videos", disable=not accelerator.is_local_main_process, leave=False):
+        batch = batcher.to_device(batch, accelerator.device)  # uint8 frames are normalised there
         with accelerator.autocast():
-            features = encode_videos(unwrapped, batch["pixel_values"].to(accelerator.device),
-                                     batch["video_mask"].to(accelerator.device))
+            features = encode_videos(unwrapped, batch["pixel_values"], batch["video_mask"])
         video_features.append(features)
         valid.append(batch["valid"].to(accelerator.device))
         skipped += batch["skipped"]

@@ -343,3 +343,40 @@ def test_train_file_without_dataset_name_infers_the_builder(prepared, tmp_path):
     with pytest.raises(DataSourceError, match="cannot tell the format of .*train.txt: pass --dataset_name"):
         prepare_shards.main(["--train_file", str(tmp_path / "train.txt"), "--output_dir", str(tmp_path / "other"),
                              *CLI_OPTIONS])
+
+
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    """float32 values as their int32 bit patterns (so -0.0 and 0.0 differ, and NaNs compare)."""
+    return tensor.contiguous().view(torch.int32)
+
+
+def test_prepared_frames_stay_uint8_until_the_device_and_normalise_to_the_cpu_transforms_bits(prepared):
+    """Training and evaluation collate prepared frames as uint8 and normalise them after the move to the device
+    (`VideoBatcher.to_device`): the float32 values are bit for bit those of the processor's CPU transform, padding
+    frames included; frames the transform would resize keep the CPU route."""
+    from data_clip2video import VideoBatcher
+
+    rows = load_prepared(prepared / "prepared", "train", cache_dir=str(prepared / "cache"))
+    videos = [list(row["frames"]) for row in rows]
+    videos[1], videos[3] = videos[1][:2], videos[3][:1]  # shorter videos: padding frames in the batch
+    batcher = VideoBatcher(CLIP2VideoVideoProcessor(), OPTIONS.as_processor_kwargs(), OPTIONS.num_frames)
+    on_cpu, cpu_mask = batcher(videos)
+    items = [{"row": index, "input_ids": torch.tensor([1, 2]), "attention_mask": torch.ones(2, dtype=torch.long),
+              "frames": frames} for index, frames in enumerate(videos)]
+    pairs = batcher.collate_pairs(items)
+    assert pairs["pixel_values"].dtype == torch.uint8 and pairs["pixel_values"].shape == (NUM_GOOD, 4, 16, 16, 3)
+    assert pairs["video_mask"].tolist()[1] == [1, 1, 0, 0] and torch.equal(pairs["video_mask"], cpu_mask)
+    moved = batcher.to_device(pairs, torch.device("cpu"))
+    assert moved["pixel_values"].dtype == torch.float32 and moved["pixel_values"].shape == on_cpu.shape
+    assert torch.equal(_bits(moved["pixel_values"]), _bits(on_cpu))
+    assert on_cpu[0].abs().sum() > 0 and bool((on_cpu[1, 2:] == 0).all())
+    # evaluation batches (one blank frame for a failed video) go the same way
+    batch = batcher.collate_videos([{"video": 0, "frames": videos[0]}, {"video": 1, "error": "broken"},
+                                    {"video": 2, "frames": videos[2]}])
+    assert batch["pixel_values"].dtype == torch.uint8
+    expected, _ = batcher([videos[0], [np.zeros_like(videos[0][0])], videos[2]])
+    assert torch.equal(_bits(batcher.to_device(batch, "cpu")["pixel_values"]), _bits(expected))
+    # frames at another size than the model's (decoded mp4 frames) are transformed on the CPU, as before
+    large = [[np.full((24, 20, 3), 90, dtype=np.uint8)] * 3]
+    collated, _ = batcher.collate_frames(large)
+    assert collated.dtype == torch.float32 and torch.equal(_bits(collated), _bits(batcher(large)[0]))
