@@ -417,6 +417,17 @@ class DataReport:
             logger.warning("%s", line)
 
 
+def gather_undecodable(reports: Sequence[DataReport], gather_object) -> None:
+    """Gives every process's reports the undecodable videos all processes met (a training video is found undecodable
+    only by the process that decodes it), sorted, so the report is the same on 1 and N processes.
+
+    `gather_object` is `accelerate.utils.gather_object` (a collective: every process calls this).
+    """
+    found = gather_object([[report.undecodable_videos for report in reports]])
+    for index, report in enumerate(reports):
+        report.undecodable_videos = sorted({name for per_process in found for name in per_process[index]})
+
+
 def write_data_report(reports: Sequence[DataReport], output_dir: str) -> Path:
     """`output_dir/data_report.json`: one entry per split, with counts and the names of skipped videos/captions."""
     entries = []
@@ -837,6 +848,7 @@ __all__ = [
     "decode_video",
     "encode_texts",
     "encode_videos",
+    "gather_undecodable",
     "is_prepared_source",
     "load_source",
     "resolve_columns",
