@@ -281,8 +281,11 @@ def captions_of(value: Any) -> list[str]:
 def video_reference(value: Any, base_dir: Optional[str] = None) -> Any:
     """What `decode_video` reads for one video value: a path (made absolute against `base_dir`), bytes, or frames.
 
-    A `datasets.Video` value `{"path", "bytes"}` gives its bytes when it has them, else its path.
+    A `datasets.Video` value `{"path", "bytes"}` gives its bytes when it has them, else its path; a `VideoDecodeError`
+    (a streamed prepared row whose frames are corrupt) is passed on for `decode_video` to raise.
     """
+    if isinstance(value, VideoDecodeError):
+        return value
     if isinstance(value, dict):
         if value.get("bytes"):
             return bytes(value["bytes"])
@@ -366,6 +369,8 @@ def decode_video(value: Any, video_processor, options: dict[str, Any], base_dir:
         VideoDecodeError: naming the video and the reason (missing, empty, undecodable, too short).
     """
     reference = video_reference(value, base_dir)
+    if isinstance(reference, VideoDecodeError):
+        raise reference
     prepared = as_prepared_frames(reference)
     if prepared is not None:
         return prepared

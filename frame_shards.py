@@ -379,7 +379,15 @@ def decode_frames(batch: dict[str, list]) -> dict[str, list]:
 
 
 def _decode_example(example: dict[str, Any]) -> dict[str, Any]:
-    return {**example, "frames": _frames_of(example["frames"], example.get("video_id"))}
+    """A streamed row's frames as an array; corrupt bytes give the `VideoDecodeError` itself as the value (raised by
+    `data_clip2video.decode_video`, so a streamed training run skips and counts the row instead of stopping)."""
+    from processing_clip2video import VideoDecodeError
+
+    try:
+        frames = npy_array(example["frames"])
+    except PreparedShardsError as error:
+        frames = VideoDecodeError(str(error))
+    return {**example, "frames": frames}
 
 
 def _file_in_folder(folder: Path, name: Any, suffix: str) -> Path:

@@ -446,6 +446,19 @@ def test_garbled_frame_bytes_are_a_decode_error_naming_the_video(prepared, tmp_p
     assert rows[0]["frames"].shape == (4, 16, 16, 3)
     with pytest.raises(VideoDecodeError, match="clip1: prepared frames are not a valid .npy array"):
         rows[1]
+    # streamed, the row comes through and its decoding names the video: a training stream skips and counts it
+    from data_clip2video import Columns, StreamCollator, VideoBatcher
+
+    streamed = list(load_prepared(folder, "train", streaming=True))
+    assert [row["video_id"] for row in streamed[:2]] == ["clip0", "clip1"]
+    batcher = VideoBatcher(CLIP2VideoVideoProcessor(), OPTIONS.as_processor_kwargs(), OPTIONS.num_frames)
+    collator = StreamCollator(batcher, lambda captions: {"input_ids": torch.ones(len(captions), 2, dtype=torch.long),
+                                                         "attention_mask": torch.ones(len(captions), 2, dtype=torch.long)},
+                              Columns("frames", "caption", "video_id"), None, seed=0)
+    batch = collator(streamed[:3])
+    assert batch["rows"] == [streamed[0]["video_id"], streamed[2]["video_id"]] and batch["pixel_values"].shape[0] == 2
+    assert len(batch["skipped"]) == 1
+    assert batch["skipped"][0].startswith("clip1: prepared frames are not a valid .npy array")
 
 
 def npy_bytes_of(array):
