@@ -254,7 +254,7 @@ def write_split_shards(records: Sequence[VideoRecord], output_dir: str | os.Path
         chunk = records[index * shard_size : (index + 1) * shard_size]
         video_ids = [record.video_id for record in chunk]
         if receipt_path.exists():
-            receipt = json.loads(receipt_path.read_text())
+            receipt = read_receipt(receipt_path, split, index)
             _check_same_options(receipt["options"], stored, receipt_path)
             if receipt["video_ids"] != video_ids:
                 raise PreparedShardsError(f"{receipt_path}: prepared for other videos (the source or --shard_size "
@@ -270,6 +270,23 @@ def write_split_shards(records: Sequence[VideoRecord], output_dir: str | os.Path
         logger.info("%s: %d videos, %d captions, %d skipped", name, num_videos, num_captions, len(skipped))
         written.append(index)
     return written
+
+
+def read_receipt(path: Path, split: str, index: int) -> dict[str, Any]:
+    """The receipt of shard `index` of `split`, checked: a garbled or foreign file is a `PreparedShardsError` naming it
+    (delete it and its shard, then rerun, to write that shard again)."""
+    try:
+        receipt = json.loads(path.read_text())
+        valid = (isinstance(receipt, dict) and receipt.get("split") == split and receipt.get("index") == index
+                 and isinstance(receipt.get("options"), dict) and isinstance(receipt.get("video_ids"), list)
+                 and isinstance(receipt.get("skipped"), list)
+                 and all(isinstance(receipt.get(key), int) for key in ("num_videos", "num_captions")))
+    except (OSError, ValueError) as error:
+        valid, receipt = False, error
+    if not valid:
+        raise PreparedShardsError(f"{path}: not the receipt of shard {index} of split {split!r} ({receipt!r:.200}); "
+                                  "delete it and its .parquet shard and rerun prepare_shards.py")
+    return receipt
 
 
 def _check_same_options(found: dict[str, Any], expected: dict[str, Any], where: Any) -> None:
@@ -299,7 +316,7 @@ def finish_split(output_dir: str | os.PathLike, split: str, num_videos: int, sha
         path = output_dir / f"{shard_name(split, index)}.json"
         if not path.exists():
             return None
-        receipts.append(json.loads(path.read_text()))
+        receipts.append(read_receipt(path, split, index))
     stored = frame_options_record(options, video_processor)
     skipped = [*skipped_before, *(item for receipt in receipts for item in receipt["skipped"])]
     entry = {

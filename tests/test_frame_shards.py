@@ -465,3 +465,19 @@ def npy_bytes_of(array):
     from frame_shards import npy_bytes
 
     return npy_bytes(array)
+
+
+def test_a_garbled_receipt_is_named_when_resuming(prepared, tmp_path):
+    """A rerun reads the receipts of finished shards: a truncated or foreign one is a PreparedShardsError naming it."""
+    import prepare_shards
+
+    folder = _copy_prepared(prepared, tmp_path)
+    receipt = folder / "train-00001.json"
+    original = receipt.read_text()
+    arguments = [*source_options(prepared / "videos"), "--output_dir", str(folder), *CLI_OPTIONS]
+    for garbled in (original[: len(original) // 2], json.dumps({**json.loads(original), "index": 2}), "[]"):
+        receipt.write_text(garbled)
+        with pytest.raises(PreparedShardsError, match=f"{re.escape(str(receipt))}: not the receipt of shard 1"):
+            prepare_shards.main(arguments)
+    receipt.write_text(original)
+    assert prepare_shards.main(arguments)["train"]["num_videos"] == NUM_GOOD  # every shard done already: no decoding
