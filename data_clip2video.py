@@ -677,7 +677,8 @@ class VideoBatcher:
         options, (height, width) = self._resolved(), first.shape[:2]
         if options["do_resize"] and min(height, width) != options["size"].shortest_edge:
             return False
-        return not options["do_center_crop"] or (options["crop_size"].height, options["crop_size"].width) == (height, width)
+        crop = options["crop_size"]
+        return not options["do_center_crop"] or (crop.height, crop.width) == (height, width)
 
     def collate_frames(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
         """`pixel_values` and `video_mask` of a batch: uint8 `(batch, num_frames, H, W, 3)` when the frames are already

@@ -155,7 +155,8 @@ def npy_array(data: bytes) -> np.ndarray:
             raise ValueError("not a C-order numeric array")
         return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=handle.tell()).reshape(shape)
     except (ValueError, KeyError, EOFError, TypeError, SyntaxError) as error:  # numpy's errors for a bad header/size
-        raise PreparedShardsError(f"prepared frames are not a valid .npy array ({type(error).__name__}: {error})") from None
+        described = f"{type(error).__name__}: {error}"
+        raise PreparedShardsError(f"prepared frames are not a valid .npy array ({described})") from None
 
 
 def _shard_schema():

@@ -1364,7 +1364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     # Results, model card, Hub
     all_results = {name: {**outcome["metrics"], **outcome["train"]} for name, outcome in results.items()}
     all_results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
-    data_clip2video.gather_undecodable([split.report for split in splits.values()], gather_object)  # every process's skips
+    data_clip2video.gather_undecodable([split.report for split in splits.values()], gather_object)
     accelerator.end_training()
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)

@@ -316,7 +316,8 @@ def test_shards_prepared_with_other_frame_options_are_refused_before_training(pr
     matching.update(zip(model_options[::2], model_options[1::2]))
     options = [*TINY_MODEL, *(item for pair in matching.items() for item in pair)]
     options += model_options if model_options[0] not in matching else []
-    with pytest.raises(PreparedShardsError, match=f"{re.escape(str(prepared / 'prepared'))}.*{re.escape(difference)}") as caught:
+    expected = f"{re.escape(str(prepared / 'prepared'))}.*{re.escape(difference)}"
+    with pytest.raises(PreparedShardsError, match=expected) as caught:
         run_retrieval.main(["--dataset_name", str(prepared / "prepared"), "--output_dir", str(tmp_path / "run"),
                             "--do_train", "--cache_dir", str(prepared / "cache"), *options])
     assert not (tmp_path / "run" / "model.safetensors").exists()
@@ -452,9 +453,11 @@ def test_garbled_frame_bytes_are_a_decode_error_naming_the_video(prepared, tmp_p
     streamed = list(load_prepared(folder, "train", streaming=True))
     assert [row["video_id"] for row in streamed[:2]] == ["clip0", "clip1"]
     batcher = VideoBatcher(CLIP2VideoVideoProcessor(), OPTIONS.as_processor_kwargs(), OPTIONS.num_frames)
-    collator = StreamCollator(batcher, lambda captions: {"input_ids": torch.ones(len(captions), 2, dtype=torch.long),
-                                                         "attention_mask": torch.ones(len(captions), 2, dtype=torch.long)},
-                              Columns("frames", "caption", "video_id"), None, seed=0)
+    def tokenize(captions):
+        return {"input_ids": torch.ones(len(captions), 2, dtype=torch.long),
+                "attention_mask": torch.ones(len(captions), 2, dtype=torch.long)}
+
+    collator = StreamCollator(batcher, tokenize, Columns("frames", "caption", "video_id"), None, seed=0)
     batch = collator(streamed[:3])
     assert batch["rows"] == [streamed[0]["video_id"], streamed[2]["video_id"]] and batch["pixel_values"].shape[0] == 2
     assert len(batch["skipped"]) == 1
