@@ -338,7 +338,7 @@ def finish_split(output_dir: str | os.PathLike, split: str, num_videos: int, sha
         info["splits"][split] = entry
         write_json(info_path, info)
     if skipped:
-        logger.warning("%s: %d of %d videos skipped (listed in %s)", split, len(skipped), num_videos,
+        logger.warning("%s: %d of %d videos skipped (listed in %s)", split, len(skipped), entry["num_source_videos"],
                        output_dir / entry["report"])
     return entry
 
