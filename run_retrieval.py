@@ -61,7 +61,7 @@ logger = logging.getLogger("run_retrieval")
 REPO_DIR = Path(__file__).resolve().parent
 #: CLIP's BPE tokenizer files shipped with the repository (used for models trained from scratch).
 DEFAULT_TOKENIZER_DIR = REPO_DIR / "clip_tokenizer"
-#: The original's `feature_framerate` per benchmark family (spec §9.1).
+#: The original's `feature_framerate` per benchmark family (the `--feature_framerate` of the original's `test/*.sh` scripts).
 FEATURE_FRAMERATE = {"msrvtt": 2, "msvd": 1, "vatex": 1, SYNTHETIC_NAME: 1}
 #: The temporal options of `CLIP2VideoConfig` that can be set from the command line.
 TEMPORAL_OPTIONS = ("num_frames", "temporal_head", "num_temporal_layers", "use_tdb", "tdb_projection", "use_tab",
