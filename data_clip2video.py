@@ -52,6 +52,14 @@ CAPTION_KEYS = ("caption", "captions", "text", "txt", "sentence", "title")
 SAVED_DATASET_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
 #: Name of the data validation report written next to a run's outputs.
 DATA_REPORT_FILENAME = "data_report.json"
+#: The original's `feature_framerate` per benchmark family where it is not 1 (as its `test/*.sh` scripts set it).
+FEATURE_FRAMERATE = {"msrvtt": 2}
+
+
+def default_feature_framerate(benchmark: Optional[str]) -> int:
+    """The original's `feature_framerate` for a benchmark name (`msrvtt-9k` -> 2); 1 for MSVD, VATEX, the synthetic
+    benchmark and own data (`benchmark=None`): one frame per second of the original's 5 fps images."""
+    return FEATURE_FRAMERATE.get((benchmark or "").split("-")[0], 1)
 
 
 class DataSourceError(ValueError):

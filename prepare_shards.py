@@ -33,9 +33,6 @@ from processing_clip2video import CLIP2VideoVideoProcessor
 
 logger = logging.getLogger(__name__)
 
-#: The original's feature_framerate per benchmark family (run_retrieval.py uses the same defaults).
-FEATURE_FRAMERATE = {"msrvtt": 2}
-
 
 @dataclass
 class PrepareArguments:
@@ -88,10 +85,10 @@ def frame_options(args: PrepareArguments) -> FrameOptions:
         saved, _ = PretrainedConfig.get_config_dict(args.model_name_or_path)
         num_frames = saved.get("num_frames", num_frames)
         image_size = saved.get("vision_config", {}).get("image_size", image_size)
-    family = (args.dataset_name or "").split("-")[0]
     return FrameOptions(num_frames=args.num_frames or num_frames, image_size=args.image_size or image_size,
                         frame_sampling=args.frame_sampling,
-                        feature_framerate=args.feature_framerate or FEATURE_FRAMERATE.get(family, 1))
+                        feature_framerate=args.feature_framerate or data_clip2video.default_feature_framerate(
+                            args.dataset_name if args.dataset_name in BENCHMARK_NAMES else None))
 
 
 def benchmark_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord], list[dict[str, str]]]:
