@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,40 @@ def is_prepared_source(path: str) -> bool:
     return is_prepared_dir(path)
 
 
+def check_prepared_sources(sources: Iterable[Optional[str]], options: dict[str, Any]) -> None:
+    """Refuses a prepared-shards folder among `sources` whose frames are not the ones a model with the video
+    processor's per-call `options` (`num_frames`, `crop_size`, `frame_sampling`, `feature_framerate`) would get.
+
+    Raises:
+        `frame_shards.PreparedShardsError` naming the folder and each differing option.
+    """
+    for source in sources:
+        if source and is_prepared_source(source):
+            from frame_shards import check_frame_options
+
+            check_frame_options(source, options["num_frames"], options["crop_size"]["height"],
+                                options["frame_sampling"], options["feature_framerate"])
+
+
+#: `datasets` builder of a data file, by its extension (`--train_file` etc. without `--dataset_name`).
+BUILDER_OF_EXTENSION = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet",
+                        "tar": "webdataset"}
+
+
+def builder_for_files(data_files: dict[str, str]) -> str:
+    """The packaged `datasets` builder that reads `data_files` (split -> file or glob), from the first file's extension.
+
+    Raises:
+        DataSourceError: the extension names no builder (the message asks for `--dataset_name`).
+    """
+    first = next(iter(data_files.values()))
+    extension = os.path.splitext(first)[1].lower().lstrip(".")
+    if extension not in BUILDER_OF_EXTENSION:
+        raise DataSourceError(f"cannot tell the format of {first}: pass --dataset_name (csv, json, parquet, "
+                              "webdataset, ...)")
+    return BUILDER_OF_EXTENSION[extension]
+
+
 def _pick_split(found, split: str, source: str):
     """`found[split]` of a DatasetDict / IterableDatasetDict, or a DataSourceError naming the splits there are."""
     if not hasattr(found, "keys"):
@@ -140,8 +175,25 @@ def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
         if isinstance(error, DataSourceError):
             raise
+        mixed = re.search(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)", str(error))
+        if mixed:  # pyarrow's JSON reader (videofolder metadata.jsonl) wants one type per column
+            files = _metadata_files(data_dir, data_files) or [name_or_path]
+            column, first, other = mixed.groups()
+            raise DataSourceError(
+                f"{', '.join(files)}: column {column!r} holds both {first} and {other} values ({error}); write every "
+                f"value of {column!r} the same way (several captions: a list of strings, also for one caption)"
+            ) from None
         raise DataSourceError(f"{name_or_path}: cannot read the dataset: {error}") from None
     return undecoded_videos(found)
+
+
+def _metadata_files(data_dir: Optional[str], data_files: Optional[dict[str, str]]) -> list[str]:
+    """The data files a source reads, or the `metadata.*` files of a folder builder's `data_dir` (to name in errors)."""
+    if data_files:
+        return list(data_files.values())
+    if data_dir and os.path.isdir(data_dir):
+        return sorted(str(path) for path in Path(data_dir).rglob("metadata.*"))
+    return []
 
 
 def undecoded_videos(dataset):
@@ -373,6 +425,17 @@ class DataReport:
             logger.warning("%s", line)
 
 
+def gather_undecodable(reports: Sequence[DataReport], gather_object) -> None:
+    """Gives every process's reports the undecodable videos all processes met (a training video is found undecodable
+    only by the process that decodes it), sorted, so the report is the same on 1 and N processes.
+
+    `gather_object` is `accelerate.utils.gather_object` (a collective: every process calls this).
+    """
+    found = gather_object([[report.undecodable_videos for report in reports]])
+    for index, report in enumerate(reports):
+        report.undecodable_videos = sorted({name for per_process in found for name in per_process[index]})
+
+
 def write_data_report(reports: Sequence[DataReport], output_dir: str) -> Path:
     """`output_dir/data_report.json`: one entry per split, with counts and the names of skipped videos/captions."""
     entries = []
@@ -589,10 +652,73 @@ class VideoDataset(torch.utils.data.Dataset):
 
 class VideoBatcher:
     """Turns lists of decoded frames into `pixel_values` `(batch, num_frames, 3, H, W)` and `video_mask`, with one call
-    of the processor's transform for all frames of the batch. Picklable, so it works in DataLoader workers."""
+    of the processor's transform for all frames of the batch. Picklable, so it works in DataLoader workers.
+
+    The collators (`collate_pairs`, `collate_videos`, `StreamCollator`) keep frames that the transform would leave at
+    their size (prepared shards, videos decoded at the model's size) as uint8 `(batch, num_frames, H, W, 3)`: a quarter
+    of the bytes to move and no float pass in the workers. `to_device` moves a batch to the model's device and
+    normalises such frames there, with the processor's float32 operations in its order, so the values are exactly
+    those of the CPU transform.
+    """
 
     def __init__(self, video_processor, options: dict[str, Any], num_frames: int):
         self.video_processor, self.options, self.num_frames = video_processor, options, num_frames
+
+    def _resolved(self) -> dict[str, Any]:
+        """The processor's transform options for `self.options` (sizes as `SizeDict`s, mean/std, rescale)."""
+        processor = self.video_processor
+        return processor._standardize_kwargs(**processor._with_defaults(self.options))
+
+    def _at_model_size(self, videos: list[list]) -> bool:
+        """True when every frame is a uint8 `(H, W, 3)` array of one size that the resize and the crop keep."""
+        first = videos[0][0] if videos and len(videos[0]) else None
+        if not isinstance(first, np.ndarray) or first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3:
+            return False
+        if any(not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != first.shape
+               for frames in videos for frame in frames):
+            return False
+        options, (height, width) = self._resolved(), first.shape[:2]
+        if options["do_resize"] and min(height, width) != options["size"].shortest_edge:
+            return False
+        return not options["do_center_crop"] or (options["crop_size"].height, options["crop_size"].width) == (height, width)
+
+    def collate_frames(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`pixel_values` and `video_mask` of a batch: uint8 `(batch, num_frames, H, W, 3)` when the frames are already
+        at the model's size (normalised later by `to_device`), else the float32 `(batch, num_frames, 3, H, W)` of
+        `__call__`. Padding frames are zero, `video_mask` `(batch, num_frames)` is 1 for real frames."""
+        if not self._at_model_size(videos):
+            return self(videos)
+        height, width, _ = videos[0][0].shape
+        batch = torch.zeros(len(videos), self.num_frames, height, width, 3, dtype=torch.uint8)
+        mask = torch.zeros(len(videos), self.num_frames, dtype=torch.long)
+        for position, frames in enumerate(videos):
+            batch[position, : len(frames)] = torch.from_numpy(np.stack(frames))
+            mask[position, : len(frames)] = 1
+        return batch, mask
+
+    def normalise(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """uint8 `(batch, num_frames, H, W, 3)` -> float32 `(batch, num_frames, 3, H, W)` where the tensors are: the
+        processor's rescale and normalisation (the same float32 operations in the same order, so the same values
+        as its CPU transform), padding frames (`video_mask` 0) exactly zero as `__call__` gives them."""
+        options = self._resolved()
+        device = pixel_values.device
+        values = pixel_values.permute(0, 1, 4, 2, 3).to(torch.float32)
+        if options["do_rescale"]:
+            values = values / torch.tensor(np.float32(1.0 / options["rescale_factor"]), device=device)
+        if options["do_normalize"]:
+            mean = torch.from_numpy(np.asarray(options["image_mean"], dtype=np.float32)).to(device).view(3, 1, 1)
+            std = torch.from_numpy(np.asarray(options["image_std"], dtype=np.float32)).to(device).view(3, 1, 1)
+            values = (values - mean) / std
+        real = video_mask.to(device=device, dtype=torch.bool)[:, :, None, None, None]
+        return torch.where(real, values, torch.zeros((), dtype=values.dtype, device=device)).contiguous()
+
+    def to_device(self, batch: dict[str, Any], device) -> dict[str, Any]:
+        """Every tensor of a collated batch moved to `device`; uint8 `pixel_values` (`collate_frames`) normalised
+        there into the model's float32 `(batch, num_frames, 3, H, W)`."""
+        moved = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+        if "pixel_values" in moved and moved["pixel_values"].dtype == torch.uint8:
+            moved["pixel_values"] = self.normalise(moved["pixel_values"], moved["video_mask"])
+        return moved
 
     def __call__(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
         counts = [len(frames) for frames in videos]
@@ -613,7 +739,7 @@ class VideoBatcher:
         if good:
             batch["input_ids"] = torch.stack([item["input_ids"] for item in good])
             batch["attention_mask"] = torch.stack([item["attention_mask"] for item in good])
-            batch["pixel_values"], batch["video_mask"] = self([item["frames"] for item in good])
+            batch["pixel_values"], batch["video_mask"] = self.collate_frames([item["frames"] for item in good])
         return batch
 
     def collate_videos(self, items: list[dict]) -> dict[str, Any]:
@@ -628,7 +754,7 @@ class VideoBatcher:
             size = self.options.get("crop_size") or {"height": 32, "width": 32}
             blank = [np.zeros((size["height"], size["width"], 3), dtype=np.uint8)]
         videos = [item.get("frames", [np.zeros_like(blank[0])]) for item in items]
-        pixel_values, video_mask = self(videos)
+        pixel_values, video_mask = self.collate_frames(videos)
         return {"video": torch.tensor([item["video"] for item in items]), "valid": torch.tensor(valid),
                 "pixel_values": pixel_values, "video_mask": video_mask,
                 "skipped": [item["error"] for item in items if "error" in item]}
@@ -687,7 +813,7 @@ class StreamCollator:
         if frames:
             tokens = self.tokenizer_fn(captions)
             batch["input_ids"], batch["attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
-            batch["pixel_values"], batch["video_mask"] = self.batcher(frames)
+            batch["pixel_values"], batch["video_mask"] = self.batcher.collate_frames(frames)
         return batch
 
 
@@ -724,10 +850,13 @@ __all__ = [
     "VideoDataset",
     "VideoFrameStore",
     "build_caption_table",
+    "builder_for_files",
     "captions_of",
+    "check_prepared_sources",
     "decode_video",
     "encode_texts",
     "encode_videos",
+    "gather_undecodable",
     "is_prepared_source",
     "load_source",
     "resolve_columns",

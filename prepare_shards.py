@@ -107,15 +107,17 @@ def source_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord
     captions, and the videos its validation skipped (missing, empty captions) with the reason."""
     files = {name: path for name, path in (("train", args.train_file), ("validation", args.validation_file),
                                            ("test", args.test_file)) if path}
-    if args.dataset_name is None:
-        raise ValueError("give --dataset_name: a benchmark, a builder (videofolder, csv, json, parquet, webdataset), "
-                         "a save_to_disk folder or a Hub dataset id")
-    dataset = data_clip2video.load_source(args.dataset_name, split, data_dir=args.data_dir, data_files=files or None,
+    if args.dataset_name is None and not files:
+        raise data_clip2video.DataSourceError(
+            "give --dataset_name (a benchmark, a builder such as videofolder, csv, json, parquet, webdataset, a "
+            "save_to_disk folder or a Hub dataset id) or --train_file/--validation_file/--test_file")
+    name = args.dataset_name or data_clip2video.builder_for_files(files)
+    dataset = data_clip2video.load_source(name, split, data_dir=args.data_dir, data_files=files or None,
                                           config_name=args.dataset_config_name, revision=args.revision,
                                           cache_dir=args.cache_dir)
     columns = data_clip2video.resolve_columns(dataset, args.video_column, args.caption_column, args.video_id_column)
-    base_dir = args.video_dir or data_clip2video.source_base_dir(args.dataset_name, args.data_dir, files.get(split))
-    table = data_clip2video.build_caption_table(dataset, columns, base_dir, args.dataset_name, split, strict=args.strict)
+    base_dir = args.video_dir or data_clip2video.source_base_dir(name, args.data_dir, files.get(split))
+    table = data_clip2video.build_caption_table(dataset, columns, base_dir, name, split, strict=args.strict)
     records = TableRecords(table)
     skipped = [{"video_id": data_clip2video.default_video_id(name, name), "video": name,
                 "reason": "no such file or folder"} for name in table.report.missing_videos]

@@ -214,13 +214,7 @@ class DataArguments:
         files = self.data_files()
         if self.dataset_name != SYNTHETIC_NAME or not files:
             return self.dataset_name
-        extension = os.path.splitext(next(iter(files.values())))[1].lower().lstrip(".")
-        builders = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "tar": "webdataset"}
-        if extension not in builders:
-            raise data_clip2video.DataSourceError(
-                f"cannot tell the format of {next(iter(files.values()))}: pass --dataset_name (csv, json, parquet, "
-                "webdataset, ...)")
-        return builders[extension]
+        return data_clip2video.builder_for_files(files)
 
     def card_dataset(self) -> Optional[str]:
         """The dataset named in the model card's metadata: a benchmark or Hub id (None for local files/folders)."""
@@ -832,10 +826,6 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path, optimizer, sched
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def move_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
-
-
 #: The outputs of the model that the contrastive loss reads (all batch-first).
 LOSS_INPUTS = ("text_global_embeds", "video_global_embeds", "text_alignment_embeds", "video_alignment_embeds")
 
@@ -897,6 +887,7 @@ class TrainingSetup:
     optimizer: Any
     scheduler: Any  # stepped once per optimizer step
     batches: Any  # SampledBatches or StreamBatches: `set_epoch(epoch, skip_batches)`, then iterate
+    batcher: VideoBatcher  # moves a batch to the device (uint8 frames normalised there)
     loss_fn: CLIP2VideoContrastiveLoss
     steps_per_epoch: int
     max_steps: int
@@ -957,7 +948,7 @@ def train(setup: TrainingSetup, args: RunArguments, evaluator: Optional["Evaluat
                 continue
             if not batch["rows"]:
                 batch = placeholder_batch(unwrapped.config)
-            batch = move_to_device(batch, accelerator.device)
+            batch = setup.batcher.to_device(batch, accelerator.device)  # uint8 frames are normalised there
             with accelerator.accumulate(model):
                 loss = compute_loss(model, batch, setup.loss_fn, unwrapped.logit_scale)
                 if not torch.isfinite(loss):
@@ -1058,9 +1049,9 @@ def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: Vid
                                          collate_fn=batcher.collate_videos, num_workers=num_workers)
     video_features, valid, skipped = [], [], []
     for batch in tqdm(loader, desc="encoding videos", disable=not accelerator.is_local_main_process, leave=False):
+        batch = batcher.to_device(batch, accelerator.device)  # uint8 frames are normalised there
         with accelerator.autocast():
-            features = encode_videos(unwrapped, batch["pixel_values"].to(accelerator.device),
-                                     batch["video_mask"].to(accelerator.device))
+            features = encode_videos(unwrapped, batch["pixel_values"], batch["video_mask"])
         video_features.append(features)
         valid.append(batch["valid"].to(accelerator.device))
         skipped += batch["skipped"]
@@ -1357,6 +1348,7 @@ def build_run_model(accelerator: Accelerator, run: ModelRun, data_args: DataArgu
     if run.model_args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     options = video_options(model.config, data_args)
+    data_clip2video.check_prepared_sources([data_args.dataset_name, *data_args.data_files().values()], options)
     configure_processor(processor, options)
     for split in (split for split in splits.values() if isinstance(split, SplitData)):
         split.store.options = options
@@ -1508,8 +1500,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                         run.log_prefix, max_steps, args.train_batch_size, accelerator.num_processes,
                         args.train_batch_size // args.gradient_accumulation_steps // accelerator.num_processes,
                         args.gradient_accumulation_steps)
-            setup = TrainingSetup(accelerator, model, optimizer, scheduler, batches, loss_fn, steps_per_epoch,
-                                  max_steps, state, splits["train"].report, data_args.strict, run.log_prefix)
+            setup = TrainingSetup(accelerator, model, optimizer, scheduler, batches, batcher, loss_fn,
+                                  steps_per_epoch, max_steps, state, splits["train"].report, data_args.strict,
+                                  run.log_prefix)
             periodic = evaluator if args.do_eval and args.eval_steps else None
             training = TrainResult(train(setup, run.args, periodic), resumed_from_step)
         else:
@@ -1525,6 +1518,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     # 9. Results, model card, Hub
     all_results: dict[str, Any] = {name: result.summary() for name, result in results.items()}
     all_results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
+    # every process's undecodable videos, for the data report
+    data_clip2video.gather_undecodable([split.report for split in splits.values()], gather_object)
     accelerator.end_training()
     if accelerator.is_main_process:
         save_job_outputs(all_results, results, model_args, data_args, args, splits)

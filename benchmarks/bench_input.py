@@ -6,9 +6,10 @@ transform) in a `torch.utils.data.DataLoader` with `--workers` worker processes,
 Videos: `bench_decode.make_video` (30 s, 320x240, 30 fps, h264, textured).
 
 Route "shards": the same videos prepared once (`prepare_shards.py`: the same frames as uint8 at 224 px in Parquet),
-read through the same data path (no decoder; `VideoBatcher` normalises to float32 on the CPU). Route "shards-uint8":
-the same rows batched as uint8 `(batch, 12, 224, 224, 3)`, for a trainer that normalises on the device (a quarter of
-the bytes to move, and no float pass on the CPU). The ratios are of routes measured in this one run.
+read through the same data path as training and evaluation read them: no decoder, and the batches stay uint8
+`(batch, 12, 224, 224, 3)` (`VideoBatcher.collate_frames`: a quarter of the bytes of float32, no float pass in the
+workers) until `VideoBatcher.to_device` normalises them where the model is, to the same float32 values as the CPU
+transform (checked on one batch). The ratio is of routes measured in this one run.
 
 Reported: clips/s and clips/s per core (divided by the cores the workers can use), after one warm-up batch, and the
 machine's load average (other processes share the cores).
@@ -24,7 +25,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 
@@ -82,30 +82,9 @@ def prepare(data_dir: str, output_dir: str, cache_dir: str) -> str:
     return output_dir
 
 
-class Uint8Batcher(data_clip2video.VideoBatcher):
-    """Batches the frames as they are stored: `pixel_values` uint8 `(batch, 12, 224, 224, 3)`, normalised later on
-    the device (`(x.float() / 255 - mean) / std`, the same float32 operations as the processor's)."""
-
-    def __call__(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
-        height, width, _ = videos[0][0].shape
-        batch = torch.zeros(len(videos), self.num_frames, height, width, 3, dtype=torch.uint8)
-        mask = torch.zeros(len(videos), self.num_frames, dtype=torch.long)
-        for position, frames in enumerate(videos):
-            batch[position, : len(frames)] = torch.from_numpy(np.stack(frames))
-            mask[position, : len(frames)] = 1
-        return batch, mask
-
-
-def normalise_on_device(pixel_values: torch.Tensor, video_processor) -> torch.Tensor:
-    """uint8 `(batch, frames, H, W, 3)` -> the processor's float32 `(batch, frames, 3, H, W)` (run where the model is)."""
-    mean = torch.tensor(video_processor.image_mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(video_processor.image_std, dtype=torch.float32).view(3, 1, 1)
-    scale = torch.tensor(1.0 / video_processor.rescale_factor, dtype=torch.float32)
-    return (pixel_values.permute(0, 1, 4, 2, 3).float() / scale - mean) / std
-
-
-def shards_loader(prepared_dir: str, num_clips: int, workers: int, batch_size: int, uint8: bool):
-    """Training batches of `num_clips` clips read from the prepared shards through the same data path."""
+def shards_loader(prepared_dir: str, num_clips: int, workers: int, batch_size: int):
+    """Training batches of `num_clips` clips read from the prepared shards through the same data path (uint8
+    `pixel_values`, normalised by `VideoBatcher.to_device`)."""
     video_processor = CLIP2VideoVideoProcessor()
     dataset = data_clip2video.load_source(prepared_dir, "train")
     table = data_clip2video.build_caption_table(dataset, data_clip2video.resolve_columns(dataset), None,
@@ -115,9 +94,9 @@ def shards_loader(prepared_dir: str, num_clips: int, workers: int, batch_size: i
     tokens = {"input_ids": torch.zeros(num_clips, 32, dtype=torch.long),
               "attention_mask": torch.ones(num_clips, 32, dtype=torch.long)}
     pairs = data_clip2video.CaptionVideoDataset(tokens, [row % num_videos for row in range(num_clips)], store)
-    batcher = (Uint8Batcher if uint8 else data_clip2video.VideoBatcher)(video_processor, MODEL_INPUT,
-                                                                        MODEL_INPUT["num_frames"])
-    return torch.utils.data.DataLoader(pairs, batch_size=batch_size, num_workers=workers, collate_fn=batcher.collate_pairs)
+    batcher = data_clip2video.VideoBatcher(video_processor, MODEL_INPUT, MODEL_INPUT["num_frames"])
+    loader = torch.utils.data.DataLoader(pairs, batch_size=batch_size, num_workers=workers, collate_fn=batcher.collate_pairs)
+    return loader, batcher
 
 
 def clips_per_second(loader) -> tuple[float, int]:
@@ -146,23 +125,20 @@ def main(argv=None) -> dict:
         cache_dir = os.path.join(workdir, "cache")
         data_dir = make_videofolder(os.path.join(workdir, "videos"), args.videos, args.seconds)
         prepared = prepare(os.path.join(data_dir, "train"), os.path.join(workdir, "prepared"), cache_dir)
-        loaders = {
-            "mp4": lambda: mp4_loader(data_dir, args.clips, args.workers, args.batch_size, cache_dir),
-            "shards": lambda: shards_loader(prepared, args.shard_clips, args.workers, args.batch_size, uint8=False),
-            "shards-uint8": lambda: shards_loader(prepared, args.shard_clips, args.workers, args.batch_size, uint8=True),
-        }
-        # the uint8 route is the float route with the normalisation moved: check the values on one batch
-        floats, uint8s = next(iter(loaders["shards"]())), next(iter(loaders["shards-uint8"]()))
-        assert torch.equal(normalise_on_device(uint8s["pixel_values"], CLIP2VideoVideoProcessor()) * uint8s[
-            "video_mask"][:, :, None, None, None], floats["pixel_values"])
-        for route, loader in loaders.items():
-            rate, clips = clips_per_second(loader())
+        mp4 = mp4_loader(data_dir, args.clips, args.workers, args.batch_size, cache_dir)
+        shards, batcher = shards_loader(prepared, args.shard_clips, args.workers, args.batch_size)
+        # the shards route moves uint8 frames and normalises them on the device: the same values as the CPU transform
+        batch = next(iter(shards))
+        assert batch["pixel_values"].dtype == torch.uint8
+        videos = [list(frames[: int(count)].numpy()) for frames, count in zip(batch["pixel_values"],
+                                                                           batch["video_mask"].sum(1))]
+        assert torch.equal(batcher.to_device(batch, "cpu")["pixel_values"], batcher(videos)[0])
+        for route, loader in (("mp4", mp4), ("shards", shards)):
+            rate, clips = clips_per_second(loader)
             routes[route] = {"clips_per_second": round(rate, 2), "clips_per_second_per_core": round(rate / cores, 2),
                              "clips_timed": clips}
     result = {"routes": routes, "workers": args.workers, "cores": cores, "load_average": os.getloadavg(),
               "shards_vs_mp4": round(routes["shards"]["clips_per_second"] / routes["mp4"]["clips_per_second"], 1),
-              "shards_uint8_vs_mp4": round(routes["shards-uint8"]["clips_per_second"]
-                                           / routes["mp4"]["clips_per_second"], 1),
               **{k: MODEL_INPUT[k] for k in ("num_frames", "frame_sampling", "feature_framerate")}, "size": 224}
     print(json.dumps(result))
     return result

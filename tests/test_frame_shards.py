@@ -4,6 +4,7 @@ streaming. Videos are tiny generated mp4 files (40x30 px, 2 s) and the model inp
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from frame_shards import (
     model_input_frames,
     read_prepared_info,
 )
+from data_clip2video import DataSourceError
 from processing_clip2video import CLIP2VideoVideoProcessor, VideoDecodeError
 
 from conftest import REPO_ROOT
@@ -296,3 +298,85 @@ def test_training_from_shards_equals_training_from_the_videos(tmp_path):
     streamed_weights = load_file(tmp_path / "run_stream" / "model.safetensors")
     differ = [name for name, tensor in streamed_weights.items() if not torch.equal(tensor, shards_weights[name])]
     assert len(differ) > len(streamed_weights) // 2
+
+
+@pytest.mark.parametrize("model_options, difference", [
+    (["--num_frames", "3"], "num_frames: 4 there, 3 asked"),
+    (["--scratch_image_size", "32"], "image_size: 16 there, 32 asked"),
+    (["--frame_sampling", "random_segment"], "frame_sampling: 'original' there, 'random_segment' asked"),
+    (["--feature_framerate", "1"], "feature_framerate: 2 there, 1 asked"),
+])
+def test_shards_prepared_with_other_frame_options_are_refused_before_training(prepared, tmp_path, model_options,
+                                                                              difference):
+    """The folder holds 4 frames of 16 px at feature_framerate 2; a model that would get other frames is refused, with
+    the folder and the differing option named, before any training step."""
+    import run_retrieval
+
+    matching = {"--num_frames": "4", "--scratch_image_size": "16", "--feature_framerate": "2"}
+    matching.update(zip(model_options[::2], model_options[1::2]))
+    options = [*TINY_MODEL, *(item for pair in matching.items() for item in pair)]
+    options += model_options if model_options[0] not in matching else []
+    with pytest.raises(PreparedShardsError, match=f"{re.escape(str(prepared / 'prepared'))}.*{re.escape(difference)}") as caught:
+        run_retrieval.main(["--dataset_name", str(prepared / "prepared"), "--output_dir", str(tmp_path / "run"),
+                            "--do_train", "--cache_dir", str(prepared / "cache"), *options])
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert str(caught.value).count(" there, ") == 1  # only the option that differs
+
+
+def test_train_file_without_dataset_name_infers_the_builder(prepared, tmp_path):
+    """--train_file train.csv alone is read by the csv builder (the same inference as run_retrieval.py's) and gives the
+    frames the videofolder preparation gave for the same videos."""
+    import prepare_shards
+
+    videos = prepared / "videos"
+    lines = ["file_name,caption"] + [f"{videos / f'clip{index}.mp4'},clip {index} only" for index in (0, 3)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    finished = prepare_shards.main(["--train_file", str(tmp_path / "train.csv"), "--output_dir", str(tmp_path / "out"),
+                                    "--cache_dir", str(tmp_path / "cache"), *CLI_OPTIONS])
+    assert finished["train"]["num_videos"] == 2 and finished["train"]["num_captions"] == 2
+    from_csv = load_prepared(tmp_path / "out", "train", cache_dir=str(tmp_path / "cache"))
+    from_folder = {row["video_id"]: row["frames"] for row in
+                   load_prepared(prepared / "prepared", "train", cache_dir=str(prepared / "cache"))}
+    assert from_csv["video_id"] == ["clip0", "clip3"] and from_csv["caption"] == [["clip 0 only"], ["clip 3 only"]]
+    for row in from_csv:
+        np.testing.assert_array_equal(row["frames"], from_folder[row["video_id"]])
+    with pytest.raises(DataSourceError, match="cannot tell the format of .*train.txt: pass --dataset_name"):
+        prepare_shards.main(["--train_file", str(tmp_path / "train.txt"), "--output_dir", str(tmp_path / "other"),
+                             *CLI_OPTIONS])
+
+
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    """float32 values as their int32 bit patterns (so -0.0 and 0.0 differ, and NaNs compare)."""
+    return tensor.contiguous().view(torch.int32)
+
+
+def test_prepared_frames_stay_uint8_until_the_device_and_normalise_to_the_cpu_transforms_bits(prepared):
+    """Training and evaluation collate prepared frames as uint8 and normalise them after the move to the device
+    (`VideoBatcher.to_device`): the float32 values are bit for bit those of the processor's CPU transform, padding
+    frames included; frames the transform would resize keep the CPU route."""
+    from data_clip2video import VideoBatcher
+
+    rows = load_prepared(prepared / "prepared", "train", cache_dir=str(prepared / "cache"))
+    videos = [list(row["frames"]) for row in rows]
+    videos[1], videos[3] = videos[1][:2], videos[3][:1]  # shorter videos: padding frames in the batch
+    batcher = VideoBatcher(CLIP2VideoVideoProcessor(), OPTIONS.as_processor_kwargs(), OPTIONS.num_frames)
+    on_cpu, cpu_mask = batcher(videos)
+    items = [{"row": index, "input_ids": torch.tensor([1, 2]), "attention_mask": torch.ones(2, dtype=torch.long),
+              "frames": frames} for index, frames in enumerate(videos)]
+    pairs = batcher.collate_pairs(items)
+    assert pairs["pixel_values"].dtype == torch.uint8 and pairs["pixel_values"].shape == (NUM_GOOD, 4, 16, 16, 3)
+    assert pairs["video_mask"].tolist()[1] == [1, 1, 0, 0] and torch.equal(pairs["video_mask"], cpu_mask)
+    moved = batcher.to_device(pairs, torch.device("cpu"))
+    assert moved["pixel_values"].dtype == torch.float32 and moved["pixel_values"].shape == on_cpu.shape
+    assert torch.equal(_bits(moved["pixel_values"]), _bits(on_cpu))
+    assert on_cpu[0].abs().sum() > 0 and bool((on_cpu[1, 2:] == 0).all())
+    # evaluation batches (one blank frame for a failed video) go the same way
+    batch = batcher.collate_videos([{"video": 0, "frames": videos[0]}, {"video": 1, "error": "broken"},
+                                    {"video": 2, "frames": videos[2]}])
+    assert batch["pixel_values"].dtype == torch.uint8
+    expected, _ = batcher([videos[0], [np.zeros_like(videos[0][0])], videos[2]])
+    assert torch.equal(_bits(batcher.to_device(batch, "cpu")["pixel_values"]), _bits(expected))
+    # frames at another size than the model's (decoded mp4 frames) are transformed on the CPU, as before
+    large = [[np.full((24, 20, 3), 90, dtype=np.uint8)] * 3]
+    collated, _ = batcher.collate_frames(large)
+    assert collated.dtype == torch.float32 and torch.equal(_bits(collated), _bits(batcher(large)[0]))

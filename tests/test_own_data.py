@@ -362,3 +362,47 @@ def test_strict_refuses_an_undecodable_video_and_a_bad_source_is_a_typed_error(t
     (root / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "x.mp4", "text": ["a", "b"]}) + "\n")
     with pytest.raises(data_clip2video.DataSourceError, match="cannot read the dataset"):
         _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(root))  # metadata files disagree
+
+
+def test_metadata_mixing_string_and_list_captions_names_the_file_and_the_column(tmp_path):
+    """pyarrow's JSON reader refuses a column holding strings in some rows and lists in others: a DataSourceError that
+    names the metadata file, the column and how to write it (not a raw ArrowInvalid)."""
+    root = tmp_path / "data" / "train"
+    root.mkdir(parents=True)
+    for seed in range(2):
+        write_video(root / f"clip{seed}.mp4", seed)
+    (root / "metadata.jsonl").write_text(json.dumps({"file_name": "clip0.mp4", "caption": "one caption"}) + "\n"
+                                         + json.dumps({"file_name": "clip1.mp4", "caption": ["two", "three"]}) + "\n")
+    loads = [lambda: _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(tmp_path / "data")),
+             lambda: data_clip2video.load_source("videofolder", "train", data_dir=str(tmp_path / "data"),
+                                                 cache_dir=str(tmp_path / "cache"), streaming=True)]
+    for load in loads:
+        with pytest.raises(data_clip2video.DataSourceError) as caught:
+            load()
+        message = str(caught.value)
+        assert str(root / "metadata.jsonl") in message and "column 'caption' holds both string and array" in message
+        assert "a list of strings" in message
+
+
+def test_data_report_names_the_undecodable_videos_every_process_met(tmp_path):
+    """Training skips are found by the process that decodes the video; the report gathers them from all processes,
+    so 2 processes write the same data_report.json as 1."""
+    root = make_videofolder(tmp_path / "data", splits=(("train", 9),), missing=False)  # 12 videos: 3 batches of 4
+    metadata = root / "train" / "metadata.jsonl"
+    for index in (2, 3):
+        (root / "train" / f"broken{index}.mp4").write_bytes(BROKEN)
+        metadata.write_text(metadata.read_text() + json.dumps({"file_name": f"broken{index}.mp4", "text": "bad"}) + "\n")
+    options = ["--dataset_name", "videofolder", "--data_dir", str(root), *TINY_MODEL, "--train_batch_size", "4",
+               "--num_train_epochs", "1", "--checkpointing_steps", "no", "--do_train", "--cache_dir",
+               str(tmp_path / "cache")]
+    run_retrieval.main([*options, "--output_dir", str(tmp_path / "one")])
+    launch = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+              "no", "--dynamo_backend", "no", str(REPO_ROOT / "run_retrieval.py"), *options, "--output_dir",
+              str(tmp_path / "two")]
+    done = subprocess.run(launch, env=dict(_env(), ACCELERATE_USE_CPU="1"), cwd=tmp_path, timeout=300,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (json.loads((tmp_path / name / "data_report.json").read_text()) for name in ("one", "two"))
+    assert [Path(name.split(":")[0]).name for name in one[0]["undecodable_videos"]] == [
+        "broken.mp4", "broken2.mp4", "broken3.mp4"]
+    assert two == one
