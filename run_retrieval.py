@@ -130,8 +130,9 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    """Which data (a benchmark or any `datasets` source) and how its videos are read."""
+class DataArguments(data_clip2video.SourceArguments):
+    """Which data (a benchmark or any `datasets` source: the source options of `SourceArguments`) and how its videos
+    are read."""
 
     dataset_name: str = field(default=SYNTHETIC_NAME, metadata={"help": (
         "A benchmark of datasets_scripts.load_benchmark (msrvtt-1k-a, msrvtt-9k, msrvtt-7k, msrvtt-full, msvd, "
@@ -139,34 +140,10 @@ class DataArguments:
         "(videofolder, csv, json, parquet, webdataset, ... with --data_dir or --train_file/--test_file), a "
         "save_to_disk folder, a prepared-shards folder or a Hub dataset id. Unset with --train_file/--test_file: "
         "the builder their extension names.")})
-    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Configuration of a Hub dataset."})
-    revision: Optional[str] = field(default=None, metadata={"help": "Revision (branch, tag, commit) of a Hub dataset."})
-    train_file: Optional[str] = field(default=None, metadata={"help": (
-        "Training data file or glob (csv, json/jsonl, parquet, webdataset .tar, or a prepared-shards folder).")})
-    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data file or glob."})
-    test_file: Optional[str] = field(default=None, metadata={"help": "Test data file or glob."})
-    video_column: Optional[str] = field(default=None, metadata={"help": (
-        "Column of the video (path, bytes, datasets.Video, frame folder). Default: the first datasets.Video "
-        f"feature, else the first of {list(data_clip2video.VIDEO_COLUMNS)}.")})
-    caption_column: Optional[str] = field(default=None, metadata={"help": (
-        f"Column of the caption (a string or a list of strings). Default: the first of "
-        f"{list(data_clip2video.CAPTION_COLUMNS)}.")})
-    video_id_column: Optional[str] = field(default=None, metadata={"help": (
-        "Column of the video id (rows with the same id are one video with several captions). Default: "
-        f"the first of {list(data_clip2video.VIDEO_ID_COLUMNS)}, else the video's file name.")})
-    strict: bool = field(default=False, metadata={"help": (
-        "Refuse data with missing or undecodable videos or empty captions (DataValidationError) instead of "
-        "skipping, counting and naming them in output_dir/data_report.json.")})
     streaming: bool = field(default=False, metadata={"help": (
         "Stream the training split (datasets IterableDataset): each process reads its own shards, DataLoader "
         "workers split them further, a buffer shuffles; needs --max_train_steps. Evaluation reads its split whole.")})
     shuffle_buffer_size: int = field(default=1000, metadata={"help": "--streaming: rows in the shuffle buffer."})
-    data_dir: Optional[str] = field(default=None, metadata={"help": (
-        "Folder of the split/annotation files (benchmarks) or the data folder of a builder (e.g. videofolder).")})
-    video_dir: Optional[str] = field(default=None, metadata={"help": (
-        "Folder of the videos (or frame folders); own data: the folder relative video paths start from "
-        "(default: the data file's folder, else --data_dir).")})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache (and synthetic videos)."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
     eval_split: str = field(default="test", metadata={"help": "Split used for evaluation and export."})
     max_words: Optional[int] = field(default=None, metadata={"help": (
@@ -204,17 +181,11 @@ class DataArguments:
         return name in BENCHMARK_NAMES or (not os.path.exists(name) and name.startswith(("msrvtt", "msvd", "vatex",
                                                                                           "synthetic")))
 
-    def data_files(self) -> dict[str, str]:
-        """Split -> file of --train_file / --validation_file / --test_file."""
-        files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
-        return {split: path for split, path in files.items() if path}
-
     def source_name(self) -> str:
-        """The builder, folder or Hub id read (a builder inferred from the data files' extension if unset)."""
-        files = self.data_files()
-        if self.dataset_name != SYNTHETIC_NAME or not files:
-            return self.dataset_name
-        return data_clip2video.builder_for_files(files)
+        """The builder, folder or Hub id read; with data files and no --dataset_name, the builder of their extension."""
+        if self.dataset_name == SYNTHETIC_NAME and self.data_files():  # the default name: not given
+            return data_clip2video.builder_for_files(self.data_files())
+        return super().source_name()
 
     def card_dataset(self) -> Optional[str]:
         """The dataset named in the model card's metadata: a benchmark or Hub id (None for local files/folders)."""
@@ -540,28 +511,13 @@ def load_stream_split(data_args: DataArguments, split: str, accelerator: Acceler
     """The training split as a stream: shuffled with a buffer, this process's shards (`split_dataset_by_node`)."""
     from datasets.distributed import split_dataset_by_node
 
-    dataset, columns, base_dir = open_source(data_args, split, streaming=True)
+    dataset, columns, base_dir = data_args.open_split(split, streaming=True)
     dataset = dataset.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
     dataset = split_dataset_by_node(dataset, rank=accelerator.process_index, world_size=accelerator.num_processes)
     logger.info("%s/%s: streamed, %d shard(s) for %d process(es)", data_args.describe(), split,
                 dataset.num_shards, accelerator.num_processes)
     return StreamSplit(dataset, columns, base_dir, DataReport(source=data_args.describe(), split=split), accelerator,
                        seed)
-
-
-def open_source(data_args: DataArguments, split: str, streaming: bool = False):
-    """Split `split` of an own data source, its columns and the folder its relative video paths start from."""
-    files = data_args.data_files()
-    name = data_args.source_name()
-    if split in files and data_clip2video.is_prepared_source(files[split]):
-        name, files = files[split], {}
-    dataset = data_clip2video.load_source(
-        name, split, data_dir=data_args.data_dir, data_files=files or None, config_name=data_args.dataset_config_name,
-        revision=data_args.revision, cache_dir=data_args.cache_dir, streaming=streaming)
-    columns = data_clip2video.resolve_columns(dataset, data_args.video_column, data_args.caption_column,
-                                              data_args.video_id_column)
-    base_dir = data_args.video_dir or data_clip2video.source_base_dir(name, data_args.data_dir, files.get(split))
-    return dataset, columns, base_dir
 
 
 def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProcessor, video_options: dict,
@@ -572,7 +528,7 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
         rows = load_benchmark(data_args.dataset_name, split, data_dir=data_args.data_dir, video_dir=data_args.video_dir,
                               cache_dir=data_args.cache_dir, strict=data_args.strict, **data_args.benchmark_options())
     else:
-        dataset, columns, base_dir = open_source(data_args, split)
+        dataset, columns, base_dir = data_args.open_split(split)
         table = data_clip2video.build_caption_table(dataset, columns, base_dir, data_args.describe(), split,
                                                     strict=data_args.strict)
         rows, videos, report = table.rows, table.videos, table.report
