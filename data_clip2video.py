@@ -359,8 +359,11 @@ def captions_of(value: Any) -> list[str]:
 def video_reference(value: Any, base_dir: Optional[str] = None) -> Any:
     """What `decode_video` reads for one video value: a path (made absolute against `base_dir`), bytes, or frames.
 
-    A `datasets.Video` value `{"path", "bytes"}` gives its bytes when it has them, else its path.
+    A `datasets.Video` value `{"path", "bytes"}` gives its bytes when it has them, else its path; a `VideoDecodeError`
+    (a streamed prepared row whose frames are corrupt) is passed on for `decode_video` to raise.
     """
+    if isinstance(value, VideoDecodeError):
+        return value
     if isinstance(value, dict):
         if value.get("bytes"):
             return bytes(value["bytes"])
@@ -444,6 +447,8 @@ def decode_video(value: Any, video_processor, options: dict[str, Any], base_dir:
         VideoDecodeError: naming the video and the reason (missing, empty, undecodable, too short).
     """
     reference = video_reference(value, base_dir)
+    if isinstance(reference, VideoDecodeError):
+        raise reference
     prepared = as_prepared_frames(reference)
     if prepared is not None:
         return prepared
@@ -750,7 +755,8 @@ class VideoBatcher:
         options, (height, width) = self._resolved(), first.shape[:2]
         if options["do_resize"] and min(height, width) != options["size"].shortest_edge:
             return False
-        return not options["do_center_crop"] or (options["crop_size"].height, options["crop_size"].width) == (height, width)
+        crop = options["crop_size"]
+        return not options["do_center_crop"] or (crop.height, crop.width) == (height, width)
 
     def collate_frames(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
         """`pixel_values` and `video_mask` of a batch: uint8 `(batch, num_frames, H, W, 3)` when the frames are already

@@ -142,13 +142,21 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def npy_array(data: bytes) -> np.ndarray:
-    """The array of `.npy` bytes, as a read-only view of `data` (no copy)."""
+    """The array of `.npy` bytes, as a read-only view of `data` (no copy).
+
+    Raises:
+        `PreparedShardsError` when `data` is not a complete C-order numeric `.npy` array (garbled or truncated).
+    """
     handle = io.BytesIO(data)
     read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    shape, fortran_order, dtype = read_header[np.lib.format.read_magic(handle)](handle)
-    if fortran_order or dtype.hasobject:
-        raise PreparedShardsError("prepared frames must be a C-order numeric .npy array")
-    return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=handle.tell()).reshape(shape)
+    try:
+        shape, fortran_order, dtype = read_header[np.lib.format.read_magic(handle)](handle)
+        if fortran_order or dtype.hasobject:
+            raise ValueError("not a C-order numeric array")
+        return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=handle.tell()).reshape(shape)
+    except (ValueError, KeyError, EOFError, TypeError, SyntaxError) as error:  # numpy's errors for a bad header/size
+        described = f"{type(error).__name__}: {error}"
+        raise PreparedShardsError(f"prepared frames are not a valid .npy array ({described})") from None
 
 
 def _shard_schema():
@@ -247,7 +255,7 @@ def write_split_shards(records: Sequence[VideoRecord], output_dir: str | os.Path
         chunk = records[index * shard_size : (index + 1) * shard_size]
         video_ids = [record.video_id for record in chunk]
         if receipt_path.exists():
-            receipt = json.loads(receipt_path.read_text())
+            receipt = read_receipt(receipt_path, split, index)
             _check_same_options(receipt["options"], stored, receipt_path)
             if receipt["video_ids"] != video_ids:
                 raise PreparedShardsError(f"{receipt_path}: prepared for other videos (the source or --shard_size "
@@ -263,6 +271,23 @@ def write_split_shards(records: Sequence[VideoRecord], output_dir: str | os.Path
         logger.info("%s: %d videos, %d captions, %d skipped", name, num_videos, num_captions, len(skipped))
         written.append(index)
     return written
+
+
+def read_receipt(path: Path, split: str, index: int) -> dict[str, Any]:
+    """The receipt of shard `index` of `split`, checked: a garbled or foreign file is a `PreparedShardsError` naming it
+    (delete it and its shard, then rerun, to write that shard again)."""
+    try:
+        receipt = json.loads(path.read_text())
+        valid = (isinstance(receipt, dict) and receipt.get("split") == split and receipt.get("index") == index
+                 and isinstance(receipt.get("options"), dict) and isinstance(receipt.get("video_ids"), list)
+                 and isinstance(receipt.get("skipped"), list)
+                 and all(isinstance(receipt.get(key), int) for key in ("num_videos", "num_captions")))
+    except (OSError, ValueError) as error:
+        valid, receipt = False, error
+    if not valid:
+        raise PreparedShardsError(f"{path}: not the receipt of shard {index} of split {split!r} ({receipt!r:.200}); "
+                                  "delete it and its .parquet shard and rerun prepare_shards.py")
+    return receipt
 
 
 def _check_same_options(found: dict[str, Any], expected: dict[str, Any], where: Any) -> None:
@@ -292,7 +317,7 @@ def finish_split(output_dir: str | os.PathLike, split: str, num_videos: int, sha
         path = output_dir / f"{shard_name(split, index)}.json"
         if not path.exists():
             return None
-        receipts.append(json.loads(path.read_text()))
+        receipts.append(read_receipt(path, split, index))
     stored = frame_options_record(options, video_processor)
     skipped = [*skipped_before, *(item for receipt in receipts for item in receipt["skipped"])]
     entry = {
@@ -351,16 +376,57 @@ def check_frame_options(path: str | os.PathLike, num_frames: int, image_size: in
     _check_same_options(stored, asked, Path(path) / PREPARED_FILE)
 
 
+def _frames_of(data: bytes, video_id: Any) -> np.ndarray:
+    """`npy_array(data)`; corrupt bytes are a `VideoDecodeError` naming the video (skipped and counted like an
+    undecodable video file)."""
+    from processing_clip2video import VideoDecodeError
+
+    try:
+        return npy_array(data)
+    except PreparedShardsError as error:
+        raise VideoDecodeError(f"{video_id if video_id is not None else '<prepared row>'}: {error}") from None
+
+
 def decode_frames(batch: dict[str, list]) -> dict[str, list]:
     """Batch transform: `frames` `.npy` bytes -> uint8 arrays `(num_frames, height, width, 3)` (read-only views, no
     copy); other columns pass through, and a batch without `frames` (after `select_columns`) is left as it is."""
     if "frames" in batch:
-        batch = {**batch, "frames": [npy_array(data) for data in batch["frames"]]}
+        ids = batch.get("video_id") or [None] * len(batch["frames"])
+        batch = {**batch, "frames": [_frames_of(data, video_id) for data, video_id in zip(batch["frames"], ids)]}
     return batch
 
 
 def _decode_example(example: dict[str, Any]) -> dict[str, Any]:
-    return {**example, "frames": npy_array(example["frames"])}
+    """A streamed row's frames as an array; corrupt bytes give the `VideoDecodeError` itself as the value (raised by
+    `data_clip2video.decode_video`, so a streamed training run skips and counts the row instead of stopping)."""
+    from processing_clip2video import VideoDecodeError
+
+    try:
+        frames = npy_array(example["frames"])
+    except PreparedShardsError as error:
+        frames = VideoDecodeError(str(error))
+    return {**example, "frames": frames}
+
+
+def _file_in_folder(folder: Path, name: Any, suffix: str) -> Path:
+    """`folder / name` for a plain file name read from `prepared.json` (never a path out of the folder)."""
+    if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or not name.endswith(suffix):
+        raise PreparedShardsError(f"{folder / PREPARED_FILE}: {name!r} is not a {suffix} file name of this folder")
+    return folder / name
+
+
+def _check_shard(path: Path) -> None:
+    """Reads a shard's Parquet footer: a truncated or garbled file is a `PreparedShardsError` naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as error:
+        raise PreparedShardsError(f"{path}: not a readable Parquet shard ({error}); prepare it again (delete it and "
+                                  "its .json receipt, then rerun prepare_shards.py)") from None
+    if not {"video_id", "caption", "frames"} <= set(schema.names):
+        raise PreparedShardsError(f"{path}: not a prepared shard (columns {schema.names})")
 
 
 def load_prepared(path: str | os.PathLike, split: str, streaming: bool = False, cache_dir: str | None = None):
@@ -376,12 +442,19 @@ def load_prepared(path: str | os.PathLike, split: str, streaming: bool = False, 
     info = read_prepared_info(path)
     if split not in info["splits"]:
         raise PreparedShardsError(f"{path}: split {split!r} was not prepared (prepared: {sorted(info['splits'])})")
-    shards = [str(Path(path) / name) for name in info["splits"][split]["shards"]]
+    folder = Path(path)
+    shards = [_file_in_folder(folder, name, ".parquet") for name in info["splits"][split]["shards"]]
     if not shards:
         raise PreparedShardsError(f"{path}: split {split!r} has no decodable video "
-                                  f"(see {Path(path) / info['splits'][split]['report']})")
-    dataset = datasets.load_dataset("parquet", data_files={split: shards}, split=split, streaming=streaming,
-                                    cache_dir=cache_dir)
+                                  f"(see {_file_in_folder(folder, info['splits'][split]['report'], '.json')})")
+    for shard in shards:
+        _check_shard(shard)
+    try:
+        dataset = datasets.load_dataset("parquet", data_files={split: [str(shard) for shard in shards]}, split=split,
+                                        streaming=streaming, cache_dir=cache_dir)
+    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as error:  # pyarrow's errors among them
+        raise PreparedShardsError(f"{path}: the shards of split {split!r} cannot be read ({error}); prepare the "
+                                  "folder again") from None
     if streaming:
         return dataset.map(_decode_example)
     return dataset.with_transform(decode_frames)

@@ -17,6 +17,7 @@ process's shards, record the split when all its shards exist.
 """
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from transformers import HfArgumentParser
 
 import data_clip2video
 from datasets_scripts import BENCHMARK_NAMES, load_benchmark
-from frame_shards import FrameOptions, VideoRecord, finish_split, write_split_shards
+from frame_shards import DETERMINISTIC_SAMPLING, FrameOptions, VideoRecord, finish_split, write_split_shards
 from processing_clip2video import CLIP2VideoVideoProcessor
 
 
@@ -53,8 +54,24 @@ class PrepareArguments(data_clip2video.SourceArguments):
     strict: bool = field(default=False, metadata={"help": "Stop at the first unusable video instead of skipping it."})
 
 
+#: Options that must be positive integers when given.
+POSITIVE_OPTIONS = ("num_frames", "image_size", "feature_framerate", "shard_size")
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> PrepareArguments:
+    """The arguments, checked: positive sizes, a fixed frame choice, split names usable as file names."""
     (args,) = HfArgumentParser(PrepareArguments).parse_args_into_dataclasses(args=argv)
+    for name in POSITIVE_OPTIONS:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")
+    if args.frame_sampling not in DETERMINISTIC_SAMPLING:
+        raise ValueError(f"--frame_sampling must be one of {DETERMINISTIC_SAMPLING} (prepared shards hold one fixed "
+                         f"choice of frames), got {args.frame_sampling!r}")
+    for split in args.splits:
+        if not re.fullmatch(r"\w[\w.-]*", split):
+            raise ValueError(f"--splits: {split!r} is not a split name (letters, digits, '_', '.', '-'; it names the "
+                             "shard files)")
     return args
 
 

@@ -95,7 +95,8 @@ def shards_loader(prepared_dir: str, num_clips: int, workers: int, batch_size: i
               "attention_mask": torch.ones(num_clips, 32, dtype=torch.long)}
     pairs = data_clip2video.CaptionVideoDataset(tokens, [row % num_videos for row in range(num_clips)], store)
     batcher = data_clip2video.VideoBatcher(video_processor, MODEL_INPUT, MODEL_INPUT["num_frames"])
-    loader = torch.utils.data.DataLoader(pairs, batch_size=batch_size, num_workers=workers, collate_fn=batcher.collate_pairs)
+    loader = torch.utils.data.DataLoader(pairs, batch_size=batch_size, num_workers=workers,
+                                         collate_fn=batcher.collate_pairs)
     return loader, batcher
 
 

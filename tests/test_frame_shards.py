@@ -316,7 +316,8 @@ def test_shards_prepared_with_other_frame_options_are_refused_before_training(pr
     matching.update(zip(model_options[::2], model_options[1::2]))
     options = [*TINY_MODEL, *(item for pair in matching.items() for item in pair)]
     options += model_options if model_options[0] not in matching else []
-    with pytest.raises(PreparedShardsError, match=f"{re.escape(str(prepared / 'prepared'))}.*{re.escape(difference)}") as caught:
+    expected = f"{re.escape(str(prepared / 'prepared'))}.*{re.escape(difference)}"
+    with pytest.raises(PreparedShardsError, match=expected) as caught:
         run_retrieval.main(["--dataset_name", str(prepared / "prepared"), "--output_dir", str(tmp_path / "run"),
                             "--do_train", "--cache_dir", str(prepared / "cache"), *options])
     assert not (tmp_path / "run" / "model.safetensors").exists()
@@ -380,3 +381,106 @@ def test_prepared_frames_stay_uint8_until_the_device_and_normalise_to_the_cpu_tr
     large = [[np.full((24, 20, 3), 90, dtype=np.uint8)] * 3]
     collated, _ = batcher.collate_frames(large)
     assert collated.dtype == torch.float32 and torch.equal(_bits(collated), _bits(batcher(large)[0]))
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--num_frames", "0", "--num_frames must be >= 1, got 0"),
+    ("--image_size", "-3", "--image_size must be >= 1, got -3"),
+    ("--feature_framerate", "0", "--feature_framerate must be >= 1, got 0"),
+    ("--shard_size", "0", "--shard_size must be >= 1, got 0"),
+    ("--frame_sampling", "random_segment", "--frame_sampling must be one of"),
+    ("--splits", "../outside", "--splits: '../outside' is not a split name"),
+])
+def test_prepare_options_are_checked_when_parsed(option, value, message):
+    import prepare_shards
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        prepare_shards.parse_args(["--dataset_name", "videofolder", "--output_dir", "unused", option, value])
+
+
+def _copy_prepared(prepared, tmp_path):
+    import shutil
+
+    return shutil.copytree(prepared / "prepared", tmp_path / "copy")
+
+
+def test_names_in_prepared_json_never_leave_the_folder(prepared, tmp_path):
+    folder = _copy_prepared(prepared, tmp_path)
+    info = json.loads((folder / "prepared.json").read_text())
+    for bad in ("../train-00000.parquet", str(folder / "train-00000.parquet"), ".hidden.parquet", "train-00000.json"):
+        info["splits"]["train"]["shards"] = [bad]
+        (folder / "prepared.json").write_text(json.dumps(info))
+        with pytest.raises(PreparedShardsError, match="is not a .parquet file name of this folder"):
+            load_prepared(folder, "train", cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_truncated_or_garbled_shard_is_named(prepared, tmp_path):
+    folder = _copy_prepared(prepared, tmp_path)
+    shard = folder / "train-00001.parquet"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    for streaming in (False, True):
+        with pytest.raises(PreparedShardsError, match=f"{re.escape(str(shard))}: not a readable Parquet shard"):
+            load_prepared(folder, "train", streaming=streaming, cache_dir=str(tmp_path / "cache"))
+    shard.write_bytes(b"PAR1" + os.urandom(300) + b"PAR1")
+    with pytest.raises(PreparedShardsError, match=f"{re.escape(str(shard))}: not a readable Parquet shard"):
+        load_prepared(folder, "train", cache_dir=str(tmp_path / "cache"))
+
+
+def test_garbled_frame_bytes_are_a_decode_error_naming_the_video(prepared, tmp_path):
+    """Bad `.npy` bytes in a row are a VideoDecodeError naming the video (training skips and counts it like an
+    undecodable file), never numpy's own error."""
+    import pyarrow.parquet as pq
+
+    from frame_shards import npy_array
+
+    for data in (b"", b"garbage", npy_bytes_of(np.zeros((2, 4, 4, 3), np.uint8))[:-10]):
+        with pytest.raises(PreparedShardsError, match="not a valid .npy array"):
+            npy_array(data)
+    folder = _copy_prepared(prepared, tmp_path)
+    shard = folder / "train-00000.parquet"
+    table = pq.read_table(shard)
+    frames = table.column("frames").to_pylist()
+    frames[1] = frames[1][:100]
+    pq.write_table(table.set_column(2, "frames", __import__("pyarrow").array(frames, type=table.schema.field(
+        "frames").type)), shard)
+    rows = load_prepared(folder, "train", cache_dir=str(tmp_path / "cache"))
+    assert rows[0]["frames"].shape == (4, 16, 16, 3)
+    with pytest.raises(VideoDecodeError, match="clip1: prepared frames are not a valid .npy array"):
+        rows[1]
+    # streamed, the row comes through and its decoding names the video: a training stream skips and counts it
+    from data_clip2video import Columns, StreamCollator, VideoBatcher
+
+    streamed = list(load_prepared(folder, "train", streaming=True))
+    assert [row["video_id"] for row in streamed[:2]] == ["clip0", "clip1"]
+    batcher = VideoBatcher(CLIP2VideoVideoProcessor(), OPTIONS.as_processor_kwargs(), OPTIONS.num_frames)
+    def tokenize(captions):
+        return {"input_ids": torch.ones(len(captions), 2, dtype=torch.long),
+                "attention_mask": torch.ones(len(captions), 2, dtype=torch.long)}
+
+    collator = StreamCollator(batcher, tokenize, Columns("frames", "caption", "video_id"), None, seed=0)
+    batch = collator(streamed[:3])
+    assert batch["rows"] == [streamed[0]["video_id"], streamed[2]["video_id"]] and batch["pixel_values"].shape[0] == 2
+    assert len(batch["skipped"]) == 1
+    assert batch["skipped"][0].startswith("clip1: prepared frames are not a valid .npy array")
+
+
+def npy_bytes_of(array):
+    from frame_shards import npy_bytes
+
+    return npy_bytes(array)
+
+
+def test_a_garbled_receipt_is_named_when_resuming(prepared, tmp_path):
+    """A rerun reads the receipts of finished shards: a truncated or foreign one is a PreparedShardsError naming it."""
+    import prepare_shards
+
+    folder = _copy_prepared(prepared, tmp_path)
+    receipt = folder / "train-00001.json"
+    original = receipt.read_text()
+    arguments = [*source_options(prepared / "videos"), "--output_dir", str(folder), *CLI_OPTIONS]
+    for garbled in (original[: len(original) // 2], json.dumps({**json.loads(original), "index": 2}), "[]"):
+        receipt.write_text(garbled)
+        with pytest.raises(PreparedShardsError, match=f"{re.escape(str(receipt))}: not the receipt of shard 1"):
+            prepare_shards.main(arguments)
+    receipt.write_text(original)
+    assert prepare_shards.main(arguments)["train"]["num_videos"] == NUM_GOOD  # every shard done already: no decoding

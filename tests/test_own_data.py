@@ -391,7 +391,8 @@ def test_data_report_names_the_undecodable_videos_every_process_met(tmp_path):
     metadata = root / "train" / "metadata.jsonl"
     for index in (2, 3):
         (root / "train" / f"broken{index}.mp4").write_bytes(BROKEN)
-        metadata.write_text(metadata.read_text() + json.dumps({"file_name": f"broken{index}.mp4", "text": "bad"}) + "\n")
+        line = json.dumps({"file_name": f"broken{index}.mp4", "text": "bad"})
+        metadata.write_text(metadata.read_text() + line + "\n")
     options = ["--dataset_name", "videofolder", "--data_dir", str(root), *TINY_MODEL, "--train_batch_size", "4",
                "--num_train_epochs", "1", "--checkpointing_steps", "no", "--do_train", "--cache_dir",
                str(tmp_path / "cache")]
