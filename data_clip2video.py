@@ -7,6 +7,8 @@ Training, evaluation, feature export (`run_retrieval.py`), prepared frame shards
 Sources (`load_source`): anything `datasets.load_dataset` takes (a packaged builder such as `videofolder`,
 `csv`, `json`, `parquet`, `webdataset` with `data_dir` or `data_files`, or a Hub id), a `save_to_disk`
 folder, or a prepared-shards folder (`frame_shards`), as a `Dataset` or, streamed, an `IterableDataset`.
+`SourceArguments` holds the options that name a source (run_retrieval.py and prepare_shards.py parse them with
+`HfArgumentParser`); its `open_split` opens one split with its columns and video folder.
 
 Columns (`resolve_columns`): the video column may hold a path (relative to the data folder or file),
 bytes, a `datasets.Video` value (read as `{"path", "bytes"}`, no torchcodec needed), a frame folder, or
