@@ -34,7 +34,8 @@ from safetensors import SafetensorError
 
 from configuration_clip2video import CLIP2VideoConfig
 from modeling_clip2video import CLIP2VideoModel
-from utils_clip2video import PAPER, build_model_card, check_output_folder, files_into_directory, write_text
+from utils_clip2video import (CLIP_TOKENIZER_DIR, PAPER, build_model_card, check_output_folder, files_into_directory,
+                              write_text)
 
 
 logger = logging.getLogger("convert_original_checkpoint")
@@ -74,7 +75,6 @@ PRESETS = {
     "vatex": OriginalOptions(centerK=7, feature_framerate=1),
 }
 CLIP_VOCAB_SIZE = 49408
-CLIP_TOKENIZER_DIR = Path(__file__).resolve().parent / "clip_tokenizer"
 
 
 def config_kwargs_from_options(options: OriginalOptions) -> dict:

@@ -7,6 +7,8 @@ Training, evaluation, feature export (`run_retrieval.py`), prepared frame shards
 Sources (`load_source`): anything `datasets.load_dataset` takes (a packaged builder such as `videofolder`,
 `csv`, `json`, `parquet`, `webdataset` with `data_dir` or `data_files`, or a Hub id), a `save_to_disk`
 folder, or a prepared-shards folder (`frame_shards`), as a `Dataset` or, streamed, an `IterableDataset`.
+`SourceArguments` holds the options that name a source (run_retrieval.py and prepare_shards.py parse them with
+`HfArgumentParser`); its `open_split` opens one split with its columns and video folder.
 
 Columns (`resolve_columns`): the video column may hold a path (relative to the data folder or file),
 bytes, a `datasets.Video` value (read as `{"path", "bytes"}`, no torchcodec needed), a frame folder, or
@@ -53,6 +55,14 @@ CAPTION_KEYS = ("caption", "captions", "text", "txt", "sentence", "title")
 SAVED_DATASET_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
 #: Name of the data validation report written next to a run's outputs.
 DATA_REPORT_FILENAME = "data_report.json"
+#: The original's `feature_framerate` per benchmark family where it is not 1 (as its `test/*.sh` scripts set it).
+FEATURE_FRAMERATE = {"msrvtt": 2}
+
+
+def default_feature_framerate(benchmark: Optional[str]) -> int:
+    """The original's `feature_framerate` for a benchmark name (`msrvtt-9k` -> 2); 1 for MSVD, VATEX, the synthetic
+    benchmark and own data (`benchmark=None`): one frame per second of the original's 5 fps images."""
+    return FEATURE_FRAMERATE.get((benchmark or "").split("-")[0], 1)
 
 
 class DataSourceError(ValueError):
@@ -258,6 +268,76 @@ def resolve_columns(dataset, video_column: Optional[str] = None, caption_column:
     caption = _column(available, caption_column, CAPTION_COLUMNS, "caption", "--caption_column")
     video_id = _column(available, video_id_column, VIDEO_ID_COLUMNS, "video id", "--video_id_column", required=False)
     return Columns(video, caption, video_id)
+
+
+@dataclass
+class SourceArguments:
+    """Where a split's videos and captions come from: the source options of `run_retrieval.py` and `prepare_shards.py`
+    (both parse them with `HfArgumentParser`), and the split they open through this module."""
+
+    dataset_name: Optional[str] = field(default=None, metadata={"help": (
+        "A benchmark of datasets_scripts.load_benchmark (msrvtt-1k-a, msrvtt-9k, msrvtt-7k, msrvtt-full, msvd, "
+        "vatex-hgr, vatex-1k5, synthetic-motion), or what datasets.load_dataset takes: a packaged builder "
+        "(videofolder, csv, json, parquet, webdataset, ... with --data_dir or --train_file/--test_file), a "
+        "save_to_disk folder, a prepared-shards folder or a Hub dataset id. Unset with --train_file/--test_file: "
+        "the builder their extension names.")})
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Configuration of a Hub dataset."})
+    revision: Optional[str] = field(default=None, metadata={"help": "Revision (branch, tag, commit) of a Hub dataset."})
+    train_file: Optional[str] = field(default=None, metadata={"help": (
+        "Training data file or glob (csv, json/jsonl, parquet, webdataset .tar, or a prepared-shards folder).")})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data file or glob."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Test data file or glob."})
+    video_column: Optional[str] = field(default=None, metadata={"help": (
+        "Column of the video (path, bytes, datasets.Video, frame folder). Default: the first datasets.Video "
+        f"feature, else the first of {list(VIDEO_COLUMNS)}.")})
+    caption_column: Optional[str] = field(default=None, metadata={"help": (
+        f"Column of the caption (a string or a list of strings). Default: the first of {list(CAPTION_COLUMNS)}.")})
+    video_id_column: Optional[str] = field(default=None, metadata={"help": (
+        "Column of the video id (rows with the same id are one video with several captions). Default: "
+        f"the first of {list(VIDEO_ID_COLUMNS)}, else the video's file name.")})
+    strict: bool = field(default=False, metadata={"help": (
+        "Refuse data with missing or undecodable videos or empty captions (DataValidationError) instead of "
+        "skipping, counting and naming them in a report.")})
+    data_dir: Optional[str] = field(default=None, metadata={"help": (
+        "Folder of the split/annotation files (benchmarks) or the data folder of a builder (e.g. videofolder).")})
+    video_dir: Optional[str] = field(default=None, metadata={"help": (
+        "Folder of the videos (or frame folders); own data: the folder relative video paths start from "
+        "(default: the data file's folder, else --data_dir).")})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache (and synthetic videos)."})
+
+    def data_files(self) -> dict[str, str]:
+        """Split -> file of --train_file / --validation_file / --test_file."""
+        files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
+        return {split: path for split, path in files.items() if path}
+
+    def source_name(self) -> str:
+        """The builder, folder or Hub id read: --dataset_name, else the builder the data files' extension names."""
+        if self.dataset_name is not None:
+            return self.dataset_name
+        files = self.data_files()
+        if not files:
+            raise DataSourceError(
+                "give --dataset_name (a benchmark, a builder such as videofolder, csv, json, parquet, webdataset, a "
+                "save_to_disk folder or a Hub dataset id) or --train_file/--validation_file/--test_file")
+        return builder_for_files(files)
+
+    def open_split(self, split: str, streaming: bool = False):
+        """Split `split` of the (non-benchmark) source, its columns and the folder its relative video paths start from.
+
+        Returns:
+            `(dataset, Columns, base_dir)`: a `Dataset` (an `IterableDataset` with `streaming=True`) whose video
+            columns are left undecoded (`undecoded_videos`).
+        """
+        files = self.data_files()
+        name = self.source_name()
+        if split in files and is_prepared_source(files[split]):
+            name, files = files[split], {}
+        dataset = load_source(name, split, data_dir=self.data_dir, data_files=files or None,
+                              config_name=self.dataset_config_name, revision=self.revision, cache_dir=self.cache_dir,
+                              streaming=streaming)
+        columns = resolve_columns(dataset, self.video_column, self.caption_column, self.video_id_column)
+        base_dir = self.video_dir or source_base_dir(name, self.data_dir, files.get(split))
+        return dataset, columns, base_dir
 
 
 def captions_of(value: Any) -> list[str]:
@@ -847,6 +927,7 @@ __all__ = [
     "VideoBatcher",
     "VideoDataset",
     "VideoFrameStore",
+    "SourceArguments",
     "build_caption_table",
     "builder_for_files",
     "captions_of",

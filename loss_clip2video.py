@@ -87,7 +87,7 @@ def gather_with_local_gradient(features: torch.Tensor, scale_local_gradient: boo
 
 
 class CLIP2VideoContrastiveLoss(nn.Module):
-    """`clip2video_loss` (spec §5.4) on embeddings gathered from all processes.
+    """`clip2video_loss` (the original's symmetric cross-entropy) on embeddings gathered from all processes.
 
     Args:
         center_weight: weight `cw` of the global term; `1 - cw` goes to the TAB term.

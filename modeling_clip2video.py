@@ -64,7 +64,9 @@ def clip2video_loss(
     text_alignment: torch.Tensor | None = None,
     video_alignment: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The original training loss (spec §5.4): `cw * L_sym(s * t_g v_g^T) + (1 - cw) * L_sym(s * t_c v_c^T)`.
+    """The original training loss: `cw * L_sym(s * t_g v_g^T) + (1 - cw) * L_sym(s * t_c v_c^T)`, `L_sym` being the
+    mean of the row and column cross-entropies (`CrossEn` of the original's `modules/until_module.py`, combined in
+    `modules/modeling.py`).
 
     Without TAB embeddings it is `L_sym(s * t_g v_g^T)`. All embeddings are unit vectors of shape `(batch, dim)`, text row
     `i` pairs with video row `i`; `logit_scale` is the log temperature. Callers that gather features across processes
@@ -398,7 +400,7 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
                 (e.g. `"openai/clip-vit-base-patch32"`).
             config_kwargs: temporal options of [`CLIP2VideoConfig`] (`num_frames`, `use_tdb`, `num_centers`, ...).
 
-        The CLIP weights are copied unchanged. New modules (spec §7): the frame position table is a copy of the text
+        The CLIP weights are copied unchanged. New modules, initialised as the original's `from_pretrained` (`modules/modeling.py`) does: the frame position table is a copy of the text
         position table; TDB type embeddings are its first two rows; the temporal transformer's layers and the one-layer
         TDB/TAB transformers are copies of the first text layers; the MLP difference projection is the first
         `projection_dim` rows of the visual projection; the TAB centers are random `N(0, 64**-0.5)`.

@@ -34,33 +34,13 @@ from processing_clip2video import CLIP2VideoVideoProcessor
 
 logger = logging.getLogger(__name__)
 
-#: The original's feature_framerate per benchmark family (run_retrieval.py uses the same defaults).
-FEATURE_FRAMERATE = {"msrvtt": 2}
 
-
-@dataclass
-class PrepareArguments:
-    """Where the videos are (as run_retrieval.py's data options), which frames to keep, where the shards go."""
+@dataclass(kw_only=True)
+class PrepareArguments(data_clip2video.SourceArguments):
+    """Where the videos are (the source options of `SourceArguments`, as run_retrieval.py's), which frames to keep,
+    where the shards go."""
 
     output_dir: str = field(metadata={"help": "Folder of the prepared shards (created; a rerun resumes it)."})
-    dataset_name: Optional[str] = field(default=None, metadata={"help": (
-        f"A benchmark ({', '.join(BENCHMARK_NAMES)}) with --data_dir and --video_dir, or what datasets.load_dataset "
-        "takes: a packaged builder (videofolder, csv, json, parquet, webdataset, ... with --data_dir or "
-        "--train_file/--test_file), a save_to_disk folder or a Hub dataset id.")})
-    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Configuration of a Hub dataset."})
-    revision: Optional[str] = field(default=None, metadata={"help": "Revision of a Hub dataset."})
-    data_dir: Optional[str] = field(default=None, metadata={"help": (
-        "Folder of the split/annotation files (benchmarks) or the data folder of a builder (e.g. videofolder).")})
-    train_file: Optional[str] = field(default=None, metadata={"help": "Training data file or glob."})
-    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data file or glob."})
-    test_file: Optional[str] = field(default=None, metadata={"help": "Test data file or glob."})
-    video_dir: Optional[str] = field(default=None, metadata={"help": (
-        "Benchmarks: folder of the videos; own data: the folder relative video paths start from (default: the data "
-        "file's folder, else --data_dir).")})
-    video_column: Optional[str] = field(default=None, metadata={"help": "Column of the video (as run_retrieval.py)."})
-    caption_column: Optional[str] = field(default=None, metadata={"help": "Column of the caption(s) (as run_retrieval.py)."})
-    video_id_column: Optional[str] = field(default=None, metadata={"help": "Column of the video id (as run_retrieval.py)."})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache folder."})
     splits: list[str] = field(default_factory=lambda: ["train"], metadata={"help": "Splits to prepare."})
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": (
         "A CLIP2Video or CLIP model folder or Hub id: its frame count and input size (else --num_frames, --image_size).")})
@@ -105,10 +85,10 @@ def frame_options(args: PrepareArguments) -> FrameOptions:
         saved, _ = PretrainedConfig.get_config_dict(args.model_name_or_path)
         num_frames = saved.get("num_frames", num_frames)
         image_size = saved.get("vision_config", {}).get("image_size", image_size)
-    family = (args.dataset_name or "").split("-")[0]
     return FrameOptions(num_frames=args.num_frames or num_frames, image_size=args.image_size or image_size,
                         frame_sampling=args.frame_sampling,
-                        feature_framerate=args.feature_framerate or FEATURE_FRAMERATE.get(family, 1))
+                        feature_framerate=args.feature_framerate or data_clip2video.default_feature_framerate(
+                            args.dataset_name if args.dataset_name in BENCHMARK_NAMES else None))
 
 
 def benchmark_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord], list[dict[str, str]]]:
@@ -125,18 +105,8 @@ def benchmark_records(args: PrepareArguments, split: str) -> tuple[list[VideoRec
 def source_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord], list[dict[str, str]]]:
     """A split of any datasets source through data_clip2video (the data path training uses): its videos with their
     captions, and the videos its validation skipped (missing, empty captions) with the reason."""
-    files = {name: path for name, path in (("train", args.train_file), ("validation", args.validation_file),
-                                           ("test", args.test_file)) if path}
-    if args.dataset_name is None and not files:
-        raise data_clip2video.DataSourceError(
-            "give --dataset_name (a benchmark, a builder such as videofolder, csv, json, parquet, webdataset, a "
-            "save_to_disk folder or a Hub dataset id) or --train_file/--validation_file/--test_file")
-    name = args.dataset_name or data_clip2video.builder_for_files(files)
-    dataset = data_clip2video.load_source(name, split, data_dir=args.data_dir, data_files=files or None,
-                                          config_name=args.dataset_config_name, revision=args.revision,
-                                          cache_dir=args.cache_dir)
-    columns = data_clip2video.resolve_columns(dataset, args.video_column, args.caption_column, args.video_id_column)
-    base_dir = args.video_dir or data_clip2video.source_base_dir(name, args.data_dir, files.get(split))
+    name = args.source_name()
+    dataset, columns, base_dir = args.open_split(split)
     table = data_clip2video.build_caption_table(dataset, columns, base_dir, name, split, strict=args.strict)
     records = TableRecords(table)
     skipped = [{"video_id": data_clip2video.default_video_id(name, name), "video": name,

@@ -6,7 +6,7 @@ benchmark split, see `datasets_scripts.get_eval_index`), and `caption_to_video[i
 video of caption `i`. Reported per direction: R@1/5/10 (percent), median rank `MedianR` (= `MR`),
 mean rank `MeanR` and `Std_Rank`, ranks being 1-based.
 
-Protocols (spec §12, CLIP2Video's `evaluation/metrics.py`):
+Protocols (those of CLIP2Video's `evaluation/metrics.py` and `logging_rank`):
 
 * **single caption per video** (MSR-VTT 1k-A, synthetic-motion): square matrix, ground truth on
   the diagonal; text->video ranks the videos for each caption, video->text ranks the captions for

@@ -10,10 +10,13 @@
     python run_retrieval.py --dataset_name videofolder --data_dir my_videos --do_train --do_eval  # own videos
     python run_retrieval.py args.json             # every option from a JSON (or YAML) file
 
-The script reads as a story: 1. parse arguments, 2. set up accelerate and logging, 3. load the splits
-(a benchmark or any `datasets` source through data_clip2video, optionally streamed) and the processor, 4. build the model, 5. optimizer and schedule, 6. prepare and resume, 7. train
-with periodic evaluation and atomic checkpoints, 8. evaluate (every video and caption encoded once,
-one matrix product, exact metrics), 9. save the model, its processor, code and card, push to the Hub.
+`main` reads as a story, one function per step: 1. parse and check the arguments, 2. set up accelerate and
+logging, 3. load the splits (a benchmark or any `datasets` source through data_clip2video, optionally streamed) and
+the processor; then for CLIP2Video (and the mean-pooling baseline with --compare_mean_pooling): 4. build the model,
+5. optimizer and schedule, 6. prepare with accelerate and resume, 7. train (logs, atomic checkpoints, evaluation every
+--eval_steps), 8. evaluate (every video and caption encoded once, one matrix product, exact metrics), 9. save the
+model, its processor, code and card, push to the Hub. Results travel as dataclasses (`EvalResult`, `TrainResult`,
+`ModelResult`).
 """
 
 from __future__ import annotations
@@ -52,17 +55,12 @@ from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
 import report_clip2video
 from retrieval_metrics import TIE_RULES, dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
-from utils_clip2video import (PAPER, TMP_PREFIX, ModelSourceError, ProcessorNotFoundError, atomic_directory,
+from utils_clip2video import (CLIP_TOKENIZER_DIR, PAPER, TMP_PREFIX, ModelSourceError, ProcessorNotFoundError, atomic_directory,
                               build_model_card, check_model_source, load_processor, write_text)
 
 
 logger = logging.getLogger("run_retrieval")
 
-REPO_DIR = Path(__file__).resolve().parent
-#: CLIP's BPE tokenizer files shipped with the repository (used for models trained from scratch).
-DEFAULT_TOKENIZER_DIR = REPO_DIR / "clip_tokenizer"
-#: The original's `feature_framerate` per benchmark family (spec §9.1).
-FEATURE_FRAMERATE = {"msrvtt": 2, "msvd": 1, "vatex": 1, SYNTHETIC_NAME: 1}
 #: The temporal options of `CLIP2VideoConfig` that can be set from the command line.
 TEMPORAL_OPTIONS = ("num_frames", "temporal_head", "num_temporal_layers", "use_tdb", "tdb_projection", "use_tab",
                     "tab_input", "num_centers", "center_weight", "original_padding")
@@ -132,8 +130,9 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    """Which data (a benchmark or any `datasets` source) and how its videos are read."""
+class DataArguments(data_clip2video.SourceArguments):
+    """Which data (a benchmark or any `datasets` source: the source options of `SourceArguments`) and how its videos
+    are read."""
 
     dataset_name: str = field(default=SYNTHETIC_NAME, metadata={"help": (
         "A benchmark of datasets_scripts.load_benchmark (msrvtt-1k-a, msrvtt-9k, msrvtt-7k, msrvtt-full, msvd, "
@@ -141,34 +140,10 @@ class DataArguments:
         "(videofolder, csv, json, parquet, webdataset, ... with --data_dir or --train_file/--test_file), a "
         "save_to_disk folder, a prepared-shards folder or a Hub dataset id. Unset with --train_file/--test_file: "
         "the builder their extension names.")})
-    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Configuration of a Hub dataset."})
-    revision: Optional[str] = field(default=None, metadata={"help": "Revision (branch, tag, commit) of a Hub dataset."})
-    train_file: Optional[str] = field(default=None, metadata={"help": (
-        "Training data file or glob (csv, json/jsonl, parquet, webdataset .tar, or a prepared-shards folder).")})
-    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data file or glob."})
-    test_file: Optional[str] = field(default=None, metadata={"help": "Test data file or glob."})
-    video_column: Optional[str] = field(default=None, metadata={"help": (
-        "Column of the video (path, bytes, datasets.Video, frame folder). Default: the first datasets.Video "
-        f"feature, else the first of {list(data_clip2video.VIDEO_COLUMNS)}.")})
-    caption_column: Optional[str] = field(default=None, metadata={"help": (
-        f"Column of the caption (a string or a list of strings). Default: the first of "
-        f"{list(data_clip2video.CAPTION_COLUMNS)}.")})
-    video_id_column: Optional[str] = field(default=None, metadata={"help": (
-        "Column of the video id (rows with the same id are one video with several captions). Default: "
-        f"the first of {list(data_clip2video.VIDEO_ID_COLUMNS)}, else the video's file name.")})
-    strict: bool = field(default=False, metadata={"help": (
-        "Refuse data with missing or undecodable videos or empty captions (DataValidationError) instead of "
-        "skipping, counting and naming them in output_dir/data_report.json.")})
     streaming: bool = field(default=False, metadata={"help": (
         "Stream the training split (datasets IterableDataset): each process reads its own shards, DataLoader "
         "workers split them further, a buffer shuffles; needs --max_train_steps. Evaluation reads its split whole.")})
     shuffle_buffer_size: int = field(default=1000, metadata={"help": "--streaming: rows in the shuffle buffer."})
-    data_dir: Optional[str] = field(default=None, metadata={"help": (
-        "Folder of the split/annotation files (benchmarks) or the data folder of a builder (e.g. videofolder).")})
-    video_dir: Optional[str] = field(default=None, metadata={"help": (
-        "Folder of the videos (or frame folders); own data: the folder relative video paths start from "
-        "(default: the data file's folder, else --data_dir).")})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache (and synthetic videos)."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
     eval_split: str = field(default="test", metadata={"help": "Split used for evaluation and export."})
     max_words: Optional[int] = field(default=None, metadata={"help": (
@@ -206,17 +181,11 @@ class DataArguments:
         return name in BENCHMARK_NAMES or (not os.path.exists(name) and name.startswith(("msrvtt", "msvd", "vatex",
                                                                                           "synthetic")))
 
-    def data_files(self) -> dict[str, str]:
-        """Split -> file of --train_file / --validation_file / --test_file."""
-        files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
-        return {split: path for split, path in files.items() if path}
-
     def source_name(self) -> str:
-        """The builder, folder or Hub id read (a builder inferred from the data files' extension if unset)."""
-        files = self.data_files()
-        if self.dataset_name != SYNTHETIC_NAME or not files:
-            return self.dataset_name
-        return data_clip2video.builder_for_files(files)
+        """The builder, folder or Hub id read; with data files and no --dataset_name, the builder of their extension."""
+        if self.dataset_name == SYNTHETIC_NAME and self.data_files():  # the default name: not given
+            return data_clip2video.builder_for_files(self.data_files())
+        return super().source_name()
 
     def card_dataset(self) -> Optional[str]:
         """The dataset named in the model card's metadata: a benchmark or Hub id (None for local files/folders)."""
@@ -275,7 +244,8 @@ class RunArguments:
     mixed_precision: Optional[str] = field(default=None, metadata={"help": (
         "'no', 'fp16' or 'bf16' (default: accelerate's config / launch option).")})
     logging_steps: int = field(default=50, metadata={"help": "Log loss, learning rate, logit scale, samples/s every N steps."})
-    eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate every N steps (default: each epoch)."})
+    eval_steps: Optional[int] = field(default=None, metadata={"help": (
+        "With --do_eval: also evaluate every N training steps (default: only after training).")})
     checkpointing_steps: Optional[str] = field(default="epoch", metadata={"help": (
         "Save the training state every N steps (an int), at each epoch end ('epoch', also done with an int), or "
         "'no'. Checkpoints are written to a temporary folder and renamed (atomic).")})
@@ -469,10 +439,10 @@ class SplitData:
 class SampledBatches:
     """This process's training micro-batches of a map-style split: `GlobalBatchSampler` order, decoded in a DataLoader."""
 
-    def __init__(self, split: SplitData, batcher: VideoBatcher, micro_batch: int, accelerator: Accelerator,
-                 args: RunArguments, num_workers: int):
+    def __init__(self, split: SplitData, batcher: VideoBatcher, micro_batch: int, accelerator: Accelerator, seed: int,
+                 group_size: int, num_workers: int):
         self.sampler = GlobalBatchSampler(len(split.rows), micro_batch, accelerator.process_index,
-                                          accelerator.num_processes, args.seed, group_size=args.train_group_size)
+                                          accelerator.num_processes, seed, group_size=group_size)
         self.loader = torch.utils.data.DataLoader(CaptionVideoDataset(split.tokens, split.video_of_row, split.store),
                                                   batch_sampler=self.sampler, collate_fn=batcher.collate_pairs,
                                                   num_workers=num_workers)
@@ -492,12 +462,10 @@ class StreamSplit:
                  accelerator: Accelerator, seed: int):
         self.dataset, self.columns, self.base_dir, self.report = dataset, columns, base_dir, report
         self.accelerator, self.seed = accelerator, seed
-        self.batches: Optional[StreamBatches] = None
 
     def batches_for(self, batcher: VideoBatcher, tokenize, micro_batch: int, num_workers: int) -> "StreamBatches":
         collator = data_clip2video.StreamCollator(batcher, tokenize, self.columns, self.base_dir, self.seed)
-        self.batches = StreamBatches(self, collator, micro_batch // self.accelerator.num_processes, num_workers)
-        return self.batches
+        return StreamBatches(self, collator, micro_batch // self.accelerator.num_processes, num_workers)
 
 
 class StreamBatches:
@@ -543,28 +511,13 @@ def load_stream_split(data_args: DataArguments, split: str, accelerator: Acceler
     """The training split as a stream: shuffled with a buffer, this process's shards (`split_dataset_by_node`)."""
     from datasets.distributed import split_dataset_by_node
 
-    dataset, columns, base_dir = open_source(data_args, split, streaming=True)
+    dataset, columns, base_dir = data_args.open_split(split, streaming=True)
     dataset = dataset.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
     dataset = split_dataset_by_node(dataset, rank=accelerator.process_index, world_size=accelerator.num_processes)
     logger.info("%s/%s: streamed, %d shard(s) for %d process(es)", data_args.describe(), split,
                 dataset.num_shards, accelerator.num_processes)
     return StreamSplit(dataset, columns, base_dir, DataReport(source=data_args.describe(), split=split), accelerator,
                        seed)
-
-
-def open_source(data_args: DataArguments, split: str, streaming: bool = False):
-    """Split `split` of an own data source, its columns and the folder its relative video paths start from."""
-    files = data_args.data_files()
-    name = data_args.source_name()
-    if split in files and data_clip2video.is_prepared_source(files[split]):
-        name, files = files[split], {}
-    dataset = data_clip2video.load_source(
-        name, split, data_dir=data_args.data_dir, data_files=files or None, config_name=data_args.dataset_config_name,
-        revision=data_args.revision, cache_dir=data_args.cache_dir, streaming=streaming)
-    columns = data_clip2video.resolve_columns(dataset, data_args.video_column, data_args.caption_column,
-                                              data_args.video_id_column)
-    base_dir = data_args.video_dir or data_clip2video.source_base_dir(name, data_args.data_dir, files.get(split))
-    return dataset, columns, base_dir
 
 
 def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProcessor, video_options: dict,
@@ -575,7 +528,7 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
         rows = load_benchmark(data_args.dataset_name, split, data_dir=data_args.data_dir, video_dir=data_args.video_dir,
                               cache_dir=data_args.cache_dir, strict=data_args.strict, **data_args.benchmark_options())
     else:
-        dataset, columns, base_dir = open_source(data_args, split)
+        dataset, columns, base_dir = data_args.open_split(split)
         table = data_clip2video.build_caption_table(dataset, columns, base_dir, data_args.describe(), split,
                                                     strict=data_args.strict)
         rows, videos, report = table.rows, table.videos, table.report
@@ -659,7 +612,7 @@ def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLI
             return processor
         except ProcessorNotFoundError as error:
             logger.info("%s; building one from its tokenizer", error)
-    tokenizer = model_args.tokenizer_name or source or str(DEFAULT_TOKENIZER_DIR)
+    tokenizer = model_args.tokenizer_name or source or str(CLIP_TOKENIZER_DIR)
     return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words or 32)
 
 
@@ -667,9 +620,8 @@ def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[st
     """Per-call options of the video processor matching the model (frames, frame size) and the benchmark (own data:
     feature_framerate 1, one frame per second of the original's 5 fps images, unless --feature_framerate)."""
     size = config.vision_config.image_size
-    family = SYNTHETIC_NAME if data_args.dataset_name == SYNTHETIC_NAME else data_args.dataset_name.split("-")[0]
-    family = family if data_args.is_benchmark else None
-    framerate = data_args.feature_framerate or FEATURE_FRAMERATE.get(family, 1)
+    framerate = data_args.feature_framerate or data_clip2video.default_feature_framerate(
+        data_args.dataset_name if data_args.is_benchmark else None)
     return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
                 frame_sampling=data_args.frame_sampling, feature_framerate=framerate, video_backend=data_args.video_backend)
 
@@ -882,10 +834,43 @@ def _checkpoint_every(args: RunArguments) -> Optional[int]:
     return int(value) if value is not None and str(value).isdigit() else None
 
 
-def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: SplitData, batcher: VideoBatcher,
-          loss_fn: CLIP2VideoContrastiveLoss, args: RunArguments, data_args: DataArguments, state: TrainerState,
-          num_update_steps_per_epoch: int, max_train_steps: int, evaluate_fn=None, log_prefix: str = "") -> TrainerState:
-    """The loop: accumulate, backward, clip, step; logs, checkpoints and periodic evaluation; NaN stops the run.
+@dataclass
+class TrainingSetup:
+    """What the training loop works with, built by steps 5 (optimizer, schedule, batches) and 6 (prepare, resume)."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module  # prepared (DDP-wrapped under several processes)
+    optimizer: Any
+    scheduler: Any  # stepped once per optimizer step
+    batches: Any  # SampledBatches or StreamBatches: `set_epoch(epoch, skip_batches)`, then iterate
+    batcher: VideoBatcher  # moves a batch to the device (uint8 frames normalised there)
+    loss_fn: CLIP2VideoContrastiveLoss
+    steps_per_epoch: int
+    max_steps: int
+    state: TrainerState  # fresh, or where the resumed checkpoint left off
+    report: Optional[DataReport]  # the training split's: undecodable videos are added to it
+    strict: bool  # --strict: an undecodable training video stops the run
+    log_prefix: str = ""
+
+
+@dataclass
+class TrainResult:
+    """Where training ended (the state saved as train_history.json) and the step it resumed from, if it did."""
+
+    state: TrainerState
+    resumed_from_step: Optional[int] = None
+
+    def summary(self) -> dict[str, int]:
+        """The training figures of all_results.json."""
+        summary = {"completed_steps": self.state.completed_steps, "skipped_training_videos": self.state.skipped_videos,
+                   "skipped_training_batches": self.state.skipped_batches}
+        if self.resumed_from_step is not None:
+            summary["resumed_from_step"] = self.resumed_from_step
+        return summary
+
+
+def train(setup: TrainingSetup, args: RunArguments, evaluator: Optional["Evaluator"] = None) -> TrainerState:
+    """The loop: accumulate, backward, clip, step; logs, checkpoints and evaluation every --eval_steps; NaN stops.
 
     One optimizer step = `gradient_accumulation_steps` global micro-batches; the scheduler steps once per optimizer
     step on any number of processes (the Accelerator is built with `step_scheduler_with_optimizer=False`), so its
@@ -893,13 +878,11 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
     (counted over all processes); a global micro-batch left with no row at all is skipped by every process alike
     (counted in `state.skipped_batches`) and the next one takes its place in the accumulation.
     """
-    micro_batch = args.train_batch_size // args.gradient_accumulation_steps
-    dataloader = train_split.batches if isinstance(train_split, StreamSplit) else SampledBatches(
-        train_split, batcher, micro_batch, accelerator, args, data_args.dataloader_num_workers)
+    accelerator, model, optimizer, state = setup.accelerator, setup.model, setup.optimizer, setup.state
+    max_train_steps, log_prefix, output_dir = setup.max_steps, setup.log_prefix, args.output_dir
     unwrapped = accelerator.unwrap_model(model)
-    checkpoint_every, eval_every = _checkpoint_every(args), args.eval_steps
-    output_dir = args.output_dir
-    num_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
+    checkpoint_every, eval_every = _checkpoint_every(args), args.eval_steps if evaluator is not None else None
+    num_epochs = math.ceil(max_train_steps / setup.steps_per_epoch)
     progress = tqdm(total=max_train_steps, initial=state.completed_steps, desc=f"{log_prefix}training",
                     disable=not accelerator.is_local_main_process)
     window_loss, window_samples, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
@@ -907,11 +890,11 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
 
     for epoch in range(state.epoch, num_epochs):
         model.train()
-        dataloader.set_epoch(epoch, skip_batches=state.batches_in_epoch if epoch == state.epoch else 0)
+        setup.batches.set_epoch(epoch, skip_batches=state.batches_in_epoch if epoch == state.epoch else 0)
         state.epoch = epoch
-        for batch in dataloader:
+        for batch in setup.batches:
             state.batches_in_epoch += 1
-            skip_undecodable(batch["skipped"], train_split.report, data_args.strict, "training")
+            skip_undecodable(batch["skipped"], setup.report, setup.strict, "training")
             rows, skipped = global_counts(accelerator, len(batch["rows"]), len(batch["skipped"]))
             state.skipped_videos += skipped
             if rows == 0:  # no process has a decodable video: every process skips this micro-batch
@@ -921,9 +904,9 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
                 continue
             if not batch["rows"]:
                 batch = placeholder_batch(unwrapped.config)
-            batch = batcher.to_device(batch, accelerator.device)  # uint8 frames are normalised there
+            batch = setup.batcher.to_device(batch, accelerator.device)  # uint8 frames are normalised there
             with accelerator.accumulate(model):
-                loss = compute_loss(model, batch, loss_fn, unwrapped.logit_scale)
+                loss = compute_loss(model, batch, setup.loss_fn, unwrapped.logit_scale)
                 if not torch.isfinite(loss):
                     last = resolve_checkpoint(RESUME_LATEST_IF_ANY, output_dir)
                     raise TrainingDivergedError(
@@ -936,7 +919,7 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()  # accelerate skips it (and zero_grad) while accumulating
                 if accelerator.sync_gradients:
-                    scheduler.step()
+                    setup.scheduler.step()
                 optimizer.zero_grad()
             window_loss += loss.item() / args.gradient_accumulation_steps
             window_samples += rows
@@ -958,8 +941,8 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
                 window_loss, window_samples, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
             if checkpoint_every and state.completed_steps % checkpoint_every == 0:
                 last_checkpoint = save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
-            if evaluate_fn is not None and eval_every and state.completed_steps % eval_every == 0:
-                evaluate_fn(state.completed_steps)
+            if eval_every and state.completed_steps % eval_every == 0:
+                evaluator(model, state.completed_steps)
                 model.train()
             if state.completed_steps >= max_train_steps:
                 break
@@ -970,8 +953,6 @@ def train(accelerator: Accelerator, model, optimizer, scheduler, train_split: Sp
             else:  # the step checkpoint of this very step: record that the epoch is over
                 if accelerator.is_main_process:
                     write_text(last_checkpoint / TRAINER_STATE, json.dumps(dataclasses.asdict(state), indent=2))
-        if evaluate_fn is not None and not eval_every:
-            evaluate_fn(state.completed_steps)
         if state.completed_steps >= max_train_steps:
             break
     progress.close()
@@ -990,9 +971,32 @@ def _split_range(count: int, accelerator: Accelerator) -> range:
     return range(bounds[rank], bounds[rank + 1])
 
 
+@dataclass
+class EncodedSplit:
+    """Retrieval features of a whole split, every process's share gathered in order (on the CPU)."""
+
+    video_features: torch.Tensor  # (num_videos, retrieval_embed_dim), unit rows; zero rows for unreadable videos
+    video_valid: torch.Tensor  # (num_videos,) bool: the video could be decoded
+    text_features: torch.Tensor  # (num_captions, retrieval_embed_dim), unit rows
+    logit_scale: float  # exp of the model's log temperature
+    skipped: list[str]  # the videos that could not be decoded, named
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation and what the visual report and the feature export read."""
+
+    metrics: dict[str, float]  # flat: t2v_R1, ..., num_videos, num_captions, skipped_videos (+ dsl_*, order_accuracy)
+    similarity: torch.Tensor  # (kept captions, kept videos) cosine similarity
+    targets: np.ndarray  # (kept captions,) column of each caption's video in `similarity`
+    video_indices: list[int]  # split video index of each column
+    caption_rows: list[int]  # split row of each similarity row
+    encoded: EncodedSplit
+
+
 @torch.no_grad()
 def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: VideoBatcher, batch_size: int,
-                 num_workers: int = 0) -> dict[str, Any]:
+                 num_workers: int = 0) -> EncodedSplit:
     """Retrieval features of every video (once) and every caption (once), split over processes."""
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
@@ -1021,22 +1025,20 @@ def encode_split(accelerator: Accelerator, model, split: SplitData, batcher: Vid
         text_features.append(features)
     local_text = torch.cat(text_features) if text_features else torch.zeros(0, dim, device=accelerator.device)
     skipped_all = gather_object([skipped]) if accelerator.num_processes > 1 else [skipped]
-    return {
-        "video_features": gather_uneven(local_videos).cpu(),
-        "video_valid": gather_uneven(local_valid.long()).bool().cpu(),
-        "text_features": gather_uneven(local_text).cpu(),
-        "logit_scale": float(unwrapped.logit_scale.exp()),
-        "skipped": [name for names in skipped_all for name in names],
-    }
+    return EncodedSplit(video_features=gather_uneven(local_videos).cpu(),
+                        video_valid=gather_uneven(local_valid.long()).bool().cpu(),
+                        text_features=gather_uneven(local_text).cpu(),
+                        logit_scale=float(unwrapped.logit_scale.exp()),
+                        skipped=[name for names in skipped_all for name in names])
 
 
-def compute_metrics(encoded: dict[str, Any], split: SplitData, args: RunArguments) -> dict[str, Any]:
+def compute_metrics(encoded: EncodedSplit, split: SplitData, args: RunArguments) -> EvalResult:
     """Similarity of the valid videos and their captions, metrics (and DSL metrics); unreadable videos are dropped."""
-    valid = encoded["video_valid"]
+    valid = encoded.video_valid
     caption_to_video = torch.tensor(split.eval_index.caption_to_video)
     keep_rows = valid[caption_to_video]
     new_index = torch.cumsum(valid.long(), 0) - 1
-    text, video = encoded["text_features"][keep_rows], encoded["video_features"][valid]
+    text, video = encoded.text_features[keep_rows], encoded.video_features[valid]
     targets = new_index[caption_to_video[keep_rows]].numpy()
     cosine = text @ video.T  # one matrix product; logits = logit_scale * cosine (same ranking)
     metrics = retrieval_metrics(cosine.numpy(), targets, tie_rule=args.tie_rule)
@@ -1047,9 +1049,9 @@ def compute_metrics(encoded: dict[str, Any], split: SplitData, args: RunArgument
     if split.time_reversed_pairs and bool(valid.all()):
         flat["order_accuracy"] = order_accuracy(cosine, targets)
     flat.update(num_videos=int(valid.sum()), num_captions=int(keep_rows.sum()), skipped_videos=int((~valid).sum()))
-    return {"metrics": flat, "similarity": cosine, "targets": targets,
-            "video_indices": torch.nonzero(valid).flatten().tolist(),
-            "caption_rows": torch.nonzero(keep_rows).flatten().tolist()}
+    return EvalResult(metrics=flat, similarity=cosine, targets=targets,
+                      video_indices=torch.nonzero(valid).flatten().tolist(),
+                      caption_rows=torch.nonzero(keep_rows).flatten().tolist(), encoded=encoded)
 
 
 #: Score gap below which a caption's video and its time-reversed twin count as tied: float rounding (summing the same
@@ -1079,13 +1081,23 @@ def skip_undecodable(names: Sequence[str], report: Optional[DataReport], strict:
         report.add_undecodable(names)
 
 
-def evaluate_model(accelerator, model, split: SplitData, batcher: VideoBatcher, args: RunArguments,
-                   data_args: DataArguments) -> dict[str, Any]:
-    encoded = encode_split(accelerator, model, split, batcher, args.eval_batch_size, data_args.dataloader_num_workers)
-    skip_undecodable(encoded["skipped"], split.report, data_args.strict, "evaluation")
-    result = compute_metrics(encoded, split, args)
-    result["encoded"] = encoded
-    return result
+class Evaluator:
+    """Evaluates a model on the eval split (encode, skip what cannot be decoded, metrics) and logs the figures."""
+
+    def __init__(self, accelerator: Accelerator, split: SplitData, batcher: VideoBatcher, args: RunArguments,
+                 strict: bool, num_workers: int, log_prefix: str = ""):
+        self.accelerator, self.split, self.batcher, self.args = accelerator, split, batcher, args
+        self.strict, self.num_workers, self.log_prefix = strict, num_workers, log_prefix
+
+    def __call__(self, model, step: int) -> EvalResult:
+        encoded = encode_split(self.accelerator, model, self.split, self.batcher, self.args.eval_batch_size,
+                               self.num_workers)
+        skip_undecodable(encoded.skipped, self.split.report, self.strict, "evaluation")
+        result = compute_metrics(encoded, self.split, self.args)
+        logger.info("%seval at step %d: %s", self.log_prefix, step, ", ".join(
+            f"{k} {v:.2f}" for k, v in result.metrics.items() if k.endswith(("R1", "R5", "MedianR"))))
+        self.accelerator.log({f"{self.log_prefix}eval/{k}": v for k, v in result.metrics.items()}, step=step)
+        return result
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -1093,13 +1105,13 @@ def evaluate_model(accelerator, model, split: SplitData, batcher: VideoBatcher, 
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def export_features(encoded: dict[str, Any], split: SplitData, output_dir: str) -> Path:
+def export_features(encoded: EncodedSplit, split: SplitData, output_dir: str) -> Path:
     """`features.safetensors` (video_embeds, text_embeds, logit_scale) and `features.json` (ids, captions, targets)."""
     from safetensors.torch import save_file
 
     path = Path(output_dir) / "features.safetensors"
-    save_file({"video_embeds": encoded["video_features"].contiguous(), "text_embeds": encoded["text_features"].contiguous(),
-               "video_valid": encoded["video_valid"].to(torch.uint8), "logit_scale": torch.tensor(encoded["logit_scale"])},
+    save_file({"video_embeds": encoded.video_features.contiguous(), "text_embeds": encoded.text_features.contiguous(),
+               "video_valid": encoded.video_valid.to(torch.uint8), "logit_scale": torch.tensor(encoded.logit_scale)},
               str(path))
     index = {"video_ids": list(split.eval_index.video_ids), "captions": list(split.rows["caption"]),
              "caption_to_video": list(split.eval_index.caption_to_video),
@@ -1109,7 +1121,7 @@ def export_features(encoded: dict[str, Any], split: SplitData, output_dir: str) 
     return path
 
 
-def write_visual_report(result: dict[str, Any], split: SplitData, output_dir: str, num_queries: int, title: str) -> Path:
+def write_visual_report(result: EvalResult, split: SplitData, output_dir: str, num_queries: int, title: str) -> Path:
     """report/similarity.png (caption x video heatmap) and report/index.html (top-5 videos of each query, thumbnails
     in report/thumbnails/; pages and strips from `report_clip2video`)."""
     import matplotlib
@@ -1119,7 +1131,7 @@ def write_visual_report(result: dict[str, Any], split: SplitData, output_dir: st
 
     report = Path(output_dir) / "report"
     (report / "thumbnails").mkdir(parents=True, exist_ok=True)
-    similarity = result["similarity"].numpy()
+    similarity = result.similarity.numpy()
     shown = similarity[:64, :64]
     figure, axis = plt.subplots(figsize=(6, 5))
     image = axis.imshow(shown, cmap="viridis", aspect="auto")
@@ -1133,9 +1145,9 @@ def write_visual_report(result: dict[str, Any], split: SplitData, output_dir: st
     rows = []
     for query in range(min(num_queries, similarity.shape[0])):
         top = np.argsort(-similarity[query], kind="stable")[:5]
-        cells = [report_clip2video.Cell(captions[result["caption_rows"][query]], header=True)]
+        cells = [report_clip2video.Cell(captions[result.caption_rows[query]], header=True)]
         for rank, column in enumerate(top):
-            video = result["video_indices"][column]
+            video = result.video_indices[column]
             thumb = report / "thumbnails" / f"{video}.png"
             if not thumb.exists():
                 try:
@@ -1144,9 +1156,9 @@ def write_visual_report(result: dict[str, Any], split: SplitData, output_dir: st
                     continue
             cells.append(report_clip2video.Cell(
                 f"#{rank + 1} {split.eval_index.video_ids[video]} ({similarity[query, column]:.3f})",
-                image=f"thumbnails/{video}.png", highlight=bool(column == result["targets"][query])))
+                image=f"thumbnails/{video}.png", highlight=bool(column == result.targets[query])))
         rows.append(cells)
-    metrics = result["metrics"]
+    metrics = result.metrics
     summary = ", ".join(f"{k} {metrics[k]:.1f}" for k in ("t2v_R1", "t2v_R5", "v2t_R1", "v2t_R5") if k in metrics)
     report_clip2video.write_page(report / "index.html", report_clip2video.render_page(
         title, rows, summary=f"{summary}; green = ground truth.", figure="similarity.png"))
@@ -1199,19 +1211,97 @@ def push_folder_to_hub(folder: str, args: RunArguments) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# The run
+# The run, step by step (main calls these in order)
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_args: DataArguments, args: RunArguments,
-                  processor: CLIP2VideoProcessor, splits: dict[str, SplitData], output_dir: str,
-                  log_prefix: str = "") -> dict[str, Any]:
-    """Build, (train,) evaluate and save one model in `output_dir`; returns its final metrics."""
+def check_paths(model_args: ModelArguments, args: RunArguments) -> None:
+    """The checks of step 1 that read the disk (or the Hub): a non-empty output_dir, the model source."""
+    output = Path(args.output_dir)
+    if args.do_train and not args.overwrite_output_dir and args.resume_from_checkpoint is None and output.is_dir() \
+            and any(output.iterdir()):
+        raise ValueError(f"{output} is not empty: pass --overwrite_output_dir (to write into it) or "
+                         "--resume_from_checkpoint latest")
+    if model_args.model_name_or_path is not None:
+        check_model_available(model_args.model_name_or_path)
+
+
+def setup_logging(accelerator: Accelerator) -> None:
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
+                        level=logging.INFO if accelerator.is_local_main_process else logging.WARNING)
+    logger.setLevel(logging.INFO if accelerator.is_local_main_process else logging.WARNING)
+    transformers.utils.logging.set_verbosity_warning() if accelerator.is_local_main_process \
+        else transformers.utils.logging.set_verbosity_error()
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
+def setup_accelerator(model_args: ModelArguments, data_args: DataArguments, args: RunArguments) -> Accelerator:
+    """Step 2: the Accelerator (the learning-rate schedule is over optimizer steps: `train` steps it once per step),
+    logging on the main process."""
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to, project_dir=args.output_dir,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        step_scheduler_with_optimizer=False,
+    )
+    setup_logging(accelerator)
+    logger.info("%d process(es), device %s, mixed precision %s", accelerator.num_processes, accelerator.device,
+                accelerator.mixed_precision)
+    if data_args.dataset_name == SYNTHETIC_NAME and model_args.model_name_or_path is None \
+            and data_args.synthetic_frame_size != model_args.scratch_image_size:
+        logger.warning("synthetic frames of %d px are resized to the model's %d px (--synthetic_frame_size, "
+                       "--scratch_image_size)", data_args.synthetic_frame_size, model_args.scratch_image_size)
+    return accelerator
+
+
+def load_splits(accelerator: Accelerator, data_args: DataArguments, args: RunArguments,
+                processor: CLIP2VideoProcessor) -> dict[str, Any]:
+    """Step 3: the training split (`SplitData`, or a `StreamSplit` with --streaming) and the eval split, shared by the
+    model and the baseline; the first process builds the datasets cache / synthetic videos, the others then read it."""
+    splits: dict[str, Any] = {}
+    with accelerator.main_process_first():
+        if args.do_train and data_args.streaming:
+            splits["train"] = load_stream_split(data_args, data_args.train_split, accelerator, args.seed)
+        elif args.do_train:
+            splits["train"] = load_split(data_args, data_args.train_split, processor, {},
+                                         max_rows=data_args.max_train_samples)
+        if args.do_eval or args.do_export_features:
+            splits["eval"] = load_split(data_args, data_args.eval_split, processor, {},
+                                        max_videos=data_args.max_eval_videos)
+    return splits
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model of the job: CLIP2Video, or the mean-pooling baseline trained next to it (--compare_mean_pooling)."""
+
+    name: str  # the row of the results table
+    model_args: ModelArguments
+    args: RunArguments  # output_dir is this model's folder
+    log_prefix: str = ""  # of its logged values ("mean_pooling/")
+
+
+def model_runs(model_args: ModelArguments, args: RunArguments) -> list[ModelRun]:
+    runs = [ModelRun("CLIP2Video", model_args, args)]
+    if args.compare_mean_pooling:
+        # A resumed job resumes the baseline from its own newest checkpoint, if it got to write one.
+        baseline_args = dataclasses.replace(
+            args, output_dir=os.path.join(args.output_dir, "mean_pooling"),
+            resume_from_checkpoint=RESUME_LATEST_IF_ANY if args.resume_from_checkpoint else None)
+        runs.append(ModelRun("mean pooling", dataclasses.replace(model_args, **MEAN_POOLING_OPTIONS), baseline_args,
+                             "mean_pooling/"))
+    return runs
+
+
+def build_run_model(accelerator: Accelerator, run: ModelRun, data_args: DataArguments, processor: CLIP2VideoProcessor,
+                    splits: dict[str, Any]) -> tuple[CLIP2VideoModel, VideoBatcher]:
+    """Step 4: the model (seeded), frozen towers and gradient checkpointing as asked; the video options it implies
+    (frames, frame size) go into the processor (saved with the model) and the splits' frame stores."""
     accelerator.free_memory()  # forget a previous model's prepared objects (save_state saves all registered ones)
-    set_seed(args.seed)
-    model = build_model(model_args, processor)
-    freeze_towers(model, model_args)
-    if model_args.gradient_checkpointing:
+    set_seed(run.args.seed)
+    model = build_model(run.model_args, processor)
+    freeze_towers(model, run.model_args)
+    if run.model_args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     options = video_options(model.config, data_args)
     data_clip2video.check_prepared_sources([data_args.dataset_name, *data_args.data_files().values()], options)
@@ -1221,163 +1311,174 @@ def run_one_model(accelerator: Accelerator, model_args: ModelArguments, data_arg
         if data_args.cache_videos:  # decode every video once for the whole run (a no-op for the second model)
             for failure in split.store.preload(range(len(split.store)), not accelerator.is_local_main_process):
                 logger.warning("unreadable video: %s", failure)
-    batcher = VideoBatcher(processor.video_processor, options, model.config.num_frames)
-    run_args = dataclasses.replace(args, output_dir=output_dir)
-    eval_split = splits.get("eval")
-    final: dict[str, Any] = {}
+    return model, VideoBatcher(processor.video_processor, options, model.config.num_frames)
 
-    def evaluate_fn(step: int) -> dict[str, Any]:
-        result = evaluate_model(accelerator, model, eval_split, batcher, run_args, data_args)
-        logger.info("%seval at step %d: %s", log_prefix, step,
-                    ", ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items() if k.endswith(("R1", "R5", "MedianR"))))
-        accelerator.log({f"{log_prefix}eval/{k}": v for k, v in result["metrics"].items()}, step=step)
-        final.update(result)
-        return result
 
-    if args.do_train:
-        train_split = splits["train"]
-        micro_batch = args.train_batch_size // args.gradient_accumulation_steps
-        if micro_batch % accelerator.num_processes:
-            raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by gradient_accumulation_steps "
-                             f"x processes ({args.gradient_accumulation_steps} x {accelerator.num_processes})")
-        if isinstance(train_split, StreamSplit):  # a stream's length is unknown: --max_train_steps bounds the run
-            train_split.batches_for(batcher, processor.tokenize, micro_batch, data_args.dataloader_num_workers)
-            steps_per_epoch = 1
-        else:
-            steps_per_epoch = max(1, (len(train_split.rows) // micro_batch) // args.gradient_accumulation_steps)
-        max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
-        optimizer = torch.optim.AdamW(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2),
-                                      eps=args.adam_epsilon)
-        # Over optimizer steps; prepared (so save_state/load_state keep it) but stepped by `train` once per step.
-        scheduler = get_cosine_schedule_with_warmup(optimizer, int(args.warmup_ratio * max_steps), max_steps)
-        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-        state, resumed = TrainerState(), None
-        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
-        if checkpoint is not None:
-            state, resumed = load_checkpoint(accelerator, checkpoint, optimizer, scheduler)
-            logger.info("%sresumed from %s: step %d of %d (epoch %d, micro-batch %d of the epoch), optimizer at step "
-                        "%d, scheduler at step %d; %d steps to go", log_prefix, checkpoint, state.completed_steps,
-                        max_steps, state.epoch, state.batches_in_epoch, resumed["optimizer_step"],
-                        resumed["scheduler_step"], max(max_steps - state.completed_steps, 0))
-        else:
-            if accelerator.is_main_process:
-                removed = remove_previous_checkpoints(output_dir)
-                if removed:
-                    logger.info("%sremoved this script's earlier checkpoints from %s: %s", log_prefix, output_dir,
-                                ", ".join(removed))
-            accelerator.wait_for_everyone()
-        loss_fn = CLIP2VideoContrastiveLoss(center_weight=accelerator.unwrap_model(model).config.center_weight)
-        logger.info("%straining %d steps: global batch %d (%d processes x %d per process x %d accumulation)",
-                    log_prefix, max_steps, args.train_batch_size, accelerator.num_processes,
-                    micro_batch // accelerator.num_processes, args.gradient_accumulation_steps)
-        state = train(accelerator, model, optimizer, scheduler, train_split, batcher, loss_fn, run_args, data_args,
-                      state, steps_per_epoch, max_steps,
-                      evaluate_fn=evaluate_fn if (args.do_eval and args.eval_steps) else None, log_prefix=log_prefix)
-        final["train"] = {"completed_steps": state.completed_steps, "skipped_training_videos": state.skipped_videos,
-                          "skipped_training_batches": state.skipped_batches}
-        if resumed is not None:
-            final["train"]["resumed_from_step"] = resumed["step"]
-        final["history"] = state
+def training_batches(accelerator: Accelerator, train_split, batcher: VideoBatcher, processor: CLIP2VideoProcessor,
+                     data_args: DataArguments, args: RunArguments) -> tuple[Any, int]:
+    """This process's training micro-batches and the optimizer steps per epoch (1 for a stream, whose length is
+    unknown: --max_train_steps bounds the run)."""
+    micro_batch = args.train_batch_size // args.gradient_accumulation_steps
+    if micro_batch % accelerator.num_processes:
+        raise ValueError(f"--train_batch_size {args.train_batch_size} must divide by gradient_accumulation_steps "
+                         f"x processes ({args.gradient_accumulation_steps} x {accelerator.num_processes})")
+    if isinstance(train_split, StreamSplit):
+        return train_split.batches_for(batcher, processor.tokenize, micro_batch, data_args.dataloader_num_workers), 1
+    batches = SampledBatches(train_split, batcher, micro_batch, accelerator, args.seed, args.train_group_size,
+                             data_args.dataloader_num_workers)
+    return batches, max(1, (len(train_split.rows) // micro_batch) // args.gradient_accumulation_steps)
+
+
+def build_optimizer(model: CLIP2VideoModel, args: RunArguments, max_steps: int):
+    """Step 5: AdamW over the parameter groups, warm-up then cosine over optimizer steps (prepared, so that
+    save_state/load_state keep it, but stepped by `train` once per optimizer step)."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2),
+                                  eps=args.adam_epsilon)
+    return optimizer, get_cosine_schedule_with_warmup(optimizer, int(args.warmup_ratio * max_steps), max_steps)
+
+
+def prepare_and_resume(accelerator: Accelerator, run: ModelRun, model, optimizer, scheduler, max_steps: int):
+    """Step 6: `accelerator.prepare`, then the checkpoint of --resume_from_checkpoint loaded, or this script's
+    earlier checkpoints in output_dir removed. Returns the prepared objects, the trainer state and the resumed step."""
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    state, resumed_from_step = TrainerState(), None
+    output_dir = run.args.output_dir
+    checkpoint = resolve_checkpoint(run.args.resume_from_checkpoint, output_dir)
+    if checkpoint is not None:
+        state, resumed = load_checkpoint(accelerator, checkpoint, optimizer, scheduler)
+        resumed_from_step = resumed["step"]
+        logger.info("%sresumed from %s: step %d of %d (epoch %d, micro-batch %d of the epoch), optimizer at step "
+                    "%d, scheduler at step %d; %d steps to go", run.log_prefix, checkpoint, state.completed_steps,
+                    max_steps, state.epoch, state.batches_in_epoch, resumed["optimizer_step"],
+                    resumed["scheduler_step"], max(max_steps - state.completed_steps, 0))
     else:
-        model = accelerator.prepare(model)
+        if accelerator.is_main_process:
+            removed = remove_previous_checkpoints(output_dir)
+            if removed:
+                logger.info("%sremoved this script's earlier checkpoints from %s: %s", run.log_prefix, output_dir,
+                            ", ".join(removed))
+        accelerator.wait_for_everyone()
+    return model, optimizer, scheduler, state, resumed_from_step
 
-    if args.do_eval or args.do_export_features:
-        evaluate_fn(final.get("train", {}).get("completed_steps", 0))
-    unwrapped = accelerator.unwrap_model(model)
+
+@dataclass
+class ModelResult:
+    """What one model's run gives: the trained model, its final evaluation and its training figures."""
+
+    model: CLIP2VideoModel  # unwrapped
+    evaluation: Optional[EvalResult] = None
+    training: Optional[TrainResult] = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.evaluation.metrics if self.evaluation is not None else {}
+
+    def summary(self) -> dict[str, Any]:
+        """The model's entry of all_results.json: metrics and training figures."""
+        return {**self.metrics, **(self.training.summary() if self.training is not None else {})}
+
+
+def save_model_outputs(accelerator: Accelerator, run: ModelRun, result: ModelResult, processor: CLIP2VideoProcessor,
+                       eval_split: Optional[SplitData]) -> None:
+    """Step 9 for one model: features, visual report, the model with its processor and training history."""
+    args, output_dir = run.args, run.args.output_dir
     if accelerator.is_main_process:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         if args.do_export_features:
-            export_features(final["encoded"], eval_split, output_dir)
+            export_features(result.evaluation.encoded, eval_split, output_dir)
         if args.do_eval and args.visual_report:
-            write_visual_report(final, eval_split, output_dir, args.report_num_queries, log_prefix.rstrip("/") or "CLIP2Video")
+            write_visual_report(result.evaluation, eval_split, output_dir, args.report_num_queries,
+                                run.log_prefix.rstrip("/") or "CLIP2Video")
         if args.do_train:
-            unwrapped.save_pretrained(output_dir, safe_serialization=True)
+            result.model.save_pretrained(output_dir, safe_serialization=True)
             processor.save_pretrained(output_dir)
-            write_text(Path(output_dir) / TRAIN_HISTORY, json.dumps(dataclasses.asdict(final["history"]), indent=2))
+            history = dataclasses.asdict(result.training.state)
+            write_text(Path(output_dir) / TRAIN_HISTORY, json.dumps(history, indent=2))
     accelerator.wait_for_everyone()
-    return {"metrics": final.get("metrics", {}), "train": final.get("train", {}), "model": unwrapped}
 
 
-def setup_logging(accelerator: Accelerator) -> None:
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
-                        level=logging.INFO if accelerator.is_local_main_process else logging.WARNING)
-    logger.setLevel(logging.INFO if accelerator.is_local_main_process else logging.WARNING)
-    transformers.utils.logging.set_verbosity_warning() if accelerator.is_local_main_process \
-        else transformers.utils.logging.set_verbosity_error()
+def save_job_outputs(all_results: dict[str, Any], results: dict[str, ModelResult], model_args: ModelArguments,
+                     data_args: DataArguments, args: RunArguments, splits: dict[str, Any]) -> None:
+    """Step 9 for the job (main process): all_results.json, the model card, the results table, the data report and
+    the Hub push."""
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "all_results.json").write_text(json.dumps(all_results, indent=2))
+    metric_rows = {name: result.metrics for name, result in results.items() if result.metrics}
+    if args.do_train:
+        first = next(iter(results.values())).model
+        (output / "README.md").write_text(model_card(first, model_args, data_args, args, metric_rows))
+    if metric_rows:
+        print(f"\n{data_args.describe()} {data_args.eval_split} ({args.tie_rule} ties), "
+              f"{all_results['wall_time_seconds']:.0f} s:\n{metrics_table(metric_rows)}")
+    data_clip2video.write_data_report([split.report for split in splits.values()], str(output))
+    if args.push_to_hub:
+        push_folder_to_hub(str(output), args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    # 1. Arguments
-    model_args, data_args, args = parse_args(argv)  # validated: nothing has touched the disk yet
+    """The whole job; returns all_results (per model: metrics and training figures; wall_time_seconds)."""
+    # 1. Arguments: parsed and validated before anything touches the disk, then the output folder and model source
+    model_args, data_args, args = parse_args(argv)
     started = time.perf_counter()
+    check_paths(model_args, args)
 
     # 2. Accelerate and logging
-    output = Path(args.output_dir)
-    if args.do_train and not args.overwrite_output_dir and args.resume_from_checkpoint is None and output.is_dir() \
-            and any(output.iterdir()):
-        raise ValueError(f"{output} is not empty: pass --overwrite_output_dir (to write into it) or "
-                         "--resume_from_checkpoint latest")
-    if model_args.model_name_or_path is not None:
-        check_model_available(model_args.model_name_or_path)
-    accelerator = Accelerator(  # the learning-rate schedule is over optimizer steps: `train` steps it once per step
-        gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to, project_dir=args.output_dir,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
-        step_scheduler_with_optimizer=False,
-    )
-    setup_logging(accelerator)
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
-    logger.info("%d process(es), device %s, mixed precision %s", accelerator.num_processes, accelerator.device,
-                accelerator.mixed_precision)
-    if data_args.dataset_name == SYNTHETIC_NAME and model_args.model_name_or_path is None \
-            and data_args.synthetic_frame_size != model_args.scratch_image_size:
-        logger.warning("synthetic frames of %d px are resized to the model's %d px (--synthetic_frame_size, "
-                       "--scratch_image_size)", data_args.synthetic_frame_size, model_args.scratch_image_size)
+    accelerator = setup_accelerator(model_args, data_args, args)
+
     # 3. Data and processor (the splits are shared by the model and the baseline)
     processor = build_processor(model_args, data_args)
-    with accelerator.main_process_first():  # the first process builds the datasets cache / synthetic videos
-        splits = {}
-        if args.do_train and data_args.streaming:
-            splits["train"] = load_stream_split(data_args, data_args.train_split, accelerator, args.seed)
-        elif args.do_train:
-            splits["train"] = load_split(data_args, data_args.train_split, processor, {}, max_rows=data_args.max_train_samples)
-        if args.do_eval or args.do_export_features:
-            splits["eval"] = load_split(data_args, data_args.eval_split, processor, {}, max_videos=data_args.max_eval_videos)
+    splits = load_splits(accelerator, data_args, args, processor)
     if args.report_to != "none":  # the first write into output_dir, once the arguments and the data are known good
         accelerator.init_trackers("run_retrieval", config={k: v for k, v in dataclasses.asdict(args).items()
                                                             if isinstance(v, (int, float, str, bool))})
 
-    # 4.-9. Model(s)
-    configs = {"CLIP2Video": (model_args, args, args.output_dir, "")}
-    if args.compare_mean_pooling:
-        baseline = dataclasses.replace(model_args, **MEAN_POOLING_OPTIONS)
-        # A resumed job resumes the baseline from its own newest checkpoint, if it got to write one.
-        baseline_args = dataclasses.replace(
-            args, resume_from_checkpoint=RESUME_LATEST_IF_ANY if args.resume_from_checkpoint else None)
-        configs["mean pooling"] = (baseline, baseline_args, os.path.join(args.output_dir, "mean_pooling"), "mean_pooling/")
-    results, first_model = {}, None
-    for name, (this_model_args, this_args, output_dir, prefix) in configs.items():
-        outcome = run_one_model(accelerator, this_model_args, data_args, this_args, processor, splits, output_dir, prefix)
-        results[name] = outcome
-        first_model = first_model or outcome["model"]
+    results: dict[str, ModelResult] = {}
+    for run in model_runs(model_args, args):  # CLIP2Video, then the mean-pooling baseline if asked
+        # 4. Model
+        model, batcher = build_run_model(accelerator, run, data_args, processor, splits)
+        evaluator = None if "eval" not in splits else Evaluator(
+            accelerator, splits["eval"], batcher, run.args, data_args.strict, data_args.dataloader_num_workers,
+            run.log_prefix)
+        training = None
+        if args.do_train:
+            # 5. Optimizer and schedule
+            batches, steps_per_epoch = training_batches(accelerator, splits["train"], batcher, processor, data_args,
+                                                        run.args)
+            max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+            optimizer, scheduler = build_optimizer(model, run.args, max_steps)
+            # 6. Prepare and resume
+            model, optimizer, scheduler, state, resumed_from_step = prepare_and_resume(
+                accelerator, run, model, optimizer, scheduler, max_steps)
+            # 7. Train
+            loss_fn = CLIP2VideoContrastiveLoss(center_weight=accelerator.unwrap_model(model).config.center_weight)
+            logger.info("%straining %d steps: global batch %d (%d processes x %d per process x %d accumulation)",
+                        run.log_prefix, max_steps, args.train_batch_size, accelerator.num_processes,
+                        args.train_batch_size // args.gradient_accumulation_steps // accelerator.num_processes,
+                        args.gradient_accumulation_steps)
+            setup = TrainingSetup(accelerator, model, optimizer, scheduler, batches, batcher, loss_fn,
+                                  steps_per_epoch, max_steps, state, splits["train"].report, data_args.strict,
+                                  run.log_prefix)
+            periodic = evaluator if args.do_eval and args.eval_steps else None
+            training = TrainResult(train(setup, run.args, periodic), resumed_from_step)
+        else:
+            model = accelerator.prepare(model)
+        # 8. Evaluate
+        result = ModelResult(accelerator.unwrap_model(model), training=training)
+        if evaluator is not None:
+            result.evaluation = evaluator(model, training.state.completed_steps if training else 0)
+        # 9. Save the model (and its features, report)
+        save_model_outputs(accelerator, run, result, processor, splits.get("eval"))
+        results[run.name] = result
 
-    # Results, model card, Hub
-    all_results = {name: {**outcome["metrics"], **outcome["train"]} for name, outcome in results.items()}
+    # 9. Results, model card, Hub
+    all_results: dict[str, Any] = {name: result.summary() for name, result in results.items()}
     all_results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
+    # every process's undecodable videos, for the data report
     data_clip2video.gather_undecodable([split.report for split in splits.values()], gather_object)
     accelerator.end_training()
     if accelerator.is_main_process:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "all_results.json").write_text(json.dumps(all_results, indent=2))
-        metric_rows = {name: outcome["metrics"] for name, outcome in results.items() if outcome["metrics"]}
-        if args.do_train:
-            (output / "README.md").write_text(model_card(first_model, model_args, data_args, args, metric_rows))
-        if metric_rows:
-            print(f"\n{data_args.describe()} {data_args.eval_split} ({args.tie_rule} ties), "
-                  f"{all_results['wall_time_seconds']:.0f} s:\n{metrics_table(metric_rows)}")
-        data_clip2video.write_data_report([split.report for split in splits.values()], str(output))
-        if args.push_to_hub:
-            push_folder_to_hub(str(output), args)
+        save_job_outputs(all_results, results, model_args, data_args, args, splits)
     return all_results
 
 

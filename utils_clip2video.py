@@ -21,6 +21,8 @@ from typing import Any, Iterator, Sequence, Union
 PathLike = Union[str, os.PathLike]
 #: Prefix of the temporary siblings written by `atomic_write` / `atomic_directory` (readers skip such names).
 TMP_PREFIX = ".tmp-"
+#: CLIP's BPE tokenizer files shipped with the repository (models from scratch, converted checkpoints).
+CLIP_TOKENIZER_DIR = Path(__file__).resolve().parent / "clip_tokenizer"
 
 
 def temporary_sibling(path: PathLike) -> Path:

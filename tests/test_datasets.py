@@ -523,7 +523,7 @@ def test_full_size_split_relations():
     full = [ids["msrvtt-full", s] for s in ("train", "validation", "test")]
     assert sum(map(len, full)) == len(set.union(*full)) == 10000
     assert ids["msrvtt-7k", "train"] == full[0] | full[1]
-    assert len(ids["msrvtt-9k", "train"] & full[2]) == 1990  # split hygiene note of spec §11
+    assert len(ids["msrvtt-9k", "train"] & full[2]) == 1990  # 9k train overlaps the full test split
     assert not ids["vatex-hgr", "validation"] & ids["vatex-hgr", "test"]
     random_test = ids["vatex-1k5", "test"]
     assert (

@@ -151,7 +151,7 @@ def test_original_padding_leaks_padding_and_the_fix_does_not():
             junk = pixels.clone()
             junk[:, valid:] = torch.randn_like(junk[:, valid:])
             junk_padded = model.get_video_features(junk, mask).pooler_output
-        if original:  # the boundary difference token sees the encoded zero frame (spec §5.2)
+        if original:  # the boundary difference token sees the encoded zero frame (as in the original's TDB, `modules/modeling.py`)
             assert max_diff(padded, unpadded) > 1e-3
         else:
             assert max_diff(padded, unpadded) < 1e-5

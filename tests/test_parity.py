@@ -1,4 +1,4 @@
-"""Parity with the ORIGINAL CLIP2Video code, through the converter CLI, on the fixture made by running it (spec §14)."""
+"""Parity with the ORIGINAL CLIP2Video code, through the converter CLI, on the fixture made by running it."""
 
 import json
 from pathlib import Path

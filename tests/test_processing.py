@@ -146,7 +146,7 @@ def test_original_sampling_jitter():
 )
 def test_ffmpeg_mapping_spec_values(num_frames, fps, expected_head):
     images = ffmpeg_frame_indices(num_frames, fps)
-    assert len(images) == int(5 * num_frames / fps) + 2  # floor(5 * duration) + 2 (spec §10.1)
+    assert len(images) == int(5 * num_frames / fps) + 2  # floor(5 * duration) + 2 (the original's `ffmpeg -r 5` dump)
     assert images[: len(expected_head)].tolist() == expected_head
     k = np.arange(2, len(images))
     assert np.array_equal(images[2:], np.minimum(6 * k - 7, num_frames - 1))

@@ -28,7 +28,7 @@ from retrieval_metrics import (
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Metrics: goldens computed by the original code (spec §12)
+# Metrics: goldens computed by the original code (CLIP2Video's `evaluation/metrics.py`)
 # ----------------------------------------------------------------------------------------------------------------------
 
 GOLDEN_KEYS = ("R1", "R5", "R10", "MR", "MedianR", "MeanR", "Std_Rank")
