@@ -794,7 +794,8 @@ def compute_loss(model: torch.nn.Module, batch: dict[str, Any], loss_fn: CLIP2Vi
     row, so that DDP sees every parameter used, and hands the loss zero rows: its gradient is exactly zero and the
     loss is that of the other processes' rows, as in a 1-process run on the same global batch."""
     outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    pixel_values=batch["pixel_values"], video_mask=batch["video_mask"])
+                    pixel_values=batch["pixel_values"], video_mask=batch["video_mask"],
+                    return_loss=False)  # the loss is loss_fn's, over the global batch; not the model's local one
     if batch.get("placeholder"):
         outputs = SimpleNamespace(**{name: None if getattr(outputs, name) is None else getattr(outputs, name)[:0]
                                      for name in LOSS_INPUTS})
