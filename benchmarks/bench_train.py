@@ -56,7 +56,7 @@ def run(args, dtype: str, checkpointing: bool, device: torch.device) -> tuple[fl
     torch.manual_seed(0)
     model = build(args).to(device).train()
     if checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = CLIP2VideoContrastiveLoss(model.config.center_weight)
     batch, frames, size = args.batch_size, args.frames, args.image_size
