@@ -57,19 +57,24 @@ def make_videofolder(root: str, num_videos: int, seconds: int) -> str:
     return root
 
 
-def mp4_loader(data_dir: str, num_clips: int, workers: int, batch_size: int, cache_dir: str):
-    """Training batches (`pixel_values` `(batch, 12, 3, 224, 224)`) of `num_clips` clips read from the mp4 folder."""
+def training_loader(source: str, data_dir, num_clips: int, workers: int, batch_size: int, cache_dir=None):
+    """Training batches of `num_clips` clips read from `source` through run_retrieval's data path, and the batcher.
+
+    For the mp4 videofolder, `pixel_values` are float32 `(batch, 12, 3, 224, 224)`; for prepared shards they stay uint8
+    until `VideoBatcher.to_device` normalises them."""
     video_processor = CLIP2VideoVideoProcessor()
-    dataset = data_clip2video.load_source("videofolder", "train", data_dir=data_dir, cache_dir=cache_dir)
-    table = data_clip2video.build_caption_table(dataset, data_clip2video.resolve_columns(dataset), data_dir,
-                                                "videofolder", "train")
+    dataset = data_clip2video.load_source(source, "train", data_dir=data_dir, cache_dir=cache_dir)
+    table = data_clip2video.build_caption_table(dataset, data_clip2video.resolve_columns(dataset), data_dir, source,
+                                                "train")
     store = data_clip2video.VideoFrameStore(table.videos, video_processor, MODEL_INPUT)
     num_videos = table.report.num_videos
     tokens = {"input_ids": torch.zeros(num_clips, 32, dtype=torch.long),
               "attention_mask": torch.ones(num_clips, 32, dtype=torch.long)}
     pairs = data_clip2video.CaptionVideoDataset(tokens, [row % num_videos for row in range(num_clips)], store)
     batcher = data_clip2video.VideoBatcher(video_processor, MODEL_INPUT, MODEL_INPUT["num_frames"])
-    return torch.utils.data.DataLoader(pairs, batch_size=batch_size, num_workers=workers, collate_fn=batcher.collate_pairs)
+    loader = torch.utils.data.DataLoader(pairs, batch_size=batch_size, num_workers=workers,
+                                         collate_fn=batcher.collate_pairs)
+    return loader, batcher
 
 
 def prepare(data_dir: str, output_dir: str, cache_dir: str) -> str:
@@ -80,24 +85,6 @@ def prepare(data_dir: str, output_dir: str, cache_dir: str) -> str:
                          "--cache_dir", cache_dir, "--num_frames", "12", "--image_size", "224",
                          "--feature_framerate", str(MODEL_INPUT["feature_framerate"])])
     return output_dir
-
-
-def shards_loader(prepared_dir: str, num_clips: int, workers: int, batch_size: int):
-    """Training batches of `num_clips` clips read from the prepared shards through the same data path (uint8
-    `pixel_values`, normalised by `VideoBatcher.to_device`)."""
-    video_processor = CLIP2VideoVideoProcessor()
-    dataset = data_clip2video.load_source(prepared_dir, "train")
-    table = data_clip2video.build_caption_table(dataset, data_clip2video.resolve_columns(dataset), None,
-                                                prepared_dir, "train")
-    store = data_clip2video.VideoFrameStore(table.videos, video_processor, MODEL_INPUT)
-    num_videos = table.report.num_videos
-    tokens = {"input_ids": torch.zeros(num_clips, 32, dtype=torch.long),
-              "attention_mask": torch.ones(num_clips, 32, dtype=torch.long)}
-    pairs = data_clip2video.CaptionVideoDataset(tokens, [row % num_videos for row in range(num_clips)], store)
-    batcher = data_clip2video.VideoBatcher(video_processor, MODEL_INPUT, MODEL_INPUT["num_frames"])
-    loader = torch.utils.data.DataLoader(pairs, batch_size=batch_size, num_workers=workers,
-                                         collate_fn=batcher.collate_pairs)
-    return loader, batcher
 
 
 def clips_per_second(loader) -> tuple[float, int]:
@@ -120,14 +107,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=30)
     args = parser.parse_args(argv)
+    for option in ("clips", "shard_clips"):  # the first batch is a warm-up: at least one more must be timed
+        if getattr(args, option) <= args.batch_size:
+            parser.error(f"--{option} must exceed --batch_size ({args.batch_size}): the first batch is not timed")
     cores = max(1, min(args.workers, len(os.sched_getaffinity(0))))
     routes = {}
     with tempfile.TemporaryDirectory() as workdir:
         cache_dir = os.path.join(workdir, "cache")
         data_dir = make_videofolder(os.path.join(workdir, "videos"), args.videos, args.seconds)
         prepared = prepare(os.path.join(data_dir, "train"), os.path.join(workdir, "prepared"), cache_dir)
-        mp4 = mp4_loader(data_dir, args.clips, args.workers, args.batch_size, cache_dir)
-        shards, batcher = shards_loader(prepared, args.shard_clips, args.workers, args.batch_size)
+        mp4, _ = training_loader("videofolder", data_dir, args.clips, args.workers, args.batch_size, cache_dir)
+        shards, batcher = training_loader(prepared, None, args.shard_clips, args.workers, args.batch_size)
         # the shards route moves uint8 frames and normalises them on the device: the same values as the CPU transform
         batch = next(iter(shards))
         assert batch["pixel_values"].dtype == torch.uint8
