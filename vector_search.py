@@ -43,6 +43,7 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -50,6 +51,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -358,6 +360,8 @@ class CompiledKernels:
 
     def __init__(self, library_path: str):
         self.library = ctypes.CDLL(library_path)
+        #: The library file this was loaded from (the cached one, for a verified private copy of it).
+        self.path = library_path
         pointer, integer = ctypes.c_void_p, ctypes.c_int64
         self._dot = self.library.clip2video_int8_dot
         self._dot.restype = None
@@ -438,30 +442,101 @@ def kernel_cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
-def build_kernels(cache_dir: Path | None = None) -> CompiledKernels:
-    """Compiles `_KERNEL_SOURCE` (once per source, compiler and platform: the library's name holds their hash) and
-    loads it. Raises RuntimeError when no C compiler works here."""
+#: How the kernels are compiled (with the compiler in front); part of the cache key.
+COMPILE_FLAGS = ("-O3", "-shared", "-fPIC")
+
+
+def _compiler_line() -> tuple[list[str], str]:
+    """The compiler command (`$CC`, else cc, gcc or clang) and what identifies it: the command line, the compiler's
+    own version line and the platform. Raises RuntimeError when no C compiler works here."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not compiler:
         raise RuntimeError("no C compiler found (set CC)")
-    key = hashlib.sha256("\0".join([_KERNEL_SOURCE, compiler, platform.machine(), platform.system()]).encode())
+    command = shlex.split(compiler)
+    try:
+        version = subprocess.run(command + ["--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise RuntimeError(f"cannot run the C compiler {compiler}: {error}") from None
+    identity = "\0".join([shlex.join(command + list(COMPILE_FLAGS)), (version.stdout.splitlines() or [""])[0],
+                          platform.machine(), platform.system()])
+    return command, identity
+
+
+def _private(path: Path) -> bool:
+    """Whether `path` belongs to this user and nobody else can write it (so nobody else can plant a library)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return False
+    return status.st_uid == os.getuid() and not status.st_mode & 0o022
+
+
+def _load_copy(data: bytes, name: str) -> CompiledKernels:
+    """Loads library bytes already verified, from a private copy: what runs is what was checked, and a cache file
+    truncated or replaced later cannot reach the mapped library (a truncated mapping dies of SIGBUS)."""
+    with tempfile.TemporaryDirectory(prefix="clip2video-kernels-") as private:
+        copy = Path(private) / name
+        copy.write_bytes(data)
+        return CompiledKernels(str(copy))
+
+
+def build_kernels(cache_dir: Path | None = None) -> CompiledKernels:
+    """Compiles `_KERNEL_SOURCE` once per source and compiler line (the library's name holds their hash) and loads it.
+
+    The cache keeps the library and a stamp (`.json`: the full key and the SHA-256 of the library's bytes). A cached
+    library is loaded only when the stamp's key is this source and compiler line, its bytes hash to the stamp's
+    digest, and the folder and files are this user's and writable by nobody else; otherwise it is compiled again
+    (a truncated or replaced file, a stamp from another build) — into a private temporary folder, uncached, when the
+    cache folder is not private. The bytes are loaded from a private copy (`_load_copy`).
+
+    Raises:
+        RuntimeError: when no C compiler works here.
+    """
+    command, identity = _compiler_line()
+    key = hashlib.sha256("\0".join([_KERNEL_SOURCE, identity]).encode()).hexdigest()
     cache_dir = Path(cache_dir or kernel_cache_dir())
-    library = cache_dir / f"search_kernels-{key.hexdigest()[:16]}.so"
-    if not library.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache_dir) as work:
-            source = Path(work) / "search_kernels.c"
-            source.write_text(_KERNEL_SOURCE)
-            built = Path(work) / library.name
-            try:
-                result = subprocess.run(shlex.split(compiler) + ["-O3", "-shared", "-fPIC", str(source), "-o",
-                                                                 str(built)], capture_output=True, text=True)
-            except OSError as error:
-                raise RuntimeError(f"cannot run the C compiler {compiler}: {error}") from None
-            if result.returncode != 0:
-                raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:500]}")
-            os.replace(built, library)  # atomic: another process never loads half a library
-    return CompiledKernels(str(library))
+    library = cache_dir / f"search_kernels-{key[:16]}.so"
+    stamp = library.with_suffix(".json")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as error:
+        logger.info("kernel cache %s unusable (%s); compiling into a private folder", cache_dir, error)
+    cached = _private(cache_dir) and os.access(cache_dir, os.W_OK)
+    if cached and _private(library) and _private(stamp):
+        try:
+            recorded = json.loads(stamp.read_text())
+            data = library.read_bytes()
+        except (OSError, ValueError):
+            recorded, data = {}, b""
+        if (isinstance(recorded, dict) and recorded.get("key") == key
+                and recorded.get("sha256") == hashlib.sha256(data).hexdigest()):
+            kernels = _load_copy(data, library.name)
+            kernels.path = str(library)
+            return kernels
+        logger.warning("compiled search kernels %s do not match their stamp (truncated, replaced or another "
+                       "build); compiling them again", library)
+    elif not cached:
+        logger.warning("kernel cache %s is not private to this user; compiling into a private folder", cache_dir)
+    with tempfile.TemporaryDirectory(dir=cache_dir if cached else None, prefix="clip2video-kernels-") as work:
+        source = Path(work) / "search_kernels.c"
+        source.write_text(_KERNEL_SOURCE)
+        built = Path(work) / library.name
+        try:
+            result = subprocess.run(command + list(COMPILE_FLAGS) + [str(source), "-o", str(built)],
+                                    capture_output=True, text=True)
+        except OSError as error:
+            raise RuntimeError(f"cannot run the C compiler {shlex.join(command)}: {error}") from None
+        if result.returncode != 0:
+            raise RuntimeError(f"{shlex.join(command)} failed: {result.stderr.strip()[:500]}")
+        data = built.read_bytes()
+        kernels = _load_copy(data, library.name)
+        if cached:  # atomic renames: another process never reads half a file (a stale pair fails the check)
+            written = Path(work) / stamp.name
+            written.write_text(json.dumps({"key": key, "sha256": hashlib.sha256(data).hexdigest()}))
+            os.replace(built, library)
+            os.replace(written, stamp)
+            kernels.path = str(library)
+    return kernels
 
 
 def compiled_kernels() -> CompiledKernels | None:
@@ -486,6 +561,101 @@ def compiled_kernels() -> CompiledKernels | None:
             logger.warning("compiled search kernels unavailable (%s: %s); using torch._int_mm and numpy",
                            type(error).__name__, error)
     return _KERNELS
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Which scan is faster on this CPU
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: Below this many rows `choose_backend` takes the float32 scan: it takes a few milliseconds already.
+FLAT_MAX_ROWS = 32768
+#: The int8 scan is chosen only when the probe measures it at least this much faster than the float32 scan (the
+#: two-stage search adds the bound, the candidate search and the rescoring to the scan).
+INT8_MIN_SPEEDUP = 1.5
+#: Bytes of int8 codes the probe scans (small enough for a fraction of a second where `_int_mm` is slow).
+PROBE_CODE_BYTES = 1 << 21
+#: Queries of the probe's batch (more than `DOT_MAX_QUERIES`: the `_int_mm` path).
+PROBE_BATCH = 16
+
+_SPEEDS: dict[tuple[int, bool, int], float] = {}
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """What `choose_backend` chose (`"flat"`: the float32 scan, `flat_topk`; `"int8"`: `exact_topk`) and why."""
+
+    backend: str
+    reason: str
+
+
+def cpu_features() -> str:
+    """The CPU's int8-relevant instruction sets as the kernel and `torch._int_mm` see them, e.g. `"AVX2, no VNNI"`."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    capability = torch.backends.cpu.get_cpu_capability()
+    vnni = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-VNNI" if "avx_vnni" in flags else "no VNNI"
+    return f"{capability}, {vnni}" if flags else capability
+
+
+def int8_scan_speedup(dim: int, num_queries: int) -> float:
+    """How many times faster the int8 scan (`scan_int8`: the compiled dot kernel for up to `DOT_MAX_QUERIES`
+    queries, `torch._int_mm` for more) runs than the float32 scan's product on this CPU, for `(rows, dim)` codes and
+    1 or `PROBE_BATCH` queries, on `PROBE_CODE_BYTES` of random data. Measured once per process, dimension, regime
+    and thread count (about 0.1 s, up to 0.5 s where `_int_mm` is slow), then cached."""
+    few = num_queries <= DOT_MAX_QUERIES
+    cache_key = (dim, few, torch.get_num_threads())
+    if cache_key not in _SPEEDS:
+        rows = max(1024, PROBE_CODE_BYTES // dim)
+        count = 1 if few else PROBE_BATCH
+        generator = torch.Generator().manual_seed(0)
+        vectors = torch.nn.functional.normalize(torch.randn(rows, dim, generator=generator), dim=1)
+        queries = torch.nn.functional.normalize(torch.randn(count, dim, generator=generator), dim=1)
+        codes = quantize_int8(vectors.numpy())
+        prepared = prepare_int8(queries, codes.scales)
+        code_tensor, out = torch.from_numpy(codes.codes), torch.empty((rows, count), dtype=torch.int32)
+
+        def best_of(function, repeats: int = 3, budget: float = float("inf")) -> float:
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                function()
+                times.append(time.perf_counter() - start)
+                if sum(times) > budget:  # far slower already: no need to measure it precisely
+                    break
+            return min(times)
+
+        flat = best_of(lambda: torch.topk(queries @ vectors.T, min(10, rows), dim=1))
+        int8 = best_of(lambda: scan_int8(code_tensor, prepared, out), budget=20 * flat)
+        _SPEEDS[cache_key] = flat / int8
+    return _SPEEDS[cache_key]
+
+
+def choose_backend(rows: int, num_queries: int, dim: int) -> BackendChoice:
+    """The faster exact search for `num_queries` queries over `rows` vectors of width `dim` on this CPU: never a
+    path slower than the float32 scan.
+
+    Below `FLAT_MAX_ROWS` rows the float32 scan; otherwise the two-stage int8 search when its scan measured at least
+    `INT8_MIN_SPEEDUP` times faster than the float32 product (`int8_scan_speedup`: on CPUs without VNNI units
+    `torch._int_mm` can be 100 times slower than a float32 product), else the float32 scan.
+    """
+    if rows < FLAT_MAX_ROWS:
+        return BackendChoice("flat", f"{rows} vectors, fewer than {FLAT_MAX_ROWS}: the float32 scan takes milliseconds")
+    kernel = ("the compiled dot kernel" if num_queries <= DOT_MAX_QUERIES and compiled_kernels() is not None
+              else "torch._int_mm")
+    speedup = int8_scan_speedup(dim, num_queries)
+    measured = (f"the int8 scan ({kernel}) measured {speedup:.2f}x the speed of the float32 product at "
+                f"{'1 query' if num_queries <= DOT_MAX_QUERIES else f'{PROBE_BATCH} queries'} on this CPU "
+                f"({cpu_features()}, {torch.get_num_threads()} threads)")
+    if speedup >= INT8_MIN_SPEEDUP:
+        return BackendChoice("int8", measured)
+    return BackendChoice("flat", f"{measured}, below {INT8_MIN_SPEEDUP}x: the float32 scan")
 
 
 class _Workspace:
