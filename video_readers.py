@@ -687,12 +687,9 @@ def _read_unique(reader, native: np.ndarray) -> list[np.ndarray]:
 def describe(source: Any) -> str:
     """How messages name a video input: its path or URL (a `datasets` video value's too), or its kind."""
     encoded = _datasets_value(source)
-    if encoded is not None and encoded is not source:
-        return describe(encoded)
-    if isinstance(source, dict) and isinstance(source.get("path"), (str, os.PathLike)) and source["path"]:
-        return os.fspath(source["path"])
-    if isinstance(source, dict) and isinstance(source.get("bytes"), (bytes, bytearray, memoryview)):
-        return f"<{len(source['bytes'])} bytes>"
+    if encoded is not None:
+        path, data = encoded.get("path"), encoded.get("bytes")
+        source = path if isinstance(path, (str, os.PathLike)) and os.fspath(path) else data if data else source
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -744,19 +741,14 @@ def download(url: str, timeout: float = URL_TIMEOUT, max_bytes: int = MAX_URL_BY
         raise
     except urllib.error.HTTPError as error:
         raise VideoDecodeError(f"{url}: HTTP {error.code} {error.reason}") from None
-    except (socket.timeout, TimeoutError):
-        raise VideoDecodeError(f"{url}: no answer within {timeout:g} s (timed out)") from None
-    except urllib.error.URLError as error:
-        reason = error.reason
+    except (OSError, ValueError) as error:  # URLError, a timeout, a connection reset mid-body, a malformed URL
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error
         if isinstance(reason, (socket.timeout, TimeoutError)):
             raise VideoDecodeError(f"{url}: no answer within {timeout:g} s (timed out)") from None
-        raise VideoDecodeError(f"{url}: cannot download ({first_line(reason) if isinstance(reason, BaseException) else reason})") from None
-    except (OSError, ValueError) as error:  # connection reset mid-body, a malformed URL or answer
-        raise VideoDecodeError(f"{url}: cannot download ({first_line(error)})") from None
-    if len(body) > max_bytes:
-        raise VideoDecodeError(f"{url}: more than the {max_bytes} bytes a download keeps")
-    if not body:
-        raise VideoDecodeError(f"{url}: empty body")
+        reason = first_line(reason) if isinstance(reason, BaseException) else reason
+        raise VideoDecodeError(f"{url}: cannot download ({reason})") from None
+    if len(body) > max_bytes or not body:
+        raise VideoDecodeError(f"{url}: " + (f"more than the {max_bytes} bytes a download keeps" if body else "empty body"))
     return body
 
 

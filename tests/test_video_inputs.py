@@ -145,6 +145,12 @@ def test_datasets_decoded_video_where_torchcodec_is_present(video, processor):
     decoder = dataset[0]["video"]
     assert type(decoder).__module__.startswith("torchcodec")
     assert frames_equal(processor.load_frames(decoder), processor.load_frames(str(path)))
+    assert video_readers.describe(decoder) == str(path)
+    from torchcodec.decoders import VideoDecoder
+
+    frames = video_readers.resolve_video_input(VideoDecoder(str(path)))  # not from datasets: all its frames
+    assert frames.dtype == np.uint8 and frames.shape == (30, 48, 48, 3)
+    assert len(processor.load_frames(VideoDecoder(str(path)))) == 4
 
 
 def run_python(code: str, timeout: float) -> subprocess.CompletedProcess:
