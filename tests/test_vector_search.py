@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import search_kernels as sk
 import vector_search as vs
 from conftest import REPO_ROOT, skip_or_fail
 
@@ -72,10 +73,10 @@ def assert_exact_topk(result: vs.TopK, blocks, queries, k: int) -> None:
         np.testing.assert_allclose(reference[query, rows], returned, atol=2e-6)
 
 
-def compiled_kernels_or_skip() -> vs.CompiledKernels:
+def compiled_kernels_or_skip() -> sk.CompiledKernels:
     """The compiled kernels; without a C compiler the test is skipped, except under CI (`CI=true`), where it fails:
     the README relies on the kernels, so CI must have a compiler."""
-    kernels = vs.compiled_kernels()
+    kernels = sk.compiled_kernels()
     if kernels is None:
         skip_or_fail("no C compiler here: the compiled search kernels cannot be built")
     return kernels
@@ -189,11 +190,11 @@ def test_kernels_without_compiler_fall_back(tmp_path, monkeypatch):
     (one query: the dot-product kernel's job; 20 queries: the compiled search's)."""
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.raises(RuntimeError, match="no-such-compiler"):
-        vs.build_kernels(tmp_path / "kernels")
-    monkeypatch.setattr(vs, "_KERNELS", None)
-    monkeypatch.setattr(vs, "_KERNELS_FAILED", False)
+        sk.build_kernels(tmp_path / "kernels")
+    monkeypatch.setattr(sk, "_KERNELS", None)
+    monkeypatch.setattr(sk, "_KERNELS_FAILED", False)
     monkeypatch.setenv("CLIP2VIDEO_CACHE", str(tmp_path / "cache"))
-    assert vs.compiled_kernels() is None
+    assert sk.compiled_kernels() is None
     rng = np.random.default_rng(5)
     vectors = collection("isotropic", 4000, 64, rng)
     blocks = [vs.SearchBlock(vectors, vs.quantize_int8(vectors))]
@@ -206,10 +207,10 @@ def test_kernels_are_built_once(tmp_path):
     """The library is cached under a name that hashes its source and compiler line, with a stamp of its digest: a
     second build reuses the file."""
     compiled_kernels_or_skip()
-    first = vs.build_kernels(tmp_path)
+    first = sk.build_kernels(tmp_path)
     (library,) = tmp_path.glob("search_kernels-*.so")
     stamp = library.stat().st_mtime_ns
-    second = vs.build_kernels(tmp_path)
+    second = sk.build_kernels(tmp_path)
     assert library.stat().st_mtime_ns == stamp
     assert sorted(tmp_path.iterdir()) == [library.with_suffix(".json"), library]
     assert first.path == second.path == str(library)
@@ -220,11 +221,11 @@ def test_damaged_cached_library_is_rebuilt_not_loaded(tmp_path):
     the same size fails its digest and is compiled again; in a fresh process, as a later run would meet it."""
     compiled_kernels_or_skip()
     cache = tmp_path / "cache"
-    vs.build_kernels(cache / "kernels")
+    sk.build_kernels(cache / "kernels")
     (library,) = (cache / "kernels").glob("search_kernels-*.so")
     good = library.read_bytes()
-    code = ("import numpy as np, vector_search as vs\n"
-            "k = vs.compiled_kernels()\n"
+    code = ("import numpy as np, search_kernels as sk\n"
+            "k = sk.compiled_kernels()\n"
             "out = np.empty(3, np.int32)\n"
             "k.dot(np.ones((3, 70), np.int8), np.full(70, 2, np.int8), out)\n"
             "print(k.path, out.tolist())\n")
@@ -243,10 +244,10 @@ def test_kernel_cache_not_private_is_not_trusted(tmp_path, caplog):
     compiled into a private folder instead, and work."""
     compiled_kernels_or_skip()
     shared = tmp_path / "shared"
-    vs.build_kernels(shared)
+    sk.build_kernels(shared)
     shared.chmod(0o777)
-    with caplog.at_level("WARNING", logger="vector_search"):
-        kernels = vs.build_kernels(shared)
+    with caplog.at_level("WARNING", logger="search_kernels"):
+        kernels = sk.build_kernels(shared)
     assert "not private" in caplog.text and not kernels.path.startswith(str(shared))
     out = np.empty(2, np.int32)
     kernels.dot(np.full((2, 5), 3, np.int8), np.full(5, -2, np.int8), out)
@@ -257,15 +258,15 @@ def test_kernels_are_cached_under_clip2video_cache(tmp_path, monkeypatch):
     """`$CLIP2VIDEO_CACHE/kernels` holds the compiled library when set; `~/.cache/clip2video/kernels` otherwise."""
     compiled_kernels_or_skip()
     monkeypatch.setenv("CLIP2VIDEO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(vs, "_KERNELS", None)
-    monkeypatch.setattr(vs, "_KERNELS_FAILED", False)
-    assert vs.kernel_cache_dir() == tmp_path / "cache" / "kernels"
-    kernels = vs.compiled_kernels()
+    monkeypatch.setattr(sk, "_KERNELS", None)
+    monkeypatch.setattr(sk, "_KERNELS_FAILED", False)
+    assert sk.kernel_cache_dir() == tmp_path / "cache" / "kernels"
+    kernels = sk.compiled_kernels()
     (library,) = (tmp_path / "cache" / "kernels").glob("search_kernels-*.so")
     assert kernels.path == str(library)
     monkeypatch.delenv("CLIP2VIDEO_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert vs.kernel_cache_dir() == tmp_path / "home" / ".cache" / "clip2video" / "kernels"
+    assert sk.kernel_cache_dir() == tmp_path / "home" / ".cache" / "clip2video" / "kernels"
 
 
 def test_damaged_codes_are_detected_not_trusted():
