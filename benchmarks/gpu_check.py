@@ -28,6 +28,7 @@ Each section has a time budget (`SECTION_BUDGETS`; settings left out for time ar
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -63,7 +64,7 @@ TOLERANCES = {"parity_fp32": 1e-4, "train_loss": 1e-4, "train_sgd_weights": 1e-5
 
 FULL = dict(width=None, layers=None, image_size=224, patch_size=32, frames=12, batches=(64, 128, 256), steps=5,
             videos=16, seconds=12, workers=None, encode_batch=128, search_rows=1_000_000, search_dim=1024,
-            exact_rows=200_000)
+            exact_rows=50_000)
 TINY = dict(width=64, layers=2, image_size=32, patch_size=16, frames=4, batches=(4, 8), steps=2, videos=4, seconds=2,
             workers=2, encode_batch=4, search_rows=20_000, search_dim=64, exact_rows=5_000)
 
@@ -93,6 +94,8 @@ def peak_memory_mib(device: torch.device) -> float | None:
 
 
 def reset_peak(device: torch.device) -> None:
+    """Frees what an earlier setting left (an out-of-memory attempt's tensors included) and restarts the peak."""
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
