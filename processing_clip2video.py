@@ -48,6 +48,7 @@ try:  # loaded as Hub remote code (a package) ...
         ffmpeg_image_runs,
         first_line,
         read_video,
+        resolve_video_input,
     )
 except ImportError:  # ... or as a top-level module of the installed project
     from video_readers import (
@@ -59,6 +60,7 @@ except ImportError:  # ... or as a top-level module of the installed project
         ffmpeg_image_runs,
         first_line,
         read_video,
+        resolve_video_input,
     )
 
 
@@ -427,6 +429,7 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
     def _load_video(self, video, sample, options: dict) -> tuple[list, CLIP2VideoMetadata]:
         """The selected frames of one video (all of them when `sample` is None) and its metadata."""
         name = describe(video)
+        video = resolve_video_input(video)  # datasets' video values, http(s) URLs
         if isinstance(video, (str, os.PathLike)):
             path = os.fspath(video)
             if os.path.isdir(path):

@@ -23,7 +23,7 @@ candidates the bound leaves; about 130 per query out of a million for random uni
 
 The scan: the queries are quantized to int8 too, and the products of codes and queries are exact int32 integers:
 `torch._int_mm` for batches (an int8 matrix product on the CPU's VNNI units, compute bound), and for up to
-`DOT_MAX_QUERIES` queries a small C dot-product kernel compiled on first use (`CompiledKernels`, AVX-512 VNNI where the
+`DOT_MAX_QUERIES` queries a small C dot-product kernel compiled on first use (`search_kernels.py`, AVX-512 VNNI where the
 CPU has it; bound by memory bandwidth: 1 byte per dimension and row). Without a C compiler, `_int_mm` does both.
 (A `torch.compile`d float32 pass over the codes was tried and removed: its bound is tighter, 45 instead of 86
 candidates per query, but one query took 0.29 s instead of 0.011 s over 65,536 x 1024 vectors on one thread, after a
@@ -40,22 +40,15 @@ Example:
 
 from __future__ import annotations
 
-import concurrent.futures
-import ctypes
-import hashlib
 import logging
-import os
-import platform
-import shlex
-import shutil
-import subprocess
-import tempfile
+import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+
+from search_kernels import PARALLEL_ELEMENTS, CompiledKernels, compiled_kernels, run_parallel
 
 
 logger = logging.getLogger(__name__)
@@ -74,15 +67,15 @@ BLOCK_ELEMENTS = 1 << 26
 RESCORE_ROWS = 8192
 #: Groups of rows whose maxima give the first chunk its provisional threshold (the k largest maxima are k distinct rows).
 TAU_GROUPS = 1024
-#: Below this many estimates, comparisons run on one thread (numpy, or one call of the compiled search) rather than
-#: on all of them.
-PARALLEL_ELEMENTS = 1 << 20
 #: Bytes of a comparison mask searched at once for candidates (as one uint64 word).
 WORD = 8
 #: The scan gives up for a float32 scan when it has kept more than CANDIDATE_SHARE of all (query, row) pairs (and
 #: more than MIN_CANDIDATE_LIMIT): then the bounds do not prune (collections of near-identical vectors).
 CANDIDATE_SHARE = 0.05
 MIN_CANDIDATE_LIMIT = 1 << 20
+#: Up to this many queries, the int8 scan runs one pass of the dot-product kernel per query instead of `_int_mm`
+#: (a matrix-vector product, which `_int_mm` is slow at).
+DOT_MAX_QUERIES = 4
 
 
 def _round_up(array: np.ndarray) -> np.ndarray:
@@ -219,273 +212,104 @@ def scan_int8(codes: torch.Tensor, prepared: ScanQueries, out: torch.Tensor | No
     return out
 
 
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-_POOL_THREADS = 0
-
-
-def _run_parallel(function, jobs: list) -> list:
-    """`[function(job) for job in jobs]` on `torch.get_num_threads()` threads (for work that releases the GIL: ctypes
-    calls, numpy gathers and products)."""
-    global _POOL, _POOL_THREADS
-    threads = torch.get_num_threads()
-    if threads <= 1 or len(jobs) <= 1:
-        return [function(job) for job in jobs]
-    if _POOL is None or _POOL_THREADS != threads:
-        _POOL = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="clip2video-search")
-        _POOL_THREADS = threads
-    return list(_POOL.map(function, jobs))
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Compiled kernels: a dot product for a few queries (bound by memory: 1 byte per dimension and row) and the search of
-# the estimates above the thresholds (one pass instead of a boolean mask written and read again)
-# ----------------------------------------------------------------------------------------------------------------------
-
-#: Up to this many queries, the int8 scan runs one pass of the dot-product kernel per query instead of `_int_mm`
-#: (a matrix-vector product, which `_int_mm` is slow at).
-DOT_MAX_QUERIES = 4
-#: Rows per call of a compiled kernel (a scan's rows are shared among `torch.get_num_threads()` threads in such parts).
-PART_ROWS = 16384
-
-_KERNEL_SOURCE = r"""
-#include <stdint.h>
-/* out[i * out_stride] = sum_j codes[i, j] * query[j], exactly in int32 (|sum| <= dim * 127 * 128 < 2^31). */
-static void dot_portable(const int8_t *codes, int64_t rows, int64_t dim, const int8_t *query, int32_t *out,
-                         int64_t out_stride) {
-    for (int64_t i = 0; i < rows; i++) {
-        const int8_t *row = codes + i * dim;
-        int32_t sum = 0;
-        for (int64_t j = 0; j < dim; j++) sum += (int32_t)row[j] * (int32_t)query[j];
-        out[i * out_stride] = sum;
-    }
-}
-/* Positions i * cols + j, in order, of the entries values[i, j] >= thresholds[j] of a (rows, cols) matrix; writes at
-   most `capacity` of them and returns how many there are. */
-static int64_t above_portable(const int32_t *values, int64_t rows, int64_t cols, const int32_t *thresholds,
-                              int64_t *out, int64_t capacity) {
-    int64_t count = 0;
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++)
-            if (values[i * cols + j] >= thresholds[j]) {
-                if (count < capacity) out[count] = i * cols + j;
-                count++;
-            }
-    return count;
-}
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-/* AVX-512 VNNI multiplies unsigned by signed bytes: (c ^ 0x80) = c + 128 as unsigned, so
-   sum_j (c_j + 128) q_j - 128 sum_j q_j = sum_j c_j q_j, all exact in int32. */
-__attribute__((target("avx512f,avx512bw,avx512vnni")))
-static void dot_vnni(const int8_t *codes, int64_t rows, int64_t dim, const int8_t *query, int32_t *out,
-                     int64_t out_stride) {
-    const int64_t whole = dim - dim % 64;
-    int32_t query_sum = 0;
-    for (int64_t j = 0; j < whole; j++) query_sum += query[j];
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (int64_t i = 0; i < rows; i++) {
-        const int8_t *row = codes + i * dim;
-        __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
-        int64_t j = 0;
-        for (; j + 128 <= whole; j += 128) {
-            even = _mm512_dpbusd_epi32(even, _mm512_xor_si512(_mm512_loadu_si512(row + j), flip),
-                                       _mm512_loadu_si512(query + j));
-            odd = _mm512_dpbusd_epi32(odd, _mm512_xor_si512(_mm512_loadu_si512(row + j + 64), flip),
-                                      _mm512_loadu_si512(query + j + 64));
-        }
-        if (j < whole)
-            even = _mm512_dpbusd_epi32(even, _mm512_xor_si512(_mm512_loadu_si512(row + j), flip),
-                                       _mm512_loadu_si512(query + j));
-        int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(even, odd)) - 128 * query_sum;
-        for (j = whole; j < dim; j++) sum += (int32_t)row[j] * (int32_t)query[j];
-        out[i * out_stride] = sum;
-    }
-}
-/* above_portable, 16 comparisons at a time. */
-__attribute__((target("avx512f")))
-static int64_t above_avx512(const int32_t *values, int64_t rows, int64_t cols, const int32_t *thresholds,
-                            int64_t *out, int64_t capacity) {
-    const int64_t whole = cols - cols % 16;
-    int64_t count = 0;
-    for (int64_t i = 0; i < rows; i++) {
-        const int32_t *row = values + i * cols;
-        for (int64_t j = 0; j < cols; j += 16) {
-            __mmask16 lanes = j < whole ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - j)) - 1);
-            __m512i v = _mm512_maskz_loadu_epi32(lanes, row + j);
-            __m512i t = _mm512_maskz_loadu_epi32(lanes, thresholds + j);
-            unsigned int hits = _mm512_mask_cmpge_epi32_mask(lanes, v, t);
-            while (hits) {
-                int lane = __builtin_ctz(hits);
-                if (count < capacity) out[count] = i * cols + j + lane;
-                count++;
-                hits &= hits - 1;
-            }
-        }
-    }
-    return count;
-}
-static int has_vnni(void) { return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"); }
-static int has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
-#else
-static int has_vnni(void) { return 0; }
-static int has_avx512(void) { return 0; }
-#endif
-/* Each entry point returns through *simd whether the SIMD path ran (allow_simd = 0 forces the portable one). */
-void clip2video_int8_dot(const int8_t *codes, int64_t rows, int64_t dim, const int8_t *query, int32_t *out,
-                         int64_t out_stride, int allow_simd, int *simd) {
-    *simd = allow_simd && has_vnni();
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (*simd) { dot_vnni(codes, rows, dim, query, out, out_stride); return; }
-#endif
-    dot_portable(codes, rows, dim, query, out, out_stride);
-}
-int64_t clip2video_above(const int32_t *values, int64_t rows, int64_t cols, const int32_t *thresholds, int64_t *out,
-                         int64_t capacity, int allow_simd, int *simd) {
-    *simd = allow_simd && has_avx512();
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (*simd) return above_avx512(values, rows, cols, thresholds, out, capacity);
-#endif
-    return above_portable(values, rows, cols, thresholds, out, capacity);
-}
-"""
-
-
-class CompiledKernels:
-    """`_KERNEL_SOURCE` compiled with the system C compiler and loaded with ctypes (which releases the GIL, so the
-    rows of a call are split among threads). Both kernels are exact: the dot product gives the integers
-    `torch._int_mm` gives, the search the
-    entries numpy's comparison finds."""
-
-    def __init__(self, library_path: str):
-        self.library = ctypes.CDLL(library_path)
-        pointer, integer = ctypes.c_void_p, ctypes.c_int64
-        self._dot = self.library.clip2video_int8_dot
-        self._dot.restype = None
-        self._dot.argtypes = [pointer, integer, integer, pointer, pointer, integer, ctypes.c_int, pointer]
-        self._above = self.library.clip2video_above
-        self._above.restype = ctypes.c_int64
-        self._above.argtypes = [pointer, integer, integer, pointer, pointer, integer, ctypes.c_int, pointer]
-
-    def dot(self, codes: np.ndarray, query: np.ndarray, out: np.ndarray, allow_simd: bool = True) -> bool:
-        """`out[i] = codes[i] . query` for C-contiguous int8 `(rows, dim)` codes and `(dim,)` query into an int32
-        `(rows,)` `out` (a strided view is fine); one thread. Returns whether the SIMD path ran."""
-        if codes.dtype != np.int8 or query.dtype != np.int8 or out.dtype != np.int32:
-            raise TypeError("codes and query must be int8, out int32")
-        if not codes.flags.c_contiguous or query.shape != (codes.shape[1],) or out.shape != (codes.shape[0],):
-            raise ValueError("codes must be C-contiguous (rows, dim), query (dim,) and out (rows,)")
-        query, simd = np.ascontiguousarray(query), ctypes.c_int(0)
-        self._dot(codes.ctypes.data, codes.shape[0], codes.shape[1], query.ctypes.data, out.ctypes.data,
-                  out.strides[0] // out.itemsize, int(allow_simd), ctypes.byref(simd))
-        return bool(simd.value)
-
-    def above(self, values: np.ndarray, thresholds: np.ndarray, allow_simd: bool = True) -> np.ndarray:
-        """Flat positions `i * cols + j`, ascending, of the entries `values[i, j] >= thresholds[j]` of a C-contiguous
-        int32 `(rows, cols)` matrix; one thread."""
-        if values.dtype != np.int32 or thresholds.dtype != np.int32:
-            raise TypeError("values and thresholds must be int32")
-        if not values.flags.c_contiguous or values.ndim != 2 or thresholds.shape != (values.shape[1],):
-            raise ValueError("values must be C-contiguous (rows, cols) and thresholds (cols,)")
-        thresholds, simd = np.ascontiguousarray(thresholds), ctypes.c_int(0)
-        out = np.empty(max(1024, values.size // 512), dtype=np.int64)
-        while True:
-            count = self._above(values.ctypes.data, values.shape[0], values.shape[1], thresholds.ctypes.data,
-                                out.ctypes.data, len(out), int(allow_simd), ctypes.byref(simd))
-            if count <= len(out):
-                return out[:count]
-            out = np.empty(count, dtype=np.int64)  # more entries than expected: once more, with room for all
-
-    def matmul(self, codes: torch.Tensor, operand: torch.Tensor, out: torch.Tensor) -> None:
-        """`out = codes @ operand` (int8 `(rows, dim)` x int8 `(dim, queries)` -> int32 `(rows, queries)`), one pass
-        per query, the rows split among `torch.get_num_threads()` threads."""
-        self.matmul_blocks([(codes, operand, out)])
-
-    def matmul_blocks(self, products: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
-        """`matmul` for several `(codes, operand, out)` at once: one pool of parts for all of them, so that no thread
-        waits at the end of each block."""
-        jobs = []
-        for codes, operand, out in products:
-            codes_np, out_np = np.ascontiguousarray(codes.numpy()), out.numpy()
-            for number, query in enumerate(operand.numpy().T):
-                query = np.ascontiguousarray(query)
-                jobs += [(codes_np[start : start + PART_ROWS], query, out_np[start : start + PART_ROWS, number])
-                         for start in range(0, len(codes_np), PART_ROWS)]
-        _run_parallel(lambda job: self.dot(*job), jobs)
-
-    def rows_above(self, values: torch.Tensor, thresholds: torch.Tensor) -> np.ndarray:
-        """`above` over a `(rows, cols)` int32 tensor, the rows split among threads (from `PARALLEL_ELEMENTS` entries:
-        a smaller search takes less time than handing it to a thread): flat positions, ascending."""
-        values_np, thresholds_np = np.ascontiguousarray(values.numpy()), thresholds.numpy().astype(np.int32)
-        if values_np.size < PARALLEL_ELEMENTS:
-            return self.above(values_np, thresholds_np)
-        starts = list(range(0, len(values_np), PART_ROWS))
-        parts = _run_parallel(lambda start: self.above(values_np[start : start + PART_ROWS], thresholds_np)
-                               + start * values_np.shape[1], starts)
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-
-
-_KERNELS: CompiledKernels | None = None
-_KERNELS_FAILED = False
-
-
 def _dot_kernels(num_queries: int) -> CompiledKernels | None:
     """The compiled kernels when `num_queries` is few enough for the dot-product kernel, else None (`_int_mm`)."""
     return compiled_kernels() if num_queries <= DOT_MAX_QUERIES else None
 
 
-def kernel_cache_dir() -> Path:
-    """Where compiled kernels are kept: `$CLIP2VIDEO_CACHE/kernels`, else `~/.cache/clip2video/kernels`."""
-    root = os.environ.get("CLIP2VIDEO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "clip2video")
-    return Path(root) / "kernels"
+# ----------------------------------------------------------------------------------------------------------------------
+# Which scan is faster on this CPU
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: Below this many rows `choose_backend` takes the float32 scan: it takes a few milliseconds already.
+FLAT_MAX_ROWS = 32768
+#: The int8 scan is chosen only when the probe measures it at least this much faster than the float32 scan (the
+#: two-stage search adds the bound, the candidate search and the rescoring to the scan).
+INT8_MIN_SPEEDUP = 1.5
+#: Bytes of int8 codes the probe scans (small enough for a fraction of a second where `_int_mm` is slow).
+PROBE_CODE_BYTES = 1 << 21
+#: Queries of the probe's batch (more than `DOT_MAX_QUERIES`: the `_int_mm` path).
+PROBE_BATCH = 16
+
+_SPEEDS: dict[tuple[int, bool, int], float] = {}
 
 
-def build_kernels(cache_dir: Path | None = None) -> CompiledKernels:
-    """Compiles `_KERNEL_SOURCE` (once per source, compiler and platform: the library's name holds their hash) and
-    loads it. Raises RuntimeError when no C compiler works here."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not compiler:
-        raise RuntimeError("no C compiler found (set CC)")
-    key = hashlib.sha256("\0".join([_KERNEL_SOURCE, compiler, platform.machine(), platform.system()]).encode())
-    cache_dir = Path(cache_dir or kernel_cache_dir())
-    library = cache_dir / f"search_kernels-{key.hexdigest()[:16]}.so"
-    if not library.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache_dir) as work:
-            source = Path(work) / "search_kernels.c"
-            source.write_text(_KERNEL_SOURCE)
-            built = Path(work) / library.name
-            try:
-                result = subprocess.run(shlex.split(compiler) + ["-O3", "-shared", "-fPIC", str(source), "-o",
-                                                                 str(built)], capture_output=True, text=True)
-            except OSError as error:
-                raise RuntimeError(f"cannot run the C compiler {compiler}: {error}") from None
-            if result.returncode != 0:
-                raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[:500]}")
-            os.replace(built, library)  # atomic: another process never loads half a library
-    return CompiledKernels(str(library))
+@dataclass(frozen=True)
+class BackendChoice:
+    """What `choose_backend` chose (`"flat"`: the float32 scan, `flat_topk`; `"int8"`: `exact_topk`) and why."""
+
+    backend: str
+    reason: str
 
 
-def compiled_kernels() -> CompiledKernels | None:
-    """The compiled kernels, checked on a small probe, or None when they cannot be built here (logged once; the scan
-    then uses `torch._int_mm` and numpy)."""
-    global _KERNELS, _KERNELS_FAILED
-    if _KERNELS is None and not _KERNELS_FAILED:
-        try:
-            kernels = build_kernels()
-            codes = np.arange(-60, 70, dtype=np.int8).reshape(2, 65)
-            query = np.arange(65, dtype=np.int8) - 32
-            products = np.empty(2, dtype=np.int32)
-            kernels.dot(codes, query, products)
-            values = np.arange(-20, 20, dtype=np.int32).reshape(2, 20)
-            thresholds = np.arange(20, dtype=np.int32) - 12
-            if not (np.array_equal(products, codes.astype(np.int32) @ query.astype(np.int32))
-                    and np.array_equal(kernels.above(values, thresholds), np.flatnonzero(values >= thresholds))):
-                raise RuntimeError("the compiled kernels give wrong results")
-            _KERNELS = kernels
-        except Exception as error:  # no compiler, read-only cache, unsupported platform: the fallbacks are exact too
-            _KERNELS_FAILED = True
-            logger.warning("compiled search kernels unavailable (%s: %s); using torch._int_mm and numpy",
-                           type(error).__name__, error)
-    return _KERNELS
+def cpu_features() -> str:
+    """The CPU's int8-relevant instruction sets as the kernel and `torch._int_mm` see them, e.g. `"AVX2, no VNNI"`."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    capability = torch.backends.cpu.get_cpu_capability()
+    vnni = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-VNNI" if "avx_vnni" in flags else "no VNNI"
+    return f"{capability}, {vnni}" if flags else capability
+
+
+def int8_scan_speedup(dim: int, num_queries: int) -> float:
+    """How many times faster the int8 scan (`scan_int8`: the compiled dot kernel for up to `DOT_MAX_QUERIES`
+    queries, `torch._int_mm` for more) runs than the float32 scan's product on this CPU, for `(rows, dim)` codes and
+    1 or `PROBE_BATCH` queries, on `PROBE_CODE_BYTES` of random data. Measured once per process, dimension, regime
+    and thread count (about 0.1 s, up to 0.5 s where `_int_mm` is slow), then cached."""
+    few = num_queries <= DOT_MAX_QUERIES
+    cache_key = (dim, few, torch.get_num_threads())
+    if cache_key not in _SPEEDS:
+        rows = max(1024, PROBE_CODE_BYTES // dim)
+        count = 1 if few else PROBE_BATCH
+        generator = torch.Generator().manual_seed(0)
+        vectors = torch.nn.functional.normalize(torch.randn(rows, dim, generator=generator), dim=1)
+        queries = torch.nn.functional.normalize(torch.randn(count, dim, generator=generator), dim=1)
+        codes = quantize_int8(vectors.numpy())
+        prepared = prepare_int8(queries, codes.scales)
+        code_tensor, out = torch.from_numpy(codes.codes), torch.empty((rows, count), dtype=torch.int32)
+
+        def best_of(function, repeats: int = 3, budget: float = float("inf")) -> float:
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                function()
+                times.append(time.perf_counter() - start)
+                if sum(times) > budget:  # far slower already: no need to measure it precisely
+                    break
+            return min(times)
+
+        flat = best_of(lambda: torch.topk(queries @ vectors.T, min(10, rows), dim=1))
+        int8 = best_of(lambda: scan_int8(code_tensor, prepared, out), budget=20 * flat)
+        _SPEEDS[cache_key] = flat / int8
+    return _SPEEDS[cache_key]
+
+
+def choose_backend(rows: int, num_queries: int, dim: int) -> BackendChoice:
+    """The faster exact search for `num_queries` queries over `rows` vectors of width `dim` on this CPU: never a
+    path slower than the float32 scan.
+
+    Below `FLAT_MAX_ROWS` rows the float32 scan; otherwise the two-stage int8 search when its scan measured at least
+    `INT8_MIN_SPEEDUP` times faster than the float32 product (`int8_scan_speedup`: on CPUs without VNNI units
+    `torch._int_mm` can be 100 times slower than a float32 product), else the float32 scan.
+    """
+    if rows < FLAT_MAX_ROWS:
+        return BackendChoice("flat", f"{rows} vectors, fewer than {FLAT_MAX_ROWS}: the float32 scan takes milliseconds")
+    kernel = ("the compiled dot kernel" if num_queries <= DOT_MAX_QUERIES and compiled_kernels() is not None
+              else "torch._int_mm")
+    speedup = int8_scan_speedup(dim, num_queries)
+    measured = (f"the int8 scan ({kernel}) measured {speedup:.2f}x the speed of the float32 product at "
+                f"{'1 query' if num_queries <= DOT_MAX_QUERIES else f'{PROBE_BATCH} queries'} on this CPU "
+                f"({cpu_features()}, {torch.get_num_threads()} threads)")
+    if speedup >= INT8_MIN_SPEEDUP:
+        return BackendChoice("int8", measured)
+    return BackendChoice("flat", f"{measured}, below {INT8_MIN_SPEEDUP}x: the float32 scan")
 
 
 class _Workspace:
@@ -603,7 +427,7 @@ def _row_scores(vectors: np.ndarray | torch.Tensor, rows: np.ndarray, queries: t
         gathered = np.take(vectors, rows[part], axis=0)
         scores[part] = np.einsum("nd,nd->n", gathered, np.take(queries, query_numbers[part], axis=0))
 
-    _run_parallel(score, list(range(0, len(order), RESCORE_ROWS)))
+    run_parallel(score, list(range(0, len(order), RESCORE_ROWS)))
     return scores
 
 

@@ -7,7 +7,10 @@ text encoder, each backend of `VideoIndex.search` (every one returns the exact f
 * `flat`: float32 scan of every vector (the reference, and what the index did before the two-stage search);
 * `int8`: two-stage exact search: int8 scan (the compiled dot-product kernel for one query, `torch._int_mm` for the
   batch) + error bound + float32 rescoring;
-* `faiss`: FAISS `IndexFlatIP` (exact, float32, in RAM), when `faiss-cpu` is importable.
+* `faiss`: FAISS `IndexFlatIP` (exact, float32, in RAM), when `faiss-cpu` is importable;
+* `auto`: which of `flat` and `int8` `vector_search.choose_backend` takes on this CPU for one query and for the batch,
+  and why (the int8 scan's measured speed against the float32 product: without VNNI units `torch._int_mm` can be
+  slower than the float32 scan, and then `auto` scans float32), with the figures of the backend it chose.
 
 Figures: median wall time of one query (`VideoIndex.search`: scan, rescoring, records read) after a warm-up, so the
 files are in the page cache; the time of 1,000 queries in one call; candidates rescored per query; whether every
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import search_kernels  # noqa: E402
 import search_videos  # noqa: E402
 
 logger = logging.getLogger("bench_search")
@@ -108,6 +112,18 @@ def candidates_per_query(index, queries: torch.Tensor, k: int) -> float:
     return float(search_videos.vector_search.exact_topk(blocks, queries, k).candidates.mean())
 
 
+def auto_choice(figures: dict, num_videos: int, num_queries: int, dim: int) -> dict:
+    """Which backend `vector_search.choose_backend` takes for one query and for the batch, why, and its figures."""
+    vector_search = search_videos.vector_search
+    one, many = vector_search.choose_backend(num_videos, 1, dim), vector_search.choose_backend(num_videos,
+                                                                                               num_queries, dim)
+    return {"cpu": vector_search.cpu_features(), "one_query_backend": one.backend, "one_query_reason": one.reason,
+            "batch_backend": many.backend, "batch_reason": many.reason,
+            "one_query_s": figures[one.backend]["one_query_s"], "batch_s": figures[many.backend]["batch_s"],
+            "one_query_speedup_vs_flat": figures[one.backend]["one_query_speedup_vs_flat"],
+            "batch_speedup_vs_flat": figures[many.backend]["batch_speedup_vs_flat"]}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     positive = search_videos.int_at_least(1)
@@ -117,7 +133,8 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=positive, default=10, help="Hits per query.")
     parser.add_argument("--repeats", type=positive, default=7, help="Timed repeats of one query (median reported).")
     parser.add_argument("--shard_rows", type=positive, default=65536, help="Rows per shard of the synthetic index.")
-    parser.add_argument("--workdir", default=None, help="Where to write the index (default: a temporary folder).")
+    parser.add_argument("--workdir", default=None, help=("Where to write the index, in a temporary subfolder removed "
+                                                         "at the end (created if missing; default: the system's)."))
     parser.add_argument("--threads", type=positive, default=None, help="torch / faiss threads (default: all cores).")
     parser.add_argument("--json", default=None, help="Also write the figures to this JSON file.")
     args = parser.parse_args(argv)
@@ -127,6 +144,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         folder = Path(folder)
         start = time.perf_counter()
@@ -143,7 +162,7 @@ def main(argv=None) -> int:
         figures = {"num_videos": args.num_videos, "dim": args.dim, "k": args.k, "num_queries": args.num_queries,
                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg(),
                    "codes_load_s": time.perf_counter() - start,
-                   "compiled_kernels": search_videos.vector_search.compiled_kernels() is not None}
+                   "compiled_kernels": search_kernels.compiled_kernels() is not None}
         batch = queries[: args.num_queries]
         backends = ["flat", "int8"] + (["faiss"] if search_videos.faiss_available() else [])
         if not search_videos.faiss_available():
@@ -162,6 +181,8 @@ def main(argv=None) -> int:
                                                              / figures[backend]["one_query_s"])
             figures[backend]["batch_speedup_vs_flat"] = figures["flat"]["batch_s"] / figures[backend]["batch_s"]
         figures["int8"]["candidates_per_query"] = candidates_per_query(index, batch[:100], args.k)
+        figures["auto"] = auto_choice(figures, args.num_videos, len(batch), args.dim)
+        logger.info("auto: %s", figures["auto"])
         figures["loadavg_after"] = os.getloadavg()
         figures["peak_memory_mib"] = memory_mib()["VmHWM"]
     print(json.dumps(figures, indent=1))

@@ -2,12 +2,19 @@
 scan's, row for row, on random, anisotropic, nearly tied and exactly tied collections."""
 
 
+import json
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import torch
 
+import search_kernels as sk
 import vector_search as vs
-from conftest import skip_or_fail
+from conftest import REPO_ROOT, skip_or_fail
 
 
 def unit_rows(array: np.ndarray) -> np.ndarray:
@@ -66,10 +73,10 @@ def assert_exact_topk(result: vs.TopK, blocks, queries, k: int) -> None:
         np.testing.assert_allclose(reference[query, rows], returned, atol=2e-6)
 
 
-def compiled_kernels_or_skip() -> vs.CompiledKernels:
+def compiled_kernels_or_skip() -> sk.CompiledKernels:
     """The compiled kernels; without a C compiler the test is skipped, except under CI (`CI=true`), where it fails:
     the README relies on the kernels, so CI must have a compiler."""
-    kernels = vs.compiled_kernels()
+    kernels = sk.compiled_kernels()
     if kernels is None:
         skip_or_fail("no C compiler here: the compiled search kernels cannot be built")
     return kernels
@@ -183,11 +190,11 @@ def test_kernels_without_compiler_fall_back(tmp_path, monkeypatch):
     (one query: the dot-product kernel's job; 20 queries: the compiled search's)."""
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.raises(RuntimeError, match="no-such-compiler"):
-        vs.build_kernels(tmp_path / "kernels")
-    monkeypatch.setattr(vs, "_KERNELS", None)
-    monkeypatch.setattr(vs, "_KERNELS_FAILED", False)
+        sk.build_kernels(tmp_path / "kernels")
+    monkeypatch.setattr(sk, "_KERNELS", None)
+    monkeypatch.setattr(sk, "_KERNELS_FAILED", False)
     monkeypatch.setenv("CLIP2VIDEO_CACHE", str(tmp_path / "cache"))
-    assert vs.compiled_kernels() is None
+    assert sk.compiled_kernels() is None
     rng = np.random.default_rng(5)
     vectors = collection("isotropic", 4000, 64, rng)
     blocks = [vs.SearchBlock(vectors, vs.quantize_int8(vectors))]
@@ -197,29 +204,69 @@ def test_kernels_without_compiler_fall_back(tmp_path, monkeypatch):
 
 
 def test_kernels_are_built_once(tmp_path):
-    """The library is cached under a name that hashes its source and compiler: a second build reuses the file."""
+    """The library is cached under a name that hashes its source and compiler line, with a stamp of its digest: a
+    second build reuses the file."""
     compiled_kernels_or_skip()
-    first = vs.build_kernels(tmp_path)
+    first = sk.build_kernels(tmp_path)
     (library,) = tmp_path.glob("search_kernels-*.so")
     stamp = library.stat().st_mtime_ns
-    second = vs.build_kernels(tmp_path)
-    assert library.stat().st_mtime_ns == stamp and list(tmp_path.iterdir()) == [library]
-    assert first.library._name == second.library._name == str(library)
+    second = sk.build_kernels(tmp_path)
+    assert library.stat().st_mtime_ns == stamp
+    assert sorted(tmp_path.iterdir()) == [library.with_suffix(".json"), library]
+    assert first.path == second.path == str(library)
+
+
+def test_damaged_cached_library_is_rebuilt_not_loaded(tmp_path):
+    """A cached library truncated (which killed the process with SIGBUS when loaded) or replaced by other bytes of
+    the same size fails its digest and is compiled again; in a fresh process, as a later run would meet it."""
+    compiled_kernels_or_skip()
+    cache = tmp_path / "cache"
+    sk.build_kernels(cache / "kernels")
+    (library,) = (cache / "kernels").glob("search_kernels-*.so")
+    good = library.read_bytes()
+    code = ("import numpy as np, search_kernels as sk\n"
+            "k = sk.compiled_kernels()\n"
+            "out = np.empty(3, np.int32)\n"
+            "k.dot(np.ones((3, 70), np.int8), np.full(70, 2, np.int8), out)\n"
+            "print(k.path, out.tolist())\n")
+    for damaged in (good[: len(good) // 2], good[:4096] + bytes(len(good) - 4096)):
+        library.write_bytes(damaged)
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "CLIP2VIDEO_CACHE": str(cache)}, cwd=str(REPO_ROOT))
+        assert result.returncode == 0, (result.returncode, result.stderr[-1500:])
+        assert result.stdout.split() == [str(library), "[140,", "140,", "140]"]
+        assert "compiling them again" in result.stderr
+        assert library.read_bytes() == good
+
+
+def test_kernel_cache_not_private_is_not_trusted(tmp_path, caplog):
+    """A cache folder others can write (where anyone could plant a library) is not loaded from: the kernels are
+    compiled into a private folder instead, and work."""
+    compiled_kernels_or_skip()
+    shared = tmp_path / "shared"
+    sk.build_kernels(shared)
+    shared.chmod(0o777)
+    with caplog.at_level("WARNING", logger="search_kernels"):
+        kernels = sk.build_kernels(shared)
+    assert "not private" in caplog.text and not kernels.path.startswith(str(shared))
+    out = np.empty(2, np.int32)
+    kernels.dot(np.full((2, 5), 3, np.int8), np.full(5, -2, np.int8), out)
+    assert out.tolist() == [-30, -30]
 
 
 def test_kernels_are_cached_under_clip2video_cache(tmp_path, monkeypatch):
     """`$CLIP2VIDEO_CACHE/kernels` holds the compiled library when set; `~/.cache/clip2video/kernels` otherwise."""
     compiled_kernels_or_skip()
     monkeypatch.setenv("CLIP2VIDEO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(vs, "_KERNELS", None)
-    monkeypatch.setattr(vs, "_KERNELS_FAILED", False)
-    assert vs.kernel_cache_dir() == tmp_path / "cache" / "kernels"
-    kernels = vs.compiled_kernels()
+    monkeypatch.setattr(sk, "_KERNELS", None)
+    monkeypatch.setattr(sk, "_KERNELS_FAILED", False)
+    assert sk.kernel_cache_dir() == tmp_path / "cache" / "kernels"
+    kernels = sk.compiled_kernels()
     (library,) = (tmp_path / "cache" / "kernels").glob("search_kernels-*.so")
-    assert kernels.library._name == str(library)
+    assert kernels.path == str(library)
     monkeypatch.delenv("CLIP2VIDEO_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert vs.kernel_cache_dir() == tmp_path / "home" / ".cache" / "clip2video" / "kernels"
+    assert sk.kernel_cache_dir() == tmp_path / "home" / ".cache" / "clip2video" / "kernels"
 
 
 def test_damaged_codes_are_detected_not_trusted():
@@ -350,3 +397,56 @@ def test_degenerate_collection_falls_back_to_the_float32_scan(monkeypatch, caplo
     assert "float32 scan" in caplog.text
     assert result.rows[:, 0].tolist() == [1234, 1234]
     assert_exact_topk(result, blocks, queries, 5)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# `auto`: never a path slower than the float32 scan
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_choose_backend_follows_the_measured_speed(monkeypatch):
+    """Where `torch._int_mm` is slow (CPUs without VNNI: 0.2 GOP/s against 20 GFLOP/s for float32), `auto` scans
+    float32; where the int8 scan is faster it takes int8; small collections always scan float32."""
+    monkeypatch.setattr(vs, "_SPEEDS", {})
+    assert vs.choose_backend(1000, 1, 64).backend == "flat"
+    real_int_mm = torch._int_mm
+
+    def slow_int_mm(*args, **kwargs):  # a product 50 times slower than it is here
+        start = time.perf_counter()
+        result = real_int_mm(*args, **kwargs)
+        time.sleep(49 * (time.perf_counter() - start) + 0.01)
+        return result
+
+    monkeypatch.setattr(vs.torch, "_int_mm", slow_int_mm)
+    choice = vs.choose_backend(1_000_000, 8, 256)
+    assert choice.backend == "flat", choice
+    assert "torch._int_mm" in choice.reason and "the float32 scan" in choice.reason
+    assert vs.cpu_features() in choice.reason
+    monkeypatch.setattr(vs, "_SPEEDS", {})
+    monkeypatch.setattr(vs, "int8_scan_speedup", lambda dim, num_queries: 4.0)
+    choice = vs.choose_backend(1_000_000, 8, 256)
+    assert choice == vs.BackendChoice("int8", choice.reason) and "4.00x" in choice.reason
+
+
+def test_scan_speed_is_measured_once(monkeypatch):
+    monkeypatch.setattr(vs, "_SPEEDS", {})
+    first = vs.int8_scan_speedup(128, 1)
+    monkeypatch.setattr(vs, "scan_int8", lambda *args: pytest.fail("measured again"))
+    assert vs.int8_scan_speedup(128, 1) == first > 0
+
+
+def test_bench_search_creates_its_workdir_and_says_what_auto_chose(tmp_path):
+    """`bench_search.py --workdir` of a folder that does not exist yet; the JSON names auto's choice and reason."""
+    workdir = tmp_path / "not" / "there"
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "bench_search.py"), "--num_videos",
+                             "40000", "--dim", "32", "--num_queries", "8", "--repeats", "2", "--shard_rows", "20000",
+                             "--workdir", str(workdir), "--json", str(tmp_path / "figures.json")],
+                            capture_output=True, text=True, timeout=600, cwd=str(REPO_ROOT))
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert workdir.is_dir() and list(workdir.iterdir()) == []
+    auto = figures["auto"]
+    assert auto["one_query_backend"] in ("flat", "int8") and auto["batch_backend"] in ("flat", "int8")
+    assert "measured" in auto["batch_reason"] and auto["cpu"] == vs.cpu_features()
+    assert auto["batch_s"] == figures[auto["batch_backend"]]["batch_s"]
+    assert figures["int8"]["same_topk_as_flat"] == figures["flat"]["same_topk_as_flat"] == 1.0
