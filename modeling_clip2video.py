@@ -23,8 +23,10 @@ from transformers.utils import TransformersKwargs, can_return_tuple, is_tracing,
 
 try:  # loaded as Hub remote code (a package) ...
     from .configuration_clip2video import CLIP2VideoConfig
+    from .loss_clip2video import clip2video_loss
 except ImportError:  # ... or as a top-level module of the installed project
     from configuration_clip2video import CLIP2VideoConfig
+    from loss_clip2video import clip2video_loss
 
 
 logger = logging.get_logger(__name__)
@@ -39,45 +41,6 @@ CLIP_MODULES = ("text_model", "vision_model", "visual_projection", "text_project
 QUICK_GELU_SCALE = 1.702
 # Standard deviation of the original's random TAB centers (`64 ** -0.5`, independent of the width).
 CENTER_INIT_STD = 64**-0.5
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Loss helpers
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def symmetric_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """InfoNCE in both directions (original: `CrossEn` on `S` and `S.T`, averaged).
-
-    Args:
-        logits: `(batch, batch)` similarities, matching pairs on the diagonal.
-    """
-    targets = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
-
-
-def clip2video_loss(
-    text_global: torch.Tensor,
-    video_global: torch.Tensor,
-    logit_scale: torch.Tensor,
-    center_weight: float = 1.0,
-    text_alignment: torch.Tensor | None = None,
-    video_alignment: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The original training loss: `cw * L_sym(s * t_g v_g^T) + (1 - cw) * L_sym(s * t_c v_c^T)`, `L_sym` being the
-    mean of the row and column cross-entropies (`CrossEn` of the original's `modules/until_module.py`, combined in
-    `modules/modeling.py`).
-
-    Without TAB embeddings it is `L_sym(s * t_g v_g^T)`. All embeddings are unit vectors of shape `(batch, dim)`, text row
-    `i` pairs with video row `i`; `logit_scale` is the log temperature. Callers that gather features across processes
-    pass the gathered tensors here.
-    """
-    scale = logit_scale.exp()
-    global_loss = symmetric_cross_entropy(scale * text_global @ video_global.t())
-    if text_alignment is None or video_alignment is None:
-        return global_loss
-    alignment_loss = symmetric_cross_entropy(scale * text_alignment @ video_alignment.t())
-    return center_weight * global_loss + (1 - center_weight) * alignment_loss
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -468,33 +431,25 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
 
     # ------------------------------------------------------------------------------------------------------------ text
 
-    def encode_text(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Unit text embeddings `t_g` `(batch, projection_dim)` and, with TAB, `t_c` `(batch, projection_dim)` (else None).
-
-        Args:
-            input_ids: `(batch, length)` CLIP token ids: start token, text, end token, padding.
-            attention_mask: `(batch, length)`, 1 on start..end tokens. Used by TAB only (the start token is left out of
-                the TAB pooling, as in the original); the text tower is causal, so padding never reaches the used
-                positions. Defaults to all ones.
-        """
-        text_global, text_alignment, _ = self._encode_text(input_ids, attention_mask)
-        return text_global, text_alignment
-
     def _encode_text(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, torch.Tensor | None, BaseModelOutputWithPooling]:
-        """`encode_text` plus the text tower's outputs (hidden states / attentions on request through `kwargs`)."""
+        """Unit text embeddings `t_g` `(batch, projection_dim)` and, with TAB, `t_c` `(batch, projection_dim)` (else
+        None), and the text tower's outputs (hidden states / attentions on request through `kwargs`).
+
+        `input_ids` `(batch, length)`: start token, text, end token, padding; `attention_mask` `(batch, length)`, 1 on
+        start..end tokens, is used by TAB only (the start token is left out of the TAB pooling, as in the original);
+        the text tower is causal, so padding never reaches the used positions. Defaults to all ones.
+        """
         text_outputs = self.text_model(input_ids=input_ids, return_dict=True, **kwargs)
         head_dtype = self.logit_scale.dtype  # the towers may run in lower precision (see `cast_clip_towers`)
         end_embeds = self.text_projection(text_outputs.pooler_output).to(head_dtype)
         token_embeds = self.text_projection(text_outputs.last_hidden_state).to(head_dtype) if self.config.use_tab else None
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        return *self.text_embeds_from_states(end_embeds, token_embeds, attention_mask), text_outputs
+        return *self._text_embeds_from_states(end_embeds, token_embeds, attention_mask), text_outputs
 
-    def text_embeds_from_states(
+    def _text_embeds_from_states(
         self, end_embeds: torch.Tensor, token_embeds: torch.Tensor | None, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`t_g` and (with TAB) `t_c` from projected text-tower states: the end-token state `(batch, dim)` and every
@@ -539,19 +494,15 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
 
     # ----------------------------------------------------------------------------------------------------------- video
 
-    def encode_frames(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
-        """Projected CLIP features of every frame, `(batch, frames, projection_dim)`, not normalised.
-
-        With `config.original_padding` padded frames are encoded like real ones (their features enter TDB); otherwise
-        they are skipped and their features are zeros (every token touching them is masked).
-        """
-        return self._encode_frames(pixel_values, video_mask)[0]
-
     def _encode_frames(
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
-        """`encode_frames` plus the vision tower's outputs with every per-frame tensor laid out `(batch, frames, ...)`
-        (zeros at padded frames unless `config.original_padding`); hidden states / attentions on request (`kwargs`).
+        """Projected CLIP features of every frame, `(batch, frames, projection_dim)`, not normalised, and the vision
+        tower's outputs with every per-frame tensor laid out `(batch, frames, ...)`; hidden states / attentions on
+        request (`kwargs`).
+
+        With `config.original_padding` padded frames are encoded like real ones (their features enter TDB); otherwise
+        they are skipped and their features (and tower outputs) are zeros (every token touching them is masked).
 
         Without `original_padding` only the valid frames go through the tower, except in a traced graph
         (`torch.compile`, `torch.export`), which encodes every frame and zeroes the padded ones: a data-dependent
@@ -571,17 +522,12 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
             vision_outputs[key] = tuple(map(per_video, value)) if isinstance(value, tuple) else per_video(value)
         return per_video(features).to(self.logit_scale.dtype), vision_outputs
 
-    def encode_video(
-        self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Unit video embeddings `v_g` and (with TAB, else None) `v_c`, both `(batch, projection_dim)`, and the frame
-        features `(batch, frames, projection_dim)`. Arguments as in `get_video_features`."""
-        return self._encode_video(pixel_values, video_mask)[:3]
-
     def _encode_video(
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, BaseModelOutputWithPooling]:
-        """`encode_video` plus the vision tower's outputs (see `_encode_frames`)."""
+        """Unit video embeddings `v_g` and (with TAB, else None) `v_c`, both `(batch, projection_dim)`, the frame
+        features `(batch, frames, projection_dim)` and the vision tower's outputs (see `_encode_frames`). Arguments as
+        in `get_video_features`."""
         video_mask = self._check_video_inputs(pixel_values, video_mask)
         frame_embeds, vision_outputs = self._encode_frames(pixel_values, video_mask, **kwargs)
         video_global = self._global_video_embeds(frame_embeds, video_mask)
@@ -784,5 +730,4 @@ __all__ = [
     "CLIP2VideoTemporalDifferenceBlock",
     "CLIP2VideoTemporalTransformer",
     "CLIP_MODULES",
-    "clip2video_loss",
 ]

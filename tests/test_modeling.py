@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
 from conftest import TINY_TEXT, TINY_VISION, random_text, random_video, tiny_config
-from modeling_clip2video import CLIP2VideoModel, clip2video_loss
+from loss_clip2video import clip2video_loss
+from modeling_clip2video import CLIP2VideoModel
 
 
 def build(seed: int = 0, **overrides) -> CLIP2VideoModel:
@@ -241,7 +242,7 @@ def test_from_clip_copies_clip_and_initialises_the_temporal_blocks_like_the_orig
     # and the CLIP similarity machinery is intact: frame features equal CLIP's image embeddings
     pixels, mask = random_video(model.config, [6])
     with torch.no_grad():
-        frames = model.encode_frames(pixels, mask)
+        frames = model(input_ids=random_text(model.config, [5])[0], pixel_values=pixels, video_mask=mask).frame_embeds
         expected = clip.get_image_features(pixel_values=pixels[0]).pooler_output
     assert max_diff(frames[0], expected) < 1e-5
 
