@@ -43,6 +43,10 @@ QUICK_GELU_SCALE = 1.702
 CENTER_INIT_STD = 64**-0.5
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's tensors do not fit the model its config describes (a tensor of another shape)."""
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Outputs
 # ----------------------------------------------------------------------------------------------------------------------
@@ -353,6 +357,23 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         self.post_init()
 
     # ---------------------------------------------------------------------------------------------------- construction
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`; a checkpoint tensor whose shape does not fit the config raises
+        `CheckpointMismatchError` naming the tensors and both shapes (transformers raises a bare `RuntimeError` after
+        its load report), unless `ignore_mismatched_sizes=True` asks for those tensors to be initialised anew."""
+        if kwargs.get("ignore_mismatched_sizes"):
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        with_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, ignore_mismatched_sizes=True,
+                                              output_loading_info=True, **kwargs)
+        if info["mismatched_keys"]:
+            shown = ", ".join(f"{key} (checkpoint {tuple(saved)}, config {tuple(expected)})"
+                              for key, saved, expected in sorted(info["mismatched_keys"])[:5])
+            raise CheckpointMismatchError(f"{pretrained_model_name_or_path}: {len(info['mismatched_keys'])} tensors do "
+                                          f"not fit its config.json: {shown}")
+        return (model, info) if with_info else model
 
     @classmethod
     def from_clip(cls, clip: "str | CLIPModel", **config_kwargs) -> "CLIP2VideoModel":
@@ -723,6 +744,7 @@ def _copy_layers(source: nn.ModuleList, target: nn.ModuleList) -> None:
 
 
 __all__ = [
+    "CheckpointMismatchError",
     "CLIP2VideoModel",
     "CLIP2VideoOutput",
     "CLIP2VideoPreTrainedModel",

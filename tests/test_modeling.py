@@ -491,3 +491,18 @@ def test_readme_trainer_example_runs_as_written(tmp_path):
     metrics = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert math.isfinite(metrics["eval_loss"]) and metrics["epoch"] == 2.0
     assert (tmp_path / "clip2video-trainer").is_dir()
+
+
+def test_a_checkpoint_tensor_of_the_wrong_shape_is_a_typed_error_naming_it(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from modeling_clip2video import CheckpointMismatchError
+
+    build().save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights["temporal_alignment_block.center_weights"] = torch.zeros(7, 64)  # the config says 5 centers
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointMismatchError, match=r"center_weights \(checkpoint \(7, 64\), config \(5, 64\)\)"):
+        CLIP2VideoModel.from_pretrained(tmp_path)
+    model, info = CLIP2VideoModel.from_pretrained(tmp_path, ignore_mismatched_sizes=True, output_loading_info=True)
+    assert [key for key, *_ in info["mismatched_keys"]] == ["temporal_alignment_block.center_weights"]
