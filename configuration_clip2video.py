@@ -1,6 +1,7 @@
 # Copyright 2026 The clip2video authors. Licensed under the MIT licence.
 """CLIP2Video model configuration."""
 
+import copy
 import math
 from typing import Any
 
@@ -22,6 +23,14 @@ MAX_VOCAB_SIZE = 1_000_000
 MAX_POSITIONS = 65536
 MAX_IMAGE_SIZE = 8192
 MAX_PARAMETERS = 20_000_000_000
+#: The custom pipelines of every CLIP2Video model (`pipeline_clip2video.py`, written next to the model by
+#: `CLIP2VideoModel.save_pretrained`), in the form `Pipeline.save_pretrained` writes into `config.custom_pipelines`.
+CUSTOM_PIPELINES = {
+    "zero-shot-video-classification": {"impl": "pipeline_clip2video.ZeroShotVideoClassificationPipeline",
+                                       "pt": ["AutoModel"], "type": "multimodal"},
+    "feature-extraction": {"impl": "pipeline_clip2video.CLIP2VideoFeatureExtractionPipeline", "pt": ["AutoModel"],
+                           "type": "multimodal"},
+}
 
 
 class CLIP2VideoConfig(PretrainedConfig):
@@ -135,6 +144,8 @@ class CLIP2VideoConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
+        # `pipeline(task, model=folder, trust_remote_code=True)` finds the project's pipelines here
+        self.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         self._check_towers()
         self._check_temporal_options()
         parameters = self.estimated_num_parameters()
@@ -248,4 +259,4 @@ def _require_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 CLIP2VideoConfig.register_for_auto_class()
 
-__all__ = ["CLIP2VideoConfig"]
+__all__ = ["CUSTOM_PIPELINES", "CLIP2VideoConfig"]

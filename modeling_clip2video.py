@@ -22,10 +22,10 @@ from transformers.utils import TransformersKwargs, can_return_tuple, is_tracing,
 
 
 try:  # loaded as Hub remote code (a package) ...
-    from .configuration_clip2video import CLIP2VideoConfig
+    from .configuration_clip2video import CUSTOM_PIPELINES, CLIP2VideoConfig
     from .loss_clip2video import clip2video_loss
 except ImportError:  # ... or as a top-level module of the installed project
-    from configuration_clip2video import CLIP2VideoConfig
+    from configuration_clip2video import CUSTOM_PIPELINES, CLIP2VideoConfig
     from loss_clip2video import clip2video_loss
 
 
@@ -409,6 +409,18 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
             )
         model.initialize_temporal_from_clip()
         return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with the custom pipelines that `config.custom_pipelines` names: the remote
+        code written next to the model includes `pipeline_clip2video.py` (imported here so that transformers copies
+        it), so `pipeline("zero-shot-video-classification", model=folder, trust_remote_code=True)` loads the folder."""
+        try:  # as remote code; the line is what makes transformers copy the pipeline file
+            from .pipeline_clip2video import ZeroShotVideoClassificationPipeline  # noqa: F401
+        except ImportError:  # the installed project: `custom_object_save` reads the line above all the same
+            pass
+        # a pipeline built from this model replaced the class names by classes (transformers' `clean_custom_task`)
+        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def initialize_temporal_from_clip(self) -> None:
