@@ -23,9 +23,11 @@ from transformers.utils import TransformersKwargs, can_return_tuple, is_tracing,
 
 try:  # loaded as Hub remote code (a package) ...
     from .configuration_clip2video import CUSTOM_PIPELINES, CLIP2VideoConfig
+    from .hub_clip2video import write_push_card
     from .loss_clip2video import clip2video_loss
 except ImportError:  # ... or as a top-level module of the installed project
     from configuration_clip2video import CUSTOM_PIPELINES, CLIP2VideoConfig
+    from hub_clip2video import write_push_card
     from loss_clip2video import clip2video_loss
 
 
@@ -421,6 +423,12 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
         # a pipeline built from this model replaced the class names by classes (transformers' `clean_custom_task`)
         self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
+        """The upload of `push_to_hub`, with the project's model card instead of transformers' placeholder (the card
+        of the folder the model came from, with its metrics and data; see `hub_clip2video.write_push_card`)."""
+        write_push_card(working_dir, repo_id, self.name_or_path, self.config, self.num_parameters())
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
     @torch.no_grad()
     def initialize_temporal_from_clip(self) -> None:
