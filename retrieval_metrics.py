@@ -385,6 +385,57 @@ def flatten_metrics(metrics: dict[str, dict], prefix: str = "") -> dict[str, flo
     return flat
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# transformers.Trainer
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: The metrics `compute_retrieval_metrics` reports, per direction (`t2v_` / `v2t_`).
+TRAINER_METRICS = ("R1", "R5", "R10", "MedianR", "MeanR")
+
+
+def keep_retrieval_embeds(logits, labels=None):
+    """`preprocess_logits_for_metrics` for `Trainer`: keep only the text and video retrieval embeddings of each
+    evaluation batch (not the in-batch similarity matrices and frame features), so that evaluation memory grows with
+    `2 * retrieval_embed_dim` floats per example."""
+    return tuple(_retrieval_embeds(logits))
+
+
+def _retrieval_embeds(predictions) -> tuple:
+    """`(text_embeds, video_embeds)` of a `CLIP2VideoOutput` as Trainer hands it over: the tuple of its fields
+    without the loss and the tower outputs (`logits_per_text`, `logits_per_video`, `text_embeds`, `video_embeds`, ...,
+    the first four being its 2-D entries), or the pair `keep_retrieval_embeds` left."""
+    if len(predictions) == 2:
+        return predictions[0], predictions[1]
+    matrices = [value for value in predictions if np.ndim(value) == 2]
+    if len(matrices) < 4:
+        raise ValueError(f"expected the outputs of a CLIP2VideoModel (logits, text_embeds, video_embeds, ...), got "
+                         f"{len(predictions)} arrays of shapes {[np.shape(value) for value in predictions]}")
+    return matrices[2], matrices[3]
+
+
+def compute_retrieval_metrics(eval_pred, tie_rule: str = "pessimistic") -> dict[str, float]:
+    """`compute_metrics` for `transformers.Trainer` evaluating a `CLIP2VideoModel` on caption-video pairs.
+
+    Every evaluation example is one caption with its video (caption `i` pairs with video `i`); the similarity of
+    every caption with every video of the whole evaluation set is `text_embeds @ video_embeds.T` (the logit scale
+    does not change ranks), scored by `retrieval_metrics`: `t2v_R1`, `t2v_R5`, `t2v_R10`, `t2v_MedianR`, `t2v_MeanR`
+    and the same for `v2t_` (Trainer adds its `eval_` prefix). A video appearing in several examples is several
+    candidates.
+
+    Works with `eval_do_concat_batches=True` (Trainer's default: one array per output over the whole set) and
+    `False` (a list of per-batch tuples), with or without `preprocess_logits_for_metrics=keep_retrieval_embeds`.
+    """
+    predictions = eval_pred.predictions if hasattr(eval_pred, "predictions") else eval_pred[0]
+    if isinstance(predictions, list) and predictions and isinstance(predictions[0], (tuple, list)):
+        pairs = [_retrieval_embeds(batch) for batch in predictions]  # eval_do_concat_batches=False
+        text, video = np.concatenate([pair[0] for pair in pairs]), np.concatenate([pair[1] for pair in pairs])
+    else:
+        text, video = _retrieval_embeds(predictions)
+    similarity = np.asarray(text, dtype=np.float64) @ np.asarray(video, dtype=np.float64).T
+    flat = flatten_metrics(retrieval_metrics(similarity, tie_rule=tie_rule))
+    return {key: value for key, value in flat.items() if key.split("_", 1)[1] in TRAINER_METRICS}
+
+
 def _is_identity(caption_to_video, shape) -> bool:
     caption_to_video = np.asarray(caption_to_video)
     return shape[0] == shape[1] and bool(np.array_equal(caption_to_video, np.arange(shape[0])))
@@ -397,12 +448,15 @@ __all__ = [
     "MOMENT_R1_THRESHOLDS",
     "NonFiniteScoresError",
     "TIE_RULES",
+    "TRAINER_METRICS",
     "check_finite",
+    "compute_retrieval_metrics",
     "dsl_retrieval_metrics",
     "dual_softmax_rescore",
     "flatten_metrics",
     "ground_truth_ranks",
     "group_best_caption_scores",
+    "keep_retrieval_embeds",
     "moment_average_precision",
     "moment_retrieval_metrics",
     "retrieval_metrics",

@@ -101,3 +101,41 @@ def test_nan_weights_give_an_error_instead_of_features():
         ids, attention = random_text(model.config, [5, 7])
         with pytest.raises(NonFiniteScoresError, match="text features"):
             encode_texts(model, ids, attention)
+
+
+class _Pairs(torch.utils.data.Dataset):
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+
+@pytest.mark.parametrize("concat, preprocess", [(True, False), (False, False), (True, True)])
+def test_trainer_evaluate_reports_the_retrieval_metrics_of_the_whole_matrix(tmp_path, concat, preprocess):
+    from transformers import Trainer, TrainingArguments
+
+    from modeling_clip2video import CLIP2VideoModel
+    from retrieval_metrics import compute_retrieval_metrics, flatten_metrics, keep_retrieval_embeds
+
+    torch.manual_seed(0)
+    model = CLIP2VideoModel(tiny_config()).eval()
+    ids, attention = random_text(model.config, [5, 9, 3, 12, 7, 4, 16], seed=1)
+    pixels, video_mask = random_video(model.config, [6, 2, 4, 6, 5, 3, 1], seed=2)
+    rows = [dict(input_ids=ids[i], attention_mask=attention[i], pixel_values=pixels[i], video_mask=video_mask[i])
+            for i in range(7)]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=3, report_to="none", use_cpu=True,
+                             eval_do_concat_batches=concat)
+    trainer = Trainer(model=model, args=args, eval_dataset=_Pairs(rows), compute_metrics=compute_retrieval_metrics,
+                      preprocess_logits_for_metrics=keep_retrieval_embeds if preprocess else None)
+    metrics = trainer.evaluate()
+    with torch.no_grad():
+        text = model.get_text_features(ids, attention).pooler_output
+        video = model.get_video_features(pixels, video_mask).pooler_output
+    expected = flatten_metrics(retrieval_metrics(text @ video.T), prefix="eval_")
+    for key in ("t2v_R1", "t2v_R5", "t2v_MedianR", "t2v_MeanR", "v2t_R1", "v2t_R10", "v2t_MeanR"):
+        assert metrics[f"eval_{key}"] == pytest.approx(expected[f"eval_{key}"]), key
+    assert 0 < metrics["eval_t2v_MeanR"] <= 7 and "eval_loss" in metrics
