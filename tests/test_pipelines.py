@@ -177,3 +177,19 @@ def test_bad_calls_raise_clear_errors(model_folder):
     assert len(extractor(frames)) == model.config.retrieval_embed_dim  # a non-string input is a video
     with pytest.raises(RuntimeError, match="zero-shot-video-classification, feature-extraction"):
         pipeline(model=str(model_folder), trust_remote_code=True)  # two tasks: transformers asks which
+
+
+@pytest.mark.slow
+def test_a_model_trained_by_run_retrieval_serves_the_pipelines(tmp_path):
+    import run_retrieval
+    from script_runs import tiny_args
+
+    output = tmp_path / "run"
+    run_retrieval.main(tiny_args(output, str(tmp_path / "cache"), "--do_train", "--num_train_epochs", "1",
+                                 "--visual_report", "False"))
+    assert (output / "pipeline_clip2video.py").is_file()
+    video, _ = write_video(tmp_path)
+    results = run_fresh(output, video, tmp_path)
+    model = CLIP2VideoModel.from_pretrained(output).eval()
+    expected = expected_scores(model, load_processor(output), video, LABELS)
+    assert as_dict(results["single"]) == pytest.approx(expected, abs=1e-5)
