@@ -22,6 +22,7 @@ The videos are anything the model's processor reads: a file path or URL, encoded
 from __future__ import annotations
 
 import os
+import types
 from collections import UserDict
 from typing import Any
 
@@ -78,8 +79,16 @@ class _CLIP2VideoPipeline(Pipeline):
         # processor plays that part (videos of one processor have one shape, so nothing is padded)
         self.feature_extractor = self.feature_extractor or self.processor.video_processor
 
-    def _run(self, items: list[_Item], single: bool, **kwargs):
-        outputs = super().__call__(items, **kwargs)
+    def _run(self, kind: str, inputs: Any, **kwargs):
+        """Tags the inputs and runs them: a generator or a torch `Dataset` (e.g. `KeyDataset(dataset, "video")`)
+        streams lazily, as in every pipeline; one input gives one result, a list a list."""
+        if isinstance(inputs, (types.GeneratorType, torch.utils.data.Dataset)):
+            return super().__call__((_Item(kind, value) for value in inputs), **kwargs)
+        if kind == "text":
+            batch, single = ([inputs], True) if isinstance(inputs, str) else (list(inputs), False)
+        else:
+            batch, single = split_videos(inputs)
+        outputs = super().__call__([_Item(kind, value) for value in batch], **kwargs)
         return outputs[0] if single else outputs
 
     def _video_inputs(self, video: Any) -> dict[str, torch.Tensor]:
@@ -114,9 +123,7 @@ class ZeroShotVideoClassificationPipeline(_CLIP2VideoPipeline):
         if not candidate_labels or isinstance(candidate_labels, str) or not all(
                 isinstance(label, str) for label in candidate_labels):
             raise ValueError(f"`candidate_labels` must be a non-empty list of strings, got {candidate_labels!r}")
-        batch, single = split_videos(videos)
-        return self._run([_Item("video", video) for video in batch], single, candidate_labels=list(candidate_labels),
-                         **kwargs)
+        return self._run("video", videos, candidate_labels=list(candidate_labels), **kwargs)
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, **kwargs):
         if kwargs:
@@ -175,13 +182,11 @@ class CLIP2VideoFeatureExtractionPipeline(_CLIP2VideoPipeline):
             else:
                 videos = inputs
         if text is not None:
-            single = isinstance(text, str)
-            texts = [text] if single else list(text)
-            if not texts or not all(isinstance(item, str) for item in texts):
+            texts = [text] if isinstance(text, str) else text
+            if isinstance(texts, (list, tuple)) and (not texts or not all(isinstance(item, str) for item in texts)):
                 raise ValueError("`text` must be a string or a non-empty list of strings")
-            return self._run([_Item("text", item) for item in texts], single, **kwargs)
-        batch, single = split_videos(videos)
-        return self._run([_Item("video", video) for video in batch], single, **kwargs)
+            return self._run("text", text, **kwargs)
+        return self._run("video", videos, **kwargs)
 
     def _sanitize_parameters(self, return_tensors=None, **kwargs):
         if kwargs:

@@ -193,3 +193,23 @@ def test_a_model_trained_by_run_retrieval_serves_the_pipelines(tmp_path):
     model = CLIP2VideoModel.from_pretrained(output).eval()
     expected = expected_scores(model, load_processor(output), video, LABELS)
     assert as_dict(results["single"]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_generators_and_datasets_stream_through_the_pipelines(model_folder):
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    from pipeline_clip2video import CLIP2VideoFeatureExtractionPipeline, ZeroShotVideoClassificationPipeline
+
+    model = CLIP2VideoModel.from_pretrained(model_folder).eval()
+    processor = load_processor(model_folder)
+    videos = [np.full((4, 32, 32, 3), value, dtype=np.uint8) for value in (0, 128, 255)]
+    classifier = ZeroShotVideoClassificationPipeline(model=model, processor=processor, device="cpu")
+    listed = classifier(videos, candidate_labels=LABELS)
+    streamed = list(classifier((video for video in videos), candidate_labels=LABELS, batch_size=2))
+    from_dataset = list(classifier(KeyDataset([{"video": video} for video in videos], "video"),
+                                   candidate_labels=LABELS))
+    for result in (streamed, from_dataset):
+        assert [as_dict(item) for item in result] == [pytest.approx(as_dict(item), abs=1e-6) for item in listed]
+    extractor = CLIP2VideoFeatureExtractionPipeline(model=model, processor=processor, device="cpu")
+    texts = list(extractor(text=(caption for caption in LABELS)))
+    assert np.allclose(texts, extractor(text=LABELS), atol=1e-6)
