@@ -89,6 +89,25 @@ def as_dict(result) -> dict[str, float]:
     return {item["label"]: item["score"] for item in result}
 
 
+def check_zero_shot_in_a_fresh_interpreter(folder, tmp_path) -> None:
+    """The folder's zero-shot pipeline, loaded in a fresh interpreter, scores a clip as its model does."""
+    video, _ = write_video(tmp_path)
+    results = run_fresh(folder, video, tmp_path)
+    model = CLIP2VideoModel.from_pretrained(folder).eval()
+    expected = expected_scores(model, load_processor(folder), video, LABELS)
+    assert as_dict(results["single"]) == pytest.approx(expected, abs=1e-5)
+
+
+def local_pipelines(folder):
+    """The folder's model and both pipelines built in this process from the project's classes."""
+    from pipeline_clip2video import CLIP2VideoFeatureExtractionPipeline, ZeroShotVideoClassificationPipeline
+
+    model = CLIP2VideoModel.from_pretrained(folder).eval()
+    processor = load_processor(folder)
+    return (model, ZeroShotVideoClassificationPipeline(model=model, processor=processor, device="cpu"),
+            CLIP2VideoFeatureExtractionPipeline(model=model, processor=processor, device="cpu"))
+
+
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory):
     """A tiny model with CLIP's vocabulary and its processor (6 frames of 32 px, 16 tokens), saved."""
@@ -145,21 +164,13 @@ def test_a_converted_checkpoint_serves_the_pipelines(tmp_path):
     assert convert_original_checkpoint.main([
         "--checkpoint_path", str(tmp_path / "pytorch_model.bin.2"), "--output_dir", str(folder), "--preset", "msvd",
         "--center_weight", "0.3", "--cross_num_hidden_layers", "2", "--max_words", "16"]) == 0
-    video, _ = write_video(tmp_path)
-    results = run_fresh(folder, video, tmp_path)
-    model = CLIP2VideoModel.from_pretrained(folder).eval()
-    expected = expected_scores(model, load_processor(folder), video, LABELS)
-    assert as_dict(results["single"]) == pytest.approx(expected, abs=1e-5)
+    check_zero_shot_in_a_fresh_interpreter(folder, tmp_path)
 
 
 def test_bad_calls_raise_clear_errors(model_folder):
     from transformers import pipeline
 
-    from pipeline_clip2video import CLIP2VideoFeatureExtractionPipeline, ZeroShotVideoClassificationPipeline
-
-    model = CLIP2VideoModel.from_pretrained(model_folder).eval()
-    processor = load_processor(model_folder)
-    classifier = ZeroShotVideoClassificationPipeline(model=model, processor=processor, device="cpu")
+    model, classifier, extractor = local_pipelines(model_folder)
     frames = np.zeros((4, 32, 32, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match="candidate_labels"):
         classifier(frames, candidate_labels=[])
@@ -169,7 +180,6 @@ def test_bad_calls_raise_clear_errors(model_folder):
         classifier(frames, candidate_labels=["a"], top_k=1)
     assert [item["label"] for item in classifier([Image.fromarray(frame) for frame in frames],
                                                  candidate_labels=["a"])] == ["a"]  # PIL frames are one video
-    extractor = CLIP2VideoFeatureExtractionPipeline(model=model, processor=processor, device="cpu")
     with pytest.raises(ValueError, match="could be a caption or a video"):
         extractor(str(model_folder / "config.json"))
     with pytest.raises(ValueError, match="give one of"):
@@ -188,28 +198,19 @@ def test_a_model_trained_by_run_retrieval_serves_the_pipelines(tmp_path):
     run_retrieval.main(tiny_args(output, str(tmp_path / "cache"), "--do_train", "--num_train_epochs", "1",
                                  "--visual_report", "False"))
     assert (output / "pipeline_clip2video.py").is_file()
-    video, _ = write_video(tmp_path)
-    results = run_fresh(output, video, tmp_path)
-    model = CLIP2VideoModel.from_pretrained(output).eval()
-    expected = expected_scores(model, load_processor(output), video, LABELS)
-    assert as_dict(results["single"]) == pytest.approx(expected, abs=1e-5)
+    check_zero_shot_in_a_fresh_interpreter(output, tmp_path)
 
 
 def test_generators_and_datasets_stream_through_the_pipelines(model_folder):
     from transformers.pipelines.pt_utils import KeyDataset
 
-    from pipeline_clip2video import CLIP2VideoFeatureExtractionPipeline, ZeroShotVideoClassificationPipeline
-
-    model = CLIP2VideoModel.from_pretrained(model_folder).eval()
-    processor = load_processor(model_folder)
+    _, classifier, extractor = local_pipelines(model_folder)
     videos = [np.full((4, 32, 32, 3), value, dtype=np.uint8) for value in (0, 128, 255)]
-    classifier = ZeroShotVideoClassificationPipeline(model=model, processor=processor, device="cpu")
     listed = classifier(videos, candidate_labels=LABELS)
     streamed = list(classifier((video for video in videos), candidate_labels=LABELS, batch_size=2))
     from_dataset = list(classifier(KeyDataset([{"video": video} for video in videos], "video"),
                                    candidate_labels=LABELS))
     for result in (streamed, from_dataset):
         assert [as_dict(item) for item in result] == [pytest.approx(as_dict(item), abs=1e-6) for item in listed]
-    extractor = CLIP2VideoFeatureExtractionPipeline(model=model, processor=processor, device="cpu")
     texts = list(extractor(text=(caption for caption in LABELS)))
     assert np.allclose(texts, extractor(text=LABELS), atol=1e-6)
