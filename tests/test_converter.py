@@ -297,8 +297,9 @@ def test_a_non_empty_output_folder_needs_overwrite_which_keeps_other_files(tmp_p
     # once more over its own output: the same files, replaced
     assert run_cli(tmp_path, original_state, *OPTIONS, "--center_weight", "0.7", "--overwrite_output_dir") == 0
     assert converter.CLIP2VideoModel.from_pretrained(out).config.center_weight == 0.7
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "configuration_clip2video.py",
-                                                     "model.safetensors", "modeling_clip2video.py", "thesis.tex"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md", "config.json", "configuration_clip2video.py", "hub_clip2video.py", "loss_clip2video.py",
+        "model.safetensors", "modeling_clip2video.py", "pipeline_clip2video.py", "thesis.tex"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
