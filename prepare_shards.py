@@ -26,7 +26,7 @@ from typing import Any, Optional
 from accelerate import Accelerator
 from transformers import HfArgumentParser
 
-import data_clip2video
+import data_sources
 from datasets_scripts import BENCHMARK_NAMES, load_benchmark
 from frame_shards import DETERMINISTIC_SAMPLING, FrameOptions, VideoRecord, finish_split, write_split_shards
 from processing_clip2video import CLIP2VideoVideoProcessor
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class PrepareArguments(data_clip2video.SourceArguments):
+class PrepareArguments(data_sources.SourceArguments):
     """Where the videos are (the source options of `SourceArguments`, as run_retrieval.py's), which frames to keep,
     where the shards go."""
 
@@ -87,7 +87,7 @@ def frame_options(args: PrepareArguments) -> FrameOptions:
         image_size = saved.get("vision_config", {}).get("image_size", image_size)
     return FrameOptions(num_frames=args.num_frames or num_frames, image_size=args.image_size or image_size,
                         frame_sampling=args.frame_sampling,
-                        feature_framerate=args.feature_framerate or data_clip2video.default_feature_framerate(
+                        feature_framerate=args.feature_framerate or data_sources.default_feature_framerate(
                             args.dataset_name if args.dataset_name in BENCHMARK_NAMES else None))
 
 
@@ -107,9 +107,9 @@ def source_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord
     captions, and the videos its validation skipped (missing, empty captions) with the reason."""
     name = args.source_name()
     dataset, columns, base_dir = args.open_split(split)
-    table = data_clip2video.build_caption_table(dataset, columns, base_dir, name, split, strict=args.strict)
+    table = data_sources.build_caption_table(dataset, columns, base_dir, name, split, strict=args.strict)
     records = TableRecords(table)
-    skipped = [{"video_id": data_clip2video.default_video_id(name, name), "video": name,
+    skipped = [{"video_id": data_sources.default_video_id(name, name), "video": name,
                 "reason": "no such file or folder"} for name in table.report.missing_videos]
     kept = set(records.video_ids)
     skipped += [{"video_id": name, "video": name, "reason": "no caption (empty)"}
@@ -118,7 +118,7 @@ def source_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord
 
 
 class TableRecords(Sequence):
-    """The videos of a `data_clip2video.CaptionTable` as `VideoRecord`s, read lazily (video bytes stay in the source
+    """The videos of a `data_sources.CaptionTable` as `VideoRecord`s, read lazily (video bytes stay in the source
     until their shard is written)."""
 
     def __init__(self, table):

@@ -22,8 +22,9 @@ import torch
 from conftest import REPO_ROOT
 
 import data_clip2video
+import data_sources
 import run_retrieval
-from data_clip2video import ColumnNotFoundError, DataValidationError
+from data_sources import ColumnNotFoundError, DataValidationError
 
 
 PYTHON = sys.executable
@@ -211,7 +212,7 @@ def test_save_to_disk_folders_with_paths_and_with_video_features(tmp_path):
     assert split.eval_index.video_ids == ("v0", "v1", "v2")
     assert split.report.missing_videos == [str(tmp_path / "v3.mp4")]
     assert _decoded(split) == [4, 4, 4]
-    with pytest.raises(data_clip2video.DataSourceError, match=r"no split 'train'; available splits: \['test'\]"):
+    with pytest.raises(data_sources.DataSourceError, match=r"no split 'train'; available splits: \['test'\]"):
         _load(tmp_path, "--dataset_name", str(tmp_path / "with_paths"), split="train")
     split = _load(tmp_path, "--dataset_name", str(tmp_path / "with_videos"), split="test")
     assert split.eval_index.video_ids == ("v0", "v1", "v2", "v3") and _decoded(split) == [4, 4, 4, 4]
@@ -360,7 +361,7 @@ def test_strict_refuses_an_undecodable_video_and_a_bad_source_is_a_typed_error(t
                             str(tmp_path / "cache")])
     (root / "train").mkdir()
     (root / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "x.mp4", "text": ["a", "b"]}) + "\n")
-    with pytest.raises(data_clip2video.DataSourceError, match="cannot read the dataset"):
+    with pytest.raises(data_sources.DataSourceError, match="cannot read the dataset"):
         _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(root))  # metadata files disagree
 
 
@@ -374,10 +375,10 @@ def test_metadata_mixing_string_and_list_captions_names_the_file_and_the_column(
     (root / "metadata.jsonl").write_text(json.dumps({"file_name": "clip0.mp4", "caption": "one caption"}) + "\n"
                                          + json.dumps({"file_name": "clip1.mp4", "caption": ["two", "three"]}) + "\n")
     loads = [lambda: _load(tmp_path, "--dataset_name", "videofolder", "--data_dir", str(tmp_path / "data")),
-             lambda: data_clip2video.load_source("videofolder", "train", data_dir=str(tmp_path / "data"),
+             lambda: data_sources.load_source("videofolder", "train", data_dir=str(tmp_path / "data"),
                                                  cache_dir=str(tmp_path / "cache"), streaming=True)]
     for load in loads:
-        with pytest.raises(data_clip2video.DataSourceError) as caught:
+        with pytest.raises(data_sources.DataSourceError) as caught:
             load()
         message = str(caught.value)
         assert str(root / "metadata.jsonl") in message and "column 'caption' holds both string and array" in message
