@@ -4,7 +4,7 @@
 Training, evaluation, feature export (`run_retrieval.py`), prepared frame shards and search indexing
 (`search_videos.py`) all read videos through this module, so a new source or format is added once.
 
-Sources, columns, caption values and the caption table of a split are `data_sources`'s.
+Sources and their columns are `data_sources`'s; caption values and the caption table of a split `caption_table`'s.
 
 Decoding (`decode_video`) is the video processor's `load_frames` (its frame choice); the CLIP transform
 runs once per batch (`VideoBatcher`, the processor's `transform_frames`).
@@ -25,9 +25,11 @@ try:
 except ImportError:
     from processing_clip2video import VideoDecodeError
 try:
-    from .data_sources import Columns, captions_of, default_video_id, video_reference
+    from .caption_table import captions_of, default_video_id, video_reference
+    from .data_sources import Columns
 except ImportError:
-    from data_sources import Columns, captions_of, default_video_id, video_reference
+    from caption_table import captions_of, default_video_id, video_reference
+    from data_sources import Columns
 
 
 logger = logging.getLogger(__name__)

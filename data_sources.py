@@ -13,13 +13,14 @@ bytes, a `datasets.Video` value (read as `{"path", "bytes"}`, no torchcodec need
 already-chosen frames (a `(T, H, W, 3)` uint8 array, as prepared shards store them); the caption column a
 string, a list of strings, or a webdataset `.json` record with a `caption`/`captions`/`text` key.
 
-The frames of each video are read by `data_clip2video` (decoding, frame store, batches).
+A source row's values (video reference, captions, span, id) and the caption table of a split are `caption_table`'s;
+the frames of each video are read by `data_clip2video` (decoding, frame store, batches).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import csv
+import glob
 import logging
 import os
 import re
@@ -27,13 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-import numpy as np
-import torch
-
-try:
-    from .processing_clip2video import VideoDecodeError
-except ImportError:
-    from processing_clip2video import VideoDecodeError
+from datasets_scripts import BENCHMARK_NAMES, MOMENT_FORMATS, read_moments
 
 
 logger = logging.getLogger(__name__)
@@ -46,12 +41,16 @@ VIDEO_COLUMNS = ("video", "mp4", "webm", "mkv", "avi", "mov", "file_name", "vide
 CAPTION_COLUMNS = ("caption", "captions", "text", "txt", "sentence", "sentences", "title", "json")
 #: Video id columns tried in order when `video_id_column` is not given (webdataset's sample key).
 VIDEO_ID_COLUMNS = ("video_id", "videoid", "id", "__key__")
+#: Span columns (seconds) tried in order when `start_column` / `end_column` are not given: (start, end) pairs of
+#: columns, then columns holding `[start, end]` pairs (ActivityNet Captions' `timestamps`).
+SPAN_COLUMNS = (("start", "end"), ("start_time", "end_time"), ("start_sec", "end_sec"))
+SPAN_PAIR_COLUMNS = ("timestamp", "timestamps", "span", "relevant_windows")
+#: Columns of a video's duration in seconds (a span ending after it is refused).
+DURATION_COLUMNS = ("duration",)
 #: Keys of a webdataset `.json` record (or any dict caption value) that hold the caption(s).
 CAPTION_KEYS = ("caption", "captions", "text", "txt", "sentence", "title")
 #: Files of a `Dataset.save_to_disk` / `DatasetDict.save_to_disk` folder.
 SAVED_DATASET_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
-#: Name of the data validation report written next to a run's outputs.
-DATA_REPORT_FILENAME = "data_report.json"
 #: The original's `feature_framerate` per benchmark family where it is not 1 (as its `test/*.sh` scripts set it).
 FEATURE_FRAMERATE = {"msrvtt": 2}
 
@@ -120,7 +119,11 @@ def builder_for_files(data_files: dict[str, str]) -> str:
     Raises:
         DataSourceError: the extension names no builder (the message asks for `--dataset_name`).
     """
-    first = next(iter(data_files.values()))
+    given = list(data_files.values())
+    unprepared = [path for path in given if not is_prepared_source(path)]
+    if not unprepared:  # prepared-shards folders only: each is read as its own source
+        return given[0]
+    first = unprepared[0]
     extension = os.path.splitext(first)[1].lower().lstrip(".")
     if extension not in BUILDER_OF_EXTENSION:
         raise DataSourceError(f"cannot tell the format of {first}: pass --dataset_name (csv, json, parquet, "
@@ -135,6 +138,114 @@ def _pick_split(found, split: str, source: str):
     if split in found:
         return found[split]
     raise DataSourceError(f"{source}: no split {split!r}; available splits: {sorted(found.keys())}")
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path and not path.startswith("hf:")
+
+
+def _local_files(pattern: str) -> list[str]:
+    """The files a local data file or glob names (sorted); a folder gives the files under it."""
+    if os.path.isdir(pattern):
+        return sorted(str(path) for path in Path(pattern).rglob("*") if path.is_file())
+    return sorted(path for path in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(path))
+
+
+def check_tar_shard(path: str) -> None:
+    """Refuses a webdataset shard that `tarfile` would read only in part: a garbled header after the first member (the
+    stream reader stops there as at the archive's end, so the rest of the shard would be dropped without a word), a
+    member cut short, or no end-of-archive marker (a truncated copy). Reads headers only.
+
+    Raises:
+        DataSourceError: naming the shard, the byte offset and the last good member.
+    """
+    import tarfile
+
+    size = os.path.getsize(path)
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = tar.getmembers()
+            end = tar.offset
+    except (tarfile.TarError, EOFError, OSError) as error:
+        if "unexpected end of data" in str(error):
+            raise DataSourceError(f"{path}: truncated tar shard ({error}); copy the shard again") from None
+        raise DataSourceError(f"{path}: not a readable tar shard ({error})") from None
+    last = f"after member {members[-1].name!r}" if members else "before any member"
+    if members and members[-1].offset_data + members[-1].size > size:
+        raise DataSourceError(f"{path}: truncated tar shard: member {members[-1].name!r} is cut short "
+                              f"({size} bytes in the file); copy the shard again")
+    with open(path, "rb") as handle:
+        handle.seek(end)
+        block = handle.read(512)
+    if not block:
+        raise DataSourceError(f"{path}: truncated tar shard: it ends at byte {end} {last} without the end-of-archive "
+                              "marker; copy the shard again")
+    if block.count(0) != len(block):
+        raise DataSourceError(f"{path}: damaged tar shard: unreadable header at byte {end} {last} (the members after "
+                              "it would be lost); repair or drop the shard")
+
+
+def check_data_files(data_files: Optional[dict[str, Any]], data_dir: Optional[str] = None,
+                     builder: Optional[str] = None) -> None:
+    """Local data files checked before `datasets` reads them: every glob matches a file, no file is empty, every
+    webdataset shard (`.tar`, also under `data_dir`) is whole (`check_tar_shard`).
+
+    Raises:
+        DataSourceError: naming the file or glob.
+    """
+    for split, given in (data_files or {}).items():
+        for pattern in [given] if isinstance(given, str) else list(given):
+            if not _is_local(pattern):
+                continue
+            files = _local_files(pattern)
+            if not files:
+                raise DataSourceError(f"{pattern} ({split}): no such file (no file matches)")
+            for path in files:
+                if os.path.getsize(path) == 0 or (os.path.getsize(path) < 4096 and not Path(path).read_bytes().strip()):
+                    raise DataSourceError(f"{path} ({split}): empty file (no rows)")
+                if path.lower().endswith(".tar"):
+                    check_tar_shard(path)
+    if builder == "webdataset" and data_dir and os.path.isdir(data_dir):
+        for path in sorted(Path(data_dir).rglob("*.tar")):
+            check_tar_shard(str(path))
+
+
+def _looks_local(name: str) -> bool:
+    """A name that can only mean a local file or folder (`./x`, `../x`, `/x`, `~/x`), not a Hub id or a builder."""
+    return name.startswith((".", "/", "~"))
+
+
+def _reader_options(name: str, data_files: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """Builder options that keep every value as written: csv/tsv columns read as strings (ids `001` and `1` stay two
+    ids; a caption `None` or `NA` is that caption; an empty cell is an empty string), tsv split at tabs."""
+    if name != "csv" or not data_files:
+        return {}
+    import datasets
+
+    first = next((path for given in data_files.values() for pattern in ([given] if isinstance(given, str) else given)
+                  if _is_local(pattern) for path in _local_files(pattern)), None)
+    if first is None:
+        return {"keep_default_na": False}
+    separator = "\t" if first.lower().endswith(".tsv") else ","
+    with open(first, newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle, delimiter=separator), [])
+    options: dict[str, Any] = {"keep_default_na": False, "sep": separator}
+    if header and len(set(header)) == len(header):
+        options["features"] = datasets.Features({column: datasets.Value("string") for column in header})
+    return options
+
+
+def _per_split_files(name: str, data_dir: str, split: str) -> Optional[dict[str, list[str]]]:
+    """The data files of `split` alone in a folder builder's `data_dir` (datasets' own split patterns: `train/`,
+    `test/`, ...), so each split is read with its own metadata features."""
+    from datasets.data_files import get_data_patterns
+
+    try:
+        patterns = get_data_patterns(os.path.abspath(data_dir))
+    except Exception:  # datasets raises EmptyDatasetError and others: then the split cannot be singled out
+        return None
+    found = {str(key): value for key, value in patterns.items()}
+    return {split: found[split]} if split in found else None
 
 
 def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None,
@@ -154,42 +265,65 @@ def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None
         the split; `datasets.Video` columns are cast to `decode=False` (`{"path", "bytes"}` values).
 
     Raises:
-        DataSourceError: the split is not in the source, or the source cannot be opened.
+        DataSourceError: the split is not in the source, or the source cannot be opened (a missing local folder, a
+            glob matching nothing, an empty file, a damaged tar shard, a file `datasets` cannot read).
     """
     import datasets
+    from huggingface_hub.errors import HFValidationError
 
     if is_prepared_source(name_or_path):
         from frame_shards import load_prepared
 
         return load_prepared(name_or_path, split, streaming=streaming)
+    if _looks_local(name_or_path) and not os.path.exists(name_or_path):
+        raise DataSourceError(f"{name_or_path}: no such file or folder")
+    if data_dir and not os.path.isdir(data_dir) and _is_local(data_dir):
+        raise DataSourceError(f"--data_dir {data_dir}: no such folder")
+    check_data_files(data_files, data_dir, name_or_path)
+    if data_files and split in data_files:  # each split on its own terms (its own columns and features)
+        data_files = {split: data_files[split]}
     try:
         if _is_saved_dataset(name_or_path):
             found = _pick_split(datasets.load_from_disk(name_or_path), split, name_or_path)
             if streaming:
                 found = found.to_iterable_dataset(num_shards=max(1, min(len(found), 64)))
         else:
-            found = datasets.load_dataset(name_or_path, config_name, data_dir=data_dir, data_files=data_files,
-                                          revision=revision, cache_dir=cache_dir, streaming=streaming)
+            options = dict(data_dir=data_dir, data_files=data_files, revision=revision, cache_dir=cache_dir,
+                           streaming=streaming, **_reader_options(name_or_path, data_files))
+            try:
+                found = datasets.load_dataset(name_or_path, config_name, **options)
+            except ValueError as error:
+                single = data_dir and not data_files and _per_split_files(name_or_path, data_dir, split)
+                if "have different features" not in str(error) or not single:
+                    raise
+                found = datasets.load_dataset(name_or_path, config_name, **dict(options, data_files=single))
             found = _pick_split(found, split, name_or_path)
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
+    except (FileNotFoundError, ValueError, StopIteration, HFValidationError, datasets.exceptions.DatasetNotFoundError,
+            datasets.exceptions.DatasetGenerationError) as error:
         if isinstance(error, DataSourceError):
             raise
-        mixed = re.search(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)", str(error))
+        reason = error.__cause__ if isinstance(error, datasets.exceptions.DatasetGenerationError) and error.__cause__ \
+            else error
+        if isinstance(error, StopIteration):
+            reason = "no rows"
+        mixed = re.search(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)", str(reason))
         if mixed:  # pyarrow's JSON reader (videofolder metadata.jsonl) wants one type per column
             files = _metadata_files(data_dir, data_files) or [name_or_path]
             column, first, other = mixed.groups()
             raise DataSourceError(
-                f"{', '.join(files)}: column {column!r} holds both {first} and {other} values ({error}); write every "
+                f"{', '.join(files)}: column {column!r} holds both {first} and {other} values ({reason}); write every "
                 f"value of {column!r} the same way (several captions: a list of strings, also for one caption)"
             ) from None
-        raise DataSourceError(f"{name_or_path}: cannot read the dataset: {error}") from None
+        where = ", ".join(_metadata_files(data_dir, data_files)) or name_or_path
+        raise DataSourceError(f"{where}: cannot read the dataset: {type(reason).__name__ if not str(reason) else reason}"
+                              ) from None
     return undecoded_videos(found)
 
 
-def _metadata_files(data_dir: Optional[str], data_files: Optional[dict[str, str]]) -> list[str]:
+def _metadata_files(data_dir: Optional[str], data_files: Optional[dict[str, Any]]) -> list[str]:
     """The data files a source reads, or the `metadata.*` files of a folder builder's `data_dir` (to name in errors)."""
     if data_files:
-        return list(data_files.values())
+        return [str(value) for value in data_files.values()]
     if data_dir and os.path.isdir(data_dir):
         return sorted(str(path) for path in Path(data_dir).rglob("metadata.*"))
     return []
@@ -225,11 +359,15 @@ def source_base_dir(name_or_path: str, data_dir: Optional[str], data_file: Optio
 
 @dataclass(frozen=True)
 class Columns:
-    """Which columns of a source hold the video, the caption(s) and (optionally) the video id."""
+    """Which columns of a source hold the video, the caption(s) and, optionally, the video id, the clip's span in
+    seconds (`start` and `end`; one column holding `[start, end]` pairs is both) and the video's duration."""
 
     video: str
     caption: str
     video_id: Optional[str] = None
+    start: Optional[str] = None
+    end: Optional[str] = None
+    duration: Optional[str] = None
 
 
 def _column(available: Sequence[str], given: Optional[str], candidates: Sequence[str], role: str, option: str,
@@ -249,8 +387,12 @@ def _column(available: Sequence[str], given: Optional[str], candidates: Sequence
 
 
 def resolve_columns(dataset, video_column: Optional[str] = None, caption_column: Optional[str] = None,
-                    video_id_column: Optional[str] = None) -> Columns:
-    """The video, caption and id columns of `dataset` (given names checked, else the defaults).
+                    video_id_column: Optional[str] = None, start_column: Optional[str] = None,
+                    end_column: Optional[str] = None) -> Columns:
+    """The video, caption, id and span columns of `dataset` (given names checked, else the defaults).
+
+    The span: `start_column` and `end_column` (seconds), else the first pair of `SPAN_COLUMNS` the source has, else
+    the first of `SPAN_PAIR_COLUMNS` (`[start, end]` values); none: every row is its whole video.
 
     Raises:
         ColumnNotFoundError: a given column is missing, or no default matches; the message lists the columns.
@@ -264,7 +406,15 @@ def resolve_columns(dataset, video_column: Optional[str] = None, caption_column:
     video = _column(available, video_column, [*video_features, *VIDEO_COLUMNS], "video", "--video_column")
     caption = _column(available, caption_column, CAPTION_COLUMNS, "caption", "--caption_column")
     video_id = _column(available, video_id_column, VIDEO_ID_COLUMNS, "video id", "--video_id_column", required=False)
-    return Columns(video, caption, video_id)
+    start = _column(available, start_column, (), "start", "--start_column", required=False)
+    end = _column(available, end_column, (), "end", "--end_column", required=False)
+    if start is None and end is None:
+        pairs = [(s, e) for s, e in SPAN_COLUMNS if s in available and e in available]
+        pair_column = next((name for name in SPAN_PAIR_COLUMNS if name in available), None)
+        start, end = pairs[0] if pairs else (pair_column, pair_column)
+    start, end = start or end, end or start  # one column given: it holds [start, end] pairs
+    duration = next((name for name in DURATION_COLUMNS if name in available), None) if start else None
+    return Columns(video, caption, video_id, start, end, duration)
 
 
 @dataclass
@@ -291,7 +441,13 @@ class SourceArguments:
         f"Column of the caption (a string or a list of strings). Default: the first of {list(CAPTION_COLUMNS)}.")})
     video_id_column: Optional[str] = field(default=None, metadata={"help": (
         "Column of the video id (rows with the same id are one video with several captions). Default: "
-        f"the first of {list(VIDEO_ID_COLUMNS)}, else the video's file name.")})
+        f"the first of {list(VIDEO_ID_COLUMNS)}, else the video's path (its file name when no other video has it).")})
+    start_column: Optional[str] = field(default=None, metadata={"help": (
+        "Column of the start (seconds) of each caption's clip; with --end_column. One column of [start, end] pairs "
+        f"may be given as both. Default: the first of {[list(pair) for pair in SPAN_COLUMNS]} the source has, else "
+        f"one of {list(SPAN_PAIR_COLUMNS)}; none: each caption is its whole video. Rows of one video with other "
+        "spans are other clips.")})
+    end_column: Optional[str] = field(default=None, metadata={"help": "Column of the end (seconds) of each clip."})
     strict: bool = field(default=False, metadata={"help": (
         "Refuse data with missing or undecodable videos or empty captions (DataValidationError) instead of "
         "skipping, counting and naming them in a report.")})
@@ -306,6 +462,16 @@ class SourceArguments:
         """Split -> file of --train_file / --validation_file / --test_file."""
         files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
         return {split: path for split, path in files.items() if path}
+
+    @property
+    def is_benchmark(self) -> bool:
+        """A benchmark name of `datasets_scripts.load_benchmark` (or a mistyped one, that load_benchmark names the
+        choices for) rather than a datasets source; never with data files."""
+        name = self.dataset_name
+        if self.data_files() or name is None:
+            return False
+        return name in BENCHMARK_NAMES or (not os.path.exists(name) and name.startswith(("msrvtt", "msvd", "vatex",
+                                                                                          "synthetic")))
 
     def source_name(self) -> str:
         """The builder, folder or Hub id read: --dataset_name, else the builder the data files' extension names."""
@@ -329,273 +495,41 @@ class SourceArguments:
         name = self.source_name()
         if split in files and is_prepared_source(files[split]):
             name, files = files[split], {}
-        dataset = load_source(name, split, data_dir=self.data_dir, data_files=files or None,
-                              config_name=self.dataset_config_name, revision=self.revision, cache_dir=self.cache_dir,
-                              streaming=streaming)
-        columns = resolve_columns(dataset, self.video_column, self.caption_column, self.video_id_column)
+        if name in MOMENT_FORMATS:
+            if split not in files:
+                raise DataSourceError(f"{name}: give the {split} annotation file (--{split}_file)")
+            check_data_files({split: files[split]})
+            try:
+                dataset = read_moments(name, files[split], self.video_dir)
+            except ValueError as error:
+                raise DataSourceError(str(error)) from None
+            if streaming:
+                dataset = dataset.to_iterable_dataset(num_shards=max(1, min(len(dataset), 64)))
+        else:
+            dataset = load_source(name, split, data_dir=self.data_dir, data_files=files or None,
+                                  config_name=self.dataset_config_name, revision=self.revision,
+                                  cache_dir=self.cache_dir, streaming=streaming)
+        columns = resolve_columns(dataset, self.video_column, self.caption_column, self.video_id_column,
+                                  self.start_column, self.end_column)
         base_dir = self.video_dir or source_base_dir(name, self.data_dir, files.get(split))
         return dataset, columns, base_dir
 
 
-def captions_of(value: Any) -> list[str]:
-    """The captions of one row: a string, a list of strings, or a dict with a `caption`/`captions`/`text` key."""
-    if value is None:
-        return []
-    if isinstance(value, dict):
-        for key in CAPTION_KEYS + ("captions",):
-            if key in value:
-                return captions_of(value[key])
-        return []
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if isinstance(value, str):
-        return [value.strip()]
-    if isinstance(value, (list, tuple)):
-        return [caption for item in value for caption in captions_of(item)]
-    return [str(value).strip()]
-
-
-def video_reference(value: Any, base_dir: Optional[str] = None) -> Any:
-    """What `decode_video` reads for one video value: a path (made absolute against `base_dir`), bytes, or frames.
-
-    A `datasets.Video` value `{"path", "bytes"}` gives its bytes when it has them, else its path; a `VideoDecodeError`
-    (a streamed prepared row whose frames are corrupt) is passed on for `decode_video` to raise.
-    """
-    if isinstance(value, VideoDecodeError):
-        return value
-    if isinstance(value, dict):
-        if value.get("bytes"):
-            return bytes(value["bytes"])
-        value = value.get("path")
-    if isinstance(value, (str, os.PathLike)):
-        path = os.fspath(value)
-        if base_dir and not os.path.isabs(path) and "://" not in path:
-            return os.path.join(base_dir, path)
-        return path
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, (list, np.ndarray, torch.Tensor)):
-        return value
-    if value is None:
-        return None
-    raise DataSourceError(f"unsupported video value of type {type(value).__name__} (expected a path, bytes, a "
-                          "datasets.Video value, a frame folder or a (T, H, W, 3) array)")
-
-
-def reference_name(reference: Any, fallback: str) -> str:
-    """A printable name of a video reference (its path, else `fallback`)."""
-    return reference if isinstance(reference, str) else fallback
-
-
-def default_video_id(reference: Any, fallback: str) -> str:
-    """A video's id when the source has no id column: its file (or folder) name without extension, else `fallback`."""
-    if isinstance(reference, str) and reference:
-        return Path(reference.rstrip("/")).stem or fallback
-    return fallback
-
-
-def is_missing(reference: Any) -> bool:
-    """True for a reference that names no readable video: none, empty bytes, or a local path that does not exist."""
-    if reference is None:
-        return True
-    if isinstance(reference, (bytes, bytearray)):
-        return len(reference) == 0
-    if isinstance(reference, str):
-        return "://" not in reference and not os.path.exists(reference)
-    return len(reference) == 0
-
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Splits: one row per caption, grouped by video
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class DataReport:
-    """What validation found in one split of a source (lists name videos; counts are their lengths)."""
-
-    source: str
-    split: str
-    num_source_rows: int = 0
-    num_videos: int = 0
-    num_captions: int = 0
-    missing_videos: list[str] = field(default_factory=list)
-    empty_captions: list[str] = field(default_factory=list)
-    undecodable_videos: list[str] = field(default_factory=list)
-
-    def problem_lines(self) -> list[str]:
-        lines = []
-        for kind in ("missing_videos", "empty_captions", "undecodable_videos"):
-            names = getattr(self, kind)
-            if names:
-                shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-                lines.append(f"{self.source}/{self.split}: {len(names)} {kind.replace('_', ' ')} skipped: {shown}")
-        return lines
-
-    def add_undecodable(self, names: Iterable[str]) -> None:
-        for name in names:
-            if name not in self.undecodable_videos:
-                self.undecodable_videos.append(name)
-
-    def check(self, strict: bool) -> None:
-        """Logs every problem; with `strict`, raises `DataValidationError` instead."""
-        lines = self.problem_lines()
-        if strict and lines:
-            raise DataValidationError("strict validation failed: " + "; ".join(lines))
-        for line in lines:
-            logger.warning("%s", line)
-
-
-def gather_undecodable(reports: Sequence[DataReport], gather_object) -> None:
-    """Gives every process's reports the undecodable videos all processes met (a training video is found undecodable
-    only by the process that decodes it), sorted, so the report is the same on 1 and N processes.
-
-    `gather_object` is `accelerate.utils.gather_object` (a collective: every process calls this).
-    """
-    found = gather_object([[report.undecodable_videos for report in reports]])
-    for index, report in enumerate(reports):
-        report.undecodable_videos = sorted({name for per_process in found for name in per_process[index]})
-
-
-def write_data_report(reports: Sequence[DataReport], output_dir: str) -> Path:
-    """`output_dir/data_report.json`: one entry per split, with counts and the names of skipped videos/captions."""
-    entries = []
-    for report in reports:
-        entry = dataclasses.asdict(report)
-        entry["counts"] = {kind: len(entry[kind]) for kind in ("missing_videos", "empty_captions", "undecodable_videos")}
-        entries.append(entry)
-    path = Path(output_dir) / DATA_REPORT_FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(entries, indent=2))
-    return path
-
-
-class SourceVideos(Sequence):
-    """Video references of a map-style split, read lazily from the source row of each video (bytes stay on disk
-    until a video is decoded); picklable for DataLoader workers."""
-
-    def __init__(self, dataset, column: str, source_rows: Sequence[int], base_dir: Optional[str]):
-        self.dataset = dataset.select_columns([column])
-        self.column, self.source_rows, self.base_dir = column, list(source_rows), base_dir
-
-    def __len__(self) -> int:
-        return len(self.source_rows)
-
-    def __getitem__(self, video_index: int) -> Any:
-        return video_reference(self.dataset[self.source_rows[video_index]][self.column], self.base_dir)
-
-
-def _video_column_summary(dataset, column: str) -> tuple[list[Optional[str]], list[bool]]:
-    """The video column read without materialising video bytes: per row its path (None for in-memory values) and
-    whether it holds bytes."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    paths: list[Optional[str]] = []
-    has_bytes: list[bool] = []
-    for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=4096):
-        array = table.column(column).combine_chunks()
-        if pa.types.is_struct(array.type):
-            paths += array.field("path").to_pylist()
-            has_bytes += pc.fill_null(pc.greater(pc.binary_length(array.field("bytes")), 0), False).to_pylist()
-        elif pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-            paths += array.to_pylist()
-            has_bytes += [False] * len(array)
-        elif pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
-            paths += [None] * len(array)
-            has_bytes += pc.fill_null(pc.greater(pc.binary_length(array), 0), False).to_pylist()
-        else:  # in-memory frames: read per video when decoded
-            paths += [None] * len(array)
-            has_bytes += pc.is_valid(array).to_pylist()
-    return paths, has_bytes
-
-
-@dataclass
-class CaptionTable:
-    """A source split laid out like a benchmark split: one row per caption, grouped by video.
-
-    `videos[v]` is what `decode_video` reads for video `v`; `rows` has the benchmark columns `video_id`, `caption`,
-    `video_index` (and `video`: its printable name).
-    """
-
-    rows: Any  # datasets.Dataset
-    videos: Sequence[Any]
-    report: DataReport
-
-
-def build_caption_table(dataset, columns: Columns, base_dir: Optional[str], source: str, split: str,
-                        strict: bool = False) -> CaptionTable:
-    """Groups a map-style source by video (rows with the same id merge their captions) and validates it.
-
-    A video whose local file is missing, or whose value is empty, is skipped; so is an empty caption (a video left
-    with no caption goes too). Both are named in the returned report (`strict`: `DataValidationError` instead).
-    """
-    import datasets
-
-    report = DataReport(source=source, split=split, num_source_rows=len(dataset))
-    paths, has_bytes = _video_column_summary(dataset, columns.video)
-    readable = dataset.select_columns([c for c in (columns.caption, columns.video_id) if c])
-    order: list[str] = []
-    grouped: dict[str, tuple[int, list[str]]] = {}
-    for row, record in enumerate(readable):
-        path = video_reference(paths[row], base_dir) if paths[row] else None
-        fallback = f"{source}[{row}]"
-        video_id = str(record[columns.video_id]) if columns.video_id else default_video_id(path, fallback)
-        if not has_bytes[row] and (path is None or is_missing(path)):
-            report.missing_videos.append(reference_name(path, video_id))
-            continue
-        captions = captions_of(record[columns.caption])
-        kept = [caption for caption in captions if caption]
-        if len(kept) < len(captions) or not captions:
-            report.empty_captions.append(video_id)
-        if video_id not in grouped:
-            grouped[video_id] = (row, [])
-            order.append(video_id)
-        grouped[video_id][1].extend(kept)
-    video_ids = [video_id for video_id in order if grouped[video_id][1]]
-    source_rows = [grouped[video_id][0] for video_id in video_ids]
-    columns_out = {"video_id": [], "video": [], "caption": [], "video_index": []}
-    for video_index, video_id in enumerate(video_ids):
-        row, captions = grouped[video_id]
-        name = reference_name(video_reference(paths[row], base_dir) if paths[row] else None, video_id)
-        for caption in captions:
-            columns_out["video_id"].append(video_id)
-            columns_out["video"].append(name)
-            columns_out["caption"].append(caption)
-            columns_out["video_index"].append(video_index)
-    report.num_videos, report.num_captions = len(video_ids), len(columns_out["caption"])
-    report.check(strict)
-    if not video_ids:
-        raise DataSourceError(f"{source}/{split}: no video with a caption left after validation")
-    rows = datasets.Dataset.from_dict(columns_out, features=datasets.Features({
-        "video_id": datasets.Value("string"), "video": datasets.Value("string"), "caption": datasets.Value("string"),
-        "video_index": datasets.Value("int32")}))
-    return CaptionTable(rows, SourceVideos(dataset, columns.video, source_rows, base_dir), report)
-
-
 __all__ = [
     "CAPTION_COLUMNS",
-    "DATA_REPORT_FILENAME",
     "VIDEO_COLUMNS",
-    "CaptionTable",
     "ColumnNotFoundError",
     "Columns",
-    "DataReport",
     "DataSourceError",
     "DataValidationError",
     "SourceArguments",
-    "SourceVideos",
-    "build_caption_table",
     "builder_for_files",
-    "captions_of",
+    "check_data_files",
     "check_prepared_sources",
-    "gather_undecodable",
+    "check_tar_shard",
     "is_prepared_source",
     "load_source",
     "resolve_columns",
     "source_base_dir",
     "undecoded_videos",
-    "video_reference",
-    "write_data_report",
 ]

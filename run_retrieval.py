@@ -49,9 +49,9 @@ from configuration_clip2video import CLIP2VideoConfig
 import data_clip2video
 from data_clip2video import (CaptionVideoDataset, VideoBatcher, VideoDataset, VideoFrameStore,
                              encode_texts, encode_videos)
+import caption_table
 import data_sources
-from data_sources import DataReport
-from datasets_scripts import BENCHMARK_NAMES, SYNTHETIC_NAME, get_eval_index, load_benchmark
+from datasets_scripts import SYNTHETIC_NAME, DataReport, get_eval_index, load_benchmark
 from loss_clip2video import CLIP2VideoContrastiveLoss, gather_uneven
 from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
@@ -173,15 +173,6 @@ class DataArguments(data_sources.SourceArguments):
         if self.transform_backend is not None:
             warnings.warn("--transform_backend is deprecated and ignored: frames are always transformed like the "
                           "original (PIL bicubic)", FutureWarning, stacklevel=2)
-
-    @property
-    def is_benchmark(self) -> bool:
-        """A benchmark name (or a mistyped one: load_benchmark names the choices) rather than a datasets source."""
-        if self.data_files():
-            return False
-        name = self.dataset_name
-        return name in BENCHMARK_NAMES or (not os.path.exists(name) and name.startswith(("msrvtt", "msvd", "vatex",
-                                                                                          "synthetic")))
 
     def source_name(self) -> str:
         """The builder, folder or Hub id read; with data files and no --dataset_name, the builder of their extension."""
@@ -355,6 +346,10 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunAr
         raise ValueError("--streaming reads a stream of unknown length: give --max_train_steps")
     if data_args.streaming and data_args.is_benchmark:
         raise ValueError("--streaming reads datasets sources (videofolder, webdataset, parquet, ...), not benchmarks")
+    for option, given in (("--max_train_samples", data_args.max_train_samples is not None),
+                          ("--train_group_size", args.train_group_size != 1), ("--cache_videos", data_args.cache_videos)):
+        if data_args.streaming and given:
+            raise ValueError(f"--streaming reads each row once, in shuffled shards: it cannot honour {option}")
     if model_args.model_name_or_path is not None:
         check_model_source(model_args.model_name_or_path)
 
@@ -531,7 +526,7 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
                               cache_dir=data_args.cache_dir, strict=data_args.strict, **data_args.benchmark_options())
     else:
         dataset, columns, base_dir = data_args.open_split(split)
-        table = data_sources.build_caption_table(dataset, columns, base_dir, data_args.describe(), split,
+        table = caption_table.build_caption_table(dataset, columns, base_dir, data_args.describe(), split,
                                                     strict=data_args.strict)
         rows, videos, report = table.rows, table.videos, table.report
     if max_videos is not None:
@@ -1414,7 +1409,7 @@ def save_job_outputs(all_results: dict[str, Any], results: dict[str, ModelResult
     if metric_rows:
         print(f"\n{data_args.describe()} {data_args.eval_split} ({args.tie_rule} ties), "
               f"{all_results['wall_time_seconds']:.0f} s:\n{metrics_table(metric_rows)}")
-    data_sources.write_data_report([split.report for split in splits.values()], str(output))
+    caption_table.write_data_report([split.report for split in splits.values()], str(output))
     if args.push_to_hub:
         push_folder_to_hub(str(output), args)
 
@@ -1478,7 +1473,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     all_results: dict[str, Any] = {name: result.summary() for name, result in results.items()}
     all_results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
     # every process's undecodable videos, for the data report
-    data_sources.gather_undecodable([split.report for split in splits.values()], gather_object)
+    caption_table.gather_undecodable([split.report for split in splits.values()], gather_object)
     accelerator.end_training()
     if accelerator.is_main_process:
         save_job_outputs(all_results, results, model_args, data_args, args, splits)
