@@ -230,7 +230,7 @@ def write_data_report(reports: Sequence[DataReport], output_dir: str) -> Path:
     return path
 
 
-def check_report(report: DataReport, strict: bool) -> None:
+def _check_report(report: DataReport, strict: bool) -> None:
     """Logs what validation skipped; with `strict`, raises `DataValidationError` naming it instead."""
     if strict and report.has_problems:
         counts = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in report.counts().items() if count)
@@ -405,7 +405,7 @@ def build_caption_table(dataset, columns: Columns, base_dir: Optional[str], sour
                 columns_out["start"].append(clip["span"][0] if clip["span"] else None)
                 columns_out["end"].append(clip["span"][1] if clip["span"] else None)
     report.num_videos, report.num_captions = len(kept_clips), len(columns_out["caption"])
-    check_report(report, strict)
+    _check_report(report, strict)
     if not kept_clips:
         raise DataSourceError(f"{source}/{split}: no video with a caption left after validation"
                               + (f" ({'; '.join(report.problem_lines())})" if report.has_problems else ""))
@@ -425,7 +425,6 @@ __all__ = [
     "SourceVideos",
     "build_caption_table",
     "captions_of",
-    "check_report",
     "clip_id",
     "default_video_id",
     "gather_undecodable",

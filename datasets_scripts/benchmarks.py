@@ -93,7 +93,6 @@ class BenchmarkSpec:
     folder: str
     splits: Mapping[str, SplitSpec]
     description: str
-    multi_caption: bool
 
 
 _JSFUSION = SplitSpec("MSRVTT_JSFUSION_test.csv", CaptionSource.SPLIT_CSV, 1000)
@@ -106,21 +105,18 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "msrvtt_data",
             {"test": _JSFUSION},
             "MSR-VTT 1k-A test (JSFUSION): 1000 videos, one caption each.",
-            multi_caption=False,
         ),
         BenchmarkSpec(
             "msrvtt-9k",
             "msrvtt_data",
             {"train": SplitSpec("MSRVTT_train.9k.csv", CaptionSource.MSRVTT_JSON, 9000), "test": _JSFUSION},
             "MSR-VTT 9k training videos (all their captions) with the 1k-A test.",
-            multi_caption=False,
         ),
         BenchmarkSpec(
             "msrvtt-7k",
             "msrvtt_data",
             {"train": SplitSpec("MSRVTT_train.7k.csv", CaptionSource.MSRVTT_JSON, 7010), "test": _JSFUSION},
             "MSR-VTT 7k training videos (all their captions) with the 1k-A test.",
-            multi_caption=False,
         ),
         BenchmarkSpec(
             "msrvtt-full",
@@ -131,7 +127,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 "test": SplitSpec("MSRVTT_test.full.csv", CaptionSource.MSRVTT_JSON, 2990),
             },
             "MSR-VTT full protocol: 6513/497/2990 videos, every caption (about 20 per video).",
-            multi_caption=True,
         ),
         BenchmarkSpec(
             "msvd",
@@ -142,7 +137,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 "test": SplitSpec("test_list.txt", CaptionSource.MSVD_PICKLE, 670),
             },
             "MSVD: 1200/100/670 videos, every caption (about 40 per video).",
-            multi_caption=True,
         ),
         BenchmarkSpec(
             "vatex-hgr",
@@ -153,7 +147,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 "test": SplitSpec("test_list.txt", CaptionSource.VATEX_JSON, 1500),
             },
             "VATEX English, HGR split: 25991 train, 1500 validation, 1500 test videos, 10 captions each.",
-            multi_caption=True,
         ),
         BenchmarkSpec(
             "vatex-1k5",
@@ -163,7 +156,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 "test": SplitSpec("test1k5_sec_list.txt", CaptionSource.VATEX_JSON, 1500),
             },
             "VATEX English, the CLIP2Video authors' random 1.5k test split, 10 captions each.",
-            multi_caption=True,
         ),
     )
 }

@@ -431,6 +431,20 @@ def _jsonl(path: Path, rows) -> Path:
     return path
 
 
+def test_one_report_type_and_one_benchmark_test():
+    from datasets_scripts import DataReport
+
+    assert caption_table.DataReport is DataReport  # benchmarks (read_benchmark) and own data report alike
+    report = DataReport("source", "train", missing_videos=["a.mp4"], malformed=["row 3: no video id"])
+    assert report.counts() == {"missing_videos": 1, "empty_captions": 0, "malformed": 1, "undecodable_videos": 0}
+    assert DataReport.from_dict(report.to_dict()) == report
+    benchmark = {"msrvtt-9k": True, "synthetic-motion": True, "msrvtt-typo": True, "./msrvtt": False,
+                 "videofolder": False, "webdataset": False}
+    for name, expected in benchmark.items():
+        assert data_sources.SourceArguments(dataset_name=name).is_benchmark is expected, name
+    assert not data_sources.SourceArguments(dataset_name="msrvtt-9k", train_file="train.csv").is_benchmark
+
+
 def test_videofolder_videos_of_one_name_in_two_folders_or_with_two_extensions_are_two_videos(tmp_path):
     root = tmp_path / "data"
     for seed, name in enumerate(["a/dog.mp4", "b/dog.mp4", "cat.mp4", "cat.avi", "solo.mp4"]):
