@@ -215,12 +215,15 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~"))
 
 
-def _reader_options(name: str, data_files: Optional[dict[str, Any]]) -> dict[str, Any]:
+def _reader_options(name: str, data_files: Optional[dict[str, Any]], data_dir: Optional[str]) -> dict[str, Any]:
     """Builder options that keep every value as written: csv/tsv columns read as strings (ids `001` and `1` stay two
     ids; a caption `None` or `NA` is that caption; an empty cell is an empty string), tsv split at tabs."""
-    if name != "csv" or not data_files:
+    if name != "csv":
         return {}
     import datasets
+
+    if not data_files and data_dir:
+        data_files = {"all": [os.path.join(data_dir, "**", pattern) for pattern in ("*.csv", "*.tsv")]}
 
     first = next((path for given in data_files.values() for pattern in ([given] if isinstance(given, str) else given)
                   if _is_local(pattern) for path in _local_files(pattern)), None)
@@ -289,7 +292,7 @@ def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None
                 found = found.to_iterable_dataset(num_shards=max(1, min(len(found), 64)))
         else:
             options = dict(data_dir=data_dir, data_files=data_files, revision=revision, cache_dir=cache_dir,
-                           streaming=streaming, **_reader_options(name_or_path, data_files))
+                           streaming=streaming, **_reader_options(name_or_path, data_files, data_dir))
             try:
                 found = datasets.load_dataset(name_or_path, config_name, **options)
             except ValueError as error:

@@ -684,3 +684,17 @@ def test_charades_sta_and_qvhighlights_annotation_files(tmp_path):
         _table(tmp_path, dataset_name="charades-sta", train_file=str(tmp_path / "bad.txt"), video_dir=str(videos))
     with pytest.raises(data_sources.DataSourceError, match="give --video_dir"):
         _table(tmp_path, "test", dataset_name="charades-sta", test_file=str(tmp_path / "charades_sta_test.txt"))
+
+
+def test_csv_in_a_data_dir_and_tsv_files_are_read_as_written(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for seed in range(2):
+        write_video(data / f"v{seed}.mp4", seed)
+    (data / "train.csv").write_text("video_id,video,caption\n001,v0.mp4,None\n1,v1.mp4,NA\n")
+    table = _table(tmp_path, dataset_name="csv", data_dir=str(data))
+    assert list(table.rows["video_id"]) == ["001", "1"] and list(table.rows["caption"]) == ["None", "NA"]
+    (data / "train.csv").unlink()
+    (data / "train.tsv").write_text("video_id\tvideo\tcaption\n001\tv0.mp4\ta dog, running\n1\tv1.mp4\tNA\n")
+    table = _table(tmp_path, train_file=str(data / "train.tsv"))
+    assert list(table.rows["video_id"]) == ["001", "1"] and list(table.rows["caption"]) == ["a dog, running", "NA"]
