@@ -335,6 +335,25 @@ def _identity(record: dict, row: int, path: Optional[str], columns: Columns, sou
     return ("row", row), [f"{source}[{row}]"]
 
 
+def stream_clips(row: dict, columns: Columns, base_dir: Optional[str]) -> tuple[Any, list[tuple[str, list[str],
+                                                                                         Optional[tuple[float, float]]]]]:
+    """One streamed source row as what a stream collator reads: the video reference and the row's clips, each `(id,
+    captions, span)`, with the ids `build_caption_table` would give (a webdataset key with its shard; a clip's span in
+    its id) — the video's file name when the source has no id column.
+
+    Raises:
+        ValueError: the row has no video id, or a span that is not one (the collator counts the row as skipped).
+    """
+    reference = video_reference(row[columns.video], base_dir)
+    path = reference if isinstance(reference, str) else None
+    key, names = _identity(row, 0, path, columns, "<stream row>", None)
+    video_id = names[1] if key[0] == "key" else names[0]
+    problem = _caption_problem(row[columns.caption])
+    if problem:
+        raise ValueError(f"{video_id}: {problem}")
+    return reference, [(clip_id(video_id, span), captions, span) for captions, span in row_clips(row, columns)]
+
+
 def build_caption_table(dataset, columns: Columns, base_dir: Optional[str], source: str, split: str,
                         strict: bool = False) -> CaptionTable:
     """Groups a map-style source by video (rows with the same id merge their captions; rows with a span are clips,
@@ -429,6 +448,7 @@ __all__ = [
     "default_video_id",
     "gather_undecodable",
     "row_clips",
+    "stream_clips",
     "video_reference",
     "write_data_report",
 ]

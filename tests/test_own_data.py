@@ -698,3 +698,17 @@ def test_csv_in_a_data_dir_and_tsv_files_are_read_as_written(tmp_path):
     (data / "train.tsv").write_text("video_id\tvideo\tcaption\n001\tv0.mp4\ta dog, running\n1\tv1.mp4\tNA\n")
     table = _table(tmp_path, train_file=str(data / "train.tsv"))
     assert list(table.rows["video_id"]) == ["001", "1"] and list(table.rows["caption"]) == ["a dog, running", "NA"]
+
+
+def test_stream_rows_get_the_ids_and_spans_of_the_caption_table(tmp_path):
+    columns = data_sources.Columns("mp4", "txt", "__key__")
+    reference, clips = caption_table.stream_clips(
+        {"mp4": b"bytes", "txt": "a caption", "__key__": "000000", "__url__": "/data/train-00001.tar"}, columns, None)
+    assert reference == b"bytes" and clips == [("train-00001/000000", ["a caption"], None)]
+    columns = data_sources.Columns("video", "caption", "video_id", "start", "end")
+    row = {"video": "v.mp4", "caption": "c", "video_id": "v", "start": "1", "end": 2.5}
+    assert caption_table.stream_clips(row, columns, "/videos") == ("/videos/v.mp4", [("v@1-2.5", ["c"], (1.0, 2.5))])
+    for bad, message in (({"video_id": None}, "no video id"), ({"start": 3}, "not a clip"),
+                         ({"caption": {"words": "x"}}, "none of the keys")):
+        with pytest.raises(ValueError, match=message):
+            caption_table.stream_clips({**row, **bad}, columns, None)
