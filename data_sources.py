@@ -37,10 +37,11 @@ logger = logging.getLogger(__name__)
 #: Video columns tried in order when `video_column` is not given (after any `datasets.Video` feature):
 #: videofolder's `video`, webdataset keys, metadata files' `file_name`, prepared shards' `frames`.
 VIDEO_COLUMNS = ("video", "mp4", "webm", "mkv", "avi", "mov", "file_name", "video_path", "path", "frames")
-#: Caption columns tried in order when `caption_column` is not given (webdataset: `txt`, then `json`).
-CAPTION_COLUMNS = ("caption", "captions", "text", "txt", "sentence", "sentences", "title", "json")
-#: Video id columns tried in order when `video_id_column` is not given (webdataset's sample key).
-VIDEO_ID_COLUMNS = ("video_id", "videoid", "id", "__key__")
+#: Caption columns tried in order when `caption_column` is not given (webdataset: `txt`, then `json`; QVHighlights:
+#: `query`).
+CAPTION_COLUMNS = ("caption", "captions", "text", "txt", "sentence", "sentences", "title", "json", "query")
+#: Video id columns tried in order when `video_id_column` is not given (webdataset's sample key; QVHighlights: `vid`).
+VIDEO_ID_COLUMNS = ("video_id", "videoid", "id", "__key__", "vid")
 #: Span columns (seconds) tried in order when `start_column` / `end_column` are not given: (start, end) pairs of
 #: columns, then columns holding `[start, end]` pairs (ActivityNet Captions' `timestamps`).
 SPAN_COLUMNS = (("start", "end"), ("start_time", "end_time"), ("start_sec", "end_sec"))

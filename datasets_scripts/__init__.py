@@ -39,7 +39,7 @@ from .errors import (
 )
 from .eval_index import EvalIndex, get_eval_index
 from .formats import load_plain_pickle
-from .moments import MOMENT_FORMATS, read_moments
+from .moment_annotations import MOMENT_FORMATS, read_moments
 from .report import DataReport
 from .synthetic import ORDER_INVARIANT_R1_CAP, SyntheticMotionConfig, synthetic_vocabulary
 from .videos import VIDEO_EXTENSIONS

@@ -712,3 +712,19 @@ def test_stream_rows_get_the_ids_and_spans_of_the_caption_table(tmp_path):
                          ({"caption": {"words": "x"}}, "none of the keys")):
         with pytest.raises(ValueError, match=message):
             caption_table.stream_clips({**row, **bad}, columns, None)
+
+
+def test_qvhighlights_format_with_a_path_column_reads_as_plain_json(tmp_path):
+    """The embedded moment benchmark writes QVHighlights' format with a `path` column: a plain `--test_file`."""
+    for seed in range(2):
+        write_video(tmp_path / f"moment-{seed:03d}.mp4", seed)
+    rows = [{"qid": 0, "query": "a red square moves", "vid": "moment-000", "path": "moment-000.mp4", "duration": 2.0,
+             "relevant_windows": [[0.0, 1.0]]},
+            {"qid": 1, "query": "a green square moves", "vid": "moment-000", "path": "moment-000.mp4",
+             "duration": 2.0, "relevant_windows": [[1.0, 2.0]]},
+            {"qid": 2, "query": "a blue square moves", "vid": "moment-001", "path": "moment-001.mp4",
+             "duration": 2.0, "relevant_windows": [[0.0, 2.0]]}]
+    table = _table(tmp_path, "test", test_file=str(_jsonl(tmp_path / "annotations.jsonl", rows)))
+    assert list(table.rows["video_id"]) == ["moment-000@0-1", "moment-000@1-2", "moment-001@0-2"]
+    assert list(table.rows["caption"]) == [row["query"] for row in rows]
+    assert list(table.spans) == [(0.0, 1.0), (1.0, 2.0), (0.0, 2.0)]
