@@ -95,7 +95,8 @@ def row_clips(record: dict, columns: Columns) -> list[tuple[list[str], Optional[
     span gets all the row's captions (QVHighlights' `relevant_windows` of one `query`).
 
     Raises:
-        ValueError: a span that is not `0 <= start < end` (seconds), ends after the row's `duration`, or is not a number.
+        ValueError: a span that is not `0 <= start < end` (seconds), ends after the row's `duration`, or is not a
+            number.
     """
     value = record[columns.caption]
     if columns.start is None:
@@ -335,8 +336,11 @@ def _identity(record: dict, row: int, path: Optional[str], columns: Columns, sou
     return ("row", row), [f"{source}[{row}]"]
 
 
-def stream_clips(row: dict, columns: Columns, base_dir: Optional[str]) -> tuple[Any, list[tuple[str, list[str],
-                                                                                         Optional[tuple[float, float]]]]]:
+#: One clip of a source row: its id, captions and span (`(start, end)` seconds; None: the whole video).
+Clip = tuple[str, list[str], Optional[tuple[float, float]]]
+
+
+def stream_clips(row: dict, columns: Columns, base_dir: Optional[str]) -> tuple[Any, list[Clip]]:
     """One streamed source row as what a stream collator reads: the video reference and the row's clips, each `(id,
     captions, span)`, with the ids `build_caption_table` would give (a webdataset key with its shard; a clip's span in
     its id) — the video's file name when the source has no id column.

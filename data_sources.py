@@ -196,13 +196,15 @@ def check_data_files(data_files: Optional[dict[str, Any]], data_dir: Optional[st
     """
     for split, given in (data_files or {}).items():
         for pattern in [given] if isinstance(given, str) else list(given):
-            if not _is_local(pattern):
+            if not _is_local(pattern) or is_prepared_source(pattern):
                 continue
             files = _local_files(pattern)
             if not files:
                 raise DataSourceError(f"{pattern} ({split}): no such file (no file matches)")
             for path in files:
-                if os.path.getsize(path) == 0 or (os.path.getsize(path) < 4096 and not Path(path).read_bytes().strip()):
+                size = os.path.getsize(path)
+                empty = size == 0 or (size < 4096 and not Path(path).read_bytes().strip())
+                if empty and not os.path.isdir(pattern):  # a folder may hold empty side files
                     raise DataSourceError(f"{path} ({split}): empty file (no rows)")
                 if path.lower().endswith(".tar"):
                     check_tar_shard(path)
@@ -227,7 +229,8 @@ def _reader_options(name: str, data_files: Optional[dict[str, Any]], data_dir: O
         data_files = {"all": [os.path.join(data_dir, "**", pattern) for pattern in ("*.csv", "*.tsv")]}
 
     first = next((path for given in data_files.values() for pattern in ([given] if isinstance(given, str) else given)
-                  if _is_local(pattern) for path in _local_files(pattern)), None)
+                  if _is_local(pattern) for path in _local_files(pattern)
+                  if path.lower().endswith((".csv", ".tsv"))), None)
     if first is None:
         return {"keep_default_na": False}
     separator = "\t" if first.lower().endswith(".tsv") else ","
@@ -239,7 +242,7 @@ def _reader_options(name: str, data_files: Optional[dict[str, Any]], data_dir: O
     return options
 
 
-def _per_split_files(name: str, data_dir: str, split: str) -> Optional[dict[str, list[str]]]:
+def _per_split_files(data_dir: str, split: str) -> Optional[dict[str, list[str]]]:
     """The data files of `split` alone in a folder builder's `data_dir` (datasets' own split patterns: `train/`,
     `test/`, ...), so each split is read with its own metadata features."""
     from datasets.data_files import get_data_patterns
@@ -297,7 +300,7 @@ def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None
             try:
                 found = datasets.load_dataset(name_or_path, config_name, **options)
             except ValueError as error:
-                single = data_dir and not data_files and _per_split_files(name_or_path, data_dir, split)
+                single = data_dir and not data_files and _per_split_files(data_dir, split)
                 if "have different features" not in str(error) or not single:
                     raise
                 found = datasets.load_dataset(name_or_path, config_name, **dict(options, data_files=single))
@@ -306,11 +309,10 @@ def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None
             datasets.exceptions.DatasetGenerationError) as error:
         if isinstance(error, DataSourceError):
             raise
-        reason = error.__cause__ if isinstance(error, datasets.exceptions.DatasetGenerationError) and error.__cause__ \
-            else error
-        if isinstance(error, StopIteration):
-            reason = "no rows"
-        mixed = re.search(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)", str(reason))
+        generation = isinstance(error, datasets.exceptions.DatasetGenerationError) and error.__cause__ is not None
+        cause = error.__cause__ if generation else error  # datasets wraps the reader's own error
+        reason = "no rows" if isinstance(error, StopIteration) else str(cause) or type(cause).__name__
+        mixed = re.search(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)", reason)
         if mixed:  # pyarrow's JSON reader (videofolder metadata.jsonl) wants one type per column
             files = _metadata_files(data_dir, data_files) or [name_or_path]
             column, first, other = mixed.groups()
@@ -319,8 +321,7 @@ def load_source(name_or_path: str, split: str, *, data_dir: Optional[str] = None
                 f"value of {column!r} the same way (several captions: a list of strings, also for one caption)"
             ) from None
         where = ", ".join(_metadata_files(data_dir, data_files)) or name_or_path
-        raise DataSourceError(f"{where}: cannot read the dataset: {type(reason).__name__ if not str(reason) else reason}"
-                              ) from None
+        raise DataSourceError(f"{where}: cannot read the dataset: {reason}") from None
     return undecoded_videos(found)
 
 

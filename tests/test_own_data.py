@@ -504,7 +504,8 @@ def test_webdataset_keys_restarting_in_each_shard_are_distinct_videos(tmp_path):
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))
     table = _table(tmp_path, dataset_name="webdataset", data_dir=str(folder))
-    assert list(table.rows["video_id"]) == [f"train-{shard:05d}/{index:06d}" for shard in range(2) for index in range(3)]
+    ids = [f"train-{shard:05d}/{index:06d}" for shard in range(2) for index in range(3)]
+    assert list(table.rows["video_id"]) == ids
     assert list(table.rows["caption"]) == [caption(seed) for seed in range(6)]
     assert len({bytes(table.videos[v]) for v in range(6)}) == 6
 
