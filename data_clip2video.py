@@ -21,15 +21,16 @@ import numpy as np
 import torch
 
 try:
-    from .processing_clip2video import VideoDecodeError
-except ImportError:
-    from processing_clip2video import VideoDecodeError
-try:
     from .caption_table import captions_of, default_video_id, video_reference
     from .data_sources import Columns
 except ImportError:
     from caption_table import captions_of, default_video_id, video_reference
     from data_sources import Columns
+
+try:
+    from .processing_clip2video import VideoDecodeError
+except ImportError:
+    from processing_clip2video import VideoDecodeError
 
 
 logger = logging.getLogger(__name__)
