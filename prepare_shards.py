@@ -26,8 +26,9 @@ from typing import Any, Optional
 from accelerate import Accelerator
 from transformers import HfArgumentParser
 
-import data_clip2video
-from datasets_scripts import BENCHMARK_NAMES, load_benchmark
+import caption_table
+import data_sources
+from datasets_scripts import load_benchmark
 from frame_shards import DETERMINISTIC_SAMPLING, FrameOptions, VideoRecord, finish_split, write_split_shards
 from processing_clip2video import CLIP2VideoVideoProcessor
 
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class PrepareArguments(data_clip2video.SourceArguments):
+class PrepareArguments(data_sources.SourceArguments):
     """Where the videos are (the source options of `SourceArguments`, as run_retrieval.py's), which frames to keep,
     where the shards go."""
 
@@ -87,8 +88,8 @@ def frame_options(args: PrepareArguments) -> FrameOptions:
         image_size = saved.get("vision_config", {}).get("image_size", image_size)
     return FrameOptions(num_frames=args.num_frames or num_frames, image_size=args.image_size or image_size,
                         frame_sampling=args.frame_sampling,
-                        feature_framerate=args.feature_framerate or data_clip2video.default_feature_framerate(
-                            args.dataset_name if args.dataset_name in BENCHMARK_NAMES else None))
+                        feature_framerate=args.feature_framerate or data_sources.default_feature_framerate(
+                            args.dataset_name if args.is_benchmark else None))
 
 
 def benchmark_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord], list[dict[str, str]]]:
@@ -107,9 +108,9 @@ def source_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord
     captions, and the videos its validation skipped (missing, empty captions) with the reason."""
     name = args.source_name()
     dataset, columns, base_dir = args.open_split(split)
-    table = data_clip2video.build_caption_table(dataset, columns, base_dir, name, split, strict=args.strict)
+    table = caption_table.build_caption_table(dataset, columns, base_dir, name, split, strict=args.strict)
     records = TableRecords(table)
-    skipped = [{"video_id": data_clip2video.default_video_id(name, name), "video": name,
+    skipped = [{"video_id": caption_table.default_video_id(name, name), "video": name,
                 "reason": "no such file or folder"} for name in table.report.missing_videos]
     kept = set(records.video_ids)
     skipped += [{"video_id": name, "video": name, "reason": "no caption (empty)"}
@@ -118,7 +119,7 @@ def source_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord
 
 
 class TableRecords(Sequence):
-    """The videos of a `data_clip2video.CaptionTable` as `VideoRecord`s, read lazily (video bytes stay in the source
+    """The videos of a `caption_table.CaptionTable` as `VideoRecord`s, read lazily (video bytes stay in the source
     until their shard is written)."""
 
     def __init__(self, table):
@@ -154,7 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     source = " ".join(str(part) for part in (args.dataset_name, args.data_dir, args.train_file, args.test_file) if part)
     finished = {}
     for split in args.splits:
-        records, skipped = (benchmark_records if args.dataset_name in BENCHMARK_NAMES else source_records)(args, split)
+        records, skipped = (benchmark_records if args.is_benchmark else source_records)(args, split)
         write_split_shards(records, args.output_dir, split, video_processor, options, shard_size=args.shard_size,
                            rank=accelerator.process_index, world_size=accelerator.num_processes, strict=args.strict)
         accelerator.wait_for_everyone()

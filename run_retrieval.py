@@ -47,9 +47,11 @@ from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 
 from configuration_clip2video import CLIP2VideoConfig
 import data_clip2video
-from data_clip2video import (CaptionVideoDataset, DataReport, VideoBatcher, VideoDataset, VideoFrameStore,
+from data_clip2video import (CaptionVideoDataset, VideoBatcher, VideoDataset, VideoFrameStore,
                              encode_texts, encode_videos)
-from datasets_scripts import BENCHMARK_NAMES, SYNTHETIC_NAME, get_eval_index, load_benchmark
+import caption_table
+import data_sources
+from datasets_scripts import SYNTHETIC_NAME, DataReport, get_eval_index, load_benchmark
 from loss_clip2video import CLIP2VideoContrastiveLoss, gather_uneven
 from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor, VideoDecodeError
@@ -130,7 +132,7 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments(data_clip2video.SourceArguments):
+class DataArguments(data_sources.SourceArguments):
     """Which data (a benchmark or any `datasets` source: the source options of `SourceArguments`) and how its videos
     are read."""
 
@@ -172,19 +174,10 @@ class DataArguments(data_clip2video.SourceArguments):
             warnings.warn("--transform_backend is deprecated and ignored: frames are always transformed like the "
                           "original (PIL bicubic)", FutureWarning, stacklevel=2)
 
-    @property
-    def is_benchmark(self) -> bool:
-        """A benchmark name (or a mistyped one: load_benchmark names the choices) rather than a datasets source."""
-        if self.data_files():
-            return False
-        name = self.dataset_name
-        return name in BENCHMARK_NAMES or (not os.path.exists(name) and name.startswith(("msrvtt", "msvd", "vatex",
-                                                                                          "synthetic")))
-
     def source_name(self) -> str:
         """The builder, folder or Hub id read; with data files and no --dataset_name, the builder of their extension."""
         if self.dataset_name == SYNTHETIC_NAME and self.data_files():  # the default name: not given
-            return data_clip2video.builder_for_files(self.data_files())
+            return data_sources.builder_for_files(self.data_files())
         return super().source_name()
 
     def card_dataset(self) -> Optional[str]:
@@ -353,6 +346,10 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunAr
         raise ValueError("--streaming reads a stream of unknown length: give --max_train_steps")
     if data_args.streaming and data_args.is_benchmark:
         raise ValueError("--streaming reads datasets sources (videofolder, webdataset, parquet, ...), not benchmarks")
+    for option, given in (("--max_train_samples", data_args.max_train_samples is not None),
+                          ("--train_group_size", args.train_group_size != 1), ("--cache_videos", data_args.cache_videos)):
+        if data_args.streaming and given:
+            raise ValueError(f"--streaming reads each row once, in shuffled shards: it cannot honour {option}")
     if model_args.model_name_or_path is not None:
         check_model_source(model_args.model_name_or_path)
 
@@ -458,7 +455,7 @@ class StreamSplit:
     """A streamed training split: this process's share of the source rows (`split_dataset_by_node` after a buffered
     shuffle, both seeded: the stream's order depends only on the seed and the epoch)."""
 
-    def __init__(self, dataset, columns: data_clip2video.Columns, base_dir: Optional[str], report: DataReport,
+    def __init__(self, dataset, columns: data_sources.Columns, base_dir: Optional[str], report: DataReport,
                  accelerator: Accelerator, seed: int):
         self.dataset, self.columns, self.base_dir, self.report = dataset, columns, base_dir, report
         self.accelerator, self.seed = accelerator, seed
@@ -529,7 +526,7 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
                               cache_dir=data_args.cache_dir, strict=data_args.strict, **data_args.benchmark_options())
     else:
         dataset, columns, base_dir = data_args.open_split(split)
-        table = data_clip2video.build_caption_table(dataset, columns, base_dir, data_args.describe(), split,
+        table = caption_table.build_caption_table(dataset, columns, base_dir, data_args.describe(), split,
                                                     strict=data_args.strict)
         rows, videos, report = table.rows, table.videos, table.report
     if max_videos is not None:
@@ -620,7 +617,7 @@ def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[st
     """Per-call options of the video processor matching the model (frames, frame size) and the benchmark (own data:
     feature_framerate 1, one frame per second of the original's 5 fps images, unless --feature_framerate)."""
     size = config.vision_config.image_size
-    framerate = data_args.feature_framerate or data_clip2video.default_feature_framerate(
+    framerate = data_args.feature_framerate or data_sources.default_feature_framerate(
         data_args.dataset_name if data_args.is_benchmark else None)
     return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
                 frame_sampling=data_args.frame_sampling, feature_framerate=framerate, video_backend=data_args.video_backend)
@@ -1075,7 +1072,7 @@ def order_accuracy(similarity: torch.Tensor, targets) -> float:
 def skip_undecodable(names: Sequence[str], report: Optional[DataReport], strict: bool, stage: str) -> None:
     """Log and count videos that could not be decoded; with --strict, stop with a DataValidationError instead."""
     if names and strict:
-        raise data_clip2video.DataValidationError(f"--strict: undecodable {stage} video(s): {'; '.join(names)}")
+        raise data_sources.DataValidationError(f"--strict: undecodable {stage} video(s): {'; '.join(names)}")
     for name in names:
         logger.warning("skipped %s video: %s", stage, name)
     if report is not None:
@@ -1305,7 +1302,7 @@ def build_run_model(accelerator: Accelerator, run: ModelRun, data_args: DataArgu
     if run.model_args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     options = video_options(model.config, data_args)
-    data_clip2video.check_prepared_sources([data_args.dataset_name, *data_args.data_files().values()], options)
+    data_sources.check_prepared_sources([data_args.dataset_name, *data_args.data_files().values()], options)
     configure_processor(processor, options)
     for split in (split for split in splits.values() if isinstance(split, SplitData)):
         split.store.options = options
@@ -1412,7 +1409,7 @@ def save_job_outputs(all_results: dict[str, Any], results: dict[str, ModelResult
     if metric_rows:
         print(f"\n{data_args.describe()} {data_args.eval_split} ({args.tie_rule} ties), "
               f"{all_results['wall_time_seconds']:.0f} s:\n{metrics_table(metric_rows)}")
-    data_clip2video.write_data_report([split.report for split in splits.values()], str(output))
+    caption_table.write_data_report([split.report for split in splits.values()], str(output))
     if args.push_to_hub:
         push_folder_to_hub(str(output), args)
 
@@ -1476,7 +1473,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     all_results: dict[str, Any] = {name: result.summary() for name, result in results.items()}
     all_results["wall_time_seconds"] = round(time.perf_counter() - started, 1)
     # every process's undecodable videos, for the data report
-    data_clip2video.gather_undecodable([split.report for split in splits.values()], gather_object)
+    caption_table.gather_undecodable([split.report for split in splits.values()], gather_object)
     accelerator.end_training()
     if accelerator.is_main_process:
         save_job_outputs(all_results, results, model_args, data_args, args, splits)

@@ -31,7 +31,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import caption_table  # noqa: E402
 import data_clip2video  # noqa: E402
+import data_sources  # noqa: E402
 from bench_decode import make_video  # noqa: E402
 from processing_clip2video import CLIP2VideoVideoProcessor  # noqa: E402
 
@@ -63,8 +65,8 @@ def training_loader(source: str, data_dir, num_clips: int, workers: int, batch_s
     For the mp4 videofolder, `pixel_values` are float32 `(batch, 12, 3, 224, 224)`; for prepared shards they stay uint8
     until `VideoBatcher.to_device` normalises them."""
     video_processor = CLIP2VideoVideoProcessor()
-    dataset = data_clip2video.load_source(source, "train", data_dir=data_dir, cache_dir=cache_dir)
-    table = data_clip2video.build_caption_table(dataset, data_clip2video.resolve_columns(dataset), data_dir, source,
+    dataset = data_sources.load_source(source, "train", data_dir=data_dir, cache_dir=cache_dir)
+    table = caption_table.build_caption_table(dataset, data_sources.resolve_columns(dataset), data_dir, source,
                                                 "train")
     store = data_clip2video.VideoFrameStore(table.videos, video_processor, MODEL_INPUT)
     num_videos = table.report.num_videos

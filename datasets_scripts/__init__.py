@@ -6,8 +6,10 @@ Entry points:
   -> `datasets.Dataset` with columns `video_id`, `video`, `caption`, `video_index`;
 * `get_eval_index(dataset)` -> `EvalIndex` (caption -> video ground truth and cut-off points);
 * `list_video_ids(name, split, data_dir)` -> the split's video ids, from the split file alone;
-* `read_benchmark(name, split, data_dir, video_dir)` -> rows + validation report, without datasets;
-* `synthetic_vocabulary()` -> the words of the synthetic captions.
+* `read_benchmark(name, split, data_dir, video_dir)` -> rows + `DataReport`, without datasets;
+* `synthetic_vocabulary()` -> the words of the synthetic captions;
+* `read_moments(name, path, video_dir)` -> a Charades-STA or QVHighlights annotation file as a `datasets.Dataset` of
+  clips (`MOMENT_FORMATS`).
 """
 
 from .benchmarks import (
@@ -16,7 +18,6 @@ from .benchmarks import (
     BenchmarkSpec,
     SplitPlan,
     SplitSpec,
-    ValidationReport,
     read_benchmark,
 )
 from .benchmarks import list_video_ids as _list_real_video_ids
@@ -38,6 +39,8 @@ from .errors import (
 )
 from .eval_index import EvalIndex, get_eval_index
 from .formats import load_plain_pickle
+from .moment_annotations import MOMENT_FORMATS, read_moments
+from .report import DataReport
 from .synthetic import ORDER_INVARIANT_R1_CAP, SyntheticMotionConfig, synthetic_vocabulary
 from .videos import VIDEO_EXTENSIONS
 
@@ -63,6 +66,7 @@ __all__ = [
     "BENCHMARK_NAMES",
     "DEFAULT_BASE_URL",
     "FEATURES",
+    "MOMENT_FORMATS",
     "ORDER_INVARIANT_R1_CAP",
     "SYNTHETIC_NAME",
     "VIDEO_EXTENSIONS",
@@ -72,6 +76,7 @@ __all__ = [
     "BenchmarkValidationError",
     "Clip2VideoBenchmarkConfig",
     "Clip2VideoBenchmarks",
+    "DataReport",
     "EvalIndex",
     "SplitFileError",
     "SplitPlan",
@@ -79,11 +84,11 @@ __all__ = [
     "SyntheticMotionConfig",
     "UnknownBenchmarkError",
     "UnsafePickleError",
-    "ValidationReport",
     "get_eval_index",
     "list_video_ids",
     "load_benchmark",
     "load_plain_pickle",
     "read_benchmark",
+    "read_moments",
     "synthetic_vocabulary",
 ]

@@ -5,7 +5,7 @@ All benchmarks share one pipeline (`plan_split`):
 1. read the split's video ids (csv or text list) and the captions (from the split csv itself for
    MSR-VTT 1k-A, else from the benchmark's annotation file);
 2. validate: malformed lines, duplicate ids, ids without captions, empty captions, videos missing
-   from `video_dir` -- each is counted in a `ValidationReport` and skipped, or raised with
+   from `video_dir` -- each is counted in a `DataReport` and skipped, or raised with
    `strict=True`;
 3. lay out one row per caption, grouped by video in the split file's order, with `video_index`
    numbering the kept videos 0..V-1.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 from .errors import (
@@ -40,6 +40,7 @@ from .formats import (
     read_msvd_captions,
     read_vatex_captions,
 )
+from .report import DataReport
 from .videos import index_video_dir
 
 logger = logging.getLogger(__name__)
@@ -49,10 +50,6 @@ DEFAULT_BASE_URL = "https://raw.githubusercontent.com/CryhanFang/CLIP2Video/main
 
 #: Split names accepted as aliases.
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
-
-#: How many missing/duplicate ids a log line or error message names.
-MAX_NAMED = 10
-
 
 class CaptionSource(enum.Enum):
     """Where a split's captions come from."""
@@ -96,7 +93,6 @@ class BenchmarkSpec:
     folder: str
     splits: Mapping[str, SplitSpec]
     description: str
-    multi_caption: bool
 
 
 _JSFUSION = SplitSpec("MSRVTT_JSFUSION_test.csv", CaptionSource.SPLIT_CSV, 1000)
@@ -109,21 +105,18 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "msrvtt_data",
             {"test": _JSFUSION},
             "MSR-VTT 1k-A test (JSFUSION): 1000 videos, one caption each.",
-            multi_caption=False,
         ),
         BenchmarkSpec(
             "msrvtt-9k",
             "msrvtt_data",
             {"train": SplitSpec("MSRVTT_train.9k.csv", CaptionSource.MSRVTT_JSON, 9000), "test": _JSFUSION},
             "MSR-VTT 9k training videos (all their captions) with the 1k-A test.",
-            multi_caption=False,
         ),
         BenchmarkSpec(
             "msrvtt-7k",
             "msrvtt_data",
             {"train": SplitSpec("MSRVTT_train.7k.csv", CaptionSource.MSRVTT_JSON, 7010), "test": _JSFUSION},
             "MSR-VTT 7k training videos (all their captions) with the 1k-A test.",
-            multi_caption=False,
         ),
         BenchmarkSpec(
             "msrvtt-full",
@@ -134,7 +127,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 "test": SplitSpec("MSRVTT_test.full.csv", CaptionSource.MSRVTT_JSON, 2990),
             },
             "MSR-VTT full protocol: 6513/497/2990 videos, every caption (about 20 per video).",
-            multi_caption=True,
         ),
         BenchmarkSpec(
             "msvd",
@@ -145,7 +137,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 "test": SplitSpec("test_list.txt", CaptionSource.MSVD_PICKLE, 670),
             },
             "MSVD: 1200/100/670 videos, every caption (about 40 per video).",
-            multi_caption=True,
         ),
         BenchmarkSpec(
             "vatex-hgr",
@@ -156,7 +147,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 "test": SplitSpec("test_list.txt", CaptionSource.VATEX_JSON, 1500),
             },
             "VATEX English, HGR split: 25991 train, 1500 validation, 1500 test videos, 10 captions each.",
-            multi_caption=True,
         ),
         BenchmarkSpec(
             "vatex-1k5",
@@ -166,7 +156,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 "test": SplitSpec("test1k5_sec_list.txt", CaptionSource.VATEX_JSON, 1500),
             },
             "VATEX English, the CLIP2Video authors' random 1.5k test split, 10 captions each.",
-            multi_caption=True,
         ),
     )
 }
@@ -212,79 +201,11 @@ def resolve_split_files(spec: BenchmarkSpec, split_spec: SplitSpec, data_dir: Pa
 
 
 @dataclass
-class ValidationReport:
-    """What validation found while building one split. Lists name ids; counts are their lengths."""
-
-    benchmark: str
-    split: str
-    listed_videos: int = 0
-    num_videos: int = 0
-    num_captions: int = 0
-    videos_checked: bool = False
-    missing_videos: list[str] = field(default_factory=list)
-    duplicate_ids: list[str] = field(default_factory=list)
-    videos_without_captions: list[str] = field(default_factory=list)
-    empty_captions: list[str] = field(default_factory=list)  # locations (file: entry)
-    malformed: list[str] = field(default_factory=list)  # messages of SplitFileError
-
-    @property
-    def has_problems(self) -> bool:
-        return bool(
-            self.missing_videos
-            or self.duplicate_ids
-            or self.videos_without_captions
-            or self.empty_captions
-            or self.malformed
-        )
-
-    def problem_lines(self) -> list[str]:
-        """One human-readable line per kind of problem (count and first names)."""
-
-        def named(items: Sequence[str]) -> str:
-            shown = ", ".join(items[:MAX_NAMED])
-            return shown + (", ..." if len(items) > MAX_NAMED else "")
-
-        lines = []
-        if self.missing_videos:
-            lines.append(
-                f"{len(self.missing_videos)} video(s) missing from video_dir, skipped: {named(self.missing_videos)}"
-            )
-        if self.duplicate_ids:
-            lines.append(
-                f"{len(self.duplicate_ids)} duplicate video id(s), later copies skipped: {named(self.duplicate_ids)}"
-            )
-        if self.videos_without_captions:
-            without = self.videos_without_captions
-            lines.append(f"{len(without)} video(s) without any caption, skipped: {named(without)}")
-        if self.empty_captions:
-            lines.append(f"{len(self.empty_captions)} empty caption(s), skipped: {named(self.empty_captions)}")
-        if self.malformed:
-            lines.append(f"{len(self.malformed)} malformed line(s)/entr(ies), skipped: {named(self.malformed)}")
-        return lines
-
-    def summary(self) -> str:
-        head = (
-            f"{self.benchmark}/{self.split}: {self.num_videos} of {self.listed_videos} listed videos, "
-            f"{self.num_captions} captions"
-        )
-        if not self.videos_checked:
-            head += " (videos not checked: no video_dir)"
-        return "; ".join([head] + self.problem_lines())
-
-    def log(self, log: logging.Logger = logger) -> None:
-        """Logs the summary: INFO when clean, WARNING when something was skipped."""
-        log.log(logging.WARNING if self.has_problems else logging.INFO, self.summary())
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
 class SplitPlan:
     """The rows of one split (one per caption) and the validation report."""
 
     rows: list[dict]
-    report: ValidationReport
+    report: DataReport
 
     @property
     def eval_index(self) -> EvalIndex:
@@ -312,13 +233,13 @@ def _read_annotation(source: CaptionSource, path: str) -> tuple[dict[str, list[C
     raise ValueError(f"{source} has no annotation file")
 
 
-def _raise_or_record(issues: Sequence[SplitFileError], report: ValidationReport, strict: bool) -> None:
+def _raise_or_record(issues: Sequence[SplitFileError], report: DataReport, strict: bool) -> None:
     if issues and strict:
         raise issues[0]
     report.malformed.extend(str(issue) for issue in issues)
 
 
-def _unique_ids(records: Sequence, path: str, report: ValidationReport, strict: bool) -> list:
+def _unique_ids(records: Sequence, path: str, report: DataReport, strict: bool) -> list:
     """Keeps the first record of every video id; later ones are duplicates (recorded, or raised if strict)."""
     kept, seen = [], set()
     for record in records:
@@ -335,7 +256,7 @@ def _unique_ids(records: Sequence, path: str, report: ValidationReport, strict: 
 
 
 def _read_split_file(
-    split_spec: SplitSpec, path: str, report: ValidationReport, strict: bool
+    split_spec: SplitSpec, path: str, report: DataReport, strict: bool
 ) -> list[IdRecord] | list[CaptionRecord]:
     """Unique records of a split file: `CaptionRecord`s for the 1k-A csv, `IdRecord`s otherwise."""
     if split_spec.captions is CaptionSource.SPLIT_CSV:
@@ -359,7 +280,7 @@ def list_video_ids(name: str, split: str, data_dir: PathLike, strict: bool = Fal
         strict: raise on malformed lines and duplicate ids instead of skipping them.
     """
     spec, split_spec = get_split_spec(name, split)
-    report = ValidationReport(name, normalize_split(split))
+    report = DataReport(name, normalize_split(split))
     path = find_data_file(data_dir, spec, split_spec.ids_file)
     ids = [record.video_id for record in _read_split_file(split_spec, path, report, strict)]
     if report.has_problems:
@@ -389,7 +310,7 @@ def plan_split(
     """
     spec, split_spec = get_split_spec(name, split)
     split = normalize_split(split)
-    report = ValidationReport(name, split)
+    report = DataReport(name, split, videos_checked=video_dir is not None)
     ids_path = files[split_spec.ids_file]
 
     # 1. ids from the split file; captions from the same csv (1k-A) or from the annotation file
@@ -421,7 +342,6 @@ def plan_split(
     # 3. videos on disk
     video_paths: dict[str, str] = {}
     if video_dir is not None:
-        report.videos_checked = True
         video_paths = index_video_dir(video_dir, wanted=set(kept_captions))
         report.missing_videos = [video_id for video_id in kept_captions if video_id not in video_paths]
 
@@ -451,7 +371,7 @@ def read_benchmark(
 ) -> SplitPlan:
     """Reads and validates a split from local files without building a dataset.
 
-    Gives the rows, the `ValidationReport` and the `eval_index` (caption -> video ground truth);
+    Gives the rows, the `DataReport` and the `eval_index` (caption -> video ground truth);
     no video is opened (only the `video_dir` listing is read).
     """
     spec, split_spec = get_split_spec(name, split)

@@ -28,7 +28,6 @@ from . import synthetic
 from .benchmarks import (
     BENCHMARKS,
     DEFAULT_BASE_URL,
-    ValidationReport,
     file_url,
     find_data_file,
     get_split_spec,
@@ -36,6 +35,7 @@ from .benchmarks import (
     plan_split,
 )
 from .errors import UnknownBenchmarkError
+from .report import DataReport
 from .videos import video_dir_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -313,4 +313,4 @@ def _log_report(builder: Clip2VideoBenchmarks) -> None:
     path = os.path.join(builder.cache_dir, REPORT_FILENAME)
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as handle:
-            ValidationReport(**json.load(handle)).log(logger)
+            DataReport.from_dict(json.load(handle)).log(logger)

@@ -66,7 +66,7 @@ class BenchmarkValidationError(BenchmarkError):
     """Raised in `strict=True` mode when validation finds problems (missing videos, duplicates...).
 
     Attributes:
-        report: the `ValidationReport` with every problem found.
+        report: the `DataReport` with every problem found.
     """
 
     def __init__(self, message: str, report=None):

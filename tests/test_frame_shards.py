@@ -23,7 +23,7 @@ from frame_shards import (
     model_input_frames,
     read_prepared_info,
 )
-from data_clip2video import DataSourceError
+from data_sources import DataSourceError
 from processing_clip2video import CLIP2VideoVideoProcessor, VideoDecodeError
 
 from conftest import REPO_ROOT
@@ -172,13 +172,13 @@ def test_streaming_read_splits_by_node_and_resumes(prepared):
 
 
 def test_strict_stops_at_the_first_bad_video(tmp_path):
-    import data_clip2video
+    import data_sources
     import prepare_shards
 
     rows = make_folder(tmp_path / "videos")
     arguments = [*source_options(tmp_path / "videos"), "--output_dir", str(tmp_path / "prepared"), *CLI_OPTIONS,
                  "--strict"]
-    with pytest.raises(data_clip2video.DataValidationError, match="missing.mp4"):
+    with pytest.raises(data_sources.DataValidationError, match="missing.mp4"):
         prepare_shards.main(arguments)
     (tmp_path / "videos" / "metadata.jsonl").write_text(
         "".join(json.dumps(row) + "\n" for row in rows if row["file_name"] != "missing.mp4"))
@@ -448,7 +448,8 @@ def test_garbled_frame_bytes_are_a_decode_error_naming_the_video(prepared, tmp_p
     with pytest.raises(VideoDecodeError, match="clip1: prepared frames are not a valid .npy array"):
         rows[1]
     # streamed, the row comes through and its decoding names the video: a training stream skips and counts it
-    from data_clip2video import Columns, StreamCollator, VideoBatcher
+    from data_clip2video import StreamCollator, VideoBatcher
+    from data_sources import Columns
 
     streamed = list(load_prepared(folder, "train", streaming=True))
     assert [row["video_id"] for row in streamed[:2]] == ["clip0", "clip1"]
