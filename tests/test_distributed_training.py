@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 import run_retrieval
+import splits_clip2video
 from conftest import REPO_ROOT
 from datasets_scripts import load_benchmark
 
@@ -47,7 +48,7 @@ def _make_uneven_data(cache_dir: str) -> dict[str, list[int]]:
     options = dict(cache_dir=cache_dir, train_size=TRAIN_VIDEOS, test_size=8)
     train, test = load_benchmark("synthetic-motion", "train", **options), load_benchmark("synthetic-motion", "test", **options)
     assert list(train["video_index"]) == list(range(TRAIN_VIDEOS))  # one caption per video: row = video
-    sampler = run_retrieval.GlobalBatchSampler(TRAIN_VIDEOS, GLOBAL_MICRO_BATCH, rank=0, world_size=1, seed=SEED,
+    sampler = splits_clip2video.GlobalBatchSampler(TRAIN_VIDEOS, GLOBAL_MICRO_BATCH, rank=0, world_size=1, seed=SEED,
                                                group_size=GROUP)
     batches = list(sampler)
     whole, rank_0_slice = batches[1], batches[2][: GLOBAL_MICRO_BATCH // 2]

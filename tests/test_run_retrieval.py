@@ -17,7 +17,12 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoints_clip2video
+import evaluation_clip2video
+import hub_clip2video
 import run_retrieval
+import splits_clip2video
+import training_clip2video
 from conftest import FIXTURES, REPO_ROOT
 from retrieval_metrics import (
     dsl_retrieval_metrics,
@@ -169,16 +174,16 @@ def _tiny_args(output_dir, cache_dir, *extra) -> list[str]:
 
 
 def test_batch_sampler_keeps_groups_together_and_splits_global_batches_by_rank():
-    sampler = run_retrieval.GlobalBatchSampler(20, 8, rank=0, world_size=1, seed=3, group_size=2)
+    sampler = splits_clip2video.GlobalBatchSampler(20, 8, rank=0, world_size=1, seed=3, group_size=2)
     batches = list(sampler)
     assert len(batches) == 2 and all(len(batch) == 8 for batch in batches)
     for batch in batches:  # twin rows (2k, 2k + 1) always land in the same batch, next to each other
         assert all(batch[i] % 2 == 0 and batch[i + 1] == batch[i] + 1 for i in range(0, 8, 2))
-    ranks = [list(run_retrieval.GlobalBatchSampler(20, 8, rank=r, world_size=2, seed=3, group_size=2)) for r in (0, 1)]
+    ranks = [list(splits_clip2video.GlobalBatchSampler(20, 8, rank=r, world_size=2, seed=3, group_size=2)) for r in (0, 1)]
     assert [a + b for a, b in zip(*ranks)] == batches  # two processes see the same global batches
     assert sorted(sum(batches, [])) != list(range(16))  # shuffled
     with pytest.raises(ValueError, match="group size"):
-        run_retrieval.GlobalBatchSampler(20, 8, rank=0, world_size=1, seed=3, group_size=3)
+        splits_clip2video.GlobalBatchSampler(20, 8, rank=0, world_size=1, seed=3, group_size=3)
 
 
 def test_order_accuracy_counts_own_video_above_its_twin():
@@ -186,8 +191,8 @@ def test_order_accuracy_counts_own_video_above_its_twin():
                                [0.5, 0.5, 0.0, 0.0],   # caption of video 1: tie with twin 0 -> not counted
                                [0.0, 0.0, 0.2, 0.8],   # caption of video 2: below twin 3
                                [0.0, 0.0, 0.7, 0.7 + 1e-7]])  # caption of video 3: within rounding -> a tie
-    assert run_retrieval.order_accuracy(similarity, np.array([0, 1, 2, 3])) == 25.0
-    table = run_retrieval.metrics_table({"m": {key: 1.0 for key in (
+    assert evaluation_clip2video.order_accuracy(similarity, np.array([0, 1, 2, 3])) == 25.0
+    table = evaluation_clip2video.metrics_table({"m": {key: 1.0 for key in (
         "t2v_R1", "t2v_R5", "t2v_R10", "t2v_MedianR", "t2v_MeanR", "v2t_R1", "v2t_R5", "v2t_R10", "v2t_MedianR",
         "v2t_MeanR", "order_accuracy")}})
     assert "order acc." in table
@@ -213,7 +218,7 @@ def test_help_lists_every_option():
 
 def test_train_eval_export_card_report_and_push(tmp_path, synthetic_cache):
     output = tmp_path / "run"
-    with mock.patch.object(run_retrieval, "HfApi") as hf_api:
+    with mock.patch.object(hub_clip2video, "HfApi") as hf_api:
         hf_api.return_value.create_repo.return_value.repo_id = "someone/tiny-clip2video"
         results = run_retrieval.main(_tiny_args(output, synthetic_cache, "--do_export_features", "--dsl",
                                                 "--push_to_hub", "--hub_model_id", "someone/tiny-clip2video"))
@@ -277,7 +282,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, synthetic
         return loss * float("nan") if len(calls) == 3 else loss
 
     with mock.patch.object(run_retrieval, "compute_loss", nan_on_third_step):
-        with pytest.raises(run_retrieval.TrainingDivergedError, match="loss is nan at optimizer step 3.*checkpoint-2"):
+        with pytest.raises(training_clip2video.TrainingDivergedError, match="loss is nan at optimizer step 3.*checkpoint-2"):
             run_retrieval.main(_tiny_args(output, synthetic_cache))
     checkpoints = sorted(p.name for p in (output / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint-2"]
@@ -311,7 +316,8 @@ def _train_history(output_dir: Path) -> list[dict]:
 def test_kill_9_mid_epoch_then_resume_gives_the_same_final_metrics(tmp_path, synthetic_cache):
     env = _subprocess_env()
     script = str(REPO_ROOT / "run_retrieval.py")
-    every_step = ["--logging_steps", "1", "--train_size", "48"]  # 6 steps per epoch: checkpoints 2 and 4 mid-epoch
+    every_step = ["--logging_steps", "1", "--train_size", "48",  # 6 steps per epoch: checkpoints 2 and 4 mid-epoch
+                  "--save_total_limit", "10"]
     full = _tiny_args(tmp_path / "full", synthetic_cache, *every_step)
     subprocess.run([PYTHON, script, *full], check=True, env=env, cwd=tmp_path, capture_output=True, timeout=300)
 
@@ -323,7 +329,7 @@ def test_kill_9_mid_epoch_then_resume_gives_the_same_final_metrics(tmp_path, syn
     unfinished, left = sorted(p.name for p in (tmp_path / "killed/checkpoints").iterdir())
     assert left == "checkpoint-2" and unfinished.startswith(".tmp-") and unfinished.endswith("-checkpoint-4")
     assert (tmp_path / "killed/checkpoints" / unfinished / "model.safetensors").is_file()  # killed after the weights
-    assert run_retrieval.resolve_checkpoint("latest", str(tmp_path / "killed")).name == "checkpoint-2"
+    assert checkpoints_clip2video.resolve_checkpoint("latest", str(tmp_path / "killed")).name == "checkpoint-2"
 
     resumed_run = subprocess.run([PYTHON, script, *killed, "--resume_from_checkpoint", "latest"], check=True, env=env,
                                  cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -357,13 +363,13 @@ def test_kill_9_mid_epoch_then_resume_gives_the_same_final_metrics(tmp_path, syn
 
 
 def test_resume_latest_without_a_checkpoint_is_an_error(tmp_path, synthetic_cache):
-    with pytest.raises(run_retrieval.CheckpointError, match="no complete checkpoint.*latest_if_any"):
+    with pytest.raises(checkpoints_clip2video.CheckpointError, match="no complete checkpoint.*latest_if_any"):
         run_retrieval.main(_tiny_args(tmp_path / "run", synthetic_cache, "--resume_from_checkpoint", "latest"))
-    with pytest.raises(run_retrieval.CheckpointError, match="not a complete checkpoint"):
-        run_retrieval.resolve_checkpoint(str(tmp_path), str(tmp_path))
+    with pytest.raises(checkpoints_clip2video.CheckpointError, match="not a complete checkpoint"):
+        checkpoints_clip2video.resolve_checkpoint(str(tmp_path), str(tmp_path))
     unfinished = tmp_path / "run/checkpoints/.tmp-0123abcd-checkpoint-6"
     unfinished.mkdir(parents=True)
-    assert run_retrieval.resolve_checkpoint("latest_if_any", str(tmp_path / "run")) is None
+    assert checkpoints_clip2video.resolve_checkpoint("latest_if_any", str(tmp_path / "run")) is None
 
 
 def test_overwrite_output_dir_never_deletes_what_the_run_did_not_write(tmp_path, synthetic_cache):
@@ -378,10 +384,11 @@ def test_overwrite_output_dir_never_deletes_what_the_run_did_not_write(tmp_path,
     # A real run writes into the folder: the user's files stay, only this script's earlier checkpoints go.
     stale = folder / "checkpoints/checkpoint-99"
     stale.mkdir(parents=True)
-    (stale / run_retrieval.TRAINER_STATE).write_text("{}")
+    (stale / checkpoints_clip2video.TRAINER_STATE).write_text("{}")
     (folder / "checkpoints/notes.txt").write_text("mine")
     (folder / "checkpoints/checkpoint-7").mkdir()  # not ours: no trainer state
-    results = run_retrieval.main(_tiny_args(folder, synthetic_cache, "--overwrite_output_dir"))
+    results = run_retrieval.main(_tiny_args(folder, synthetic_cache, "--overwrite_output_dir", "--save_total_limit",
+                                            "10"))
     assert results["CLIP2Video"]["completed_steps"] == 8
     assert (folder / "thesis.tex").read_text() == "keep" and (folder / "checkpoints/notes.txt").read_text() == "mine"
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
@@ -395,7 +402,7 @@ BAD_NUMBERS = [
     ("--train_batch_size", "0"), ("--gradient_accumulation_steps", "0"), ("--max_train_steps", "-5"),
     ("--num_train_epochs", "0"), ("--learning_rate", "-1e-4"), ("--clip_learning_rate", "-1"),
     ("--warmup_ratio", "1.5"), ("--warmup_ratio", "-0.1"), ("--eval_batch_size", "0"), ("--logging_steps", "0"),
-    ("--checkpoints_total_limit", "0"), ("--num_frames", "0"), ("--max_words", "2"), ("--eval_steps", "0"),
+    ("--save_total_limit", "0"), ("--num_frames", "0"), ("--max_words", "2"), ("--eval_steps", "0"),
     ("--weight_decay", "-0.1"), ("--adam_beta2", "1"), ("--adam_epsilon", "0"), ("--max_grad_norm", "0"),
     ("--learning_rate", "nan"), ("--train_group_size", "0"), ("--dataloader_num_workers", "-1"),
     ("--scratch_hidden_size", "0"), ("--center_weight", "2"), ("--test_size", "0"), ("--dsl_temperature", "0"),
