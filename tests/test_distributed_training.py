@@ -110,3 +110,22 @@ def test_two_process_training_equals_one_process_step_by_step(tmp_path):
     assert results_one["num_videos"] == 7 and results_one["skipped_videos"] == 1
     for key, value in results_one.items():
         assert results_two[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_two_processes_streaming_one_row_train_nothing_and_exit_non_zero(tmp_path):
+    """A stream of one row under 2 processes: rank 1 has no row, so no global micro-batch can be formed; the run
+    stops with an error on both processes instead of saving the untrained model as trained."""
+    from test_own_data import TINY_MODEL, make_webdataset
+
+    shards = make_webdataset(tmp_path / "shards", num_shards=1, per_shard=1, broken=False)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1")
+    launch = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port",
+              "0", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO_ROOT / "run_retrieval.py")]
+    done = subprocess.run([*launch, "--dataset_name", "webdataset", "--data_dir", str(shards), "--output_dir",
+                           str(tmp_path / "run"), *TINY_MODEL, "--streaming", "--train_batch_size", "2",
+                           "--max_train_steps", "2", "--cache_dir", str(tmp_path / "cache"), "--do_train"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert done.returncode != 0
+    assert "NoTrainingDataError" in done.stderr and "needs rows for each of the 2 process(es)" in done.stderr
+    assert not (tmp_path / "run" / "model.safetensors").exists()

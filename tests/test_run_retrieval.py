@@ -1,16 +1,21 @@
 """Tests of the training/evaluation script `run_retrieval.py`, its loss and its metrics."""
 
+import contextlib
 import dataclasses
+import html
+import io
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -24,6 +29,7 @@ import run_retrieval
 import splits_clip2video
 import training_clip2video
 from conftest import FIXTURES, REPO_ROOT
+from script_runs import RunRecorder
 from retrieval_metrics import (
     dsl_retrieval_metrics,
     ground_truth_ranks,
@@ -475,3 +481,252 @@ def test_resuming_a_finished_job_with_its_mean_pooling_baseline_runs_no_step(tmp
         assert again[name]["t2v_R1"] == first[name]["t2v_R1"] and again[name]["v2t_MeanR"] == first[name]["v2t_MeanR"]
     for folder in (output, output / "mean_pooling"):  # nothing trained after the resume marker
         assert "resumed_from" in _train_history(folder)[-1]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# A tiny run watched from outside: report, logs, checkpoints limit, the Hub push's content
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _solid_png(path: Path) -> bytes:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (255, 0, 255)).save(path)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def watched_run(tmp_path_factory):
+    """One tiny train + eval into a folder that holds an earlier report's thumbnails (solid magenta pictures under
+    every name the new report will use), TensorBoard logging on, a mocked Hub."""
+    root = tmp_path_factory.mktemp("watched")
+    output, cache = root / "run", str(root / "cache")
+    thumbnails = output / "report" / "thumbnails"
+    thumbnails.mkdir(parents=True)
+    stale = {index: _solid_png(thumbnails / f"{index}.png") for index in range(16)}
+    (output / "notes.txt").write_text("the user's")
+    stderr = io.StringIO()
+    with mock.patch.object(hub_clip2video, "HfApi") as hf_api, contextlib.redirect_stderr(stderr):
+        hf_api.return_value.create_repo.return_value.repo_id = "someone/tiny"
+        results = run_retrieval.main(_tiny_args(output, cache, "--overwrite_output_dir", "--report_to", "tensorboard",
+                                                "--push_to_hub", "--hub_model_id", "someone/tiny"))
+    return SimpleNamespace(output=output, results=results["CLIP2Video"], stale=stale, hf_api=hf_api,
+                           stderr=stderr.getvalue())
+
+
+def test_report_thumbnails_are_never_an_earlier_reports(watched_run):
+    page = (watched_run.output / "report/index.html").read_text()
+    shown = set(re.findall(r'src="thumbnails/([^"]+)"', page))
+    assert shown
+    for name in shown:
+        assert (watched_run.output / "report/thumbnails" / name).read_bytes() not in watched_run.stale.values(), name
+    assert len(list((watched_run.output / "report/thumbnails").iterdir())) == len(shown)  # stale ones are gone
+
+
+def test_report_labels_the_heatmap_ranks_missed_ground_truths_and_plots_the_loss(watched_run):
+    page = (watched_run.output / "report/index.html").read_text()
+    assert page.count("<tr>") == 16 and "table-layout:fixed" in page and "overflow-wrap:anywhere" in page
+    # the legend of the heatmap's labels: every shown caption and video name in full
+    from datasets_scripts import load_benchmark
+
+    test = load_benchmark("synthetic-motion", "test", cache_dir=str(watched_run.output.parent / "cache"),
+                          train_size=32, test_size=16)
+    legend = page[page.index("heatmap labels"):]
+    assert all(html.escape(caption) in legend for caption in test["caption"])
+    assert all(f"<li>{video_id}</li>" in legend for video_id in test["video_id"])
+    # a query whose video is not in its top 5 says at which rank it is (16 videos, an 8-step model: some miss)
+    misses = re.findall(r'<td class="miss">.*?ground truth #(\d+): ', page)
+    t2v_r5 = watched_run.results["t2v_R5"]
+    assert len(misses) == round(16 * (100 - t2v_r5) / 100) and all(5 < int(rank) <= 16 for rank in misses)
+    assert 'src="loss.png"' in page and (watched_run.output / "report/loss.png").stat().st_size > 1000
+
+
+def test_training_logs_epochs_from_one_and_shows_the_loss_on_the_progress_bar(watched_run):
+    history = json.loads((watched_run.output / run_retrieval.TRAIN_HISTORY).read_text())["log_history"]
+    assert [entry["epoch"] for entry in history] == [1, 1, 2, 2]  # 4 steps an epoch, a log line every 2
+    assert re.search(r"training: 100%.*loss=\d+\.\d{4}", watched_run.stderr)
+
+
+def test_checkpoints_keep_the_last_three_by_default(watched_run):
+    checkpoints = sorted(p.name for p in (watched_run.output / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-4", "checkpoint-6", "checkpoint-8"]  # saved every 2 steps: 2 was removed
+
+
+def test_push_to_hub_uploads_the_model_folder_only(watched_run):
+    from huggingface_hub.utils import filter_repo_objects
+
+    output = watched_run.output
+    assert any((output / "runs").rglob("events.out.tfevents.*"))  # TensorBoard logs, in Trainer's runs/ folder
+    upload = watched_run.hf_api.return_value.upload_folder.call_args.kwargs
+    files = [str(path.relative_to(output)) for path in output.rglob("*") if path.is_file()]
+    pushed = set(filter_repo_objects(files, ignore_patterns=upload["ignore_patterns"]))
+    assert {"model.safetensors", "config.json", "README.md", "modeling_clip2video.py", "processor_config.json",
+            "all_results.json"} <= pushed
+    for local in ("report/", "runs/", "checkpoints/", "data_report.json", "train_history.json"):
+        assert not [name for name in pushed if name.startswith(local)], local
+    assert "notes.txt" in pushed  # the folder is the model's: what the user put there goes with it
+    with_reports = set(filter_repo_objects(files, ignore_patterns=hub_clip2video.ignore_patterns(push_reports=True)))
+    assert "report/index.html" in with_reports and "data_report.json" in with_reports
+    assert not [name for name in with_reports if name.startswith("checkpoints/")]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Refusals: a symlinked checkpoints folder, option values on the command line, another stream layout
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_a_symlinked_checkpoints_folder_is_refused_not_followed(tmp_path, synthetic_cache):
+    other = tmp_path / "other_run/checkpoints/checkpoint-5"
+    other.mkdir(parents=True)
+    (other / checkpoints_clip2video.TRAINER_STATE).write_text("{}")
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "checkpoints").symlink_to(tmp_path / "other_run/checkpoints")
+    with pytest.raises(checkpoints_clip2video.CheckpointError, match="checkpoints is a symbolic link"):
+        run_retrieval.main(_tiny_args(output, synthetic_cache, "--overwrite_output_dir"))
+    assert (other / checkpoints_clip2video.TRAINER_STATE).is_file()  # another run's checkpoint, untouched
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--eval_batch_size", "0", "--eval_batch_size must be an integer >= 1, got 0"),
+    ("--gradient_accumulation_steps", "-1", "--gradient_accumulation_steps must be an integer >= 1, got -1"),
+    ("--num_train_epochs", "-2", "--num_train_epochs must be an integer >= 1, got -2"),
+    ("--warmup_ratio", "1.5", "--warmup_ratio must be in [0, 1], got 1.5"),
+])
+def test_a_bad_option_value_is_an_argparse_style_error(tmp_path, option, value, message):
+    done = subprocess.run([PYTHON, str(REPO_ROOT / "run_retrieval.py"), "--do_train", option, value, "--output_dir",
+                           str(tmp_path / "o")], env=_subprocess_env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"run_retrieval.py: error: {message}"
+    assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_model_from_scratch_gets_learning_rates_that_train_it(tmp_path):
+    _, _, scratch = run_retrieval.parse_args(["--do_train"])
+    assert (scratch.learning_rate, scratch.clip_learning_rate) == (1e-3, 1e-3)  # the default job's
+    _, _, pretrained = run_retrieval.parse_args(["--do_train", "--model_name_or_path", str(tmp_path)])
+    assert (pretrained.learning_rate, pretrained.clip_learning_rate) == (1e-4, 1e-7)  # CLIP2Video's fine-tuning
+    _, _, given = run_retrieval.parse_args(["--do_train", "--clip_learning_rate", "1e-5"])
+    assert (given.learning_rate, given.clip_learning_rate) == (1e-3, 1e-5)
+
+
+def test_the_own_data_recipe_trains_from_scratch_with_its_defaults(tmp_path):
+    """The README's own-data command (videofolder, --train_batch_size 8, 5 epochs, no model): the loss falls and
+    the test metrics are above chance (measured: 2.09 -> 1.47 over 20 steps, R@1 37.5 / 25; at the CLIP fine-tuning
+    rate of 1e-7 the loss stays at ln 8 = 2.08)."""
+    from test_own_data import make_videofolder
+
+    root = make_videofolder(tmp_path / "data", splits=(("train", 32), ("test", 8)), broken=False, missing=False)
+    results = run_retrieval.main(["--dataset_name", "videofolder", "--data_dir", str(root), "--do_train",
+                                  "--train_batch_size", "8", "--num_train_epochs", "5", "--output_dir",
+                                  str(tmp_path / "my_model"), "--cache_dir", str(tmp_path / "cache"),
+                                  "--logging_steps", "1", "--report_to", "none", "--do_eval"])["CLIP2Video"]
+    losses = [entry["loss"] for entry in _train_history(tmp_path / "my_model") if "loss" in entry]
+    assert len(losses) == 20 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3  # measured: 2.08 -> 1.56
+    assert results["t2v_R1"] > 100 / 8 and results["v2t_R1"] > 100 / 8  # chance: 1 of 8
+
+
+def test_own_data_gets_no_order_accuracy_and_a_card_without_evaluation_claims_none(tmp_path, synthetic_cache):
+    from test_own_data import caption, write_video
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, seeds in (("train", range(8)), ("test", range(8, 11))):  # 3 test videos: an odd number
+        lines = ["video,caption"]
+        for seed in seeds:
+            write_video(data / f"v{seed}.mp4", seed)
+            lines.append(f"v{seed}.mp4,{caption(seed)}")
+        (data / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    files = ["--train_file", str(data / "train.csv"), "--test_file", str(data / "test.csv"), "--cache_dir",
+             str(tmp_path / "cache"), "--report_to", "none"]
+    run_retrieval.main([*files, "--do_train", "--num_frames", "4", "--train_batch_size", "4", "--num_train_epochs", "1", "--output_dir",
+                        str(tmp_path / "model"), "--checkpointing_steps", "no", "--scratch_hidden_size", "32"])
+    card = (tmp_path / "model/README.md").read_text()
+    assert "not evaluated" in card and "evaluated on" not in card and "## Results" not in card
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        results = run_retrieval.main([*files, "--model_name_or_path", str(tmp_path / "model"), "--do_eval",
+                                      "--output_dir", str(tmp_path / "eval")])["CLIP2Video"]
+    assert "order_accuracy" not in results and results["num_videos"] == 3 and results["skipped_videos"] == 0
+    table = stdout.getvalue()
+    assert "order acc." not in table and "3 videos, 3 captions evaluated; 0 video(s) skipped (undecodable)" in table
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Streams that train nothing, resumes that would train on other data, epochs left unfinished by --max_train_steps
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _broken_webdataset(folder: Path, rows: int) -> Path:
+    """`folder/train-00000.tar` of `rows` samples whose `.mp4` is not a video."""
+    import tarfile
+
+    folder.mkdir(parents=True)
+    with tarfile.open(folder / "train-00000.tar", "w") as tar:
+        for row in range(rows):
+            for extension, payload in (("mp4", b"\x00not a video" * 40), ("txt", f"caption {row}".encode())):
+                info = tarfile.TarInfo(f"{row:06d}.{extension}")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return folder
+
+
+def test_a_stream_of_undecodable_videos_trains_nothing_and_saves_nothing(tmp_path):
+    from test_own_data import TINY_MODEL
+
+    shards = _broken_webdataset(tmp_path / "shards", rows=6)
+    output = tmp_path / "run"
+    with pytest.raises(training_clip2video.NoTrainingDataError, match="epoch 1 .* no micro-batch to train on after 0 "
+                       "of 3 steps .*6 undecodable"):
+        run_retrieval.main(["--dataset_name", "webdataset", "--data_dir", str(shards), "--output_dir", str(output),
+                            *TINY_MODEL, "--streaming", "--train_batch_size", "2", "--max_train_steps", "3",
+                            "--cache_dir", str(tmp_path / "cache"), "--do_train"])
+    assert not (output / "model.safetensors").exists() and not (output / "all_results.json").exists()
+
+
+def test_a_stream_resumed_with_other_dataloader_workers_is_refused(tmp_path):
+    from test_own_data import TINY_MODEL, make_webdataset
+
+    shards = make_webdataset(tmp_path / "shards", num_shards=2, per_shard=4, broken=False)
+    options = ["--dataset_name", "webdataset", "--data_dir", str(shards), "--output_dir", str(tmp_path / "run"),
+               *TINY_MODEL, "--streaming", "--train_batch_size", "4", "--checkpointing_steps", "1", "--cache_dir",
+               str(tmp_path / "cache"), "--do_train"]
+    run_retrieval.main([*options, "--max_train_steps", "1"])
+    state = json.loads((tmp_path / "run/checkpoints/checkpoint-1/trainer_state.json").read_text())
+    assert state["stream_layout"] == {"num_processes": 1, "dataloader_num_workers": 0}
+    with pytest.raises(checkpoints_clip2video.CheckpointError, match="1 process\\(es\\) x 0 DataLoader worker\\(s\\), "
+                       "resumed with 1 process\\(es\\) x 2 DataLoader worker\\(s\\)"):
+        run_retrieval.main([*options, "--max_train_steps", "2", "--resume_from_checkpoint", "latest",
+                            "--dataloader_num_workers", "2"])
+    resumed = run_retrieval.main([*options, "--max_train_steps", "2", "--resume_from_checkpoint", "latest"])
+    assert resumed["CLIP2Video"]["completed_steps"] == 2 and resumed["CLIP2Video"]["resumed_from_step"] == 1
+
+
+def test_a_run_stopped_by_max_train_steps_leaves_its_epoch_unfinished(tmp_path, synthetic_cache):
+    """4 steps an epoch, stopped at 3: the final checkpoint says epoch 0, 3 micro-batches done, so a resume with more
+    steps trains on the 4th micro-batch of epoch 0 (as the uninterrupted run does), not on epoch 1."""
+    options = ("--num_train_epochs", "2", "--checkpointing_steps", "epoch", "--logging_steps", "1")
+    run_retrieval.main(_tiny_args(tmp_path / "short", synthetic_cache, *options, "--max_train_steps", "3"))
+    state = json.loads((tmp_path / "short/checkpoints/checkpoint-3/trainer_state.json").read_text())
+    assert (state["completed_steps"], state["epoch"], state["batches_in_epoch"]) == (3, 0, 3)
+    recorder = RunRecorder(record_inputs=True)
+    recorder.main(_tiny_args(tmp_path / "short", synthetic_cache, *options, "--max_train_steps", "4",
+                             "--resume_from_checkpoint", "latest"))
+    reference = RunRecorder(record_inputs=True)
+    reference.main(_tiny_args(tmp_path / "full", synthetic_cache, *options, "--max_train_steps", "4"))
+    (resumed_forward,) = recorder.run["forwards"]
+    assert torch.equal(resumed_forward["inputs"]["input_ids"], reference.run["forwards"][3]["inputs"]["input_ids"])
+
+
+def test_a_launch_that_starts_fewer_processes_than_asked_warns(tmp_path, synthetic_cache):
+    """`accelerate launch --cpu --num_processes 2` starts one process on a CPU machine: the run says so."""
+    done = subprocess.run([ACCELERATE, "launch", "--cpu", "--num_processes", "2", "--mixed_precision", "no",
+                           "--dynamo_backend", "no", str(REPO_ROOT / "run_retrieval.py"),
+                           *_tiny_args(tmp_path / "run", synthetic_cache, "--max_train_steps", "1", "--do_eval=false",
+                                       "--checkpointing_steps", "no")],
+                          env=_subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1 process(es)" in done.stderr
+    assert "accelerate launch was asked for 2 processes but started 1" in done.stderr
+    assert "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N" in done.stderr
