@@ -562,21 +562,16 @@ def setup_logging(accelerator: Accelerator) -> None:
 
 
 def requested_processes() -> Optional[int]:
-    """The `--num_processes` of the `accelerate launch` that started this process, if it was one (Linux: read from
-    the launcher's command line; accelerate's single-process launcher does not pass it on)."""
+    """The `--num_processes` of the `accelerate launch` that started this process, if it was one (Linux: the
+    launcher's command line, read with accelerate's own parser; its single-process launcher does not pass it on)."""
+    from accelerate.commands.launch import launch_command_parser
+
     try:
         words = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
+        launched, _ = launch_command_parser().parse_known_args(words[words.index("launch") + 1:])
+    except (OSError, ValueError, SystemExit):  # no /proc, not a launch, or a command line the parser refuses
         return None
-    if "launch" not in words or not any(word.endswith("accelerate") or "accelerate" in word for word in words):
-        return None
-    for index, word in enumerate(words):
-        for option in ("--num_processes", "--num-processes"):
-            value = word[len(option) + 1:] if word.startswith(option + "=") else (
-                words[index + 1] if word == option and index + 1 < len(words) else None)
-            if value is not None and value.isdigit():
-                return int(value)
-    return None
+    return launched.num_processes
 
 
 def setup_accelerator(model_args: ModelArguments, data_args: DataArguments, args: RunArguments) -> Accelerator:
