@@ -136,6 +136,10 @@ def write_page(path: PathLike, page: str) -> None:
     write_text(path, page)
 
 
+class ReportFolderError(ValueError):
+    """A report folder that cannot be written safely (a symbolic link)."""
+
+
 #: Characters of a caption or file name kept in a heatmap label (the legend under the figure has them in full).
 LABEL_CHARS = 28
 #: Captions and videos shown in the heatmap.
@@ -201,9 +205,14 @@ def write_retrieval_report(folder: PathLike, similarity: np.ndarray, targets: Se
     """
     folder = Path(folder)
     thumbnails = folder / "thumbnails"
+    for path in (folder, thumbnails):
+        if path.is_symlink():
+            raise ReportFolderError(f"{path} is a symbolic link: the report replaces its own files in this folder, "
+                                    "never through a link; remove the link or use another output folder")
     thumbnails.mkdir(parents=True, exist_ok=True)
-    for stale in thumbnails.glob("*.png"):  # an earlier report's: other videos may have had these names
-        stale.unlink()
+    for stale in thumbnails.glob("*.png"):  # an earlier report's (`<column>.png`): other videos had these names
+        if stale.stem.isdigit() and stale.is_file() and not stale.is_symlink():
+            stale.unlink()
     _plot_heatmap(folder / "similarity.png", similarity, captions, videos, title)
     figures = ["similarity.png"] + (["loss.png"] if _plot_loss(folder / "loss.png", log_history, title) else [])
     made: dict[int, str | None] = {}

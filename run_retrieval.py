@@ -415,7 +415,8 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
     store = VideoFrameStore(videos, processor.video_processor, video_options, cache=data_args.cache_videos,
                             names=eval_index.video_ids)
     logger.info("%s/%s: %d captions, %d videos", data_args.describe(), split, len(rows), eval_index.num_videos)
-    return SplitData(rows, tokens, store, eval_index, time_reversed_pairs=data_args.dataset_name == SYNTHETIC_NAME,
+    return SplitData(rows, tokens, store, eval_index,
+                     time_reversed_pairs=data_args.is_benchmark and data_args.dataset_name == SYNTHETIC_NAME,
                      report=report)
 
 

@@ -651,6 +651,9 @@ def test_own_data_gets_no_order_accuracy_and_a_card_without_evaluation_claims_no
     assert "order_accuracy" not in results and results["num_videos"] == 3 and results["skipped_videos"] == 0
     table = stdout.getvalue()
     assert "order acc." not in table and "3 videos, 3 captions evaluated; 0 video(s) skipped (undecodable)" in table
+    even = run_retrieval.main([*files, "--model_name_or_path", str(tmp_path / "model"), "--do_eval", "--eval_split",
+                               "train", "--output_dir", str(tmp_path / "eval_train")])["CLIP2Video"]
+    assert even["num_videos"] == 8 and "order_accuracy" not in even  # not time-reversed pairs, whatever the count
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -730,3 +733,18 @@ def test_a_launch_that_starts_fewer_processes_than_asked_warns(tmp_path, synthet
     assert "1 process(es)" in done.stderr
     assert "accelerate launch was asked for 2 processes but started 1" in done.stderr
     assert "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N" in done.stderr
+
+
+def test_the_report_never_writes_or_deletes_through_a_symlinked_folder(tmp_path):
+    import report_clip2video
+
+    elsewhere = tmp_path / "my_pictures"
+    elsewhere.mkdir()
+    (elsewhere / "0.png").write_bytes(b"mine")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report/thumbnails").symlink_to(elsewhere)
+    frames = [np.full((8, 8, 3), 100, dtype=np.uint8)] * 4
+    with pytest.raises(report_clip2video.ReportFolderError, match="thumbnails is a symbolic link"):
+        report_clip2video.write_retrieval_report(tmp_path / "report", np.eye(2), [0, 1], ["a", "b"], ["v0", "v1"],
+                                                 lambda column: frames, "t", num_queries=2)
+    assert (elsewhere / "0.png").read_bytes() == b"mine"
