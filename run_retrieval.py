@@ -16,7 +16,9 @@ the processor; then for CLIP2Video (and the mean-pooling baseline with --compare
 5. optimizer and schedule, 6. prepare with accelerate and resume, 7. train (logs, atomic checkpoints, evaluation every
 --eval_steps), 8. evaluate (every video and caption encoded once, one matrix product, exact metrics), 9. save the
 model, its processor, code and card, push to the Hub. Results travel as dataclasses (`EvalResult`, `TrainResult`,
-`ModelResult`).
+`ModelResult`). The jobs behind the steps live in their modules: `splits_clip2video` (batches of each process),
+`training_clip2video` (the loop), `checkpoints_clip2video`, `evaluation_clip2video`, `report_clip2video` (the visual
+report) and `hub_clip2video` (card and push).
 """
 
 from __future__ import annotations
@@ -298,11 +300,15 @@ class ArgumentError(ValueError):
     """An option value or combination that the command line refuses (`error: ...`, exit status 2, as argparse)."""
 
 
+def argument_parser() -> HfArgumentParser:
+    return HfArgumentParser((ModelArguments, DataArguments, RunArguments), description=__doc__.split("\n\n")[0])
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, DataArguments, RunArguments]:
     """Command line (or a single .json/.yaml file) -> the three argument dataclasses, validated (`check_args`);
     no argument = the default job."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments), description=__doc__.split("\n\n")[0])
+    parser = argument_parser()
     if not argv:
         logger.info("no argument: running the default job (%s)", " ".join(DEFAULT_JOB))
         argv = list(DEFAULT_JOB)
@@ -870,9 +876,7 @@ def cli() -> None:
     try:
         main()
     except ArgumentError as error:
-        print(f"usage: {Path(sys.argv[0]).name} [-h] [options]\n{Path(sys.argv[0]).name}: error: {error}",
-              file=sys.stderr)
-        sys.exit(2)
+        argument_parser().error(str(error))  # usage, then `run_retrieval.py: error: ...`, exit status 2
 
 
 if __name__ == "__main__":
