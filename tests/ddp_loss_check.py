@@ -6,7 +6,7 @@
 Every process takes its slice of the same 8 caption-video pairs (rank order, as `GlobalBatchSampler` does); the
 main process writes the loss and every parameter's gradient after `accelerator.backward`. A second, uneven global
 batch keeps only the last 4 pairs, as when every video of rank 0's slice failed to decode: rank 0 then runs
-`run_retrieval.placeholder_batch`, and the result must equal one process on those 4 pairs.
+`training_clip2video.placeholder_batch`, and the result must equal one process on those 4 pairs.
 """
 
 import sys
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import random_text, random_video, tiny_config  # noqa: E402
 from loss_clip2video import CLIP2VideoContrastiveLoss  # noqa: E402
 from modeling_clip2video import CLIP2VideoModel  # noqa: E402
-from run_retrieval import compute_loss, placeholder_batch  # noqa: E402
+from training_clip2video import compute_loss, placeholder_batch  # noqa: E402
 
 GLOBAL_BATCH = 8
 

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 import run_retrieval
+import splits_clip2video
 from conftest import REPO_ROOT
 from datasets_scripts import load_benchmark
 
@@ -47,7 +48,7 @@ def _make_uneven_data(cache_dir: str) -> dict[str, list[int]]:
     options = dict(cache_dir=cache_dir, train_size=TRAIN_VIDEOS, test_size=8)
     train, test = load_benchmark("synthetic-motion", "train", **options), load_benchmark("synthetic-motion", "test", **options)
     assert list(train["video_index"]) == list(range(TRAIN_VIDEOS))  # one caption per video: row = video
-    sampler = run_retrieval.GlobalBatchSampler(TRAIN_VIDEOS, GLOBAL_MICRO_BATCH, rank=0, world_size=1, seed=SEED,
+    sampler = splits_clip2video.GlobalBatchSampler(TRAIN_VIDEOS, GLOBAL_MICRO_BATCH, rank=0, world_size=1, seed=SEED,
                                                group_size=GROUP)
     batches = list(sampler)
     whole, rank_0_slice = batches[1], batches[2][: GLOBAL_MICRO_BATCH // 2]
@@ -109,3 +110,22 @@ def test_two_process_training_equals_one_process_step_by_step(tmp_path):
     assert results_one["num_videos"] == 7 and results_one["skipped_videos"] == 1
     for key, value in results_one.items():
         assert results_two[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_two_processes_streaming_one_row_train_nothing_and_exit_non_zero(tmp_path):
+    """A stream of one row under 2 processes: rank 1 has no row, so no global micro-batch can be formed; the run
+    stops with an error on both processes instead of saving the untrained model as trained."""
+    from test_own_data import TINY_MODEL, make_webdataset
+
+    shards = make_webdataset(tmp_path / "shards", num_shards=1, per_shard=1, broken=False)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1")
+    launch = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port",
+              "0", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO_ROOT / "run_retrieval.py")]
+    done = subprocess.run([*launch, "--dataset_name", "webdataset", "--data_dir", str(shards), "--output_dir",
+                           str(tmp_path / "run"), *TINY_MODEL, "--streaming", "--train_batch_size", "2",
+                           "--max_train_steps", "2", "--cache_dir", str(tmp_path / "cache"), "--do_train"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert done.returncode != 0
+    assert "NoTrainingDataError" in done.stderr and "needs rows for each of the 2 process(es)" in done.stderr
+    assert not (tmp_path / "run" / "model.safetensors").exists()

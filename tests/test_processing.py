@@ -746,22 +746,6 @@ def test_video_processor_options_are_declarative_and_none_is_dead(processor, vid
     assert with_metadata["video_metadata"][0].frames_indices == expected_native(90, 30.0)
 
 
-def test_run_retrieval_keeps_the_deprecated_transform_backend_spelling():
-    """`--transform_backend` did nothing (its help offered a removed backend): still accepted, with a warning,
-    and no longer handed to the processor."""
-    from transformers import HfArgumentParser
-
-    import run_retrieval
-
-    parser = HfArgumentParser((run_retrieval.DataArguments,))
-    with pytest.warns(FutureWarning, match="transform_backend"):
-        (data_args,) = parser.parse_args_into_dataclasses(["--transform_backend", "torch"])
-    config = type("Config", (), {"num_frames": 4, "vision_config": type("Vision", (), {"image_size": 32})()})()
-    options = run_retrieval.video_options(config, data_args)
-    assert "transform_backend" not in options
-    CLIP2VideoVideoProcessor()._with_defaults(options)  # every option the script passes is a processor option
-
-
 @pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
 @pytest.mark.parametrize(
     "ext, codec, options",

@@ -276,7 +276,8 @@ def test_checkpointing_steps_epoch_saves_at_each_epoch_end(tmp_path, synthetic_c
 
 def test_resume_from_a_checkpoint_folder_runs_only_the_remaining_steps(tmp_path, synthetic_cache):
     steps, done = 8, 2  # checkpoint-2 is mid-epoch 0 (4 steps an epoch): the resumed run must skip 2 batches
-    options = ("--do_train", "--num_train_epochs", "2", "--checkpointing_steps", "2", "--warmup_ratio", "0.25")
+    options = ("--do_train", "--num_train_epochs", "2", "--checkpointing_steps", "2", "--warmup_ratio", "0.25",
+               "--save_total_limit", "4")
     full = RunRecorder(record_inputs=True)
     full.main(tiny_args(tmp_path / "full", synthetic_cache, *options))
     checkpoint = tmp_path / "full" / "checkpoints" / f"checkpoint-{done}"
