@@ -25,7 +25,9 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 import data_clip2video
-from data_clip2video import DataReport, VideoBatcher, VideoDataset, encode_texts, encode_videos
+from data_clip2video import VideoBatcher, VideoDataset, encode_texts, encode_videos
+import data_sources
+from datasets_scripts import DataReport
 from loss_clip2video import gather_uneven
 from retrieval_metrics import dsl_retrieval_metrics, flatten_metrics, retrieval_metrics
 from splits_clip2video import SplitData
@@ -157,7 +159,7 @@ def order_accuracy(similarity: torch.Tensor, targets) -> float:
 def skip_undecodable(names: Sequence[str], report: Optional[DataReport], strict: bool, stage: str) -> None:
     """Log and count videos that could not be decoded; with --strict, stop with a DataValidationError instead."""
     if names and strict:
-        raise data_clip2video.DataValidationError(f"--strict: undecodable {stage} video(s): {'; '.join(names)}")
+        raise data_sources.DataValidationError(f"--strict: undecodable {stage} video(s): {'; '.join(names)}")
     for name in names:
         logger.warning("skipped %s video: %s", stage, name)
     if report is not None:

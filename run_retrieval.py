@@ -54,9 +54,9 @@ from checkpoints_clip2video import (RESUME_LATEST_IF_ANY, TrainerState, check_ch
 from evaluation_clip2video import EvalOptions, EvalResult, Evaluator, export_features, metrics_table
 import publish_clip2video
 import report_clip2video
-from retrieval_metrics import TIE_RULES
+from retrieval_metrics import TIE_RULES, NonFiniteScoresError
 from splits_clip2video import SampledBatches, SplitData, StreamSplit
-from training_clip2video import TrainingOptions, TrainingSetup, TrainResult, compute_loss, train
+from training_clip2video import NoTrainingDataError, TrainingOptions, TrainingSetup, TrainResult, compute_loss, train
 from utils_clip2video import (CLIP_TOKENIZER_DIR, ModelSourceError, ProcessorNotFoundError, check_model_source,
                               load_processor, write_text)
 
@@ -873,7 +873,10 @@ def cli() -> None:
     try:
         main()
     except (ArgumentError, data_sources.DataSourceError) as error:  # a bad option or a source that cannot be read
-        argument_parser().error(str(error))  # usage, then `run_retrieval.py: error: ...`, exit status 2
+        argument_parser().error(str(error))
+    except (NoTrainingDataError, NonFiniteScoresError) as error:  # the run itself failed: named, without a traceback
+        logger.error("%s: %s", type(error).__name__, error)
+        sys.exit(1)  # usage, then `run_retrieval.py: error: ...`, exit status 2
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ import torch
 from accelerate import Accelerator, skip_first_batches
 
 import data_clip2video
-from data_clip2video import CaptionVideoDataset, DataReport, VideoBatcher, VideoFrameStore
+from data_clip2video import CaptionVideoDataset, VideoBatcher, VideoFrameStore
+import data_sources
+from datasets_scripts import DataReport
 
 
 class GlobalBatchSampler(torch.utils.data.Sampler):
@@ -111,7 +113,7 @@ class StreamSplit:
     shuffle, both seeded: the stream's order depends only on the seed, the epoch and the layout: processes and
     DataLoader workers)."""
 
-    def __init__(self, dataset, columns: data_clip2video.Columns, base_dir: Optional[str], report: DataReport,
+    def __init__(self, dataset, columns: data_sources.Columns, base_dir: Optional[str], report: DataReport,
                  accelerator: Accelerator, seed: int):
         self.dataset, self.columns, self.base_dir, self.report = dataset, columns, base_dir, report
         self.accelerator, self.seed = accelerator, seed

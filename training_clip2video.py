@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from checkpoints_clip2video import (CHECKPOINT_PREFIX, RESUME_LATEST_IF_ANY, TrainerState, resolve_checkpoint,
                                     save_checkpoint, write_trainer_state)
 from configuration_clip2video import CLIP2VideoConfig
-from data_clip2video import DataReport, VideoBatcher
+from data_clip2video import VideoBatcher
+from datasets_scripts import DataReport
 from evaluation_clip2video import Evaluator, skip_undecodable
 from loss_clip2video import CLIP2VideoContrastiveLoss
 
