@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from utils_clip2video import TMP_PREFIX, atomic_write, write_json
 

@@ -34,8 +34,7 @@ from transformers import HfArgumentParser
 
 import data_clip2video
 from datasets_scripts import BENCHMARK_NAMES, load_benchmark
-from frame_shards import (DETERMINISTIC_SAMPLING, PreparedShardsError, VideoRecord, claimed_output_dir, finish_split,
-                          write_split_shards)
+from frame_shards import DETERMINISTIC_SAMPLING, VideoRecord, claimed_output_dir, finish_split, write_split_shards
 from processing_clip2video import CLIP2VideoVideoProcessor, VideoProcessorOptionError
 
 
