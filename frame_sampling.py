@@ -96,7 +96,8 @@ def original_frame_indices(
 
     Pre-sampling keeps `floor(num_images / feature_framerate)` images spread with a truncated
     `linspace(0, num_images - 1, .)`; if more than `num_frames` remain, a second truncated
-    `linspace` picks `num_frames` of them (the original's `max_frames`). With `jitter` (the original's training mode) the interior
+    `linspace` picks `num_frames` of them (the original's `max_frames`). With `jitter` (the original's training mode)
+    the interior
     picks move by a uniform integer in `[-step, step)`, `step = gap // 2`, when `step > 2`.
 
     Args:
@@ -179,7 +180,8 @@ def select_frames(num_images: int, name: str, rng, frame_sampling: str, feature_
 # ----------------------------------------------------------------------------------------------------
 
 
-def window_spans(duration: float, window_seconds: float, window_stride: float | None = None) -> list[tuple[float, float]]:
+def window_spans(duration: float, window_seconds: float,
+                 window_stride: float | None = None) -> list[tuple[float, float]]:
     """Windows `[start, end)` in seconds over a video of `duration` seconds: `window_seconds` long, one every
     `window_stride` seconds (default: `window_seconds`) from 0. A video not longer than one window is one window
     `[0, duration)`; otherwise every window is `window_seconds` long and the last one ends at the video's end (it
@@ -203,7 +205,7 @@ def timeline_duration(timestamps: np.ndarray | None, durations: np.ndarray | Non
     """Seconds from the start of a video (its container's) to the end of its last frame."""
     if timestamps is None:
         return float(num_frames) / fps
-    lasting = np.full(len(timestamps), 1.0 / fps) if durations is None else np.where(durations > 0, durations, 1.0 / fps)
+    lasting = 1.0 / fps if durations is None else np.where(durations > 0, durations, 1.0 / fps)
     return float(np.max(timestamps + lasting))
 
 

@@ -110,8 +110,8 @@ def frame_options_record(video_processor) -> dict[str, Any]:
     record = video_processor.frame_options()
     if record.get("frame_sampling") not in DETERMINISTIC_SAMPLING or record.get("jitter"):
         raise PreparedShardsError(
-            f"frame_sampling={record.get('frame_sampling')!r} (jitter={record.get('jitter')}) draws new frames at every "
-            f"read; prepared shards hold one fixed choice of frames: pass --frame_sampling, one of "
+            f"frame_sampling={record.get('frame_sampling')!r} (jitter={record.get('jitter')}) draws new frames at "
+            f"every read; prepared shards hold one fixed choice of frames: pass --frame_sampling, one of "
             f"{DETERMINISTIC_SAMPLING}")
     record["fingerprint"] = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
     return record
@@ -421,7 +421,8 @@ def claimed_output_dir(path: str | os.PathLike) -> Iterator[Path]:
         lock.acquire(timeout=0)
     except Timeout:
         raise PreparedShardsError(f"another prepare_shards.py run is writing into {folder} (it holds "
-                                  f"{folder / LOCK_FILE}): wait for it to finish, or use another --output_dir") from None
+                                  f"{folder / LOCK_FILE}): wait for it to finish, or use another --output_dir"
+                                  ) from None
     try:
         with writing(folder / MARKER_FILE):
             write_json(folder / MARKER_FILE, {"format": FORMAT_NAME, "version": FORMAT_VERSION})

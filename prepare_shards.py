@@ -52,7 +52,8 @@ class PrepareArguments(data_clip2video.SourceArguments, data_clip2video.VideoArg
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": (
         "A CLIP2Video or CLIP model folder or Hub id: its video processor (when saved with it), frame count and input "
         "size (else --num_frames, --image_size).")})
-    num_frames: Optional[int] = field(default=None, metadata={"help": "Frames per video (default: the model's, else 12)."})
+    num_frames: Optional[int] = field(default=None, metadata={"help": (
+        "Frames per video (default: the model's, else 12).")})
     image_size: Optional[int] = field(default=None, metadata={"help": (
         "The model's frame size in pixels (default: the model's, else 224).")})
     shard_size: int = field(default=64, metadata={"help": "Videos per shard (about 1.8 MB each at 12 x 224 px)."})

@@ -422,68 +422,27 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         real = video_mask.to(device=device, dtype=torch.bool)[:, :, None, None, None]
         return torch.where(real, values, torch.zeros((), dtype=values.dtype, device=device)).contiguous()
 
-    def sample_frames(
-        self,
-        metadata: CLIP2VideoMetadata,
-        num_frames: int | None = None,
-        frame_sampling: str | None = None,
-        feature_framerate: int | None = None,
-        extraction_fps: float | None = None,
-        jitter: bool | None = None,
-        seed: int | None = None,
-        rng: np.random.Generator | None = None,
-        span: tuple[float, float] | None = None,
-        **kwargs,
-    ) -> np.ndarray:
+    def sample_frames(self, metadata: CLIP2VideoMetadata, rng: np.random.Generator | None = None,
+                      span: tuple[float, float] | None = None, **options) -> np.ndarray:
         """Indices of the frames to keep: native frame indices for a video file (may repeat, for videos
         under 5 fps), image indices for in-memory frames and folders (the original's 5 fps images).
 
         Args:
             metadata ([`CLIP2VideoMetadata`]): the input's frame count, and for a video file its timeline.
-            num_frames, frame_sampling, feature_framerate, extraction_fps, jitter, seed: as the class
-                attributes (which they default to).
             rng (`np.random.Generator`, *optional*): source of randomness (default: seeded with `seed`).
             span (`tuple[float, float]`, *optional*): choose among the frames of `[start, end)` seconds only, timed
                 from the span's first frame (in-memory frames and folders: image `k` is at `k / extraction_fps`).
+            **options: per-call values of the class attributes (`num_frames`, `frame_sampling`,
+                `feature_framerate`, `extraction_fps`, `jitter`, `seed`); unset or None: the processor's.
 
         Returns:
             `np.ndarray` of shape `(n,)`, int64, `1 <= n <= num_frames`, non-decreasing.
         """
-        options = dict(
-            num_frames=self.num_frames if num_frames is None else num_frames,
-            frame_sampling=self.frame_sampling if frame_sampling is None else frame_sampling,
-            feature_framerate=self.feature_framerate if feature_framerate is None else feature_framerate,
-            jitter=self.jitter if jitter is None else jitter,
-        )
-        extraction_fps = self.extraction_fps if extraction_fps is None else extraction_fps
-        rng = rng if rng is not None else np.random.default_rng(self.seed if seed is None else seed)
-        name = metadata.name
-        span = checked_span(span)
-        if metadata.read_timeline is None:  # the original's 5 fps images
-            if span is None:
-                return select_frames(metadata.total_num_frames, name, rng, **options)
-            times = np.arange(metadata.total_num_frames, dtype=np.float64) / extraction_fps
-            inside = frames_in_span(times, metadata.total_num_frames / extraction_fps, span, name)
-            return inside[select_frames(len(inside), name, rng, **options)]
-        if span is None and options["frame_sampling"] != "original":
-            return select_frames(metadata.total_num_frames, name, rng, **options)
-        timestamps, durations, fps = frame_times(metadata.read_timeline(), name)
-        inside = None
-        if span is not None:
-            if timestamps is None:
-                timestamps = np.arange(metadata.total_num_frames, dtype=np.float64) / fps
-            inside = frames_in_span(timestamps, timeline_duration(timestamps, durations, fps), span, name)
-            if options["frame_sampling"] != "original":
-                return inside[select_frames(len(inside), name, rng, **options)]
-            # as the span cut out as its own file: its frames, timed from its first one
-            timestamps = timestamps[inside] - timestamps[inside[0]]
-            durations = None if durations is None else durations[inside]
-        count = metadata.total_num_frames if inside is None else len(inside)
-        run_frames, run_lengths = ffmpeg_image_runs(count, fps, extraction_fps, timestamps=timestamps,
-                                                    frame_duration=durations)
-        run_ends = np.cumsum(run_lengths)
-        chosen = run_frames[np.searchsorted(run_ends, select_frames(int(run_ends[-1]), name, rng, **options), side="right")]
-        return chosen if inside is None else inside[chosen]
+        given = {name: value for name, value in options.items() if value is not None}
+        options = self._with_defaults({name: value for name, value in given.items()
+                                       if name in self.valid_kwargs.__annotations__})
+        rng = rng if rng is not None else np.random.default_rng(options["seed"])
+        return _sample_indices(metadata, checked_span(span), rng, options)
 
     # -- BaseVideoProcessor hooks ----------------------------------------------------------------
 
@@ -670,6 +629,37 @@ def _sampler(sample_frames, options: dict, rng, span):
         return None
     keywords = {name: value for name, value in options.items() if name != "spans"}
     return partial(sample_frames, **keywords, rng=rng, span=span)
+
+
+def _sample_indices(metadata: CLIP2VideoMetadata, span: tuple[float, float] | None, rng, options: dict) -> np.ndarray:
+    """`sample_frames`' indices for the processor's `options` (every option, the call's over the processor's)."""
+    choice = {name: options[name] for name in ("frame_sampling", "feature_framerate", "num_frames", "jitter")}
+    name, extraction_fps = metadata.name, options["extraction_fps"]
+    if metadata.read_timeline is None:  # the original's 5 fps images
+        if span is None:
+            return select_frames(metadata.total_num_frames, name, rng, **choice)
+        times = np.arange(metadata.total_num_frames, dtype=np.float64) / extraction_fps
+        inside = frames_in_span(times, metadata.total_num_frames / extraction_fps, span, name)
+        return inside[select_frames(len(inside), name, rng, **choice)]
+    if span is None and choice["frame_sampling"] != "original":
+        return select_frames(metadata.total_num_frames, name, rng, **choice)
+    timestamps, durations, fps = frame_times(metadata.read_timeline(), name)
+    inside = None
+    if span is not None:
+        if timestamps is None:
+            timestamps = np.arange(metadata.total_num_frames, dtype=np.float64) / fps
+        inside = frames_in_span(timestamps, timeline_duration(timestamps, durations, fps), span, name)
+        if choice["frame_sampling"] != "original":
+            return inside[select_frames(len(inside), name, rng, **choice)]
+        # as the span cut out as its own file: its frames, timed from its first one
+        timestamps = timestamps[inside] - timestamps[inside[0]]
+        durations = None if durations is None else durations[inside]
+    count = metadata.total_num_frames if inside is None else len(inside)
+    run_frames, run_lengths = ffmpeg_image_runs(count, fps, extraction_fps, timestamps=timestamps,
+                                                frame_duration=durations)
+    run_ends = np.cumsum(run_lengths)
+    chosen = run_frames[np.searchsorted(run_ends, select_frames(int(run_ends[-1]), name, rng, **choice), side="right")]
+    return chosen if inside is None else inside[chosen]
 
 
 def _pick(metadata: CLIP2VideoMetadata, sample, options: dict) -> np.ndarray:

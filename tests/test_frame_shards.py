@@ -350,8 +350,8 @@ def _bits(tensor: torch.Tensor) -> torch.Tensor:
 
 def test_prepared_frames_stay_uint8_until_the_device_and_normalise_to_the_cpu_transforms_bits(prepared):
     """Training and evaluation collate prepared frames as uint8 and normalise them after the move to the device
-    (`VideoBatcher.to_device`, the processor's `normalize`): the float32 values are bit for bit those of the processor's CPU transform, padding
-    frames included; frames the transform would resize keep the CPU route."""
+    (`VideoBatcher.to_device`, the processor's `normalize`): the float32 values are bit for bit those of the
+    processor's CPU transform, padding frames included; frames the transform would resize keep the CPU route."""
     from data_clip2video import VideoBatcher
 
     rows = load_prepared(prepared / "prepared", "train", cache_dir=str(prepared / "cache"))
@@ -638,7 +638,8 @@ def test_a_missing_model_path_is_named(tmp_path):
 
 
 def test_a_frame_size_that_does_not_match_the_model_names_the_option_that_fixes_it(prepared):
-    with pytest.raises(PreparedShardsError, match=r"image_size: 16 there, 32 asked\); prepare_shards.py --image_size 32"):
+    expected = r"image_size: 16 there, 32 asked\); prepare_shards.py --image_size 32"
+    with pytest.raises(PreparedShardsError, match=expected):
         check_frame_options(prepared / "prepared", VP.for_model(image_size=32))
 
 
