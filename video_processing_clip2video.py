@@ -70,6 +70,8 @@ except ImportError:  # ... or as a top-level module of the installed project
 NOT_FRAME_OPTIONS = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std", "video_backend",
                      "decode_threads", "seed", "spans", "return_metadata", "return_tensors", "device")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: Frames of a long video read (then resized) at a time by `load_windows`.
+WINDOW_READ_FRAMES = 64
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -517,7 +519,8 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
 
     def _load_windows(self, video, windows_of, sample, options: dict, resize) -> tuple[list, list[np.ndarray]]:
         """`(windows, frames)`: the windows `windows_of(duration)` lays out and, per window, `resize` of the frames
-        `sample(metadata, span=window)` picks; a video file is opened once for all windows."""
+        `sample(metadata, span=window)` picks. A video file is opened once and read forward once: the frames all
+        windows pick, in the file's order, `WINDOW_READ_FRAMES` at a time, each resized before the next are read."""
         name = describe(video)
         if isinstance(video, (str, os.PathLike)) and not os.path.isdir(video) or isinstance(
                 video, (bytes, bytearray, memoryview)):
@@ -533,17 +536,19 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
                 found["windows"] = windows_of(timeline_duration(timestamps, durations, fps, timeline.total_num_frames))
                 metadata = CLIP2VideoMetadata(total_num_frames=timeline.total_num_frames, fps=timeline.fps, name=name,
                                               read_timeline=read_timeline, video_backend=options["video_backend"])
-                return [np.asarray(sample(metadata=metadata, span=window), dtype=np.int64)
-                        for window in found["windows"]]
+                found["picks"] = [np.asarray(sample(metadata=metadata, span=window), dtype=np.int64)
+                                  for window in found["windows"]]
+                found["read"] = np.unique(np.concatenate(found["picks"]))
+                return [found["read"][start : start + WINDOW_READ_FRAMES]
+                        for start in range(0, len(found["read"]), WINDOW_READ_FRAMES)]
 
-            frames = read_video(source, name, select, options["video_backend"], options["decode_threads"],
-                                convert=resize)
-            return found["windows"], frames
+            resized = np.concatenate(read_video(source, name, select, options["video_backend"],
+                                                options["decode_threads"], convert=resize))
+            return found["windows"], [resized[np.searchsorted(found["read"], picks)] for picks in found["picks"]]
         _, metadata = self._load_video(video, lambda metadata: np.zeros(1, dtype=np.int64), options)
         windows = windows_of(metadata.total_num_frames / options["extraction_fps"])
         return windows, [resize(self._load_video(video, partial(sample, span=window), options)[0])
                          for window in windows]
-
 
     # -- the original's image transform ----------------------------------------------------------
 
