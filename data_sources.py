@@ -88,15 +88,15 @@ def is_prepared_source(path: str) -> bool:
     if not os.path.isdir(path):
         return False
     try:
-        from frame_shards import is_prepared_dir
+        from frame_shards import is_prepared_dir, is_unfinished_prepared_dir
     except ImportError:
         return False
-    return is_prepared_dir(path)
+    return is_prepared_dir(path) or is_unfinished_prepared_dir(path)  # unfinished: load_prepared says so
 
 
-def check_prepared_sources(sources: Iterable[Optional[str]], options: dict[str, Any]) -> None:
-    """Refuses a prepared-shards folder among `sources` whose frames are not the ones a model with the video
-    processor's per-call `options` (`num_frames`, `crop_size`, `frame_sampling`, `feature_framerate`) would get.
+def check_prepared_sources(sources: Iterable[Optional[str]], video_processor) -> None:
+    """Refuses a prepared-shards folder among `sources` whose frames are not the ones the run's video processor
+    (its `frame_options()`: frame count, frame size, frame choice) would give.
 
     Raises:
         `frame_shards.PreparedShardsError` naming the folder and each differing option.
@@ -105,8 +105,7 @@ def check_prepared_sources(sources: Iterable[Optional[str]], options: dict[str, 
         if source and is_prepared_source(source):
             from frame_shards import check_frame_options
 
-            check_frame_options(source, options["num_frames"], options["crop_size"]["height"],
-                                options["frame_sampling"], options["feature_framerate"])
+            check_frame_options(source, video_processor)
 
 
 #: `datasets` builder of a data file, by its extension (`--train_file` etc. without `--dataset_name`).

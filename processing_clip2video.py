@@ -1,155 +1,45 @@
 # Copyright 2025 The clip2video authors. Licensed under the MIT licence.
-"""Processor for CLIP2Video: CLIP tokenizer + video decoding, frame sampling and the CLIP image transform.
+"""Processor for CLIP2Video: a CLIP tokenizer for captions and `CLIP2VideoVideoProcessor` for videos.
 
-The original CLIP2Video pipeline (arXiv 2106.11097) first dumped every video to JPEG at 5 fps with
-`ffmpeg -r 5`, then picked up to `max_frames` of those images (`RawFrameExtractor`), transformed
-them with CLIP's transform and tokenised captions with CLIP's BPE after ftfy/HTML clean-up. This
-module reproduces that preprocessing without the JPEG dump:
-
-* `video_readers.ffmpeg_frame_indices` maps a video's own frames to the images `ffmpeg -r 5` would have
-  written, `original_frame_indices` is the original selection over those images, so decoding a video
-  file directly yields the very frames the original saw (in ffmpeg's orientation);
-* videos are decoded with decord (only the needed frames are converted), falling back to PyAV for
-  what decord cannot open (AV1, for one) — see `video_readers`;
-* bad inputs raise `VideoDecodeError` (never an all-zero clip).
-
-Outputs use the names the model takes: `input_ids`, `attention_mask` `(batch, max_words)`,
-`pixel_values` `(batch, frames, 3, height, width)` and `video_mask` `(batch, frames)` (1 = real
-frame; padded frames are exact zeros).
+Captions are cleaned and tokenised like the original (ftfy/HTML clean-up, CLIP's BPE); videos go through the video
+processor (`video_processing_clip2video`: decoding, the original's frame choice, the CLIP transform). Outputs use the
+names the model takes: `input_ids`, `attention_mask` `(batch, max_words)`, `pixel_values`
+`(batch, frames, 3, height, width)` and `video_mask` `(batch, frames)` (1 = real frame; padded frames are exact zeros).
+This module also gives the video processor's public names, so `processing_clip2video` is the one import of both.
 """
 
 import html
-import os
 import re
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
-from PIL import Image
 
 from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling, SizeDict
-from transformers.processing_utils import ProcessorMixin, VideosKwargs
-from transformers.utils import TensorType
-from transformers.video_processing_utils import BaseVideoProcessor
-from transformers.video_utils import VideoMetadata
+from transformers.processing_utils import ProcessorMixin
 
 
 try:  # loaded as Hub remote code (a package) ...
     from .hub_clip2video import write_push_card
-    from .video_readers import (
-        VIDEO_BACKENDS,
-        VideoDecodeError,
-        VideoTimeline,
-        describe,
-        ffmpeg_frame_indices,
-        ffmpeg_image_runs,
-        first_line,
-        read_video,
-        resolve_video_input,
+    from .frame_sampling import (
+        VideoProcessorOptionError,
+        original_frame_indices,
+        random_segment_frame_indices,
+        uniform_frame_indices,
+        window_spans,
     )
+    from .video_processing_clip2video import CLIP2VideoMetadata, CLIP2VideoVideoProcessor, as_return_type
+    from .video_readers import VideoDecodeError, ffmpeg_frame_indices, ffmpeg_image_runs
 except ImportError:  # ... or as a top-level module of the installed project
     from hub_clip2video import write_push_card
-    from video_readers import (
-        VIDEO_BACKENDS,
-        VideoDecodeError,
-        VideoTimeline,
-        describe,
-        ffmpeg_frame_indices,
-        ffmpeg_image_runs,
-        first_line,
-        read_video,
-        resolve_video_input,
+    from frame_sampling import (
+        VideoProcessorOptionError,
+        original_frame_indices,
+        random_segment_frame_indices,
+        uniform_frame_indices,
+        window_spans,
     )
-
-
-FRAME_SAMPLING_MODES = ("original", "uniform", "random_segment")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Frame sampling over the 5 fps images: pure functions of frame counts
-# ----------------------------------------------------------------------------------------------------
-
-
-def original_frame_indices(
-    num_frames: int,
-    feature_framerate: int = 1,
-    max_frames: int = 12,
-    jitter: bool = False,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """Frames the original `RawFrameExtractor.video_to_tensor` picks from a sorted list of `num_frames` images.
-
-    Pre-sampling keeps `floor(num_frames / feature_framerate)` images spread with a truncated
-    `linspace(0, num_frames - 1, .)`; if more than `max_frames` remain, a second truncated
-    `linspace` picks `max_frames` of them. With `jitter` (the original's training mode) the interior
-    picks move by a uniform integer in `[-step, step)`, `step = gap // 2`, when `step > 2`.
-
-    Args:
-        num_frames (`int`): number of images (5 fps JPEGs in the original layout).
-        feature_framerate (`int`, defaults to 1): keep every `feature_framerate`-th image.
-        max_frames (`int`, defaults to 12): the most frames returned.
-        jitter (`bool`, defaults to `False`): apply the training-time jitter.
-        rng (`np.random.Generator`, *optional*): source of the jitter.
-
-    Returns:
-        `np.ndarray` of shape `(n,)`, int64, `n <= max_frames` (empty when `num_frames < feature_framerate`):
-        indices into the image list, increasing.
-    """
-    if feature_framerate < 1:
-        raise ValueError(f"feature_framerate must be >= 1, got {feature_framerate}")
-    if max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    kept = int(num_frames) // feature_framerate
-    if kept <= max_frames:
-        return np.linspace(0, num_frames - 1, num=kept).astype(np.int64)
-    picks = np.linspace(0, kept - 1, num=max_frames).astype(np.int64)
-    if jitter and max_frames > 2:
-        step = int(picks[1] - picks[0]) // 2
-        if step > 2:
-            rng = rng if rng is not None else np.random.default_rng()
-            picks[1:-1] += rng.integers(-step, step, size=max_frames - 2)
-    # `linspace(0, num_frames - 1, kept)[picks]` without building the `kept`-long array: numpy's
-    # linspace is `arange(kept) * step` with the last value set to the end point exactly
-    presampled = picks.astype(np.float64) * ((num_frames - 1) / (kept - 1))
-    presampled[picks == kept - 1] = num_frames - 1
-    return presampled.astype(np.int64)
-
-
-def uniform_frame_indices(num_frames: int, num_samples: int) -> np.ndarray:
-    """The middle frame of each of `num_samples` equal segments (all frames when there are fewer).
-
-    Returns:
-        `np.ndarray` of shape `(min(num_frames, num_samples),)`, int64, increasing.
-    """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if num_frames <= num_samples:
-        return np.arange(max(num_frames, 0), dtype=np.int64)
-    return ((np.arange(num_samples) + 0.5) * num_frames / num_samples).astype(np.int64)
-
-
-def random_segment_frame_indices(
-    num_frames: int, num_samples: int, rng: np.random.Generator | None = None
-) -> np.ndarray:
-    """One uniformly random frame in each of `num_samples` equal segments (TSN-style training sampling).
-
-    Returns:
-        `np.ndarray` of shape `(min(num_frames, num_samples),)`, int64, increasing.
-    """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if num_frames <= num_samples:
-        return np.arange(max(num_frames, 0), dtype=np.int64)
-    rng = rng if rng is not None else np.random.default_rng()
-    bounds = np.linspace(0, num_frames, num_samples + 1)
-    starts = np.ceil(bounds[:-1]).astype(np.int64)
-    ends = np.maximum(np.ceil(bounds[1:]).astype(np.int64), starts + 1)
-    return (starts + np.floor(rng.random(num_samples) * (ends - starts)).astype(np.int64)).clip(max=num_frames - 1)
+    from video_processing_clip2video import CLIP2VideoMetadata, CLIP2VideoVideoProcessor, as_return_type
+    from video_readers import VideoDecodeError, ffmpeg_frame_indices, ffmpeg_image_runs
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -164,517 +54,6 @@ def clean_caption(text: str) -> str:
     text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text)).strip()
     return re.sub(r"\s+", " ", text).strip().lower()
-
-
-# ----------------------------------------------------------------------------------------------------
-# Video processor
-# ----------------------------------------------------------------------------------------------------
-
-
-class CLIP2VideoVideoProcessorKwargs(VideosKwargs, total=False):
-    r"""
-    frame_sampling (`str`, *optional*, defaults to `"original"`):
-        `"original"`: the original's scheme (ffmpeg 5 fps mapping, every `feature_framerate`-th image,
-        uniform choice of up to `num_frames`); `"uniform"`: the middle frame of `num_frames` equal
-        segments; `"random_segment"`: one random frame per segment (training).
-    feature_framerate (`int`, *optional*, defaults to 2):
-        Keep every `feature_framerate`-th 5 fps image (original scheme; 2 for MSR-VTT, 1 for MSVD/VATEX).
-    extraction_fps (`float`, *optional*, defaults to 5.0):
-        Rate of the original's JPEG extraction (`ffmpeg -r`).
-    jitter (`bool`, *optional*, defaults to `False`):
-        The original's training jitter of the interior picks (original scheme only).
-    video_backend (`str`, *optional*, defaults to `"decord"`):
-        `"decord"` (falls back to PyAV) or `"pyav"`.
-    decode_threads (`int`, *optional*, defaults to 1):
-        Decoder threads per video (0 = decoder default).
-    seed (`int`, *optional*):
-        Seed for the random sampling modes and the jitter (fresh randomness when unset).
-    """
-
-    frame_sampling: str
-    feature_framerate: int
-    extraction_fps: float
-    jitter: bool
-    video_backend: str
-    decode_threads: int
-    seed: int | None
-
-
-@dataclass
-class CLIP2VideoMetadata(VideoMetadata):
-    """[`VideoMetadata`] of one input, with what the original's frame selection needs.
-
-    Attributes (beyond `VideoMetadata`'s):
-        name (`str`): how messages name the input (its path, or its kind).
-        read_timeline (`Callable[[], VideoTimeline]`, *optional*): per-frame times of a decoded video file
-            (read on demand); `None` when the frames already are the original's 5 fps images (a folder of
-            frames, a list of images, an array).
-    """
-
-    name: str = "<video>"
-    read_timeline: Callable[[], VideoTimeline] | None = None
-
-
-class CLIP2VideoVideoProcessor(BaseVideoProcessor):
-    r"""
-    Turns videos into CLIP2Video's model inputs: `pixel_values` `(batch, num_frames, 3, height, width)`
-    float32 and `video_mask` `(batch, num_frames)` int64 (1 = real frame; padded frames are exact zeros).
-
-    Accepted videos (one, or a list of them): a video file path (mp4, avi, webm, mkv, ...), a folder of
-    pre-extracted frames (the original's layout: image files whose sorted names give the temporal
-    order), a list of PIL images or `(H, W, 3)` uint8 arrays, a uint8 array or tensor
-    `(T, H, W, 3)` (or `(T, 3, H, W)`), raw bytes of a video file. Folders, lists and arrays are taken
-    as the original's 5 fps images; files and bytes are decoded and mapped to those images with
-    [`ffmpeg_frame_indices`] first (`frame_sampling="original"`), from each frame's own timestamp, in
-    ffmpeg's orientation (display-matrix rotation applied).
-
-    The image transform is the original's (CLIP's): resize the shorter side to `size["shortest_edge"]`
-    with PIL bicubic, center crop to `crop_size`, scale to [0, 1], normalize with `image_mean`/`image_std`.
-
-    Built on [`BaseVideoProcessor`]'s `preprocess`: its hooks are the steps of the original pipeline —
-    `_decode_and_sample_videos` reads only the frames `sample_frames` picks (files are not decoded whole),
-    `_prepare_input_videos` keeps them as PIL images / uint8 arrays, and `_preprocess` applies the PIL
-    transform (the base class's torchvision resize differs from the original's PIL bicubic by up to
-    0.015) and builds the frame mask. Defaults are the class attributes below, merged with per-call
-    options once, by the base class.
-
-    `do_sample_frames=False` takes in-memory frames (arrays, lists, folders) as they are (at most
-    `num_frames`); video files are always sampled. Frames are always converted to RGB.
-
-    Errors: an input that cannot give at least one frame raises [`VideoDecodeError`] naming it and the
-    reason (missing, empty, corrupt, truncated, no video stream, zero frames, too short).
-    """
-
-    resample = PILImageResampling.BICUBIC
-    size = {"shortest_edge": 224}
-    crop_size = {"height": 224, "width": 224}
-    image_mean = OPENAI_CLIP_MEAN
-    image_std = OPENAI_CLIP_STD
-    do_resize = True
-    do_center_crop = True
-    do_rescale = True
-    rescale_factor = 1 / 255
-    do_normalize = True
-    do_sample_frames = True
-    num_frames = 12
-    frame_sampling = "original"
-    feature_framerate = 2
-    extraction_fps = 5.0
-    jitter = False
-    video_backend = "decord"
-    decode_threads = 1
-    seed = None
-    valid_kwargs = CLIP2VideoVideoProcessorKwargs
-    model_input_names = ["pixel_values", "video_mask"]
-
-    def __init__(self, **kwargs):
-        if "transform_backend" in kwargs:  # saved by earlier versions; the transform is always the original's
-            kwargs.pop("transform_backend")
-            warnings.warn(
-                "`transform_backend` is deprecated and ignored: frames are always transformed like the original "
-                "(PIL bicubic resize)", FutureWarning, stacklevel=2,
-            )
-        _check_options(kwargs)
-        super().__init__(**kwargs)
-        _check_options({name: getattr(self, name) for name in _CHECKED_OPTIONS})
-
-    # -- public API ------------------------------------------------------------------------------
-
-    def preprocess(self, videos, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
-        """
-        Args:
-            videos: one video or a list of videos (see the class docstring for the accepted kinds).
-            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"`, or `None` for lists
-                (`pixel_values`: one `(num_frames, 3, H, W)` float32 array per video).
-            **kwargs: any class attribute (`num_frames`, `frame_sampling`, `feature_framerate`, `jitter`,
-                `seed`, `video_backend`, `decode_threads`, `size`, `crop_size`, `image_mean`, ...)
-                for this call only.
-
-        Returns:
-            [`BatchFeature`] with `pixel_values` `(batch, num_frames, 3, crop_height, crop_width)` float32
-            and `video_mask` `(batch, num_frames)` int64.
-        """
-        unknown = set(kwargs) - set(self.valid_kwargs.__annotations__)  # the base class only warns
-        if unknown:
-            raise TypeError(f"unexpected video processor arguments: {sorted(unknown)}")
-        _check_options(kwargs)
-        return super().preprocess(videos, return_tensors=return_tensors, **kwargs)
-
-    def load_frames(self, video, rng: np.random.Generator | None = None, **options) -> list:
-        """Selected frames of one video, before the transform.
-
-        Args:
-            video: one video (see the class docstring).
-            rng (`np.random.Generator`, *optional*): source of the random sampling modes and the jitter
-                (default: a generator seeded with `seed`).
-            **options: per-call values of the class attributes.
-
-        Returns:
-            a list of `n` frames (`1 <= n <= num_frames`), each a PIL image or an `(H, W, 3)` uint8 array.
-
-        Raises:
-            [`VideoDecodeError`] naming the input and the reason.
-        """
-        options = self._with_defaults(options)
-        _check_options(options)
-        rng = rng if rng is not None else np.random.default_rng(options["seed"])
-        sample = partial(self.sample_frames, **options, rng=rng) if options["do_sample_frames"] else None
-        frames, _ = self._load_video(video, sample, options)
-        return frames
-
-    def transform_frames(self, frames: list, **options) -> torch.Tensor:
-        """The original CLIP transform of each frame.
-
-        Args:
-            frames: `n` PIL images or `(H, W, 3)` uint8 arrays.
-
-        Returns:
-            `torch.Tensor` of shape `(n, 3, crop_height, crop_width)`, float32.
-        """
-        return self._transform(frames, self._standardize_kwargs(**self._with_defaults(options)))
-
-    def sample_frames(
-        self,
-        metadata: CLIP2VideoMetadata,
-        num_frames: int | None = None,
-        frame_sampling: str | None = None,
-        feature_framerate: int | None = None,
-        extraction_fps: float | None = None,
-        jitter: bool | None = None,
-        seed: int | None = None,
-        rng: np.random.Generator | None = None,
-        **kwargs,
-    ) -> np.ndarray:
-        """Indices of the frames to keep: native frame indices for a video file (may repeat, for videos
-        under 5 fps), image indices for in-memory frames and folders (the original's 5 fps images).
-
-        Args:
-            metadata ([`CLIP2VideoMetadata`]): the input's frame count, and for a video file its timeline.
-            num_frames, frame_sampling, feature_framerate, extraction_fps, jitter, seed: as the class
-                attributes (which they default to).
-            rng (`np.random.Generator`, *optional*): source of randomness (default: seeded with `seed`).
-
-        Returns:
-            `np.ndarray` of shape `(n,)`, int64, `1 <= n <= num_frames`, non-decreasing.
-        """
-        options = dict(
-            num_frames=self.num_frames if num_frames is None else num_frames,
-            frame_sampling=self.frame_sampling if frame_sampling is None else frame_sampling,
-            feature_framerate=self.feature_framerate if feature_framerate is None else feature_framerate,
-            jitter=self.jitter if jitter is None else jitter,
-        )
-        extraction_fps = self.extraction_fps if extraction_fps is None else extraction_fps
-        rng = rng if rng is not None else np.random.default_rng(self.seed if seed is None else seed)
-        name = metadata.name
-        if metadata.read_timeline is None or options["frame_sampling"] != "original":
-            return _select(metadata.total_num_frames, name, rng, **options)
-        timeline = metadata.read_timeline()
-        if not timeline.fps or not np.isfinite(timeline.fps) or timeline.fps <= 0:
-            raise VideoDecodeError(f"{name}: the video stream has no frame rate")
-        timestamps, durations = timeline.timestamps, timeline.durations
-        if timestamps is not None and (len(timestamps) != timeline.num_frames or not np.all(np.isfinite(timestamps))):
-            timestamps, durations = None, None
-        run_frames, run_lengths = ffmpeg_image_runs(
-            timeline.num_frames, timeline.fps, extraction_fps, timestamps=timestamps, frame_duration=durations
-        )
-        run_ends = np.cumsum(run_lengths)
-        chosen = _select(int(run_ends[-1]), name, rng, **options)
-        return run_frames[np.searchsorted(run_ends, chosen, side="right")]
-
-    # -- BaseVideoProcessor hooks ----------------------------------------------------------------
-
-    def _decode_and_sample_videos(self, videos, video_metadata=None, do_sample_frames=None, sample_indices_fn=None):
-        """Reads the frames `sample_indices_fn` picks from each video.
-
-        Returns:
-            `(videos, metadata)`: per video, a list of PIL images / `(H, W, 3)` uint8 arrays and its
-            [`CLIP2VideoMetadata`].
-        """
-        # the base class hands this call's options over as the sampling function's keywords; one generator
-        # per call, drawn from video after video (as `load_frames` one video at a time)
-        options = {**self._with_defaults({}), **(sample_indices_fn.keywords if sample_indices_fn else {})}
-        sample = None
-        if do_sample_frames and sample_indices_fn is not None:
-            sample = partial(sample_indices_fn, rng=np.random.default_rng(options["seed"]))
-        loaded = [self._load_video(video, sample, options) for video in _as_batch(videos)]
-        return [frames for frames, _ in loaded], [metadata for _, metadata in loaded]
-
-    def _prepare_input_videos(self, videos, **kwargs) -> list:
-        """Frames stay PIL images / uint8 arrays: the original's transform is PIL's."""
-        return videos
-
-    def _preprocess(self, videos: list[list], num_frames: int, crop_size: SizeDict, return_tensors=None, **kwargs):
-        """Transforms each video's frames and pads to `num_frames` with zeros (`video_mask` 0).
-
-        Returns:
-            [`BatchFeature`] with `pixel_values` `(batch, num_frames, 3, crop_height, crop_width)` float32 and
-            `video_mask` `(batch, num_frames)` int64, as `return_tensors` asks (`None`: lists over the batch).
-        """
-        pixel_values = torch.zeros((len(videos), num_frames, 3, crop_size.height, crop_size.width), dtype=torch.float32)
-        video_mask = torch.zeros((len(videos), num_frames), dtype=torch.int64)
-        for position, frames in enumerate(videos):
-            if len(frames) > num_frames:
-                raise ValueError(f"video {position}: {len(frames)} frames given, the model takes at most {num_frames}")
-            pixel_values[position, : len(frames)] = self._transform(frames, {**kwargs, "crop_size": crop_size})
-            video_mask[position, : len(frames)] = 1
-        return BatchFeature(data=_as_return_type({"pixel_values": pixel_values, "video_mask": video_mask}, return_tensors))
-
-    # -- input handling --------------------------------------------------------------------------
-
-    def _with_defaults(self, options: dict) -> dict:
-        """Per-call options over the instance's values, for the public helpers (`load_frames`, ...)."""
-        unknown = set(options) - set(self.valid_kwargs.__annotations__)
-        if unknown:
-            raise TypeError(f"unexpected video processor arguments: {sorted(unknown)}")
-        return {**{name: getattr(self, name, None) for name in self.valid_kwargs.__annotations__}, **options}
-
-    def _load_video(self, video, sample, options: dict) -> tuple[list, CLIP2VideoMetadata]:
-        """The selected frames of one video (all of them when `sample` is None) and its metadata."""
-        name = describe(video)
-        video = resolve_video_input(video)  # datasets' video values, http(s) URLs
-        if isinstance(video, (str, os.PathLike)):
-            path = os.fspath(video)
-            if os.path.isdir(path):
-                return _load_frame_folder(path, sample, options)
-            if not os.path.exists(path):
-                raise VideoDecodeError(f"{path}: no such file or folder")
-            if os.path.getsize(path) == 0:
-                raise VideoDecodeError(f"{path}: empty file")
-            return _load_video_file(path, name, sample, options)
-        if isinstance(video, (bytes, bytearray, memoryview)):
-            data = bytes(video)
-            if not data:
-                raise VideoDecodeError(f"{name}: empty bytes")
-            return _load_video_file(data, name, sample, options)
-        frames = _as_frame_list(video, name)
-        metadata = CLIP2VideoMetadata(total_num_frames=len(frames), name=name)
-        indices = _pick(metadata, sample, options)
-        return [frames[i] for i in indices], metadata
-
-    # -- the original's image transform ----------------------------------------------------------
-
-    @classmethod
-    def _transform(cls, frames: list, options: dict) -> torch.Tensor:
-        """The original CLIP transform of `n` frames: `(n, 3, crop_height, crop_width)` float32."""
-        stacked = cls._transform_unchanged_size(frames, options)
-        if stacked is not None:
-            return torch.from_numpy(stacked)
-        return torch.from_numpy(np.stack([cls._transform_pil(frame, options) for frame in frames]))
-
-    @staticmethod
-    def _transform_unchanged_size(frames: list, options) -> np.ndarray | None:
-        """`_transform_pil` of all frames at once when they are `(H, W, 3)` uint8 arrays of one size that the resize
-        and the crop leave as it is (videos decoded at the model's size, like synthetic-motion's): the same float32
-        operations on the stacked frames, so the same values, without a PIL round trip per frame.
-
-        Returns:
-            `(n, 3, H, W)` float32, or None when a frame needs resizing or cropping or is not such an array.
-        """
-        first = frames[0] if len(frames) else None
-        if not isinstance(first, np.ndarray) or first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3:
-            return None
-        if any(not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != first.shape
-               for frame in frames):
-            return None
-        height, width = first.shape[:2]
-        if options["do_resize"] and min(height, width) != options["size"].shortest_edge:
-            return None
-        if options["do_center_crop"] and (options["crop_size"].height, options["crop_size"].width) != (height, width):
-            return None
-        array = np.stack(frames).astype(np.float32)
-        if options["do_rescale"]:
-            np.divide(array, np.float32(1.0 / options["rescale_factor"]), out=array)
-        if options["do_normalize"]:
-            np.subtract(array, np.asarray(options["image_mean"], dtype=np.float32), out=array)
-            np.divide(array, np.asarray(options["image_std"], dtype=np.float32), out=array)
-        return np.ascontiguousarray(array.transpose(0, 3, 1, 2))
-
-    @staticmethod
-    def _transform_pil(frame, options) -> np.ndarray:
-        """Original transform of one frame with PIL: `(3, crop_height, crop_width)` float32."""
-        image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame)[..., :3].squeeze())
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        if options["do_resize"]:
-            target = options["size"].shortest_edge
-            width, height = image.size
-            if width <= height:
-                new_size = (target, int(target * height / width))
-            else:
-                new_size = (int(target * width / height), target)
-            if new_size != (width, height):
-                image = image.resize(new_size, resample=Image.Resampling(int(options["resample"])))
-        if options["do_center_crop"]:
-            crop = options["crop_size"]
-            width, height = image.size
-            if crop.width > width or crop.height > height:
-                raise VideoDecodeError(f"frame of size {width}x{height} is smaller than the crop {crop.width}x{crop.height}")
-            top = int(round((height - crop.height) / 2.0))
-            left = int(round((width - crop.width) / 2.0))
-            image = image.crop((left, top, left + crop.width, top + crop.height))
-        array = np.asarray(image, dtype=np.uint8).astype(np.float32)
-        if options["do_rescale"]:
-            array = array / np.float32(1.0 / options["rescale_factor"])
-        if options["do_normalize"]:
-            array = (array - np.asarray(options["image_mean"], dtype=np.float32)) / np.asarray(
-                options["image_std"], dtype=np.float32
-            )
-        return np.ascontiguousarray(array.transpose(2, 0, 1))
-
-
-_CHECKED_OPTIONS = ("frame_sampling", "video_backend", "num_frames", "feature_framerate")
-
-
-def _check_options(options: dict) -> None:
-    """Rejects bad option values (those given in `options`) with a message naming the option."""
-    if "frame_sampling" in options and options["frame_sampling"] not in FRAME_SAMPLING_MODES:
-        raise ValueError(f"frame_sampling must be one of {FRAME_SAMPLING_MODES}, got {options['frame_sampling']!r}")
-    if "video_backend" in options and options["video_backend"] not in VIDEO_BACKENDS:
-        raise ValueError(f"video_backend must be one of {VIDEO_BACKENDS}, got {options['video_backend']!r}")
-    for name in ("num_frames", "feature_framerate"):
-        value = options.get(name)
-        if name in options and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if options.get("do_convert_rgb") is False:
-        raise ValueError("do_convert_rgb=False is not supported: the model takes RGB frames (always converted)")
-    if options.get("fps") is not None:
-        raise ValueError("fps is not used by CLIP2Video: frames are sampled from the 5 fps images "
-                         "(see extraction_fps, feature_framerate and num_frames)")
-
-
-def _pick(metadata: CLIP2VideoMetadata, sample, options: dict) -> np.ndarray:
-    """`sample(metadata)`, or every frame when sampling is off (at most `num_frames` of them)."""
-    if sample is not None:
-        indices = np.asarray(sample(metadata=metadata), dtype=np.int64)
-    else:
-        if metadata.read_timeline is not None:
-            raise ValueError(f"{metadata.name}: a video file needs frame sampling (do_sample_frames=False takes "
-                             "in-memory frames as they are)")
-        if metadata.total_num_frames > options["num_frames"]:
-            raise ValueError(f"{metadata.name}: {metadata.total_num_frames} frames with do_sample_frames=False, "
-                             f"the model takes at most num_frames={options['num_frames']}")
-        indices = np.arange(metadata.total_num_frames, dtype=np.int64)
-    metadata.frames_indices = indices.tolist()
-    return indices
-
-
-def _select(num_images: int, name: str, rng, frame_sampling: str, feature_framerate: int, num_frames: int,
-            jitter: bool) -> np.ndarray:
-    """Indices (into `num_images` frames / 5 fps images) of the frames to keep."""
-    if frame_sampling == "original":
-        indices = original_frame_indices(num_images, feature_framerate, num_frames, jitter=jitter, rng=rng)
-        if len(indices) == 0:
-            raise VideoDecodeError(
-                f"{name}: too short: {num_images} frame(s) give no frame at feature_framerate={feature_framerate}"
-            )
-        return indices
-    if num_images <= 0:
-        raise VideoDecodeError(f"{name}: zero frames")
-    if frame_sampling == "uniform":
-        return uniform_frame_indices(num_images, num_frames)
-    return random_segment_frame_indices(num_images, num_frames, rng)
-
-
-def _load_video_file(source: str | bytes, name: str, sample, options: dict) -> tuple[list, CLIP2VideoMetadata]:
-    """Decodes the selected frames of a video file (path or bytes)."""
-    found = {}
-
-    def select(timeline: VideoTimeline, read_timeline) -> np.ndarray:
-        found["metadata"] = CLIP2VideoMetadata(
-            total_num_frames=timeline.num_frames, fps=timeline.fps, name=name, read_timeline=read_timeline,
-            video_backend=options["video_backend"],
-        )
-        return _pick(found["metadata"], sample, options)
-
-    frames = read_video(source, name, select, options["video_backend"], options["decode_threads"])
-    return frames, found["metadata"]
-
-
-def _load_frame_folder(path: str, sample, options: dict) -> tuple[list, CLIP2VideoMetadata]:
-    """The selected images of a folder of frames (sorted names give the temporal order)."""
-    names = sorted(name for name in os.listdir(path) if name.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        raise VideoDecodeError(f"{path}: folder holds no image frames")
-    metadata = CLIP2VideoMetadata(total_num_frames=len(names), name=path)
-    frames = []
-    for index in _pick(metadata, sample, options):
-        file = os.path.join(path, names[index])
-        try:
-            with Image.open(file) as image:
-                frames.append(image.convert("RGB"))
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
-            raise VideoDecodeError(f"{file}: unreadable frame ({first_line(error)})") from None
-    return frames, metadata
-
-
-def _is_single_frame(item) -> bool:
-    if isinstance(item, Image.Image):
-        return True
-    return isinstance(item, (np.ndarray, torch.Tensor)) and item.ndim == 3
-
-
-def _as_batch(videos) -> list:
-    """Splits the `videos` argument into a list of single videos."""
-    if isinstance(videos, (str, os.PathLike, bytes, bytearray, memoryview)):
-        return [videos]
-    if isinstance(videos, (np.ndarray, torch.Tensor)):
-        if videos.ndim == 4:
-            return [videos]
-        if videos.ndim == 5:
-            return list(videos)
-        raise VideoDecodeError(f"<{type(videos).__name__}>: expected a (T, H, W, 3) video, got shape {tuple(videos.shape)}")
-    if isinstance(videos, (list, tuple)):
-        if len(videos) == 0:
-            raise VideoDecodeError("<list>: no videos given")
-        if all(_is_single_frame(item) for item in videos):
-            return [list(videos)]
-        return list(videos)
-    raise VideoDecodeError(f"<{type(videos).__name__}>: not a video input")
-
-
-def _as_frame_list(video, name: str) -> list:
-    """A list of frames (PIL images or `(H, W, 3)` uint8 arrays) from an in-memory video."""
-    if isinstance(video, torch.Tensor):
-        video = video.detach().cpu().numpy()
-    if isinstance(video, np.ndarray):
-        if video.ndim != 4:
-            raise VideoDecodeError(f"{name}: expected a (T, H, W, 3) video, got shape {video.shape}")
-        if video.shape[-1] not in (1, 3, 4) and video.shape[1] in (1, 3, 4):
-            video = video.transpose(0, 2, 3, 1)
-        frames = list(video)
-    elif isinstance(video, (list, tuple)):
-        frames = list(video)
-    else:
-        raise VideoDecodeError(f"{name}: not a video input")
-    if not frames:
-        raise VideoDecodeError(f"{name}: zero frames")
-    checked = []
-    for position, frame in enumerate(frames):
-        if isinstance(frame, Image.Image):
-            checked.append(frame)
-            continue
-        if isinstance(frame, torch.Tensor):
-            frame = frame.detach().cpu().numpy()
-        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] not in (1, 3, 4):
-            raise VideoDecodeError(f"{name}: frame {position} is not an (H, W, 3) image")
-        if frame.dtype != np.uint8:
-            raise VideoDecodeError(f"{name}: frame {position} has dtype {frame.dtype}, expected uint8")
-        if frame.shape[0] == 0 or frame.shape[1] == 0:
-            raise VideoDecodeError(f"{name}: frame {position} is empty")
-        checked.append(frame)
-    return checked
-
-
-def _as_return_type(data: dict[str, torch.Tensor], return_tensors) -> dict:
-    """`"pt"`: tensors; `"np"`: arrays; `None`: lists over the batch (arrays per item for float data, like the
-    image processors; nested int lists for ids and masks, like the tokenizer)."""
-    if return_tensors in ("pt", TensorType.PYTORCH):
-        return data
-    if return_tensors in ("np", TensorType.NUMPY):
-        return {key: value.numpy() for key, value in data.items()}
-    if return_tensors is None:
-        return {key: list(value.numpy()) if value.is_floating_point() else value.tolist() for key, value in data.items()}
-    raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -826,7 +205,7 @@ class CLIP2VideoProcessor(ProcessorMixin):
             raise ValueError(f"captions of different lengths cannot be returned as tensors (padding={padding!r}); "
                              "pad them or use return_tensors=None")
         arrays = {key: np.asarray(value, dtype=np.int64).reshape(len(texts), -1) for key, value in data.items()}
-        return _as_return_type({key: torch.from_numpy(value) for key, value in arrays.items()}, return_tensors)
+        return as_return_type({key: torch.from_numpy(value) for key, value in arrays.items()}, return_tensors)
 
     def batch_decode(self, sequences, **kwargs) -> list[str]:
         """Captions of a batch of token ids (`(batch, length)` tensor, array or lists): the tokenizer's
@@ -859,8 +238,6 @@ class CLIP2VideoProcessor(ProcessorMixin):
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values", "video_mask"]
 
-
-CLIP2VideoVideoProcessor.register_for_auto_class("AutoVideoProcessor")
 CLIP2VideoProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
@@ -868,10 +245,12 @@ __all__ = [
     "CLIP2VideoProcessor",
     "CLIP2VideoVideoProcessor",
     "VideoDecodeError",
+    "VideoProcessorOptionError",
     "clean_caption",
     "ffmpeg_frame_indices",
     "ffmpeg_image_runs",
     "original_frame_indices",
     "random_segment_frame_indices",
     "uniform_frame_indices",
+    "window_spans",
 ]
