@@ -46,7 +46,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
+import caption_table  # noqa: E402
 import data_clip2video  # noqa: E402
+import data_sources  # noqa: E402
 import vector_search  # noqa: E402
 from configuration_clip2video import CLIP2VideoConfig  # noqa: E402
 from loss_clip2video import CLIP2VideoContrastiveLoss  # noqa: E402
@@ -182,10 +184,7 @@ def training_batch(config: CLIP2VideoConfig, batch_size: int, seed: int = 0) -> 
 
 def batcher_for(config: CLIP2VideoConfig) -> data_clip2video.VideoBatcher:
     """The training batcher of a model: its processor's frame size and normalisation, its frame count."""
-    size = config.vision_config.image_size
-    options = {"num_frames": config.num_frames, "size": {"shortest_edge": size},
-               "crop_size": {"height": size, "width": size}}
-    return data_clip2video.VideoBatcher(CLIP2VideoVideoProcessor(**options), options, config.num_frames)
+    return data_clip2video.VideoBatcher(CLIP2VideoVideoProcessor().for_model(config))
 
 
 def one_step(model, batch: dict, batcher, device: torch.device, optimizer_name: str) -> dict:
@@ -279,10 +278,10 @@ def prepare_shard_folder(workdir: Path, config: CLIP2VideoConfig, num_videos: in
 def shard_loader(prepared: Path, config: CLIP2VideoConfig, num_clips: int, batch_size: int, workers: int):
     """Training batches from the prepared shards through run_retrieval's data path (uint8 frames until `to_device`)."""
     batcher = batcher_for(config)
-    dataset = data_clip2video.load_source(str(prepared), "train")
-    table = data_clip2video.build_caption_table(dataset, data_clip2video.resolve_columns(dataset), None,
-                                                str(prepared), "train")
-    store = data_clip2video.VideoFrameStore(table.videos, batcher.video_processor, batcher.options)
+    dataset = data_sources.load_source(str(prepared), "train")
+    table = caption_table.build_caption_table(dataset, data_sources.resolve_columns(dataset), None, str(prepared),
+                                              "train")
+    store = data_clip2video.VideoFrameStore(table.videos, batcher.video_processor)
     batch = training_batch(config, num_clips)
     tokens = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     pairs = data_clip2video.CaptionVideoDataset(tokens, [row % table.report.num_videos for row in range(num_clips)],

@@ -534,7 +534,7 @@ def test_a_rerun_after_the_source_changed_writes_the_changed_shards_again(tmp_pa
 
 
 def test_foreign_or_garbled_prepared_json_is_refused_before_the_work(tmp_path):
-    import data_clip2video
+    import data_sources
     import prepare_shards
 
     make_folder(tmp_path / "videos", broken=False)
@@ -554,20 +554,20 @@ def test_foreign_or_garbled_prepared_json_is_refused_before_the_work(tmp_path):
     info = json.loads((output / "prepared.json").read_text())
     (output / "prepared.json").write_text(json.dumps({**info, "splits": ["train"]}))
     with pytest.raises(PreparedShardsError, match="prepared.json: malformed"):
-        data_clip2video.load_source(str(output), "train")
+        data_sources.load_source(str(output), "train")
     with pytest.raises(PreparedShardsError, match="prepared.json: malformed"):
         prepare_shards.main(arguments)
 
 
 def test_an_unfinished_prepared_folder_used_as_a_source_says_rerun(tmp_path):
-    import data_clip2video
+    import data_sources
 
     make_folder(tmp_path / "videos", broken=False)
     killed = tmp_path / "killed"
     died = prepare(tmp_path / "videos", killed, script=["-c", KILL_IN_THIRD_SHARD], check=False)
     assert died.returncode == -signal.SIGKILL
     with pytest.raises(PreparedShardsError, match="killed: unfinished prepared folder .*rerun prepare_shards.py"):
-        data_clip2video.load_source(str(killed), "train")
+        data_sources.load_source(str(killed), "train")
 
 
 SLOW_PREPARE = """
