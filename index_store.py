@@ -281,6 +281,9 @@ class IndexStore(abc.ABC):
     def merge(self) -> None:
         """Main process, after every writer committed: makes every committed change visible to queries."""
 
+    def write_report(self, report: dict) -> None:
+        """Keeps what the last index run did (`video_indexing.IndexReport` as a dict); default: only logged."""
+
     # -- queries ---------------------------------------------------------------------------------------------------
 
     @abc.abstractmethod
