@@ -46,7 +46,8 @@ import numpy as np
 import torch
 
 from index_store import (
-    Hit, IndexBusyError, IndexFormatError, IndexStore, IndexWriteError, SearchFilter, VideoIndexError, check_meta,
+    EngineNotInstalledError, Hit, IndexBusyError, IndexFormatError, IndexStore, IndexWriteError, SearchFilter,
+    VideoIndexError, check_meta,
 )
 
 
@@ -73,7 +74,7 @@ MAX_MESSAGE_BYTES = 16 << 20
 KEYS_PER_EXPRESSION = 512
 MAX_VARCHAR = 65535
 COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,200}")
-QUIET_LOGGERS = ("pymilvus.decorators", "pymilvus.client.iterator.query_iterator")
+QUIET_LOGGERS = ("pymilvus.decorators", "pymilvus.client.iterator.query_iterator", "milvus_lite.server_manager")
 SCALAR_FIELDS = ("path", "raw_path", "size", "mtime_ns", "duration", "frames", "start", "end")
 
 
@@ -228,6 +229,43 @@ def _reason(error: BaseException) -> str:
     return " ".join(str(message or error).split())
 
 
+#: LOCK files of the Milvus Lite folders this process opened (`_release_lite_locks_in_child`).
+_LITE_LOCKS: set[str] = set()
+
+
+def _release_lite_locks_in_child() -> None:
+    """In a forked child (a DataLoader worker): closes its copies of the descriptors of Milvus Lite's `flock`s. A lock
+    lives as long as any process holds a descriptor of it, so without this a `kill -9` of an index run would leave the
+    file locked until its workers notice and exit, and an immediate rerun would be refused."""
+    if not _LITE_LOCKS or not os.path.isdir("/proc/self/fd"):
+        return
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError, ValueError):
+            if os.readlink(f"/proc/self/fd/{name}") in _LITE_LOCKS:
+                os.close(int(name))
+
+
+os.register_at_fork(after_in_child=_release_lite_locks_in_child)
+
+
+def _locked(lock: Path) -> bool:
+    """Whether another process holds Milvus Lite's `flock` on `lock` (asked after a failed open)."""
+    import fcntl
+
+    try:
+        descriptor = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)
+
+
 def connect(target: MilvusTarget, creating: bool = False, timeout: float | None = None):
     """A `MilvusClient` for the target.
 
@@ -237,11 +275,16 @@ def connect(target: MilvusTarget, creating: bool = False, timeout: float | None 
         IndexBusyError: a Milvus Lite file another process has open.
         MilvusUnavailableError: the server cannot be reached (or refuses the credentials).
     """
-    from pymilvus import MilvusClient
-    from pymilvus.exceptions import MilvusException
-
+    try:
+        from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
+    except ImportError as error:
+        raise EngineNotInstalledError(f"{target.uri}: a Milvus location needs pymilvus (pip install -e "
+                                      f"\".[milvus]\"; {error})") from None
     if target.lite:
         _check_lite_location(Path(target.uri), creating)
+        logging.getLogger("milvus_lite").setLevel(logging.WARNING)  # its start/stop/segment notes are not the user's
+        _LITE_LOCKS.add(os.path.realpath(os.path.join(target.uri, "LOCK")))
     try:
         with _quiet_pymilvus():
             return MilvusClient(uri=target.uri, token=target.token, db_name=target.db_name, timeout=timeout)
@@ -250,7 +293,7 @@ def connect(target: MilvusTarget, creating: bool = False, timeout: float | None 
         while cause is not None and len(causes) < 8 and all(cause is not seen for seen in causes):
             causes.append(cause)
             cause = cause.__cause__ or cause.__context__
-        if target.lite and any("lock" in str(cause).lower() for cause in causes):
+        if target.lite and _locked(Path(target.uri) / "LOCK"):
             raise IndexBusyError(f"{target.uri}: another process has this Milvus Lite file open (Milvus Lite serves "
                                  "one process; for multi-process indexing or many clients use a Milvus server)"
                                  ) from None
@@ -637,21 +680,27 @@ class MilvusIndex(IndexStore):
                     "DISKANN": {"search_list": max(100, k)}}
         return {**defaults.get(self._index_type, {}), **self._search_params}
 
-    def search(self, queries, k: int, filter: SearchFilter | None = None, scale: float = 1.0) -> list[list[Hit]]:
+    def search(self, queries, k: int, filter: SearchFilter | None = None, scale: float = 1.0,
+               backend: str = "auto") -> list[list[Hit]]:
         """Top `k` per query: candidates from Milvus (exact with FLAT), rescored in float32 from their stored vectors
-        (`scale * query . vector`, as the folder engine scores), best first.
+        (`scale * query . vector`, as the folder engine scores), best first. `k` above Milvus's `MAX_TOPK` returns
+        `MAX_TOPK` hits.
 
         Raises:
-            ValueError: bad queries (shape, NaN), `k` below 1 or above Milvus's `MAX_TOPK`.
+            ValueError: bad queries (shape, NaN), `k` below 1, a `backend` (the folder index's option).
         """
+        if backend != "auto":
+            raise ValueError(f"--backend {backend} is an option of the folder index; Milvus searches with its "
+                             "collection's index (--milvus_index_type at index time)")
         queries = torch.as_tensor(np.asarray(queries, dtype=np.float32)).contiguous()
         dim = int(self._meta["dim"])
         if queries.ndim != 2 or queries.shape[1] != dim:
             raise ValueError(f"queries must be (num_queries, {dim}), got {tuple(queries.shape)}")
         if not torch.isfinite(queries).all():
             raise ValueError("queries hold non-finite values (NaN or inf)")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_TOPK:
-            raise ValueError(f"k must be an integer in [1, {MAX_TOPK}] (Milvus's limit), got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        k = min(k, MAX_TOPK)
         if len(queries) == 0:
             return []
         results = self._call("search", self.target.collection_name, data=list(queries.numpy()), limit=k,
@@ -674,16 +723,26 @@ class MilvusIndex(IndexStore):
         return found
 
 
+def check_index_type(location: str, index_type: str | None) -> str:
+    """The vector index type (upper-cased; default FLAT), checked against what the location has.
+
+    Raises:
+        ValueError: a type Milvus (or Milvus Lite, which would silently search without it) does not have.
+    """
+    index_type = (index_type or "FLAT").upper()
+    lite = MilvusTarget(str(location)).lite
+    available = LITE_INDEX_TYPES if lite else SERVER_INDEX_TYPES
+    if index_type not in available:
+        where = ("Milvus Lite implements " if lite else "Milvus has ") + ", ".join(available)
+        hint = "; IVF_PQ, DISKANN and SCANN need a Milvus server" if lite else ""
+        raise ValueError(f"--milvus_index_type {index_type}: {where}{hint}")
+    return index_type
+
+
 def _index_settings(target: MilvusTarget, index_type: str | None, index_params: dict | None,
                     dim: int) -> tuple[str, dict]:
-    """The vector index type (upper-cased) and its build parameters (defaults completed), checked against what the
-    target has."""
-    index_type = (index_type or "FLAT").upper()
-    available = LITE_INDEX_TYPES if target.lite else SERVER_INDEX_TYPES
-    if index_type not in available:
-        where = ("Milvus Lite implements " if target.lite else "Milvus has ") + ", ".join(available)
-        hint = "; IVF_PQ, DISKANN and SCANN need a Milvus server" if target.lite else ""
-        raise ValueError(f"--milvus_index_type {index_type}: {where}{hint}")
+    """The vector index type and its build parameters (defaults completed)."""
+    index_type = check_index_type(target.uri, index_type)
     if index_params is not None and not isinstance(index_params, dict):
         raise ValueError(f"--milvus_index_params must be a JSON object, got {index_params!r}")
     params = {**DEFAULT_INDEX_PARAMS.get(index_type, {}), **(index_params or {})}

@@ -47,7 +47,7 @@ import torch
 from transformers import HfArgumentParser
 
 import report_clip2video as report
-from index_store import Hit, IndexStore, SearchFilter, VideoIndexError, check_model, open_index
+from index_store import Hit, IndexStore, SearchFilter, VideoIndexError, check_model, is_milvus_location, open_index
 from loading_clip2video import LoadedModel, ModelLoadError, load_model
 from utils_clip2video import ModelSourceError, check_at_least
 from video_indexing import IndexSettings, build_index, read_video
@@ -71,8 +71,49 @@ def _positive_seconds(arguments, *names: str) -> None:
             raise ValueError(f"--{name} must be a number of seconds > 0, got {value!r}")
 
 
+def _json_object(text: str | None, option: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--{option} must be a JSON object ({error}), got {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--{option} must be a JSON object, got {text!r}")
+    return value
+
+
 @dataclass(kw_only=True)
-class IndexArguments:
+class MilvusArguments:
+    """Options of a Milvus location (`--index videos.db` or `http://host:19530`), spelled as pymilvus spells them;
+    given with a folder index they are an error."""
+
+    token: str | None = field(default=None, metadata={"help": (
+        "Milvus: `user:password` or an API key (default: the MILVUS_TOKEN environment variable).")})
+    db_name: str | None = field(default=None, metadata={"help": "Milvus: database (default: the server's default)."})
+    collection_name: str | None = field(default=None, metadata={"help": "Milvus: collection (default: videos)."})
+    milvus_search_params: str | None = field(default=None, metadata={"help": (
+        'Milvus: search parameters of the vector index, as JSON (e.g. \'{"ef": 128}\' for HNSW, '
+        '\'{"nprobe": 32}\' for IVF_*).')})
+
+    #: The options above that only a Milvus location takes (checked in `_check_milvus_options`).
+    MILVUS_ONLY = ("token", "db_name", "collection_name", "milvus_search_params")
+
+    def _check_milvus_options(self, location: str, names: Sequence[str]) -> None:
+        if not is_milvus_location(location):
+            given = [name for name in names if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"--{given[0]} is an option of a Milvus location (*.db, http://...), and "
+                                 f"{location} is a folder index")
+
+    def engine_options(self) -> dict:
+        """Keyword arguments of `open_index` for the location (none for a folder index)."""
+        return {"token": self.token, "db_name": self.db_name, "collection_name": self.collection_name,
+                "search_params": _json_object(self.milvus_search_params, "milvus_search_params")}
+
+
+@dataclass(kw_only=True)
+class IndexArguments(MilvusArguments):
     """Arguments of `search_videos.py index VIDEO_DIR --model MODEL --index INDEX`; bad values raise ValueError
     naming the option."""
 
@@ -98,6 +139,12 @@ class IndexArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": (
         "Run the model folder's own code (AutoModel/AutoProcessor with trust_remote_code=True); off: this "
         "repository's classes load the weights.")})
+    milvus_index_type: str | None = field(default=None, metadata={"help": (
+        "Milvus: vector index type, inner product: FLAT (exact, the default), HNSW, HNSW_SQ, IVF_FLAT, IVF_SQ8; on a "
+        "server also IVF_PQ, DISKANN, SCANN. An existing collection gets its index rebuilt (nothing is encoded "
+        "again).")})
+    milvus_index_params: str | None = field(default=None, metadata={"help": (
+        'Milvus: build parameters of the vector index, as JSON (e.g. \'{"M": 32, "efConstruction": 256}\').')})
 
     def __post_init__(self):
         if not self.video_dir:
@@ -109,18 +156,28 @@ class IndexArguments:
             raise ValueError("--window_stride needs --window_seconds")
         if self.window_seconds is not None and self.window_stride is None:
             self.window_stride = self.window_seconds
+        self._check_milvus_options(self.index, self.MILVUS_ONLY + ("milvus_index_type", "milvus_index_params"))
+        if is_milvus_location(self.index):
+            from milvus_index import check_index_type
+
+            check_index_type(self.index, self.milvus_index_type)
+            _json_object(self.milvus_index_params, "milvus_index_params")
 
     def settings(self) -> IndexSettings:
-        engine_options = {} if self.index.endswith(".db") or "://" in self.index else {"shard_rows": self.shard_rows}
+        open_options = self.engine_options() if is_milvus_location(self.index) else {}
+        engine_options = {**open_options, "index_type": self.milvus_index_type,
+                          "index_params": _json_object(self.milvus_index_params, "milvus_index_params")} \
+            if is_milvus_location(self.index) else {"shard_rows": self.shard_rows}
         return IndexSettings(
             video_dir=self.video_dir, model=self.model, index=self.index, batch_size=self.batch_size,
             num_workers=self.num_workers, bf16=self.bf16, commit_every=self.commit_every,
             retry_failed=self.retry_failed, overwrite=self.overwrite, trust_remote_code=self.trust_remote_code,
-            window_seconds=self.window_seconds, window_stride=self.window_stride, engine_options=engine_options)
+            window_seconds=self.window_seconds, window_stride=self.window_stride, engine_options=engine_options,
+            open_options=open_options)
 
 
 @dataclass(kw_only=True)
-class QueryArguments:
+class QueryArguments(MilvusArguments):
     """Arguments of `search_videos.py query INDEX "caption"` (or `--video PATH`); bad values raise ValueError naming
     the option."""
 
@@ -159,6 +216,8 @@ class QueryArguments:
         check_at_least(self, 1, "k", "thumbnails")
         if self.per_video is not None:
             check_at_least(self, 1, "per_video")
+        self._check_milvus_options(self.index, self.MILVUS_ONLY)
+        _json_object(self.milvus_search_params, "milvus_search_params")
         if self.html is not None and Path(self.html).is_dir():
             raise ValueError(f"--html {self.html} is a folder; give the name of the page to write (e.g. "
                              f"{Path(self.html) / 'hits.html'})")
@@ -348,7 +407,7 @@ def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames:
 
 
 def run_query(args: QueryArguments) -> list[Hit]:
-    store = open_index(args.index)
+    store = open_index(args.index, **(args.engine_options() if is_milvus_location(args.index) else {}))
     try:
         loaded = load_model(args.model or store.meta["model"]["name_or_path"],
                             bf16=store.meta["model"].get("bf16", False), trust_remote_code=args.trust_remote_code)

@@ -268,6 +268,8 @@ class IndexSettings:
     window_seconds: float | None = None
     window_stride: float | None = None
     engine_options: dict = field(default_factory=dict)
+    #: What the other processes of a multi-process run pass to `open_index` (a Milvus location's connection).
+    open_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -479,7 +481,8 @@ def build_index(settings: IndexSettings) -> IndexReport:
             agreement.run(lambda: None)  # in step with the others' open
         else:
             store = agreement.run(lambda: held.enter_context(open_index(settings.index,
-                                                                        writer=f"r{state.process_index}")))
+                                                                        writer=f"r{state.process_index}",
+                                                                        **settings.open_options)))
         mine = plan.todo[state.process_index :: state.num_processes]
         largest_share = math.ceil(len(plan.todo) / state.num_processes)  # process 0's: every process goes that far
         outcome = encode_videos(loaded, video_dir, mine, store, settings, show_progress=state.is_local_main_process,
