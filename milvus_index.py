@@ -74,7 +74,8 @@ MAX_MESSAGE_BYTES = 16 << 20
 KEYS_PER_EXPRESSION = 512
 MAX_VARCHAR = 65535
 COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,200}")
-QUIET_LOGGERS = ("pymilvus.decorators", "pymilvus.client.iterator.query_iterator", "milvus_lite.server_manager")
+QUIET_LOGGERS = ("pymilvus.decorators", "pymilvus.client.iterator.query_iterator", "milvus_lite.server_manager",
+                 "grpc._server")
 SCALAR_FIELDS = ("path", "raw_path", "size", "mtime_ns", "duration", "frames", "start", "end")
 
 
@@ -208,7 +209,7 @@ def _check_lite_location(path: Path, creating: bool) -> None:
 @contextlib.contextmanager
 def _quiet_pymilvus() -> Iterator[None]:
     """pymilvus logs every failed call with its traceback before raising (and warns on every query iterator that
-    Milvus Lite has no server timestamp); the errors are turned into typed ones here, with their reason, so these
+    Milvus Lite has no server timestamp, which Lite's in-process gRPC server logs as an error); the errors are turned into typed ones here, with their reason, so these
     loggers stay silent meanwhile."""
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
     states = [one.disabled for one in loggers]
