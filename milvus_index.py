@@ -324,6 +324,7 @@ class MilvusIndex(IndexStore):
         self._search_params = dict(search_params or {})
         self._started: dict[str, list] = {}  # files whose rows this writer replaced: path -> [size, mtime_ns, rows]
         self._index_type = None
+        self._failed_cache: list[dict] | None = None  # `meta["failed"]`, read once (this store's writes reset it)
 
     # -- opening ---------------------------------------------------------------------------------------------------
 
@@ -513,7 +514,9 @@ class MilvusIndex(IndexStore):
 
     @property
     def meta(self) -> dict:
-        return {**self._meta, "failed": self._failed()}
+        if self._failed_cache is None:
+            self._failed_cache = self._failed()
+        return {**self._meta, "failed": self._failed_cache}
 
     def _iterate(self, collection: str, expression: str, fields: list[str]) -> Iterator[dict]:
         """Every entity matching `expression` (a query iterator: a server caps plain queries at 16,384 rows)."""
@@ -603,10 +606,9 @@ class MilvusIndex(IndexStore):
         new = sorted({record["path"] for record in records} - set(self._started))
         if new:
             first = {record["path"]: record for record in reversed(records)}
-            self._call("upsert", self.target.files_collection,
-                       [self._file_entity(path, "pending", first[path]["size"], first[path]["mtime_ns"])
-                        for path in new])
+            self._mark_pending(new, {path: (first[path]["size"], first[path]["mtime_ns"]) for path in new})
             self._delete_rows(new)
+            self._failed_cache = None
             self._started.update({path: [first[path]["size"], first[path]["mtime_ns"], 0] for path in new})
         rows = []
         for record, vector in zip(records, vectors):
@@ -639,24 +641,41 @@ class MilvusIndex(IndexStore):
             self._upsert(rows[:half])
             self._upsert(rows[half:])
 
+    def _mark_pending(self, paths: Sequence[str], signatures: dict | None = None) -> None:
+        """Marks files "pending" before their rows change: a run killed in the middle leaves them to be redone."""
+        signatures = signatures or {}
+        entities = [self._file_entity(path, "pending", *signatures.get(path, (0, 0))) for path in paths]
+        for start in range(0, len(entities), KEYS_PER_EXPRESSION):
+            self._call("upsert", self.target.files_collection, entities[start : start + KEYS_PER_EXPRESSION])
+
     def remove(self, paths: Iterable[str]) -> None:
+        """Removes the files' rows and entries (marked "pending" first, so that a kill halfway leaves nothing that
+        looks indexed)."""
         paths = sorted(set(paths))
+        if not paths:
+            return
+        self._mark_pending(paths)
         self._delete_rows(paths)
         for expression in _keys_in("key", [file_key(path) for path in paths]):
             self._call("delete", self.target.files_collection, filter=expression)
         for path in paths:
             self._started.pop(path, None)
+        self._failed_cache = None
 
     def set_failed(self, items: Sequence[dict]) -> None:
-        """Records failures (replacing earlier ones of the same paths); a file that failed has no rows."""
+        """Records failures (replacing earlier ones of the same paths); a file that failed has no rows (they are
+        deleted while it is marked "pending")."""
         if not items:
             return
-        self._delete_rows([item["path"] for item in items])
+        paths = [item["path"] for item in items]
+        self._mark_pending(paths)
+        self._delete_rows(paths)
         self._call("upsert", self.target.files_collection,
                    [self._file_entity(item["path"], "failed", item["size"], item["mtime_ns"],
                                       reason=str(item.get("reason", ""))) for item in items])
-        for item in items:
-            self._started.pop(item["path"], None)
+        for path in paths:
+            self._started.pop(path, None)
+        self._failed_cache = None
 
     def commit(self) -> None:
         """Marks the files whose rows were added since the last commit "done" (every write before was acknowledged

@@ -81,6 +81,31 @@ def test_rows_are_keyed_by_path_and_start_and_replaced_not_duplicated(tmp_path):
     store.close()
 
 
+def test_a_removal_or_failure_cut_short_leaves_the_file_to_be_redone(tmp_path, monkeypatch):
+    """A run killed while it deletes a file's rows (a removal, or a file that now fails to decode) must not leave the
+    file looking indexed: the next run redoes it."""
+    records, vectors = random_rows(3)
+    with index_store.create_index(str(tmp_path / "videos.db"), meta()) as store:
+        store.add(records, vectors)
+        store.commit()
+        calls = store._call
+
+        def killed_at_delete(method, *args, **kwargs):
+            if method == "delete":
+                raise KeyboardInterrupt  # the run dies here
+            return calls(method, *args, **kwargs)
+
+        monkeypatch.setattr(store, "_call", killed_at_delete)
+        with pytest.raises(KeyboardInterrupt):
+            store.remove([records[0]["path"]])
+        with pytest.raises(KeyboardInterrupt):
+            store.set_failed([{"path": records[1]["path"], "size": 1, "mtime_ns": 1, "reason": "broken"}])
+        monkeypatch.undo()
+        files = store.files()
+        assert files[records[0]["path"]] == files[records[1]["path"]] == (-1, -1)
+        assert files[records[2]["path"]] == (records[2]["size"], records[2]["mtime_ns"])
+
+
 def test_flat_search_is_the_exact_top_k_with_float32_scores(tmp_path):
     records, vectors = random_rows(40)
     with index_store.create_index(str(tmp_path / "videos.db"), meta()) as store:
