@@ -325,6 +325,7 @@ class MilvusIndex(IndexStore):
         self._started: dict[str, list] = {}  # files whose rows this writer replaced: path -> [size, mtime_ns, rows]
         self._index_type = None
         self._failed_cache: list[dict] | None = None  # `meta["failed"]`, read once (this store's writes reset it)
+        self._known: set[str] | None = None  # `_stored_keys`
 
     # -- opening ---------------------------------------------------------------------------------------------------
 
@@ -606,8 +607,10 @@ class MilvusIndex(IndexStore):
         new = sorted({record["path"] for record in records} - set(self._started))
         if new:
             first = {record["path"]: record for record in reversed(records)}
+            stored = self._stored_keys()
+            had_rows = [path for path in new if file_key(path) in stored]  # a delete costs a scan: only if needed
             self._mark_pending(new, {path: (first[path]["size"], first[path]["mtime_ns"]) for path in new})
-            self._delete_rows(new)
+            self._delete_rows(had_rows)
             self._failed_cache = None
             self._started.update({path: [first[path]["size"], first[path]["mtime_ns"], 0] for path in new})
         rows = []
@@ -641,9 +644,17 @@ class MilvusIndex(IndexStore):
             self._upsert(rows[:half])
             self._upsert(rows[half:])
 
+    def _stored_keys(self) -> set[str]:
+        """Keys of the files that have an entry (only those can have rows: an entry is written before any row),
+        read once per store and kept up to date by its own writes (other writers write other files)."""
+        if self._known is None:
+            self._known = {entity["key"] for entity in self._iterate(self.target.files_collection, "", ["key"])}
+        return self._known
+
     def _mark_pending(self, paths: Sequence[str], signatures: dict | None = None) -> None:
         """Marks files "pending" before their rows change: a run killed in the middle leaves them to be redone."""
         signatures = signatures or {}
+        self._stored_keys().update(file_key(path) for path in paths)
         entities = [self._file_entity(path, "pending", *signatures.get(path, (0, 0))) for path in paths]
         for start in range(0, len(entities), KEYS_PER_EXPRESSION):
             self._call("upsert", self.target.files_collection, entities[start : start + KEYS_PER_EXPRESSION])
@@ -660,6 +671,7 @@ class MilvusIndex(IndexStore):
             self._call("delete", self.target.files_collection, filter=expression)
         for path in paths:
             self._started.pop(path, None)
+        self._known.difference_update(file_key(path) for path in paths)
         self._failed_cache = None
 
     def set_failed(self, items: Sequence[dict]) -> None:
@@ -668,8 +680,9 @@ class MilvusIndex(IndexStore):
         if not items:
             return
         paths = [item["path"] for item in items]
+        had_rows = [path for path in paths if file_key(path) in self._stored_keys()]
         self._mark_pending(paths)
-        self._delete_rows(paths)
+        self._delete_rows(had_rows)
         self._call("upsert", self.target.files_collection,
                    [self._file_entity(item["path"], "failed", item["size"], item["mtime_ns"],
                                       reason=str(item.get("reason", ""))) for item in items])
