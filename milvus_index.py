@@ -209,8 +209,8 @@ def _check_lite_location(path: Path, creating: bool) -> None:
 @contextlib.contextmanager
 def _quiet_pymilvus() -> Iterator[None]:
     """pymilvus logs every failed call with its traceback before raising (and warns on every query iterator that
-    Milvus Lite has no server timestamp, which Lite's in-process gRPC server logs as an error); the errors are turned into typed ones here, with their reason, so these
-    loggers stay silent meanwhile."""
+    Milvus Lite has no server timestamp, which Lite's in-process gRPC server logs as an error); the errors are turned
+    into typed ones here, with their reason, so these loggers stay silent meanwhile."""
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
     states = [one.disabled for one in loggers]
     for one in loggers:

@@ -24,12 +24,11 @@ import folder_index  # noqa: E402
 import index_store  # noqa: E402
 import milvus_index  # noqa: E402
 import search_videos  # noqa: E402
-import video_indexing  # noqa: E402
 from index_store import SearchFilter, make_record, new_meta  # noqa: E402
 from processing_clip2video import CLIP2VideoVideoProcessor  # noqa: E402
-from test_search_videos import (  # noqa: E402
-    EVENTS, FAST, SLOW_INDEXER, accelerate_launch, child_pids, forward_logits, running, save_tiny_model,
-    write_event_video,
+from test_search_videos import (  # noqa: E402,F401 - model_dir, loaded, video_dir: the same fixtures
+    EVENTS, FAST, SLOW_INDEXER, accelerate_launch, child_pids, forward_logits, loaded, model_dir, record_encoded,
+    running, save_tiny_model, video_dir, write_event_video,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,25 +255,6 @@ def test_writes_the_server_rejects_are_typed_and_large_ones_split(tmp_path, monk
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def loaded(model_dir):
-    return search_videos.load_model(str(model_dir))
-
-
-@pytest.fixture
-def video_dir(tmp_path) -> Path:
-    folder = tmp_path / "videos"
-    for number, event in enumerate(EVENTS):
-        write_event_video(folder / ("nested" if number == 4 else "") / f"video{number}.mp4", event, seed=number)
-    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video" * 4)
-    return folder
-
-
 def run_index(video_dir: Path, model_dir: Path, location, *extra: str) -> None:
     assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(location), *FAST,
                                *extra]) == 0
@@ -325,14 +305,11 @@ def test_same_hits_as_the_folder_index(windows, video_dir, model_dir, loaded, tm
 
 
 @pytest.mark.slow
-def test_update_adds_changes_and_removes_files(video_dir, model_dir, loaded, tmp_path, monkeypatch):
+def test_update_adds_changes_and_removes_files(video_dir, model_dir, loaded, tmp_path, record_encoded):
     location = tmp_path / "videos.db"
     run_index(video_dir, model_dir, location)
-    encoded = []
-    original = video_indexing.encode_batch
-    monkeypatch.setattr(video_indexing, "encode_batch",
-                        lambda model, items: encoded.extend(item["video"].path for item in items)
-                        or original(model, items))
+    encoded = record_encoded
+    encoded.clear()
     write_event_video(video_dir / "added.mp4", EVENTS[0], seed=10)
     write_event_video(video_dir / "video1.mp4", EVENTS[5], seed=11)  # changed contents
     (video_dir / "video3.mp4").unlink()
@@ -362,7 +339,7 @@ def test_another_model_is_refused_by_index_and_query(video_dir, model_dir, tmp_p
 
 @pytest.mark.slow
 def test_kill_9_while_indexing_then_rerun_leaves_no_duplicate_and_loses_nothing(video_dir, model_dir, loaded,
-                                                                                  tmp_path):
+                                                                                  tmp_path, record_encoded):
     for number in range(6, 12):
         write_event_video(video_dir / f"video{number}.mp4", EVENTS[number % 6], seed=number)
     location, commits = tmp_path / "videos.db", tmp_path / "commits"
@@ -397,21 +374,13 @@ def test_kill_9_while_indexing_then_rerun_leaves_no_duplicate_and_loses_nothing(
         assert len(committed) >= 3
         store.close()
     finally:
-        process.kill()
-        process.wait()
-        for pid in workers:  # this test's own processes, by id
+        for pid in [process.pid, *workers]:  # this test's own processes, by id
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        process.wait()
 
-    encoded = []
-    original = video_indexing.encode_batch
-    video_indexing.encode_batch = lambda model, items: encoded.extend(item["video"].path for item in items) or \
-        original(model, items)
-    try:
-        run_index(video_dir, model_dir, location)
-    finally:
-        video_indexing.encode_batch = original
-    assert not committed & set(encoded), "committed videos were encoded again"
+    run_index(video_dir, model_dir, location)
+    assert not committed & set(record_encoded), "committed videos were encoded again"
     store = index_store.open_index(str(location))
     rows = list(store._iterate(store.target.collection_name, "", ["path", "start"]))
     assert len(rows) == len({(row["path"], row["start"]) for row in rows}) == 12 == len(store)
