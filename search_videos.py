@@ -321,24 +321,23 @@ def search(index: str | os.PathLike | IndexStore, text: str | None = None, video
     return ranked(store, query, k, model.logit_scale, per_video, merge, filter, backend)
 
 
-def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames: int) -> None:
+def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames: int, windows: bool = False) -> None:
     """A self-contained HTML page (`report_clip2video`): one row per hit with rank, score, path (a link to the file),
     its times, a player that starts at the hit (`#t=start,end`) and a strip of `num_frames` frames of the hit's span,
     decoded as indexing decodes."""
     rows = []
     for rank, hit in enumerate(hits, 1):
-        span = {} if hit.record.get("end") in (None, hit.record.get("duration")) and not hit.start else {
-            "span": (hit.start, hit.end)}
+        span = (hit.start, hit.end) if windows and hit.end is not None else None
         try:
-            frames, _ = read_video(processor.video_processor, hit.path, frame_sampling="uniform",
-                                   num_frames=num_frames, **span)
+            frames, _ = read_video(processor.video_processor, hit.path, span=span, frame_sampling="uniform",
+                                   num_frames=num_frames)
             image = report.data_uri(report.thumbnail_strip(frames, height=72, count=num_frames))
         except Exception as error:  # noqa: BLE001 - a preview is optional; the hit is still listed
             logger.warning("no thumbnails for %s: %s", report.printable(hit.path), error)
             image = None
         duration = hit.record.get("duration")
-        times = "" if hit.end is None else f"{hit.start:.2f}-{hit.end:.2f} s of "
-        fragment = "" if hit.end is None else f"#t={hit.start:g},{hit.end:g}"
+        times = f"{hit.start:.2f}-{hit.end:.2f} s of " if span else ""
+        fragment = f"#t={hit.start:g},{hit.end:g}" if span else ""
         rows.append([report.Cell(str(rank)), report.Cell(f"{hit.score:.4f}"),
                      report.Cell(hit.path, link=Path(hit.path).as_uri() + fragment,
                                  note=times + ("" if duration is None else f"{duration:.2f} s, ")
@@ -368,7 +367,7 @@ def run_query(args: QueryArguments) -> list[Hit]:
             times = f"  {hit.start:8.2f} {hit.end:8.2f}" if windows and hit.end is not None else ""
             print(f"{rank:3d}  {hit.score:9.4f}  {report.printable(hit.path)}{times}")
     if args.html:
-        write_gallery(args.html, query, hits, loaded.processor, args.thumbnails)
+        write_gallery(args.html, query, hits, loaded.processor, args.thumbnails, windows)
         logger.info("gallery written to %s", args.html)
     return hits
 
