@@ -39,6 +39,7 @@ from transformers.video_utils import VideoMetadata
 
 
 try:  # loaded as Hub remote code (a package) ...
+    from .hub_clip2video import write_push_card
     from .video_readers import (
         VIDEO_BACKENDS,
         VideoDecodeError,
@@ -50,6 +51,7 @@ try:  # loaded as Hub remote code (a package) ...
         read_video,
     )
 except ImportError:  # ... or as a top-level module of the installed project
+    from hub_clip2video import write_push_card
     from video_readers import (
         VIDEO_BACKENDS,
         VideoDecodeError,
@@ -1096,6 +1098,12 @@ class CLIP2VideoProcessor(ProcessorMixin):
         ids = [int(token) for token in ids]
         end = self.tokenizer.eos_token_id
         return ids[: ids.index(end) + 1] if end in ids else ids
+
+    def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
+        """The upload of `push_to_hub`, with the project's model card instead of transformers' placeholder (see
+        `hub_clip2video.write_push_card`)."""
+        write_push_card(working_dir, repo_id, getattr(self.tokenizer, "name_or_path", None))
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
     @property
     def model_input_names(self) -> list[str]:
