@@ -98,6 +98,12 @@ class IndexArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": (
         "Run the model folder's own code (AutoModel/AutoProcessor with trust_remote_code=True); off: this "
         "repository's classes load the weights.")})
+    do_moment_eval: bool = field(default=False, metadata={"help": (
+        "After indexing (with --window_seconds), score every caption of --annotations against its ground-truth span "
+        "(moment_eval.py: in its own video and in the whole collection) and print the metrics as JSON.")})
+    annotations: str | None = field(default=None, metadata={"help": (
+        "Timestamped captions for --do_moment_eval: Charades-STA text (VIDEO START END##sentence) or JSON lines "
+        "(video, start, end, caption; or QVHighlights' vid, query, relevant_windows).")})
 
     def __post_init__(self):
         if not self.video_dir:
@@ -109,6 +115,8 @@ class IndexArguments:
             raise ValueError("--window_stride needs --window_seconds")
         if self.window_seconds is not None and self.window_stride is None:
             self.window_stride = self.window_seconds
+        if self.do_moment_eval and (self.annotations is None or self.window_seconds is None):
+            raise ValueError("--do_moment_eval needs --annotations FILE and --window_seconds")
 
     def settings(self) -> IndexSettings:
         engine_options = {} if self.index.endswith(".db") or "://" in self.index else {"shard_rows": self.shard_rows}
@@ -372,6 +380,26 @@ def run_query(args: QueryArguments) -> list[Hit]:
     return hits
 
 
+def run_moment_eval(args: IndexArguments) -> dict:
+    """`index ... --do_moment_eval`: the moment metrics of the annotated captions (`moment_eval`), printed as JSON."""
+    from accelerate import PartialState
+
+    from moment_eval import evaluate_moments, read_annotations
+
+    if not PartialState().is_main_process:
+        return {}
+    queries = read_annotations(args.annotations)
+    store = open_index(args.index)
+    loaded = load_model(args.model, bf16=args.bf16, trust_remote_code=args.trust_remote_code)
+    check_model(store.meta, loaded.identity, store.location)
+    metrics = evaluate_moments(store, loaded, queries, ranked=ranked)
+    print(json.dumps(metrics, indent=1))
+    for setting in ("in_video", "in_collection"):
+        logger.info("moments %s: %s", setting, ", ".join(f"{name} {value:.1f}" for name, value in
+                                                          metrics[setting].items()))
+    return metrics
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------------------------
@@ -420,7 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         if isinstance(arguments, IndexArguments):
-            build_index(arguments.settings())
+            report = build_index(arguments.settings())
+            if arguments.do_moment_eval and report is not None:
+                run_moment_eval(arguments)
         else:
             run_query(arguments)
     except (VideoIndexError, ModelLoadError, ValueError, FileNotFoundError) as error:

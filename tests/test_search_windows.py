@@ -159,3 +159,58 @@ def test_windows_of_an_index_are_its_own(long_video, window_index, model_dir, ca
     assert "built with --window_seconds 2.0, this run asks for 3.0" in caplog.records[-1].getMessage()
     report = index_folder(long_video[0], model_dir, window_index, *WINDOW)  # same windows: nothing to do
     assert report["encoded"] == 0 and report["unchanged"] == 2
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Moment evaluation (issue 19 item 4)
+
+
+def test_moment_eval_scores_each_caption_against_its_span(long_video, window_index, model_dir, loaded, tmp_path,
+                                                          capsys, caplog):
+    from moment_eval import read_annotations
+    from retrieval_metrics import moment_retrieval_metrics
+
+    folder, _ = long_video
+    charades = tmp_path / "charades_test.txt"
+    charades.write_text("".join(f"long {2.0 * number:.1f} {2.0 * number + 2:.1f}##{event.caption}\n"
+                                for number, (event, _) in enumerate(CLIPS)))
+    qvhighlights = tmp_path / "qv.jsonl"
+    qvhighlights.write_text(json.dumps({"qid": 1, "vid": "long", "query": CLIPS[1][0].caption,
+                                        "relevant_windows": [[2, 4]]}) + "\n")
+    assert [(query.video, query.start, query.end) for query in read_annotations(str(qvhighlights))] == \
+        [("long", 2.0, 4.0)]
+    capsys.readouterr()
+    assert search_videos.main(["index", str(folder), "--model", str(model_dir), "--index", str(window_index), *FAST,
+                               *WINDOW, "--do_moment_eval", "--annotations", str(charades)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["queries"] == 4
+    own, everywhere, truth = [], [], []
+    for number, (event, _) in enumerate(CLIPS):
+        hits = search_videos.search(window_index, text=event.caption, k=10, model=loaded,
+                                    filter=index_store.SearchFilter(path_prefix="long.mp4"))
+        own.append([(hit.start, hit.end, hit.score) for hit in hits])
+        hits = search_videos.search(window_index, text=event.caption, k=10, model=loaded)
+        everywhere.append([(hit.start, hit.end, hit.score) if hit.path.endswith("long.mp4") else (-1, -1, hit.score)
+                           for hit in hits])
+        truth.append([(2.0 * number, 2.0 * number + 2)])
+    assert metrics["in_video"] == pytest.approx(moment_retrieval_metrics(own, truth))
+    assert metrics["in_collection"] == pytest.approx(moment_retrieval_metrics(everywhere, truth))
+    assert set(metrics["in_video"]) == {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "mAP@0.5", "mAP@0.75", "mAP"}
+
+    for content, reason in (("nosuch 0 2##a caption\n", "video 'nosuch' of the annotations: not in the index"),
+                            ("long 3 1##backwards\n", "is not a span of seconds"),
+                            ("long zero 2##a caption\n", "not an annotation row")):
+        charades.write_text(content)
+        caplog.clear()
+        assert search_videos.main(["index", str(folder), "--model", str(model_dir), "--index", str(window_index),
+                                   *FAST, *WINDOW, "--do_moment_eval", "--annotations", str(charades)]) == 1
+        assert reason in caplog.records[-1].getMessage()
+
+
+def test_an_ambiguous_video_stem_is_refused():
+    from moment_eval import AnnotationError, MomentQuery, resolve_videos
+
+    queries = [MomentQuery("dog", 0.0, 1.0, "a dog")]
+    assert resolve_videos(queries, ["a/dog.mp4", "b/cat.mp4"]) == {"dog": "a/dog.mp4"}
+    with pytest.raises(AnnotationError, match=r"'dog' of the annotations: names 2 indexed files \(a/dog.mp4, b/dog"):
+        resolve_videos(queries, ["a/dog.mp4", "b/dog.mp4"])
