@@ -47,7 +47,7 @@ import torch
 from transformers import HfArgumentParser
 
 import report_clip2video as report
-from index_store import Hit, IndexStore, SearchFilter, VideoIndexError, check_model, open_index
+from index_store import Hit, IndexStore, SearchFilter, VideoIndexError, check_model, is_milvus_location, open_index
 from loading_clip2video import LoadedModel, ModelLoadError, load_model
 from utils_clip2video import ModelSourceError, check_at_least
 from video_indexing import IndexSettings, build_index, read_video
@@ -119,7 +119,7 @@ class IndexArguments:
             raise ValueError("--do_moment_eval needs --annotations FILE and --window_seconds")
 
     def settings(self) -> IndexSettings:
-        engine_options = {} if self.index.endswith(".db") or "://" in self.index else {"shard_rows": self.shard_rows}
+        engine_options = {} if is_milvus_location(self.index) else {"shard_rows": self.shard_rows}
         return IndexSettings(
             video_dir=self.video_dir, model=self.model, index=self.index, batch_size=self.batch_size,
             num_workers=self.num_workers, bf16=self.bf16, commit_every=self.commit_every,

@@ -20,17 +20,9 @@ import folder_index  # noqa: E402
 import index_store  # noqa: E402
 import loading_clip2video  # noqa: E402
 import search_videos  # noqa: E402
-from test_search_videos import EVENTS, FAST, REPO, index_folder, save_tiny_model, write_event_video  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def loaded(model_dir):
-    return search_videos.load_model(str(model_dir))
+from test_search_videos import (  # noqa: E402, F401 (fixtures)
+    EVENTS, FAST, REPO, index_folder, loaded, model_dir, save_tiny_model, write_event_video,
+)
 
 
 @pytest.fixture

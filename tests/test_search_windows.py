@@ -13,24 +13,14 @@ pytest.importorskip("av")
 import folder_index  # noqa: E402
 import index_store  # noqa: E402
 import search_videos  # noqa: E402
-from datasets_scripts.synthetic import Event, encode_video, render_event  # noqa: E402
+from datasets_scripts.synthetic import encode_video, render_event  # noqa: E402
 from processing_clip2video import window_spans  # noqa: E402
-from test_search_videos import EVENTS, FAST, index_folder, save_tiny_model, write_event_video  # noqa: E402
+from test_search_videos import EVENTS, FAST, index_folder, loaded, model_dir, write_event_video  # noqa: E402, F401
 
 #: (event, frames) of the long video's clips, at FPS: 4 clips of 2 s.
 CLIPS = [(EVENTS[0], 10), (EVENTS[2], 10), (EVENTS[3], 10), (EVENTS[5], 10)]
 FPS = 5
 WINDOW = ["--window_seconds", "2", "--window_stride", "1"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def loaded(model_dir):
-    return search_videos.load_model(str(model_dir))
 
 
 @pytest.fixture(scope="module")
