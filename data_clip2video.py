@@ -36,8 +36,10 @@ import torch
 
 try:
     from .processing_clip2video import VideoDecodeError
+    from .retrieval_metrics import check_finite
 except ImportError:
     from processing_clip2video import VideoDecodeError
+    from retrieval_metrics import check_finite
 
 
 logger = logging.getLogger(__name__)
@@ -902,13 +904,18 @@ class StreamCollator:
 
 def encode_videos(model, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
     """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of `pixel_values` `(batch, frames, 3, H, W)` (the
-    `pooler_output` of `get_video_features`)."""
-    return model.get_video_features(pixel_values, video_mask).pooler_output.float()
+    `pooler_output` of `get_video_features`); `NonFiniteScoresError` if any is NaN or infinite."""
+    features = model.get_video_features(pixel_values, video_mask).pooler_output.float()
+    check_finite(features, "video features")
+    return features
 
 
 def encode_texts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of tokenised captions (`get_text_features`)."""
-    return model.get_text_features(input_ids, attention_mask).pooler_output.float()
+    """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of tokenised captions (`get_text_features`);
+    `NonFiniteScoresError` if any is NaN or infinite."""
+    features = model.get_text_features(input_ids, attention_mask).pooler_output.float()
+    check_finite(features, "text features")
+    return features
 
 
 __all__ = [

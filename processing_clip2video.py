@@ -22,7 +22,7 @@ import html
 import os
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -39,6 +39,7 @@ from transformers.video_utils import VideoMetadata
 
 
 try:  # loaded as Hub remote code (a package) ...
+    from .hub_clip2video import write_push_card
     from .video_readers import (
         VIDEO_BACKENDS,
         VideoDecodeError,
@@ -50,6 +51,7 @@ try:  # loaded as Hub remote code (a package) ...
         read_video,
     )
 except ImportError:  # ... or as a top-level module of the installed project
+    from hub_clip2video import write_push_card
     from video_readers import (
         VIDEO_BACKENDS,
         VideoDecodeError,
@@ -185,6 +187,11 @@ class CLIP2VideoVideoProcessorKwargs(VideosKwargs, total=False):
         Decoder threads per video (0 = decoder default).
     seed (`int`, *optional*):
         Seed for the random sampling modes and the jitter (fresh randomness when unset).
+    spans (`tuple[float, float]` or `list[tuple[float, float] | None]`, *optional*):
+        Per call only: the clip `[start, end)` in seconds of each video (one pair for all videos, or one per video,
+        `None` = the whole video). The frames are chosen by `frame_sampling` among the frames of the span, with time
+        counted from the span's first frame, as for that span cut out as its own file; an end past the video's end
+        is cut to it, a span starting at or after the end raises [`VideoDecodeError`].
     """
 
     frame_sampling: str
@@ -194,6 +201,7 @@ class CLIP2VideoVideoProcessorKwargs(VideosKwargs, total=False):
     video_backend: str
     decode_threads: int
     seed: int | None
+    spans: tuple | list | None
 
 
 @dataclass
@@ -260,6 +268,7 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
     video_backend = "decord"
     decode_threads = 1
     seed = None
+    spans = None
     valid_kwargs = CLIP2VideoVideoProcessorKwargs
     model_input_names = ["pixel_values", "video_mask"]
 
@@ -296,13 +305,16 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         _check_options(kwargs)
         return super().preprocess(videos, return_tensors=return_tensors, **kwargs)
 
-    def load_frames(self, video, rng: np.random.Generator | None = None, **options) -> list:
+    def load_frames(self, video, rng: np.random.Generator | None = None, span: tuple[float, float] | None = None,
+                    **options) -> list:
         """Selected frames of one video, before the transform.
 
         Args:
             video: one video (see the class docstring).
             rng (`np.random.Generator`, *optional*): source of the random sampling modes and the jitter
                 (default: a generator seeded with `seed`).
+            span (`tuple[float, float]`, *optional*): the clip `[start, end)` in seconds to choose the frames in
+                (see `spans` in [`CLIP2VideoVideoProcessorKwargs`]); default: the whole video.
             **options: per-call values of the class attributes.
 
         Returns:
@@ -314,9 +326,89 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         options = self._with_defaults(options)
         _check_options(options)
         rng = rng if rng is not None else np.random.default_rng(options["seed"])
-        sample = partial(self.sample_frames, **options, rng=rng) if options["do_sample_frames"] else None
+        options["spans"] = None
+        sample = _sampler(self.sample_frames, options, rng, span)
         frames, _ = self._load_video(video, sample, options)
         return frames
+
+    def load_windows(
+        self,
+        video,
+        spans: Sequence[tuple[float, float]] | None = None,
+        window_seconds: float | None = None,
+        window_stride: float | None = None,
+        rng: np.random.Generator | None = None,
+        **options,
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """The frames of many windows of one video, the file decoded once, at the model's input size.
+
+        Each window's frames are the ones `load_frames(video, span=window)` chooses (the processor's sampling inside
+        the window), resized and cropped by the transform but not yet rescaled or normalised: `transform_frames` of
+        them gives the window's `pixel_values` exactly. A video file is opened once and read window group by window
+        group (only one group's full-size frames are in memory at a time).
+
+        Args:
+            video: one video (see the class docstring).
+            spans (`Sequence[tuple[float, float]]`, *optional*): the windows `[start, end)` in seconds; an end past
+                the video's end is cut to it, a window starting at or after the end raises [`VideoDecodeError`].
+            window_seconds, window_stride (`float`, *optional*): instead of `spans`, windows of `window_seconds`
+                every `window_stride` seconds (default: `window_seconds`) over the whole video, as
+                [`window_spans`] lays them out for its duration.
+            rng (`np.random.Generator`, *optional*): as in `load_frames`, drawn from window after window.
+            **options: per-call values of the class attributes.
+
+        Returns:
+            `(frames, spans)`: per window a uint8 array `(n, crop_height, crop_width, 3)`, `1 <= n <= num_frames`,
+            and the windows used, float64 `(windows, 2)` (start, end) in seconds.
+
+        Raises:
+            [`VideoDecodeError`] naming the input and the reason.
+        """
+        if (spans is None) == (window_seconds is None):
+            raise ValueError("give either spans or window_seconds")
+        options = self._with_defaults(options)
+        _check_options(options)
+        if not options["do_sample_frames"]:
+            raise ValueError("load_windows chooses frames in each window: it needs do_sample_frames=True")
+        options["spans"] = None
+        if spans is not None:
+            spans = [_checked_span(span) for span in spans]
+            if not spans:
+                raise ValueError("spans is empty")
+
+        def windows_of(duration: float) -> list[tuple[float, float]]:
+            if spans is None:
+                return window_spans(duration, window_seconds, window_stride)
+            return [_clipped_span(span, duration, describe(video)) for span in spans]
+
+        rng = rng if rng is not None else np.random.default_rng(options["seed"])
+        resize = partial(self._frames_at_model_size, options=options)
+        windows, frames = self._load_windows(video, windows_of, partial(self.sample_frames, **options, rng=rng),
+                                             options, resize)
+        return frames, np.asarray(windows, dtype=np.float64).reshape(-1, 2)
+
+    def preprocess_windows(
+        self,
+        video,
+        spans: Sequence[tuple[float, float]] | None = None,
+        window_seconds: float | None = None,
+        window_stride: float | None = None,
+        return_tensors: str | None = "pt",
+        **options,
+    ) -> BatchFeature:
+        """Model inputs of many windows of one video, the file decoded once ([`load_windows`] + the transform).
+
+        Returns:
+            [`BatchFeature`] with `pixel_values` `(windows, num_frames, 3, crop_height, crop_width)` float32,
+            `video_mask` `(windows, num_frames)` int64 (as `preprocess` of each window's span gives them) and
+            `spans` `(windows, 2)` float64, the windows used in seconds.
+        """
+        frames, used = self.load_windows(video, spans, window_seconds, window_stride, **options)
+        options = {name: value for name, value in options.items() if name != "seed"}
+        pixel_values, video_mask = self.collate([list(window) for window in frames], **options)
+        data = _as_return_type({"pixel_values": pixel_values, "video_mask": video_mask}, return_tensors)
+        data["spans"] = used if return_tensors != "pt" else torch.from_numpy(used)
+        return BatchFeature(data=data)
 
     def transform_frames(self, frames: list, **options) -> torch.Tensor:
         """The original CLIP transform of each frame.
@@ -329,6 +421,24 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         """
         return self._transform(frames, self._standardize_kwargs(**self._with_defaults(options)))
 
+    def collate(self, videos: list[list], **options) -> tuple[torch.Tensor, torch.Tensor]:
+        """`pixel_values` `(batch, num_frames, 3, crop_height, crop_width)` float32 and `video_mask`
+        `(batch, num_frames)` int64 of a batch of chosen frames (one `transform_frames` call for all of them);
+        padding frames are exact zeros (`video_mask` 0)."""
+        num_frames = options.get("num_frames", self.num_frames)
+        counts = [len(frames) for frames in videos]
+        if max(counts, default=0) > num_frames:
+            raise ValueError(f"{max(counts)} frames given for one video, the model takes at most {num_frames}")
+        pixels = self.transform_frames([frame for frames in videos for frame in frames], **options)
+        batch = torch.zeros(len(videos), num_frames, *pixels.shape[1:], dtype=pixels.dtype)
+        mask = torch.zeros(len(videos), num_frames, dtype=torch.long)
+        start = 0
+        for position, count in enumerate(counts):
+            batch[position, :count] = pixels[start : start + count]
+            mask[position, :count] = 1
+            start += count
+        return batch, mask
+
     def sample_frames(
         self,
         metadata: CLIP2VideoMetadata,
@@ -339,6 +449,7 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         jitter: bool | None = None,
         seed: int | None = None,
         rng: np.random.Generator | None = None,
+        span: tuple[float, float] | None = None,
         **kwargs,
     ) -> np.ndarray:
         """Indices of the frames to keep: native frame indices for a video file (may repeat, for videos
@@ -349,6 +460,8 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
             num_frames, frame_sampling, feature_framerate, extraction_fps, jitter, seed: as the class
                 attributes (which they default to).
             rng (`np.random.Generator`, *optional*): source of randomness (default: seeded with `seed`).
+            span (`tuple[float, float]`, *optional*): choose among the frames of `[start, end)` seconds only, timed
+                from the span's first frame (in-memory frames and folders: image `k` is at `k / extraction_fps`).
 
         Returns:
             `np.ndarray` of shape `(n,)`, int64, `1 <= n <= num_frames`, non-decreasing.
@@ -362,20 +475,32 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         extraction_fps = self.extraction_fps if extraction_fps is None else extraction_fps
         rng = rng if rng is not None else np.random.default_rng(self.seed if seed is None else seed)
         name = metadata.name
-        if metadata.read_timeline is None or options["frame_sampling"] != "original":
+        span = _checked_span(span)
+        if metadata.read_timeline is None:  # the original's 5 fps images
+            if span is None:
+                return _select(metadata.total_num_frames, name, rng, **options)
+            times = np.arange(metadata.total_num_frames, dtype=np.float64) / extraction_fps
+            inside = _frames_in_span(times, metadata.total_num_frames / extraction_fps, span, name)
+            return inside[_select(len(inside), name, rng, **options)]
+        if span is None and options["frame_sampling"] != "original":
             return _select(metadata.total_num_frames, name, rng, **options)
-        timeline = metadata.read_timeline()
-        if not timeline.fps or not np.isfinite(timeline.fps) or timeline.fps <= 0:
-            raise VideoDecodeError(f"{name}: the video stream has no frame rate")
-        timestamps, durations = timeline.timestamps, timeline.durations
-        if timestamps is not None and (len(timestamps) != timeline.num_frames or not np.all(np.isfinite(timestamps))):
-            timestamps, durations = None, None
-        run_frames, run_lengths = ffmpeg_image_runs(
-            timeline.num_frames, timeline.fps, extraction_fps, timestamps=timestamps, frame_duration=durations
-        )
+        timestamps, durations, fps = _frame_times(metadata.read_timeline(), name)
+        inside = None
+        if span is not None:
+            if timestamps is None:
+                timestamps = np.arange(metadata.total_num_frames, dtype=np.float64) / fps
+            inside = _frames_in_span(timestamps, timeline_duration(timestamps, durations, fps), span, name)
+            if options["frame_sampling"] != "original":
+                return inside[_select(len(inside), name, rng, **options)]
+            # as the span cut out as its own file: its frames, timed from its first one
+            timestamps = timestamps[inside] - timestamps[inside[0]]
+            durations = None if durations is None else durations[inside]
+        count = metadata.total_num_frames if inside is None else len(inside)
+        run_frames, run_lengths = ffmpeg_image_runs(count, fps, extraction_fps, timestamps=timestamps,
+                                                    frame_duration=durations)
         run_ends = np.cumsum(run_lengths)
-        chosen = _select(int(run_ends[-1]), name, rng, **options)
-        return run_frames[np.searchsorted(run_ends, chosen, side="right")]
+        chosen = run_frames[np.searchsorted(run_ends, _select(int(run_ends[-1]), name, rng, **options), side="right")]
+        return chosen if inside is None else inside[chosen]
 
     # -- BaseVideoProcessor hooks ----------------------------------------------------------------
 
@@ -389,10 +514,12 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         # the base class hands this call's options over as the sampling function's keywords; one generator
         # per call, drawn from video after video (as `load_frames` one video at a time)
         options = {**self._with_defaults({}), **(sample_indices_fn.keywords if sample_indices_fn else {})}
-        sample = None
-        if do_sample_frames and sample_indices_fn is not None:
-            sample = partial(sample_indices_fn, rng=np.random.default_rng(options["seed"]))
-        loaded = [self._load_video(video, sample, options) for video in _as_batch(videos)]
+        videos = _as_batch(videos)
+        spans = _spans_per_video(options.pop("spans", None), len(videos))
+        options["do_sample_frames"] = bool(do_sample_frames and sample_indices_fn is not None)
+        rng = np.random.default_rng(options["seed"])
+        loaded = [self._load_video(video, _sampler(self.sample_frames, options, rng, span), options)
+                  for video, span in zip(videos, spans)]
         return [frames for frames, _ in loaded], [metadata for _, metadata in loaded]
 
     def _prepare_input_videos(self, videos, **kwargs) -> list:
@@ -445,6 +572,43 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         metadata = CLIP2VideoMetadata(total_num_frames=len(frames), name=name)
         indices = _pick(metadata, sample, options)
         return [frames[i] for i in indices], metadata
+
+    def _load_windows(self, video, windows_of, sample, options: dict, resize) -> tuple[list, list[np.ndarray]]:
+        """`(windows, frames)`: the windows `windows_of(duration)` lays out and, per window, `resize` of the frames
+        `sample(metadata, span=window)` picks; a video file is opened once for all windows."""
+        name = describe(video)
+        if isinstance(video, (str, os.PathLike)) and not os.path.isdir(video) or isinstance(
+                video, (bytes, bytearray, memoryview)):
+            source = os.fspath(video) if isinstance(video, (str, os.PathLike)) else bytes(video)
+            if isinstance(source, str) and not os.path.exists(source):
+                raise VideoDecodeError(f"{source}: no such file or folder")
+            if len(source) == 0 or isinstance(source, str) and os.path.getsize(source) == 0:
+                raise VideoDecodeError(f"{name}: empty {'file' if isinstance(source, str) else 'bytes'}")
+            found = {}
+
+            def select(timeline: VideoTimeline, read_timeline) -> list[np.ndarray]:
+                timestamps, durations, fps = _frame_times(read_timeline(), name)
+                found["windows"] = windows_of(timeline_duration(timestamps, durations, fps, timeline.num_frames))
+                metadata = CLIP2VideoMetadata(total_num_frames=timeline.num_frames, fps=timeline.fps, name=name,
+                                              read_timeline=read_timeline, video_backend=options["video_backend"])
+                return [np.asarray(sample(metadata=metadata, span=window), dtype=np.int64)
+                        for window in found["windows"]]
+
+            frames = read_video(source, name, select, options["video_backend"], options["decode_threads"],
+                                convert=resize)
+            return found["windows"], frames
+        _, metadata = self._load_video(video, lambda metadata: np.zeros(1, dtype=np.int64), options)
+        windows = windows_of(metadata.total_num_frames / options["extraction_fps"])
+        return windows, [resize(self._load_video(video, partial(sample, span=window), options)[0])
+                         for window in windows]
+
+    def _frames_at_model_size(self, frames: list, options: dict) -> np.ndarray:
+        """`frames` resized and cropped by the transform, before rescaling: `(n, crop_height, crop_width, 3)` uint8
+        (`_transform` of these gives the same values as of `frames`)."""
+        unscaled = self._transform(frames, {**self._standardize_kwargs(**options), "do_rescale": False,
+                                            "do_normalize": False})
+        # without rescaling and normalising, the transform returns the resized uint8 values as exact float32 integers
+        return unscaled.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
     # -- the original's image transform ----------------------------------------------------------
 
@@ -535,6 +699,97 @@ def _check_options(options: dict) -> None:
     if options.get("fps") is not None:
         raise ValueError("fps is not used by CLIP2Video: frames are sampled from the 5 fps images "
                          "(see extraction_fps, feature_framerate and num_frames)")
+
+
+def window_spans(duration: float, window_seconds: float, window_stride: float | None = None) -> list[tuple[float, float]]:
+    """Windows `[start, end)` in seconds over a video of `duration` seconds: `window_seconds` long, one every
+    `window_stride` seconds (default: `window_seconds`) from 0. A video not longer than one window is one window
+    `[0, duration)`; otherwise every window is `window_seconds` long and the last one ends at the video's end (it
+    starts at `duration - window_seconds` when the stride does not land there).
+    """
+    window_stride = window_seconds if window_stride is None else window_stride
+    for option, value in (("window_seconds", window_seconds), ("window_stride", window_stride)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{option} must be a positive number of seconds, got {value!r}")
+    if duration <= window_seconds + 1e-6:
+        return [(0.0, round(float(duration), 6))]
+    last = duration - window_seconds
+    starts = [round(k * window_stride, 6) for k in range(int(np.floor(last / window_stride + 1e-6)) + 1)]
+    if starts[-1] < last - 1e-6:
+        starts.append(round(last, 6))
+    return [(start, round(min(start + window_seconds, duration), 6)) for start in starts]
+
+
+def timeline_duration(timestamps: np.ndarray | None, durations: np.ndarray | None, fps: float,
+                      num_frames: int | None = None) -> float:
+    """Seconds from the start of a video (its container's) to the end of its last frame."""
+    if timestamps is None:
+        return float(num_frames) / fps
+    lasting = np.full(len(timestamps), 1.0 / fps) if durations is None else np.where(durations > 0, durations, 1.0 / fps)
+    return float(np.max(timestamps + lasting))
+
+
+def _frame_times(timeline: VideoTimeline, name: str) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+    """A video file's per-frame times and durations (None when unusable: constant rate then) and its frame rate."""
+    if not timeline.fps or not np.isfinite(timeline.fps) or timeline.fps <= 0:
+        raise VideoDecodeError(f"{name}: the video stream has no frame rate")
+    timestamps, durations = timeline.timestamps, timeline.durations
+    if timestamps is not None and (len(timestamps) != timeline.num_frames or not np.all(np.isfinite(timestamps))):
+        timestamps, durations = None, None
+    return timestamps, durations, float(timeline.fps)
+
+
+def _checked_span(span) -> tuple[float, float] | None:
+    """`span` as `(start, end)` floats, or None; a malformed span is a ValueError naming it."""
+    if span is None:
+        return None
+    try:
+        start, end = (float(value) for value in span)
+    except (TypeError, ValueError):
+        raise ValueError(f"a span is (start, end) in seconds, got {span!r}") from None
+    if not (np.isfinite(start) and np.isfinite(end)) or start < 0 or end <= start:
+        raise ValueError(f"a span is (start, end) seconds with 0 <= start < end, got {span!r}")
+    return start, end
+
+
+def _clipped_span(span: tuple[float, float], duration: float, name: str) -> tuple[float, float]:
+    """`span` with its end cut to the video's end; a span starting at or after the end is a `VideoDecodeError`."""
+    start, end = span
+    if start >= duration - 1e-6:
+        raise VideoDecodeError(f"{name}: span [{start:g}, {end:g}) s starts at or after the end of the video "
+                               f"({duration:.3f} s)")
+    return start, min(end, duration)
+
+
+def _frames_in_span(times: np.ndarray, duration: float, span: tuple[float, float], name: str) -> np.ndarray:
+    """Indices of the frames shown from `times[i]` inside `span` (the frame on screen at its start when none
+    begins inside it)."""
+    start, end = _clipped_span(span, duration, name)
+    inside = np.flatnonzero((times >= start - 1e-6) & (times < end - 1e-6))
+    if len(inside) == 0:
+        inside = np.array([max(int(np.searchsorted(times, start + 1e-6, side="right")) - 1, 0)], dtype=np.int64)
+    return inside
+
+
+def _spans_per_video(spans, num_videos: int) -> list:
+    """The `spans` option as one span (or None) per video: one `(start, end)` pair is for every video."""
+    if spans is None:
+        return [None] * num_videos
+    if len(spans) == 2 and all(isinstance(value, (int, float, np.number)) for value in spans):
+        return [tuple(spans)] * num_videos
+    if len(spans) != num_videos:
+        raise ValueError(f"spans: {len(spans)} spans for {num_videos} videos (give one per video, or one for all)")
+    return list(spans)
+
+
+def _sampler(sample_frames, options: dict, rng, span):
+    """The sampling function of one video (None when sampling is off), for its span."""
+    if not options["do_sample_frames"]:
+        if span is not None:
+            raise ValueError("a span needs frame sampling (do_sample_frames=True)")
+        return None
+    keywords = {name: value for name, value in options.items() if name != "spans"}
+    return partial(sample_frames, **keywords, rng=rng, span=span)
 
 
 def _pick(metadata: CLIP2VideoMetadata, sample, options: dict) -> np.ndarray:
@@ -843,6 +1098,12 @@ class CLIP2VideoProcessor(ProcessorMixin):
         ids = [int(token) for token in ids]
         end = self.tokenizer.eos_token_id
         return ids[: ids.index(end) + 1] if end in ids else ids
+
+    def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
+        """The upload of `push_to_hub`, with the project's model card instead of transformers' placeholder (see
+        `hub_clip2video.write_push_card`)."""
+        write_push_card(working_dir, repo_id, getattr(self.tokenizer, "name_or_path", None))
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
     @property
     def model_input_names(self) -> list[str]:

@@ -591,8 +591,14 @@ def read_video(
     select: Callable[[VideoTimeline, Callable[[], VideoTimeline]], np.ndarray],
     video_backend: str = "decord",
     num_threads: int = 1,
-) -> list[np.ndarray]:
+    convert: Callable[[list[np.ndarray]], Any] | None = None,
+) -> list:
     """Decodes the frames `select(timeline, read_timeline)` asks for, trying decord then PyAV (`"decord"`) or PyAV only.
+
+    `select` may also return a list of index arrays (groups: the windows of a long video): the file is opened once and
+    the groups are read one after the other, each passed through `convert` (e.g. a resize to the model's size) before
+    the next is read, so only one group's full-size frames are in memory; the result is then the list of `convert`'s
+    values, one per group.
 
     Args:
         source (`str` or `bytes`): a video file path or its bytes.
@@ -615,7 +621,7 @@ def read_video(
     reasons = []
     for backend in backends:
         try:
-            return _read_with(READERS[backend], source, name, select, num_threads)
+            return _read_with(READERS[backend], source, name, select, num_threads, convert)
         except ImportError as error:
             reasons.append(f"{backend} unavailable ({error})")
         except DecoderFailure as failure:
@@ -624,7 +630,7 @@ def read_video(
     raise VideoDecodeError(f"{name}: cannot decode: " + "; ".join(reasons))
 
 
-def _read_with(backend, source, name: str, select, num_threads: int) -> list[np.ndarray]:
+def _read_with(backend, source, name: str, select, num_threads: int, convert=None) -> list:
     reader = backend(source, num_threads)
     num_frames = reader.timeline.num_frames
     if num_frames <= 0:
@@ -632,7 +638,7 @@ def _read_with(backend, source, name: str, select, num_threads: int) -> list[np.
     _check_not_truncated(reader, name)
     native = select(reader.timeline, reader.read_timeline)
     try:
-        return _read_unique(reader, native)
+        return _read_selection(reader, native, convert)
     except ShortVideo as short:
         # The container promised more frames than the stream holds. A small shortfall is an
         # estimated count; anything larger is a truncated file.
@@ -642,7 +648,15 @@ def _read_with(backend, source, name: str, select, num_threads: int) -> list[np.
             ) from None
         logger.info("%s: %d frames decodable, %d announced", name, short.decoded, num_frames)
         reader.timeline = reader.read_timeline().truncated_to(short.decoded)
-        return _read_unique(reader, select(reader.timeline, reader.read_timeline))
+        return _read_selection(reader, select(reader.timeline, reader.read_timeline), convert)
+
+
+def _read_selection(reader, native, convert) -> list:
+    """The frames of one index array, or `convert` of each group's frames for a list of index arrays."""
+    if isinstance(native, list):
+        convert = convert if convert is not None else (lambda frames: frames)
+        return [convert(_read_unique(reader, group)) for group in native]
+    return _read_unique(reader, native)
 
 
 def _read_unique(reader, native: np.ndarray) -> list[np.ndarray]:
