@@ -354,13 +354,14 @@ def _shown(hits: list[Hit]) -> list[Hit]:
 def ranked(store: IndexStore, query: torch.Tensor, k: int, scale: float, per_video: int | None = None,
            merge: bool = True, filter: SearchFilter | None = None, backend: str = "auto") -> list[Hit]:
     """The top `k` hits (moments, with windows) of one query vector, deleted files left out: asks the store for more
-    rows until `k` hits remain or the index is exhausted."""
+    rows until `k` hits remain or the index is exhausted. Rows of equal score are taken in (path, start) order, so that
+    every engine (whatever order its search leaves ties in) merges the same moments."""
     options = {} if backend == "auto" else {"backend": backend}
     windows = store.meta.get("window_seconds") is not None
     wanted = k * 4 if windows else k
     while True:
         rows = store.search(query, k=min(wanted, max(len(store), 1)), filter=filter, scale=scale, **options)[0]
-        present = _shown(rows)
+        present = sorted(_shown(rows), key=lambda hit: (-hit.score, hit.record["path"], hit.start))
         hits = merge_moments(present, k, per_video, merge) if windows or per_video else present[:k]
         if len(hits) >= k or len(rows) < wanted or wanted >= len(store):
             return hits
