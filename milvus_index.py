@@ -331,12 +331,13 @@ class MilvusIndex(IndexStore):
 
     @classmethod
     def create(cls, location: str, meta: dict, overwrite: bool = False, token: str | None = None,
-               db_name: str | None = None, collection_name: str | None = None, index_type: str = "FLAT",
+               db_name: str | None = None, collection_name: str | None = None, index_type: str | None = None,
                index_params: dict | None = None, search_params: dict | None = None,
                timeout: float | None = None) -> "MilvusIndex":
         """Opens (or creates) the collection for an update run; see `IndexStore.create`. `index_type` and
-        `index_params` build the vector index (an existing collection whose index is of another type gets it
-        rebuilt from its stored vectors; nothing is encoded again).
+        `index_params` build the vector index (None: FLAT for a new collection, an existing one's as it is; an
+        existing collection whose index is of another type gets it rebuilt from its stored vectors, nothing is
+        encoded again).
 
         Raises:
             ValueError: an index type the target does not have, or bad parameters.
@@ -345,6 +346,7 @@ class MilvusIndex(IndexStore):
             IndexBusyError, MilvusUnavailableError: see `connect`.  IndexWriteError: the server refused a write.
         """
         target = MilvusTarget.parse(location, token, db_name, collection_name)
+        requested = index_type
         index_type, index_params = _index_settings(target, index_type, index_params, int(meta["dim"]))
         client = connect(target, creating=True, timeout=timeout)
         store = cls(client, target, dict(meta), writer="main", search_params=search_params)
@@ -363,7 +365,8 @@ class MilvusIndex(IndexStore):
                 store._create_collections(index_type, index_params)
             else:
                 store._ensure_files_collection()
-                store._ensure_index(index_type, index_params)
+                if requested is not None:
+                    store._ensure_index(index_type, index_params)
                 store._load()
         except BaseException:
             store.close()

@@ -127,6 +127,21 @@ def test_flat_search_is_the_exact_top_k_with_float32_scores(tmp_path):
             store.search(queries, k=3, backend="int8")
 
 
+def test_index_type_is_kept_unless_another_is_asked_for_then_rebuilt_from_the_stored_vectors(tmp_path):
+    location = str(tmp_path / "videos.db")
+    records, vectors = random_rows(20)
+    with index_store.create_index(location, meta(), index_type="HNSW", index_params={"M": 8}) as store:
+        store.add(records, vectors)
+        store.commit()
+        store.merge()
+    with index_store.create_index(location, meta()) as store:  # an update run without --milvus_index_type
+        assert store._describe_index_type() == "HNSW"
+    with index_store.create_index(location, meta(), index_type="flat") as store:
+        assert store._describe_index_type() == "FLAT" and len(store) == 20
+        best = store.search(vectors[:1], k=1)[0][0]
+        assert best.record["path"] == records[int(np.argmax(vectors @ vectors[0]))]["path"]
+
+
 @pytest.mark.parametrize("path_prefix", ["a_1/", "ab", "a", "b_0/v%", "weird\\name/", "bad\udcff", "ünï/", "zz"])
 def test_filters_are_expressions_with_the_folder_engines_meaning(path_prefix, tmp_path):
     records, vectors = random_rows(24)
