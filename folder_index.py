@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import time
 import uuid
 from pathlib import Path

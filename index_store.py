@@ -89,15 +89,14 @@ def record_span(record: dict) -> tuple[float, float | None]:
 
 @dataclass
 class Hit:
-    """One search result: absolute path, score (the model's logit for a text query), the stored record; with timed
-    windows `start` / `end` are the moment's seconds (a merged moment spans several records: `records`)."""
+    """One search result: absolute path, score (the model's logit for a text query), the stored record; `start` /
+    `end` are the hit's seconds (a whole video: 0 and its duration; a merged moment: the span of its windows)."""
 
     path: str
     score: float
     record: dict
     start: float = 0.0
     end: float | None = None
-    gone: bool = False
 
     def __post_init__(self):
         if self.start == 0.0 and self.end is None:
@@ -106,7 +105,7 @@ class Hit:
     def to_dict(self, rank: int) -> dict:
         return {"rank": rank, "path": self.path, "start": self.start, "end": self.end, "score": self.score,
                 "duration": self.record.get("duration"), "frames": self.record.get("frames"),
-                "size": self.record.get("size"), **({"gone": True} if self.gone else {})}
+                "size": self.record.get("size")}
 
 
 @dataclass(frozen=True)

@@ -113,9 +113,10 @@ def resolve_videos(queries: list[MomentQuery], paths) -> dict[str, str]:
 
 
 def evaluate_moments(store: IndexStore, loaded, queries: list[MomentQuery], k: int = PREDICTIONS,
-                     ranked=None) -> dict:
+                     ranked=None, merge: bool = True) -> dict:
     """`in_video` and `in_collection` moment metrics of `queries` against an index of windows (see the module
-    docstring); `ranked` is `search_videos.ranked` (the query route of the command line)."""
+    docstring); `ranked` is `search_videos.ranked` (the query route of the command line); `merge=False` scores the
+    raw windows (`query --no_merge`) instead of the merged moments."""
     from retrieval_metrics import moment_retrieval_metrics
 
     if store.meta.get("window_seconds") is None:
@@ -127,9 +128,9 @@ def evaluate_moments(store: IndexStore, loaded, queries: list[MomentQuery], k: i
     in_video, in_collection, truth = [], [], []
     for query, vector in zip(queries, vectors):
         path = indexed[query.video]
-        own = ranked(store, vector[None], k, loaded.logit_scale, filter=SearchFilter(path_prefix=path))
+        own = ranked(store, vector[None], k, loaded.logit_scale, merge=merge, filter=SearchFilter(path_prefix=path))
         in_video.append([(hit.start, hit.end, hit.score) for hit in own if hit.path == str(root / path)])
-        found = ranked(store, vector[None], k, loaded.logit_scale)
+        found = ranked(store, vector[None], k, loaded.logit_scale, merge=merge)
         in_collection.append([(hit.start, hit.end, hit.score) if hit.path == str(root / path) else
                               (-1.0, -1.0, hit.score) for hit in found])
         truth.append([(query.start, query.end)])

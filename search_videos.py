@@ -297,11 +297,9 @@ def encode_query(loaded: LoadedModel, store: IndexStore, text: str | None, video
     stored = indexed_vector(store, video)
     if stored is not None:
         return stored
-    from data_clip2video import VideoBatcher
-
     video_processor = loaded.processor.video_processor
     frames, _ = read_video(video_processor, os.path.abspath(video))  # VideoDecodeError names the file
-    pixel_values, video_mask = VideoBatcher(video_processor, {}, video_processor.num_frames)([frames])
+    pixel_values, video_mask = video_processor.collate([frames])
     return loaded.encode_videos(pixel_values, video_mask)
 
 

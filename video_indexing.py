@@ -29,7 +29,6 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from data_clip2video import VideoBatcher
 from datasets_scripts import VIDEO_EXTENSIONS
 from index_store import IndexStore, RunAbortedError, create_index, make_record, new_meta, open_index
 from loading_clip2video import LoadedModel, load_model
@@ -153,7 +152,7 @@ def encode_batch(loaded: LoadedModel, items: list[dict]) -> torch.Tensor:
     return loaded.encode_videos(pixel_values, video_mask)
 
 
-def forward_passes(items: list[dict], rows: int, batcher: VideoBatcher) -> Iterator[list[dict]]:
+def forward_passes(items: list[dict], rows: int, video_processor) -> Iterator[list[dict]]:
     """`items` as model inputs (`pixel_values`, `video_mask`: the processor's transform of their frames), in groups of
     at most `rows` windows (a video of many windows is cut into parts: only one group is transformed at a time)."""
     group, size = [], 0
@@ -163,7 +162,7 @@ def forward_passes(items: list[dict], rows: int, batcher: VideoBatcher) -> Itera
             if size + len(windows) > rows and group:
                 yield group
                 group, size = [], 0
-            pixel_values, video_mask = batcher(windows)
+            pixel_values, video_mask = video_processor.collate(windows)
             group.append({"video": item["video"], "pixel_values": pixel_values, "video_mask": video_mask})
             size += len(windows)
     if group:
@@ -370,8 +369,6 @@ def encode_videos(loaded: LoadedModel, video_dir: Path, videos: Sequence[VideoFi
                                          collate_fn=_collate)
     num_batches = len(loader) if num_batches is None else num_batches
     batches = iter(loader)
-    video_processor = loaded.processor.video_processor
-    batcher = VideoBatcher(video_processor, {}, video_processor.num_frames)
     encoded, all_failed, uncommitted = 0, [], 0
     progress = tqdm(total=len(videos), desc="indexing", unit="video", disable=not show_progress)
     try:
@@ -381,7 +378,7 @@ def encode_videos(loaded: LoadedModel, video_dir: Path, videos: Sequence[VideoFi
                 items = next(batches, [])
                 good = [item for item in items if "error" not in item]
                 vectors = torch.cat([encode_batch(loaded, group) for group in forward_passes(
-                    good, settings.batch_size, batcher)]).numpy() if good else None
+                    good, settings.batch_size, loaded.processor.video_processor)]).numpy() if good else None
                 records, vectors, failed = _records_and_failures(items, vectors)
                 if records:
                     store.add(records, vectors)

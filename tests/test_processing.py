@@ -714,23 +714,17 @@ def test_video_processor_options_are_declarative_and_none_is_dead(processor, vid
     assert eight(videos["h264"])["video_mask"].shape == (1, 8)
     assert torch.equal(eight(videos["h264"])["pixel_values"], vp(videos["h264"], num_frames=8, feature_framerate=1)[
         "pixel_values"])
-    # removed / unused options: say so instead of ignoring them
-    with pytest.warns(FutureWarning, match="transform_backend"):
-        legacy = CLIP2VideoVideoProcessor(transform_backend="torch")
-    assert not hasattr(legacy, "transform_backend") and "transform_backend" not in legacy.to_dict()
-    assert torch.equal(legacy(videos["h264"])["pixel_values"], vp(videos["h264"])["pixel_values"])
+    # unused options: say so instead of ignoring them
     with pytest.raises(ValueError, match="do_convert_rgb"):
         vp(videos["h264"], do_convert_rgb=False)
     with pytest.raises(ValueError, match="fps is not used"):
         vp(videos["h264"], fps=2)
     with pytest.raises(ValueError, match="num_frames"):
         CLIP2VideoVideoProcessor(num_frames=0)
-    # a config saved by an earlier version (do_convert_rgb, do_sample_frames, transform_backend) still loads
-    saved = dict(CLIP2VideoVideoProcessor().to_dict(), do_convert_rgb=True, do_sample_frames=True,
-                 transform_backend="torch")
+    # a config saved with the base class's options (do_convert_rgb, do_sample_frames) loads
+    saved = dict(CLIP2VideoVideoProcessor().to_dict(), do_convert_rgb=True, do_sample_frames=True)
     (tmp_path / "video_preprocessor_config.json").write_text(json.dumps(saved))
-    with pytest.warns(FutureWarning):
-        reloaded = CLIP2VideoVideoProcessor.from_pretrained(str(tmp_path))
+    reloaded = CLIP2VideoVideoProcessor.from_pretrained(str(tmp_path))
     assert torch.equal(reloaded(videos["h264"])["pixel_values"], vp(videos["h264"])["pixel_values"])
     # do_sample_frames=False: in-memory frames are taken as they are (transformers' meaning); files need sampling
     clip = np.stack([coded_frame(i) for i in range(5)])
@@ -744,22 +738,6 @@ def test_video_processor_options_are_declarative_and_none_is_dead(processor, vid
     # return_metadata (a base-class option) reports which frames were picked
     with_metadata = vp(videos["h264"], return_metadata=True)
     assert with_metadata["video_metadata"][0].frames_indices == expected_native(90, 30.0)
-
-
-def test_run_retrieval_keeps_the_deprecated_transform_backend_spelling():
-    """`--transform_backend` did nothing (its help offered a removed backend): still accepted, with a warning,
-    and no longer handed to the processor."""
-    from transformers import HfArgumentParser
-
-    import run_retrieval
-
-    parser = HfArgumentParser((run_retrieval.DataArguments,))
-    with pytest.warns(FutureWarning, match="transform_backend"):
-        (data_args,) = parser.parse_args_into_dataclasses(["--transform_backend", "torch"])
-    config = type("Config", (), {"num_frames": 4, "vision_config": type("Vision", (), {"image_size": 32})()})()
-    options = run_retrieval.video_options(config, data_args)
-    assert "transform_backend" not in options
-    CLIP2VideoVideoProcessor()._with_defaults(options)  # every option the script passes is a processor option
 
 
 @pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
@@ -923,3 +901,58 @@ def test_a_video_shorter_than_one_window_is_one_window(processor, videos):
     windows = vp.preprocess_windows(videos["h264"], window_seconds=10)
     assert windows["spans"].tolist() == [[0.0, 3.0]]
     assert torch.equal(windows["pixel_values"], vp(videos["h264"])["pixel_values"])
+
+
+def test_the_data_path_decodes_each_clips_span(processor, long_videos):
+    """`decode_video(..., span=)` and a frame store with `spans` give the processor's frames of each span; a span
+    after the video's end is a VideoDecodeError (a counted skip for the data path)."""
+    import data_clip2video
+
+    vp = processor.video_processor
+    video = long_videos["25"]
+    assert codes(data_clip2video.decode_video(video, vp, span=(2.0, 6.0))) == codes(vp.load_frames(video, span=(2, 6)))
+    store = data_clip2video.VideoFrameStore([video, video, video], vp, spans=[(0.0, 3.0), None, (20.0, 24.0)])
+    assert codes(store.load(0)) == codes(vp.load_frames(video, span=(0.0, 3.0)))
+    assert codes(store.load(1)) == codes(vp.load_frames(video))
+    with pytest.raises(VideoDecodeError, match="starts at or after the end of the video"):
+        store.load(2)
+
+
+def test_bad_normalisation_values_are_refused_at_construction(tmp_path, videos):
+    """An `image_mean` that is not numbers or an `image_std` of 0 would make every video NaN or unreadable: refused
+    when the processor is built (also from a saved config), naming the option."""
+    from processing_clip2video import VideoProcessorOptionError
+
+    for options, message in [({"image_mean": "abc"}, "image_mean must be 1 or 3 finite numbers"),
+                             ({"image_mean": [0.5, float("nan"), 0.5]}, "image_mean must be 1 or 3 finite numbers"),
+                             ({"image_std": 0}, r"image_std must be > 0"),
+                             ({"image_std": [0.3, 0.0, 0.3]}, r"image_std must be > 0"),
+                             ({"rescale_factor": 0}, "rescale_factor must be a number > 0")]:
+        with pytest.raises(VideoProcessorOptionError, match=message):
+            CLIP2VideoVideoProcessor(**options)
+    saved = dict(CLIP2VideoVideoProcessor().to_dict(), image_std=[0.0, 0.0, 0.0])
+    (tmp_path / "video_preprocessor_config.json").write_text(json.dumps(saved))
+    with pytest.raises(VideoProcessorOptionError, match="image_std must be > 0"):
+        CLIP2VideoVideoProcessor.from_pretrained(str(tmp_path))
+
+
+def test_the_processor_built_for_a_model_owns_its_frame_options(processor, videos):
+    """`for_model(config)` takes the model's frame count and size once; `frame_options()` (what prepared shards store)
+    is derived from it; collating and the device normalisation are its methods, equal to its transform bit for bit."""
+    from conftest import tiny_config
+
+    config = tiny_config()
+    vp = processor.video_processor.for_model(config, feature_framerate=1)
+    assert (vp.num_frames, vp.crop_size.height, vp.size.shortest_edge) == (6, 32, 32)
+    assert vp.frame_options()["image_size"] == 32 and "image_mean" not in vp.frame_options()
+    assert torch.equal(vp(videos["h264"])["pixel_values"], processor.video_processor(
+        videos["h264"], num_frames=6, feature_framerate=1, size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32})["pixel_values"])
+    frames = [vp.to_model_size(vp.load_frames(videos["h264"]))]
+    uint8, mask = vp.collate([list(frames[0])], keep_uint8=True)
+    assert uint8.dtype == torch.uint8 and uint8.shape == (1, 6, 32, 32, 3)
+    assert torch.equal(vp.normalize(uint8, mask), vp(videos["h264"])["pixel_values"])
+    with pytest.raises(ValueError, match="image_size must be >= 1"):
+        vp.for_model(image_size=0)
+    with pytest.raises(TypeError, match="unexpected video processor arguments"):
+        vp.for_model(frame_size=3)

@@ -204,3 +204,28 @@ def test_an_ambiguous_video_stem_is_refused():
     assert resolve_videos(queries, ["a/dog.mp4", "b/cat.mp4"]) == {"dog": "a/dog.mp4"}
     with pytest.raises(AnnotationError, match=r"'dog' of the annotations: names 2 indexed files \(a/dog.mp4, b/dog"):
         resolve_videos(queries, ["a/dog.mp4", "b/dog.mp4"])
+
+
+def test_moment_demo_reports_the_index_metrics_and_chance(model_dir, tmp_path):
+    """`scripts/moment_demo.py` on a tiny random model: long videos of synthetic clips, one table row per setting,
+    the figures in [0, 100] and equal to its JSON line."""
+    import os
+    import subprocess
+    import sys
+
+    from test_search_videos import REPO
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "moment_demo.py"), str(model_dir), "--videos", "2", "--clips", "3",
+         "--workdir", str(tmp_path / "demo")], env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("6 captions in 2 videos of 3 clips (2.4 s each)")
+    metrics = json.loads(lines[-1])
+    assert metrics["queries"] == 6
+    for line in lines[2:-1]:
+        setting, *values = line.split()
+        assert [float(value) for value in values] == pytest.approx(
+            [round(value, 1) for value in metrics[setting].values()], abs=0.051)
+        assert all(0 <= float(value) <= 100 for value in values)
