@@ -685,11 +685,34 @@ def _read_with(backend, source, name: str, select, num_threads: int, convert=Non
 
 
 def _read_selection(reader, native, convert) -> list:
-    """The frames of one index array, or `convert` of each group's frames for a list of index arrays."""
-    if isinstance(native, list):
-        convert = convert if convert is not None else (lambda frames: frames)
-        return [convert(_read_unique(reader, group)) for group in native]
-    return _read_unique(reader, native)
+    """The frames of one index array, or, for a list of index arrays, each group's frames (`convert`ed: e.g. resized,
+    frame by frame, into an `(n, H, W, 3)` array).
+
+    Groups (e.g. the overlapping windows of one video, in time order) are read in one forward pass: the union of their
+    frames is read once, in increasing order, and converted once; a group is assembled as soon as its last frame is
+    read, and a frame is dropped once no group still to come needs it (no backward seek, no frame read or converted
+    twice for overlapping groups).
+    """
+    if not isinstance(native, list):
+        return _read_unique(reader, native)
+    groups = [np.asarray(group, dtype=np.int64).reshape(-1) for group in native]
+    order = sorted(range(len(groups)), key=lambda number: (int(groups[number].max()), number))
+    firsts = np.minimum.accumulate([int(groups[number].min()) for number in reversed(order)])[::-1]
+    union = np.unique(np.concatenate(groups))
+    cache: dict[int, np.ndarray] = {}
+    position, results = 0, [None] * len(groups)
+    for rank, number in enumerate(order):
+        upto = int(np.searchsorted(union, groups[number].max(), side="right"))
+        if upto > position:
+            frames = reader.read(union[position:upto])
+            cache.update(zip(union[position:upto].tolist(), convert(frames) if convert is not None else frames))
+            position = upto
+        frames = [cache[index] for index in groups[number].tolist()]
+        results[number] = np.stack(frames) if convert is not None else frames
+        keep_from = firsts[rank + 1] if rank + 1 < len(order) else np.inf
+        for index in [index for index in cache if index < keep_from]:
+            del cache[index]
+    return results
 
 
 def _read_unique(reader, native: np.ndarray) -> list[np.ndarray]:
