@@ -1,0 +1,393 @@
+# Copyright 2026 The clip2video authors. Licensed under the MIT licence.
+"""A search web app over a video index (`search_videos.py index`): a Gradio page and an HTTP API, one model load.
+
+    python app.py INDEX [--model MODEL] [--host 127.0.0.1] [--port 7860] [--page_size 12] [--max_results 96]
+
+The page has a text box and an example-video upload; the hits come as a grid of inline players (each starts at its
+moment, `#t=start,end`, when the index stores timed windows), with rank, score and file name, `--page_size` per page.
+The same search answers over HTTP with the JSON of `search_videos.py query --json`:
+
+    curl 'http://127.0.0.1:7860/api/search?q=a+red+square+moves&k=5'
+    curl -F video=@clip.mp4 'http://127.0.0.1:7860/api/search?k=5'
+
+The model and the index are opened once and kept (a rebuilt index is followed by the index itself). Errors (an empty
+query, a file that is not a video, a missing index, a model that is not the index's) are a line in the page or a JSON
+`{"error": ..., "type": ...}` with status 400 (the request) or 503 (the index or model), never a traceback.
+
+Video files are served from `/video/<path relative to the indexed folder>` only: a file with a video extension whose
+real path (symlinks resolved) lies inside the index's video folder; anything else is a 404.
+
+As a Hugging Face Space (`sdk: gradio`, `app_file: app.py`; see docs/app.md), the index location and the model come
+from the environment: `CLIP2VIDEO_INDEX` (default `index`) and `CLIP2VIDEO_MODEL` (default: the index's own).
+"""
+
+import argparse
+import html
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import quote
+
+import search_videos
+from datasets_scripts import VIDEO_EXTENSIONS
+from report_clip2video import printable
+from search_videos import Hit, LoadedModel, VideoIndexError
+
+
+logger = logging.getLogger("app")
+
+INDEX_ENV = "CLIP2VIDEO_INDEX"
+MODEL_ENV = "CLIP2VIDEO_MODEL"
+#: Errors that a request or the index's state cause; they are shown as one line (anything else is logged and shown
+#: as an internal error). ValueError covers VideoDecodeError; OSError covers ModelSourceError and missing files.
+USER_ERRORS = (VideoIndexError, ValueError, OSError)
+MAX_UPLOAD = "500mb"
+
+
+class QueryError(ValueError):
+    """A request the app cannot answer as it is (no query, both a text and a video, a bad `k`)."""
+
+
+class NotServedError(FileNotFoundError):
+    """A video path that the app does not serve (outside the indexed folder, not a video, not a file)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The adapter: the one place that calls search_videos' search API
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def run_search(index: search_videos.VideoIndex, model: LoadedModel, text: str | None, video: str | None,
+               k: int) -> list[Hit]:
+    """The top `k` hits of an opened index for a caption or an example video (exactly one), best first.
+
+    Raises:
+        ModelMismatchError: `model` is not the model that built the index (checked on every query: the index may have
+            been rebuilt meanwhile).
+        VideoDecodeError, FileNotFoundError: a bad example video.
+    """
+    index.refresh()
+    search_videos.check_model(index.manifest, model, index.index_dir)
+    query = search_videos.encode_query(model, index, text, video)
+    return index.search(query, k=k, scale=model.logit_scale)[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The service: index and model opened once, shared by the page and the HTTP API
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class SearchService:
+    """The index and its model, opened on first use and kept; `query` answers both the page and the API.
+
+    An index that cannot be opened yet (missing, not an index) or a model that cannot be loaded is not fatal: each
+    query tries again and reports the reason, so the app can start before its index exists (a Space whose index is
+    built later).
+
+    Args:
+        index: the index location (an index folder).
+        model: a model folder or Hub id, an already loaded model, or None for the model recorded in the index.
+        max_results: hits fetched per query (the page pages through them; the API's `k` may not exceed it).
+    """
+
+    def __init__(self, index: str | os.PathLike, model: str | LoadedModel | None = None, max_results: int = 96):
+        self.location = str(index)
+        self.max_results = max_results
+        self._model_source = model
+        self._index: search_videos.VideoIndex | None = None
+        self._model: LoadedModel | None = model if isinstance(model, LoadedModel) else None
+        self._lock = threading.Lock()  # one query at a time: the index's caches and the model are shared
+
+    def open(self) -> tuple[search_videos.VideoIndex, LoadedModel]:
+        """The opened index and the loaded model (opened and loaded on the first call that succeeds)."""
+        if self._index is None:
+            self._index = search_videos.VideoIndex(self.location)
+        if self._model is None:
+            recorded = self._index.manifest.model
+            source = self._model_source or recorded["name_or_path"]
+            logger.info("loading model %s", source)
+            self._model = search_videos.load_model(source, bf16=recorded.get("bf16", False))
+        return self._index, self._model
+
+    @property
+    def video_root(self) -> Path | None:
+        return Path(self._index.manifest.video_dir) if self._index is not None else None
+
+    def describe(self) -> str:
+        """One line about the index (or why it is not available)."""
+        try:
+            with self._lock:
+                index, model = self.open()
+            return (f"{len(index):,} videos of {printable(str(self.video_root))}, model "
+                    f"{printable(model.name_or_path)}")
+        except USER_ERRORS as error:
+            return f"{type(error).__name__}: {error}"
+
+    def query(self, text: str | None = None, video: str | None = None, k: int | None = None) -> dict:
+        """The hits of a caption or an example video as `search_videos.py query --json` prints them, plus the server
+        time in `ms` (the model's encoding of the query included).
+
+        Raises:
+            QueryError: no query, both a text and a video, or `k` out of `1..max_results`.
+            VideoIndexError, OSError, ValueError: the index or model cannot be used, a bad video (the reason named).
+        """
+        text = text.strip() if isinstance(text, str) else None
+        text = text or None
+        video = video or None
+        if text is None and video is None:
+            raise QueryError("type a text query or upload an example video")
+        if text is not None and video is not None:
+            raise QueryError("give a text query or an example video, not both (clear one of them)")
+        k = self.max_results if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.max_results:
+            raise QueryError(f"k must be an integer from 1 to {self.max_results}, got {k!r}")
+        start = time.perf_counter()
+        with self._lock:
+            index, model = self.open()
+            hits = run_search(index, model, text, video, k)
+        return {"query": text if text is not None else f"video: {Path(video).name}",
+                "index": str(Path(self.location).resolve()), "model": model.fingerprint,
+                "hits": [hit.to_dict(rank) for rank, hit in enumerate(hits, 1)],
+                "ms": round((time.perf_counter() - start) * 1000, 2)}
+
+    def video_file(self, relative: str) -> Path:
+        """The file to serve for `/video/<relative>`.
+
+        Raises:
+            NotServedError: not a video file whose real path is inside the index's video folder.
+        """
+        root = self.video_root
+        if root is None or not relative or "\x00" in relative:
+            raise NotServedError(f"{relative!r}: not served")
+        real_root = Path(os.path.realpath(root))
+        path = Path(os.path.realpath(real_root / relative))
+        if (not path.is_relative_to(real_root) or path.suffix.lower() not in VIDEO_EXTENSIONS
+                or not path.is_file()):
+            raise NotServedError(f"{relative!r}: not a video of the index's folder")
+        return path
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The page
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+CSS = """
+.c2v-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 12px}
+.c2v-hit {border: 1px solid #ddd; border-radius: 6px; padding: 6px; overflow: hidden}
+.c2v-hit video {width: 100%; aspect-ratio: 16 / 9; background: #000}
+.c2v-meta {font-size: 13px; display: flex; gap: 8px; flex-wrap: wrap; align-items: baseline}
+.c2v-name {font-weight: 600; overflow-wrap: anywhere}
+.c2v-error {color: #b00020; font-weight: 600}
+"""
+
+
+def video_url(hit_record: dict) -> str:
+    """Relative address of a hit's video, starting at its moment when the record has one (`#t=start,end`)."""
+    url = "video/" + quote(hit_record["path"])
+    start, end = hit_record.get("start"), hit_record.get("end")
+    if start is not None and end is not None:
+        url += f"#t={float(start):.3f},{float(end):.3f}"
+    return url
+
+
+def render_hits(hits: list[dict], root: Path | None, page: int, page_size: int) -> str:
+    """The grid of one page of hits (`query()["hits"]`): a player, rank, score, file name and moment each."""
+    if not hits:
+        return '<p class="c2v-empty">no videos in the index</p>'
+    cells = []
+    for hit in hits[page * page_size: (page + 1) * page_size]:
+        relative = Path(hit["path"]).relative_to(root).as_posix() if root else Path(hit["path"]).name
+        record = {"path": relative, "start": hit.get("start"), "end": hit.get("end")}
+        moment = ""
+        if record["start"] is not None and record["end"] is not None:
+            moment = f'<span class="c2v-time">{record["start"]:.2f}–{record["end"]:.2f} s</span>'
+        name = html.escape(printable(relative))
+        cells.append(
+            f'<div class="c2v-hit" data-rank="{hit["rank"]}" data-path="{name}">'
+            f'<video controls muted preload="metadata" src="{html.escape(video_url(record))}"></video>'
+            f'<div class="c2v-meta"><span class="c2v-rank">#{hit["rank"]}</span>'
+            f'<span class="c2v-score">{hit["score"]:.4f}</span><span class="c2v-name" title="{name}">{name}</span>'
+            f"{moment}</div></div>")
+    return f'<div class="c2v-grid">{"".join(cells)}</div>'
+
+
+def error_line(error: Exception) -> str:
+    return f'<p class="c2v-error">{html.escape(type(error).__name__)}: {html.escape(printable(str(error)))}</p>'
+
+
+def build_page(service: SearchService, page_size: int = 12):
+    """The Gradio page: query inputs, a status line, the grid of players and the pager."""
+    import gradio as gr
+
+    def pager(result: dict | None, page: int) -> tuple[str, str, int]:
+        hits = result["hits"] if result else []
+        pages = max(1, -(-len(hits) // page_size))
+        page = min(max(page, 0), pages - 1)
+        grid = render_hits(hits, service.video_root, page, page_size) if result else ""
+        return grid, f"page {page + 1} of {pages}", page
+
+    def search(text: str | None, video: str | None):
+        try:
+            result = service.query(text=text, video=video)
+        except USER_ERRORS as error:
+            return error_line(error), "", "", None, 0
+        except Exception as error:  # noqa: BLE001 - the page shows one line, the log keeps the traceback
+            logger.exception("query failed")
+            return error_line(RuntimeError(f"internal error ({type(error).__name__}; see the server log)")), "", \
+                "", None, 0
+        hits = result["hits"]
+        status = (f'<p class="c2v-status">{len(hits)} hits for <b>{html.escape(printable(result["query"]))}</b> '
+                  f'in {result["ms"]:.0f} ms</p>')
+        return (status, *pager(result, 0)[:2], result, 0)
+
+    def turn(result: dict | None, page: int, step: int):
+        grid, label, page = pager(result, page + step)
+        return grid, label, page
+
+    with gr.Blocks(title="clip2video search", analytics_enabled=False) as page:
+        gr.Markdown("## Search videos by text or by example")
+        gr.Markdown(service.describe(), elem_id="c2v-index")
+        with gr.Row():
+            text = gr.Textbox(label="Text query", placeholder="a red square moves from left to right", scale=3,
+                              elem_id="c2v-query")
+            video = gr.Video(label="…or an example video", sources=["upload"], include_audio=True, scale=2,
+                             elem_id="c2v-video")
+        button = gr.Button("Search", variant="primary", elem_id="c2v-search")
+        status = gr.HTML(elem_id="c2v-status")
+        grid = gr.HTML(elem_id="c2v-results")
+        with gr.Row():
+            previous = gr.Button("◀ previous", size="sm", elem_id="c2v-previous")
+            label = gr.Markdown("", elem_id="c2v-page")
+            following = gr.Button("next ▶", size="sm", elem_id="c2v-next")
+        result, current = gr.State(None), gr.State(0)
+        outputs = [status, grid, label, result, current]
+        for event in (button.click, text.submit):
+            event(search, [text, video], outputs, api_visibility="private")
+        previous.click(lambda r, p: turn(r, p, -1), [result, current], [grid, label, current],
+                       api_visibility="private")
+        following.click(lambda r, p: turn(r, p, 1), [result, current], [grid, label, current],
+                        api_visibility="private")
+    return page
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The HTTP app: the API, the video files, the page
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def build_app(index: str | os.PathLike | SearchService, model: str | LoadedModel | None = None, page_size: int = 12,
+              max_results: int = 96):
+    """The FastAPI app serving `/api/search`, `/video/<path>` and the Gradio page at `/` (run it with uvicorn, or
+    `main`).
+
+    Example:
+        >>> import uvicorn
+        >>> uvicorn.run(build_app("my_index"), host="127.0.0.1", port=7860)
+    """
+    import gradio as gr
+    from fastapi import FastAPI, Request
+    from fastapi.responses import FileResponse, JSONResponse
+
+    service = index if isinstance(index, SearchService) else SearchService(index, model, max_results)
+    app = FastAPI(title="clip2video search", docs_url=None, redoc_url=None)
+
+    def answer(text: str | None, video: str | None, k: str | None) -> JSONResponse:
+        try:
+            count = None if k is None else int(k)
+        except ValueError:
+            count = k
+        try:
+            return JSONResponse(service.query(text=text, video=video, k=count))
+        except USER_ERRORS as error:
+            status = 503 if isinstance(error, (VideoIndexError, search_videos.ModelSourceError)) else 400
+            return JSONResponse({"error": str(error), "type": type(error).__name__}, status_code=status)
+
+    @app.get("/api/search")
+    def search_get(q: str | None = None, k: str | None = None) -> JSONResponse:
+        """`?q=caption&k=10`: the hits as `search_videos.py query --json` prints them."""
+        return answer(q, None, k)
+
+    @app.post("/api/search")
+    async def search_post(request: Request) -> JSONResponse:
+        """A multipart form with `video` (an example video file) and optionally `k`; or `q` as in GET."""
+        form = await request.form()
+        upload = form.get("video")
+        k = form.get("k") or request.query_params.get("k")
+        q = form.get("q") or request.query_params.get("q")
+        if upload is None or isinstance(upload, str):
+            return await run_in_thread(answer, q, None, k)
+        name = Path(upload.filename or "").name  # the client's file name, without any folder it names
+        with tempfile.TemporaryDirectory(prefix="clip2video-upload-") as folder:
+            path = Path(folder) / (name if name.lower().endswith(VIDEO_EXTENSIONS) else "upload.mp4")
+            path.write_bytes(await upload.read())
+            return await run_in_thread(answer, q, str(path), k)
+
+    @app.get("/video/{relative:path}")
+    def video_get(relative: str):
+        try:
+            return FileResponse(service.video_file(relative))
+        except NotServedError as error:
+            return JSONResponse({"error": str(error), "type": type(error).__name__}, status_code=404)
+
+    return gr.mount_gradio_app(app, build_page(service, page_size), path="/", css=CSS, ssr_mode=False,
+                               max_file_size=MAX_UPLOAD, footer_links=[], theme=page_theme())
+
+
+async def run_in_thread(function, *args):
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(function, *args)
+
+
+def page_theme():
+    """Gradio's default look with the system's fonts (the default theme fetches web fonts: none offline)."""
+    import gradio as gr
+
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    positive = search_videos.int_at_least(1)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("index", nargs="?", default=os.environ.get(INDEX_ENV, "index"),
+                        help=f"Index location made by `search_videos.py index` (default: ${INDEX_ENV} or ./index).")
+    parser.add_argument("--model", default=os.environ.get(MODEL_ENV) or None,
+                        help=f"Model to encode queries (default: ${MODEL_ENV} or the one recorded in the index); "
+                             "refused if it is not the index's model.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="Address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for all).")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="Port (default: $GRADIO_SERVER_PORT or 7860).")
+    parser.add_argument("--page_size", type=positive, default=12, help="Players per page.")
+    parser.add_argument("--max_results", type=positive, default=96,
+                        help="Hits fetched per query (the pages) and the API's largest k.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Starts the server (`search_videos.py serve INDEX` calls this with its arguments); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    import uvicorn
+
+    service = SearchService(args.index, args.model, args.max_results)
+    logger.info("%s", service.describe())  # loads the model now, not at the first query
+    app = build_app(service, page_size=args.page_size)
+    logger.info("serving on http://%s:%d", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
