@@ -87,6 +87,7 @@ class Cell:
         link: address the text links to (e.g. the video's `file:` URI).
         header: the row's heading (a `<th>`, left-aligned).
         highlight: marks the cell (e.g. the ground-truth video of a query).
+        video: `src` of a video player shown above the text (a media fragment `#t=start,end` plays a span).
     """
 
     text: str = ""
@@ -95,12 +96,15 @@ class Cell:
     link: str | None = None
     header: bool = False
     highlight: bool = False
+    video: str | None = None
 
     def to_html(self) -> str:
         text = html.escape(printable(self.text))
         if self.link:
             text = f'<a href="{html.escape(self.link)}">{text}</a>'
-        parts = [f'<img src="{html.escape(self.image)}" alt="frames">'] if self.image else []
+        parts = [f'<video src="{html.escape(self.video)}" controls preload="metadata" width="240"></video>'] \
+            if self.video else []
+        parts += [f'<img src="{html.escape(self.image)}" alt="frames">'] if self.image else []
         parts += [text] if text else []
         parts += [f"<small>{html.escape(printable(self.note))}</small>"] if self.note else []
         tag = "th" if self.header else "td"

@@ -9,6 +9,7 @@ the training script, the search script and the converter.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -124,6 +125,36 @@ def check_model_source(name_or_path: PathLike) -> str:
     if _looks_like_local_path(name):
         raise ModelSourceError(f"{name}: no such folder (and not a Hub repo id)")
     return name
+
+
+def below(value, minimum: int) -> str | None:
+    """Why `value` is not an integer `>= minimum`, or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return f"must be an integer >= {minimum}, got {value!r}"
+    return None
+
+
+def check_at_least(arguments, minimum: int, *names: str) -> None:
+    """Raises ValueError naming the option (`--name`, `-k`) when one of the integer fields `names` of an arguments
+    dataclass is below `minimum`."""
+    for name in names:
+        problem = below(getattr(arguments, name), minimum)
+        if problem:
+            raise ValueError(f"{'-' if len(name) == 1 else '--'}{name} {problem}")
+
+
+def int_at_least(minimum: int):
+    """An argparse `type=` for plain `ArgumentParser` scripts (benchmarks, demos): an integer `>= minimum`, else
+    argparse's message naming the option."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if below(value, minimum):
+            raise argparse.ArgumentTypeError(below(value, minimum))
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 @contextlib.contextmanager

@@ -32,7 +32,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import search_videos  # noqa: E402
+import folder_format  # noqa: E402
+import folder_index  # noqa: E402
+import vector_search  # noqa: E402
+from utils_clip2video import int_at_least  # noqa: E402
 
 logger = logging.getLogger("bench_search")
 
@@ -53,19 +56,19 @@ def write_synthetic_index(folder: Path, num_videos: int, dim: int, shard_rows: i
     stays at one shard)."""
     generator = torch.Generator().manual_seed(seed)
     shards = []
-    (folder / search_videos.SHARDS).mkdir(parents=True, exist_ok=True)
+    (folder / folder_format.SHARDS).mkdir(parents=True, exist_ok=True)
     for start in range(0, num_videos, shard_rows):
         rows = min(shard_rows, num_videos - start)
         vectors = torch.nn.functional.normalize(torch.randn(rows, dim, generator=generator), dim=1)
-        shard = search_videos.Shard(id=f"bench-{start:09d}", rows=rows)
-        search_videos.write_npy(shard.vectors_path(folder), vectors.numpy())
-        search_videos.write_codes(folder, shard, vectors.numpy())  # as the index's commit does
-        search_videos.write_jsonl(shard.records_path(folder), [
+        shard = folder_format.Shard(id=f"bench-{start:09d}", rows=rows)
+        folder_format.write_npy(shard.vectors_path(folder), vectors.numpy())
+        folder_format.write_codes(folder, shard, vectors.numpy())  # as the index's commit does
+        folder_format.write_jsonl(shard.records_path(folder), [
             {"path": f"video{start + row:07d}.mp4", "size": 0, "mtime_ns": 0, "duration": None, "frames": 12}
             for row in range(rows)])
-        search_videos.write_path_lookup(folder, shard)
+        folder_format.write_path_lookup(folder, shard)
         shards.append(shard)
-    search_videos.Manifest(video_dir=str(folder / "videos"), dim=dim, shards=shards,
+    folder_format.Manifest(video_dir=str(folder / "videos"), dim=dim, shards=shards,
                            model={"name_or_path": "synthetic", "fingerprint": "synthetic", "bf16": False}).save(folder)
 
 
@@ -103,14 +106,14 @@ def bench_backend(index, backend: str, queries: torch.Tensor, batch: torch.Tenso
 
 
 def candidates_per_query(index, queries: torch.Tensor, k: int) -> float:
-    blocks = [search_videos.vector_search.SearchBlock(index.vectors(shard), index.codes(shard))
+    blocks = [vector_search.SearchBlock(index.vectors(shard), index.codes(shard))
               for shard in index.manifest.shards]
-    return float(search_videos.vector_search.exact_topk(blocks, queries, k).candidates.mean())
+    return float(vector_search.exact_topk(blocks, queries, k).candidates.mean())
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    positive = search_videos.int_at_least(1)
+    positive = int_at_least(1)
     parser.add_argument("--num_videos", type=positive, default=1_000_000, help="Rows of the synthetic index.")
     parser.add_argument("--dim", type=positive, default=1024, help="Vector width (2 * projection_dim with TAB).")
     parser.add_argument("--num_queries", type=positive, default=1000, help="Queries of the batched measurement.")
@@ -136,19 +139,19 @@ def main(argv=None) -> int:
         generator = torch.Generator().manual_seed(1)
         queries = torch.nn.functional.normalize(torch.randn(max(args.num_queries, args.repeats, 1), args.dim,
                                                             generator=generator), dim=1)
-        index = search_videos.VideoIndex(folder)
+        index = folder_index.VideoIndex(folder)
         start = time.perf_counter()
         for shard in index.manifest.shards:
             index.codes(shard)
         figures = {"num_videos": args.num_videos, "dim": args.dim, "k": args.k, "num_queries": args.num_queries,
                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg(),
                    "codes_load_s": time.perf_counter() - start,
-                   "compiled_kernels": search_videos.vector_search.compiled_kernels() is not None}
+                   "compiled_kernels": vector_search.compiled_kernels() is not None}
         batch = queries[: args.num_queries]
-        backends = ["flat", "int8"] + (["faiss"] if search_videos.faiss_available() else [])
-        if not search_videos.faiss_available():
+        backends = ["flat", "int8"] + (["faiss"] if folder_index.faiss_available() else [])
+        if not folder_index.faiss_available():
             logger.info("faiss: not installed (pip install faiss-cpu)")
-        if args.threads and search_videos.faiss_available():
+        if args.threads and folder_index.faiss_available():
             import faiss
 
             faiss.omp_set_num_threads(args.threads)

@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from index_store import open_index  # noqa: E402
 import search_videos  # noqa: E402
+from utils_clip2video import int_at_least  # noqa: E402
 from datasets_scripts import load_benchmark  # noqa: E402
 
 logger = logging.getLogger("search_demo")
@@ -26,11 +28,11 @@ logger = logging.getLogger("search_demo")
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="Folder (or Hub id) of a CLIP2Video model saved with its processor.")
-    parser.add_argument("--test_size", type=search_videos.int_at_least(2), default=100,
+    parser.add_argument("--test_size", type=int_at_least(2), default=100,
                         help="Test videos to generate (even).")
     parser.add_argument("--workdir", default=None, help="Where videos, cache and index go (default: a temp folder).")
-    parser.add_argument("--examples", type=search_videos.int_at_least(0), default=5, help="Example queries to print.")
-    parser.add_argument("--frame_size", type=search_videos.int_at_least(1), default=None, help=(
+    parser.add_argument("--examples", type=int_at_least(0), default=5, help="Example queries to print.")
+    parser.add_argument("--frame_size", type=int_at_least(1), default=None, help=(
         "Frame size of the generated videos (default: the model processor's crop size, as in training)."))
     args = parser.parse_args(argv)
     if args.test_size % 2:
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
     if search_videos.main(["index", str(video_dir), "--model", args.model, "--index", str(index_dir)]) != 0:
         return 1
 
-    index = search_videos.VideoIndex(index_dir)
+    index = open_index(str(index_dir))
     captions = dataset["caption"]
     queries = loaded.encode_text(captions)
     top = index.search(queries, k=1, scale=loaded.logit_scale)

@@ -19,7 +19,12 @@ import torch
 
 pytest.importorskip("av")
 
+import folder_format  # noqa: E402
+import folder_index  # noqa: E402
+import index_store  # noqa: E402
+import loading_clip2video  # noqa: E402
 import search_videos  # noqa: E402
+import video_indexing  # noqa: E402
 from conftest import TINY_TEXT, tiny_config  # noqa: E402
 from datasets_scripts.synthetic import Event, encode_video, render_event  # noqa: E402
 from modeling_clip2video import CLIP2VideoModel  # noqa: E402
@@ -80,11 +85,11 @@ def index_folder(video_dir: Path, model_dir: Path, index_dir: Path, *extra: str)
     status = search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(index_dir), *FAST,
                                  *extra])
     assert status == 0
-    return json.loads((index_dir / search_videos.REPORT).read_text())
+    return json.loads((index_dir / folder_format.REPORT).read_text())
 
 
 def indexed_paths(index_dir: Path) -> set[str]:
-    return {record["path"] for _, _, record in search_videos.VideoIndex(index_dir).all_records()}
+    return {record["path"] for _, _, record in folder_index.VideoIndex(index_dir).all_records()}
 
 
 def forward_logits(loaded, captions: list[str], paths: list[str]) -> torch.Tensor:
@@ -98,13 +103,13 @@ def forward_logits(loaded, captions: list[str], paths: list[str]) -> torch.Tenso
 def record_encoded(monkeypatch) -> list[str]:
     """Paths of the videos that go through the model during the test."""
     encoded = []
-    original = search_videos.encode_batch
+    original = video_indexing.encode_batch
 
     def recording(loaded, items):
         encoded.extend(item["video"].path for item in items)
         return original(loaded, items)
 
-    monkeypatch.setattr(search_videos, "encode_batch", recording)
+    monkeypatch.setattr(video_indexing, "encode_batch", recording)
     return encoded
 
 
@@ -188,13 +193,13 @@ def test_incremental_update_adds_changes_and_removes(video_dir, model_dir, loade
     record_encoded.clear()
     report = index_folder(video_dir, model_dir, index_dir)
     assert record_encoded == ["broken.mp4"] and report["skipped"] == []
-    assert search_videos.Manifest.load(index_dir).failed == []
+    assert folder_format.Manifest.load(index_dir).failed == []
 
 
 def test_refuses_a_different_model(video_dir, model_dir, tmp_path):
     index_folder(video_dir, model_dir, tmp_path / "index")
     other = save_tiny_model(tmp_path / "other", seed=1)
-    with pytest.raises(search_videos.ModelMismatchError, match="fingerprint"):
+    with pytest.raises(index_store.ModelMismatchError, match="fingerprint"):
         search_videos.search(tmp_path / "index", text="a red square", model=str(other))
     assert search_videos.main(["query", str(tmp_path / "index"), "a red square", "--model", str(other)]) == 1
     assert search_videos.main(["index", str(video_dir), "--model", str(other), "--index", str(tmp_path / "index"),
@@ -207,14 +212,15 @@ def test_refuses_a_different_model(video_dir, model_dir, tmp_path):
 SLOW_INDEXER = textwrap.dedent("""
     import sys, time
     import search_videos
+    import video_indexing
 
-    original = search_videos.encode_batch
+    original = video_indexing.encode_batch
 
     def slow(loaded, items):  # one video a second or so: room to kill the run halfway
         time.sleep(0.4)
         return original(loaded, items)
 
-    search_videos.encode_batch = slow
+    video_indexing.encode_batch = slow
     sys.exit(search_videos.main(sys.argv[1:]))
 """)
 
@@ -240,16 +246,16 @@ def test_killed_run_resumes_without_redoing_finished_videos(video_dir, model_dir
         process.wait()
     assert process.returncode == -signal.SIGKILL
 
-    committed = {record["path"] for _, _, records, _ in search_videos.read_pending_chunks(index_dir, 128)
+    committed = {record["path"] for _, _, records, _ in folder_format.read_pending_chunks(index_dir, 128)
                  for record in records}
     assert len(committed) >= 3
-    assert len(search_videos.VideoIndex(index_dir)) == 0  # the killed run's manifest is valid (nothing merged yet)
+    assert len(folder_index.VideoIndex(index_dir)) == 0  # the killed run's manifest is valid (nothing merged yet)
 
     report = index_folder(video_dir, model_dir, index_dir)
     assert not committed & set(record_encoded), "finished videos were encoded again"
     assert len(record_encoded) == 12 - len(committed)  # the broken file never reaches the model
     assert report["encoded"] == len(record_encoded)
-    index = search_videos.VideoIndex(index_dir)
+    index = folder_index.VideoIndex(index_dir)
     assert indexed_paths(index_dir) == {path.relative_to(video_dir).as_posix() for path in video_dir.rglob("video*")}
     assert list((index_dir / "pending").iterdir()) == [] and len(index) == 12
     paths = sorted(str(path) for path in video_dir.rglob("video*.mp4"))
@@ -262,14 +268,14 @@ def test_brute_force_topk_over_shards_and_chunks_matches_full_sort():
     generator = np.random.default_rng(0)
     blocks = [generator.standard_normal((rows, 16)).astype(np.float32) for rows in (5, 0, 37, 11)]
     queries = torch.from_numpy(generator.standard_normal((3, 16)).astype(np.float32))
-    rows = search_videos.brute_force_topk(blocks, queries, k=7, chunk_rows=8)
+    rows = folder_index.brute_force_topk(blocks, queries, k=7, chunk_rows=8)
     full = queries @ torch.from_numpy(np.concatenate(blocks)).T
     assert rows.tolist() == torch.topk(full, 7, dim=1).indices.tolist()
-    if search_videos.faiss_available():
-        assert search_videos.faiss_topk(blocks, queries, 7).tolist() == rows.tolist()
+    if folder_index.faiss_available():
+        assert folder_index.faiss_topk(blocks, queries, 7).tolist() == rows.tolist()
 
 
-@pytest.mark.skipif(not search_videos.faiss_available(), reason="faiss-cpu is not installed")
+@pytest.mark.skipif(not folder_index.faiss_available(), reason="faiss-cpu is not installed")
 def test_faiss_backend_gives_the_same_hits(video_dir, model_dir, loaded, tmp_path):
     index_folder(video_dir, model_dir, tmp_path / "index")
     for caption in (EVENTS[0].caption, EVENTS[3].caption):
@@ -296,11 +302,11 @@ def test_accelerate_two_processes_shard_the_folder_and_merge(video_dir, model_di
     result, _ = accelerate_launch(REPO / "search_videos.py", "index", str(video_dir), "--model", str(model_dir),
                                   "--index", str(tmp_path / "sharded"), *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "sharded" / search_videos.REPORT).read_text())
+    report = json.loads((tmp_path / "sharded" / folder_format.REPORT).read_text())
     assert report["encoded"] == 6 and [item["path"] for item in report["skipped"]] == ["broken.mp4"]
     assert report["encoded_per_process"] == [3, 3]  # 7 files, every other one: the broken file is rank 0's
     index_folder(video_dir, model_dir, tmp_path / "single")
-    sharded, single = search_videos.VideoIndex(tmp_path / "sharded"), search_videos.VideoIndex(tmp_path / "single")
+    sharded, single = folder_index.VideoIndex(tmp_path / "sharded"), folder_index.VideoIndex(tmp_path / "single")
     vectors = {}
     for index in (sharded, single):
         for shard, row, record in index.all_records():
@@ -324,9 +330,9 @@ def index_logs(output: str) -> list[str]:
 def test_accelerate_run_stops_every_process_when_the_main_process_fails(failure, video_dir, model_dir, tmp_path):
     index_dir = tmp_path / "index"
     index_folder(video_dir, model_dir, index_dir)
-    manifest = (index_dir / search_videos.MANIFEST).read_text()
+    manifest = (index_dir / folder_format.MANIFEST).read_text()
     model = save_tiny_model(tmp_path / "other", seed=1) if failure == "model mismatch" else model_dir
-    with search_videos.index_lock(index_dir) if failure.startswith("lock") else contextlib.nullcontext():
+    with folder_index.index_lock(index_dir) if failure.startswith("lock") else contextlib.nullcontext():
         result, seconds = accelerate_launch(REPO / "search_videos.py", "index", str(video_dir), "--model", str(model),
                                             "--index", str(index_dir), *FAST, timeout=HANG_TIMEOUT)
     assert result.returncode != 0 and seconds < PROMPT, (seconds, result.stderr[-3000:])
@@ -334,7 +340,7 @@ def test_accelerate_run_stops_every_process_when_the_main_process_fails(failure,
     logs = index_logs(result.stderr)
     assert any(line.startswith(reason) for line in logs), result.stderr[-3000:]  # process 0: its own error
     assert any(line.startswith(f"RunAbortedError: process 0 of 2 failed: {reason}") for line in logs), logs  # the other
-    assert (index_dir / search_videos.MANIFEST).read_text() == manifest  # the index is untouched
+    assert (index_dir / folder_format.MANIFEST).read_text() == manifest  # the index is untouched
     assert not (index_dir / "pending").exists() or list((index_dir / "pending").iterdir()) == []
 
 
@@ -342,8 +348,9 @@ FAILING_INDEXER = textwrap.dedent("""
     import os, sys, time
     import torch
     import search_videos
+    import video_indexing
 
-    original, batches = search_videos.encode_batch, []
+    original, batches = video_indexing.encode_batch, []
 
     def flaky(loaded, items):  # process 1 runs out of device memory at its second batch; process 0 is slow
         batches.append(items)
@@ -352,7 +359,7 @@ FAILING_INDEXER = textwrap.dedent("""
         time.sleep(0.5)
         return original(loaded, items)
 
-    search_videos.encode_batch = flaky
+    video_indexing.encode_batch = flaky
     sys.exit(search_videos.main(sys.argv[1:]))
 """)
 
@@ -372,13 +379,13 @@ def test_accelerate_run_stops_every_process_when_another_fails_while_encoding(vi
                for line in index_logs(result.stderr)), result.stderr[-3000:]
 
     # process 0 stopped within a batch of the failure (its share is 7 files) and kept what it had encoded
-    committed = [record["path"] for marker, _, records, _ in search_videos.read_pending_chunks(index_dir, 128)
+    committed = [record["path"] for marker, _, records, _ in folder_format.read_pending_chunks(index_dir, 128)
                  for record in records]
     assert 1 <= len(committed) <= 3, committed
-    assert len(search_videos.VideoIndex(index_dir)) == 0  # a valid index: nothing merged, no partial manifest
+    assert len(folder_index.VideoIndex(index_dir)) == 0  # a valid index: nothing merged, no partial manifest
     report = index_folder(video_dir, model_dir, index_dir)
     assert not set(committed) & set(record_encoded) and report["encoded"] == 12 - len(committed)
-    assert len(search_videos.VideoIndex(index_dir)) == 12
+    assert len(folder_index.VideoIndex(index_dir)) == 12
 
 
 def test_unusable_index_folders_are_refused_with_their_reason(video_dir, model_dir, tmp_path, caplog):
@@ -388,15 +395,15 @@ def test_unusable_index_folders_are_refused_with_their_reason(video_dir, model_d
                               (tmp_path / "a_list", "IndexFormatError: ")):
         if index_dir.name != "index":
             index_dir.mkdir()
-            fields_missing = {"format": search_videos.INDEX_FORMAT, "version": search_videos.INDEX_VERSION}
-            (index_dir / search_videos.MANIFEST).write_text("[]" if index_dir.name == "a_list" else
+            fields_missing = {"format": folder_format.INDEX_FORMAT, "version": folder_format.INDEX_VERSION}
+            (index_dir / folder_format.MANIFEST).write_text("[]" if index_dir.name == "a_list" else
                                                             json.dumps(fields_missing))
         caplog.clear()
         assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(index_dir),
                                    *FAST]) == 1
         assert caplog.records[-1].getMessage().startswith(reason + str(index_dir)), caplog.records[-1].getMessage()
-    with pytest.raises(search_videos.IndexFormatError, match="malformed manifest"):
-        search_videos.VideoIndex(tmp_path / "no_fields")
+    with pytest.raises(index_store.IndexFormatError, match="malformed manifest"):
+        folder_index.VideoIndex(tmp_path / "no_fields")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -404,11 +411,11 @@ def test_unusable_index_folders_are_refused_with_their_reason(video_dir, model_d
 
 
 def lookup_files(index_dir: Path) -> set[str]:
-    return {path.name for path in (index_dir / "shards").glob("*" + search_videos.LOOKUP_SUFFIX)}
+    return {path.name for path in (index_dir / "shards").glob("*" + folder_format.LOOKUP_SUFFIX)}
 
 
 def shard_ids(index_dir: Path) -> set[str]:
-    return {shard.id for shard in search_videos.Manifest.load(index_dir).shards}
+    return {shard.id for shard in folder_format.Manifest.load(index_dir).shards}
 
 
 def watch_record_reads(monkeypatch) -> list[bytes]:
@@ -424,7 +431,7 @@ def watch_record_reads(monkeypatch) -> list[bytes]:
         raise AssertionError(f"shard {shard.id}: every record read")
 
     monkeypatch.setattr(json, "loads", counting)
-    monkeypatch.setattr(search_videos.VideoIndex, "_lines", whole_shard)
+    monkeypatch.setattr(folder_index.VideoIndex, "_lines", whole_shard)
     return parsed
 
 
@@ -445,7 +452,7 @@ def test_video_query_of_an_indexed_file_reads_one_record(video_dir, model_dir, l
     index_dir = tmp_path / "index"
     index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
     assert len(shard_ids(index_dir)) == 3  # written with their lookups
-    assert lookup_files(index_dir) == {shard + search_videos.LOOKUP_SUFFIX for shard in shard_ids(index_dir)}
+    assert lookup_files(index_dir) == {shard + folder_format.LOOKUP_SUFFIX for shard in shard_ids(index_dir)}
     (tmp_path / "outside_link.mp4").symlink_to(video_dir / "nested" / "video4.mp4")
     (tmp_path / "root_link").symlink_to(video_dir, target_is_directory=True)
     (video_dir / "inside_link.mp4").symlink_to(video_dir / "video0.mp4")  # indexed under its own name by the next run
@@ -455,7 +462,8 @@ def test_video_query_of_an_indexed_file_reads_one_record(video_dir, model_dir, l
              "nested/../video3.mp4": "video3.mp4", str(tmp_path / "outside_link.mp4"): "nested/video4.mp4",
              str(tmp_path / "root_link" / "video2.mp4"): "video2.mp4", "inside_link.mp4": "inside_link.mp4"}
 
-    index = search_videos.VideoIndex(index_dir)
+    store = folder_index.FolderIndex.open(index_dir)
+    index = store.reader
     stored = {relative: np.array(index.vectors(shard)[row])
               for shard, row, record in index.all_records() for relative in [record["path"]]}
     with monkeypatch.context() as patched:
@@ -463,7 +471,7 @@ def test_video_query_of_an_indexed_file_reads_one_record(video_dir, model_dir, l
         patched.setattr(loaded, "encode_videos", lambda *args: pytest.fail("an indexed video was encoded"))
         for form, relative in forms.items():
             parsed.clear()
-            query = search_videos.encode_query(loaded, index, None, form)
+            query = search_videos.encode_query(loaded, store, None, form)
             assert np.array_equal(query[0].numpy(), stored[relative]), form
             assert len(parsed) == 1 and json.loads(parsed[0])["path"] == relative, (form, parsed)
         parsed.clear()
@@ -477,7 +485,8 @@ def test_video_query_of_an_indexed_file_reads_one_record(video_dir, model_dir, l
 def test_video_query_encodes_unindexed_and_edited_files(video_dir, model_dir, loaded, tmp_path, count_encoded):
     index_dir = tmp_path / "index"
     index_folder(video_dir, model_dir, index_dir)
-    index = search_videos.VideoIndex(index_dir)
+    store = folder_index.FolderIndex.open(index_dir)
+    index = store.reader
     stored = {record["path"]: np.array(index.vectors(shard)[row]) for shard, row, record in index.all_records()}
 
     def fresh(path: Path) -> np.ndarray:
@@ -485,18 +494,18 @@ def test_video_query_encodes_unindexed_and_edited_files(video_dir, model_dir, lo
         return loaded.model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output.detach()[0].numpy()
 
     copy = Path(shutil.copy(video_dir / "video2.mp4", tmp_path / "copy.mp4"))  # not in the index: encoded
-    assert np.allclose(search_videos.encode_query(loaded, index, None, str(copy))[0], stored["video2.mp4"], atol=1e-5)
+    assert np.allclose(search_videos.encode_query(loaded, store, None, str(copy))[0], stored["video2.mp4"], atol=1e-5)
     assert count_encoded == [1]
 
     write_event_video(video_dir / "video1.mp4", Event("size", ("white", "square", "shrinks")), seed=20)  # edited
-    query = search_videos.encode_query(loaded, index, None, str(video_dir / "video1.mp4"))[0].numpy()
+    query = search_videos.encode_query(loaded, store, None, str(video_dir / "video1.mp4"))[0].numpy()
     assert count_encoded == [1, 1]
     assert np.allclose(query, fresh(video_dir / "video1.mp4"), atol=1e-5)
     assert not np.allclose(query, stored["video1.mp4"], atol=1e-3)  # not the stale stored vector
 
     touched = video_dir / "video3.mp4"  # same bytes, new mtime: the index run's rule says changed, so encoded too
     os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
-    assert np.allclose(search_videos.encode_query(loaded, index, None, str(touched))[0], stored["video3.mp4"],
+    assert np.allclose(search_videos.encode_query(loaded, store, None, str(touched))[0], stored["video3.mp4"],
                        atol=1e-5)
     assert count_encoded == [1, 1, 1]
 
@@ -508,7 +517,7 @@ def test_index_without_lookup_files_still_finds_paths(video_dir, model_dir, tmp_
     index_dir = tmp_path / "index"
     index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
     expected = {record["path"]: (shard.id, row) for shard, row, record in
-                search_videos.VideoIndex(index_dir).all_records()}
+                folder_index.VideoIndex(index_dir).all_records()}
     lookups = lookup_files(index_dir)
     for name in lookups:  # an index written before lookups existed
         (index_dir / "shards" / name).unlink()
@@ -517,26 +526,26 @@ def test_index_without_lookup_files_still_finds_paths(video_dir, model_dir, tmp_
         raise PermissionError(13, "Permission denied", str(path))
 
     with monkeypatch.context() as patched:  # a read-only index: lookups built in memory, nothing written
-        patched.setattr(search_videos, "write_npy", read_only)
-        index = search_videos.VideoIndex(index_dir)
+        patched.setattr(folder_format, "write_npy", read_only)
+        index = folder_index.VideoIndex(index_dir)
         assert {path: (shard.id, row) for path in expected for shard, row in [index.find(path)]} == expected
         assert lookup_files(index_dir) == set()
 
-    index = search_videos.VideoIndex(index_dir)  # built from the records and saved on first use
+    index = folder_index.VideoIndex(index_dir)  # built from the records and saved on first use
     assert index.find("not/indexed.mp4") is None and lookup_files(index_dir) == lookups
     assert {path: (shard.id, row) for path in expected for shard, row in [index.find(path)]} == expected
 
-    damaged = sorted(index_dir.glob("shards/*" + search_videos.LOOKUP_SUFFIX))[0]
-    search_videos.write_npy(damaged, np.zeros((3, 1), np.uint64))
-    index = search_videos.VideoIndex(index_dir)
+    damaged = sorted(index_dir.glob("shards/*" + folder_format.LOOKUP_SUFFIX))[0]
+    folder_format.write_npy(damaged, np.zeros((3, 1), np.uint64))
+    index = folder_index.VideoIndex(index_dir)
     assert {path: (shard.id, row) for path in expected for shard, row in [index.find(path)]} == expected
     assert "rebuilding it" in caplog.text and np.load(damaged).shape == (3, 2)
 
     (video_dir / "video0.mp4").unlink()  # the next run replaces a shard: its lookup goes with it, the new one's comes
-    search_videos.write_npy(index_dir / "shards" / f"gone{search_videos.LOOKUP_SUFFIX}", np.zeros((3, 0), np.uint64))
+    folder_format.write_npy(index_dir / "shards" / f"gone{folder_format.LOOKUP_SUFFIX}", np.zeros((3, 0), np.uint64))
     index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
-    assert lookup_files(index_dir) == {shard + search_videos.LOOKUP_SUFFIX for shard in shard_ids(index_dir)}
-    index = search_videos.VideoIndex(index_dir)
+    assert lookup_files(index_dir) == {shard + folder_format.LOOKUP_SUFFIX for shard in shard_ids(index_dir)}
+    index = folder_index.VideoIndex(index_dir)
     assert index.find("video0.mp4") is None and index.find("video5.mp4") is not None
 
 
@@ -555,15 +564,15 @@ def test_names_read_from_an_index_cannot_reach_outside_it(video_dir, model_dir, 
     index_folder(video_dir, model_dir, victim)
     index_folder(video_dir, model_dir, attacker)
     victim_files = folder_state(victim)
-    victim_shard = search_videos.Manifest.load(victim).shards[0].id
-    manifest_path = attacker / search_videos.MANIFEST
+    victim_shard = folder_format.Manifest.load(victim).shards[0].id
+    manifest_path = attacker / folder_format.MANIFEST
     good = json.loads(manifest_path.read_text())
     write_event_video(video_dir / "new.mp4", EVENTS[2], seed=40)  # a change: the next run rewrites small shards
     for bad_id in (f"../../victim/shards/{victim_shard}", f"../../victim/shards", f"{victim_shard}.codes", "/etc/x",
                    "", "..", 7):
         manifest_path.write_text(json.dumps({**good, "shards": [{**good["shards"][0], "id": bad_id}]}))
-        with pytest.raises(search_videos.IndexFormatError, match=r"manifest.json: malformed manifest \(shard id"):
-            search_videos.VideoIndex(attacker)
+        with pytest.raises(index_store.IndexFormatError, match=r"manifest.json: malformed manifest \(shard id"):
+            folder_index.VideoIndex(attacker)
         caplog.clear()
         assert search_videos.main(["index", str(video_dir), "--model", str(model_dir), "--index", str(attacker),
                                    *FAST]) == 1
@@ -579,14 +588,14 @@ def test_names_read_from_an_index_cannot_reach_outside_it(video_dir, model_dir, 
     assert "a symbolic link" in caplog.records[-1].getMessage()
     assert folder_state(victim) == victim_files
 
-    shard = search_videos.Manifest.load(victim).shards[0]
+    shard = folder_format.Manifest.load(victim).shards[0]
     records = shard.records_path(victim).read_text().splitlines()
     records[0] = json.dumps({**json.loads(records[0]), "path": "../outside.mp4"})
     shard.records_path(victim).write_text("\n".join(records) + "\n")
     shard.lookup_path(victim).unlink()
-    with pytest.raises(search_videos.IndexFormatError,
+    with pytest.raises(index_store.IndexFormatError,
                        match=re.escape(f"{shard.records_path(victim)}: record 0 has the path '../outside.mp4'")):
-        search_videos.VideoIndex(victim).search(torch.ones(1, 128), k=3)
+        folder_index.VideoIndex(victim).search(torch.ones(1, 128), k=3)
 
 
 def test_long_lived_index_follows_a_reindex(video_dir, model_dir, loaded, tmp_path, monkeypatch):
@@ -595,7 +604,7 @@ def test_long_lived_index_follows_a_reindex(video_dir, model_dir, loaded, tmp_pa
     index_dir = tmp_path / "index"
     index_folder(video_dir, model_dir, index_dir, "--shard_rows", "2")
     query = loaded.encode_text([EVENTS[0].caption])
-    server = search_videos.VideoIndex(index_dir)
+    server = folder_index.VideoIndex(index_dir)
     assert len(server.search(query, k=6, scale=loaded.logit_scale)[0]) == 6 and server.locate("video3.mp4")
 
     (video_dir / "video3.mp4").unlink()
@@ -604,14 +613,14 @@ def test_long_lived_index_follows_a_reindex(video_dir, model_dir, loaded, tmp_pa
 
     def fresh_hits():
         return [(hit.path, hit.score) for hit in
-                search_videos.VideoIndex(index_dir).search(query, k=10, scale=loaded.logit_scale)[0]]
+                folder_index.VideoIndex(index_dir).search(query, k=10, scale=loaded.logit_scale)[0]]
 
     hits = [(hit.path, hit.score) for hit in server.search(query, k=10, scale=loaded.logit_scale)[0]]
     assert hits == fresh_hits() and str(video_dir / "late.mp4") in dict(hits)
     assert str(video_dir / "video3.mp4") not in dict(hits)
     assert server.locate("video3.mp4") is None and server.locate("late.mp4")[2]["path"] == "late.mp4"
 
-    original, runs = search_videos.VideoIndex._search, []
+    original, runs = folder_index.VideoIndex._search, []
 
     def reindexed_meanwhile(self, *args):  # an index run lands between the manifest check and the reads
         if not runs:
@@ -621,13 +630,13 @@ def test_long_lived_index_follows_a_reindex(video_dir, model_dir, loaded, tmp_pa
         return original(self, *args)
 
     with monkeypatch.context() as patched:
-        patched.setattr(search_videos.VideoIndex, "_search", reindexed_meanwhile)
+        patched.setattr(folder_index.VideoIndex, "_search", reindexed_meanwhile)
         hits = [(hit.path, hit.score) for hit in server.search(query, k=10, scale=loaded.logit_scale)[0]]
     assert runs and hits == fresh_hits() and str(video_dir / "video5.mp4") not in dict(hits)
 
     shard = server.manifest.shards[0]
     shard.records_path(index_dir).unlink()
-    with pytest.raises(search_videos.IndexFormatError,
+    with pytest.raises(index_store.IndexFormatError,
                        match=re.escape(f"{shard.records_path(index_dir)}: missing (named by")):
         server.search(query, k=10)
 
@@ -675,10 +684,10 @@ def test_rerun_right_after_kill_9_while_dataloader_workers_live(video_dir, model
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        with search_videos.index_lock(index_dir):  # at once: the killed run's workers still live
+        with folder_index.index_lock(index_dir):  # at once: the killed run's workers still live
             assert [pid for pid in workers if running(pid)], "the workers died with the run: nothing tested"
         report = index_folder(video_dir, model_dir, index_dir)
-        assert len(search_videos.VideoIndex(index_dir)) == 6 and report["skipped"][0]["path"] == "broken.mp4"
+        assert len(folder_index.VideoIndex(index_dir)) == 6 and report["skipped"][0]["path"] == "broken.mp4"
     finally:
         process.kill()
         process.wait()
@@ -689,7 +698,7 @@ def test_rerun_right_after_kill_9_while_dataloader_workers_live(video_dir, model
 
 def test_non_finite_vectors_are_refused_on_write_and_on_open(video_dir, model_dir, loaded, tmp_path, monkeypatch):
     index_dir = tmp_path / "index"
-    original = search_videos.encode_batch
+    original = video_indexing.encode_batch
 
     def overflowing(loaded, items):  # the model gives NaN for one video
         vectors = original(loaded, items)
@@ -699,22 +708,22 @@ def test_non_finite_vectors_are_refused_on_write_and_on_open(video_dir, model_di
         return vectors
 
     with monkeypatch.context() as patched:
-        patched.setattr(search_videos, "encode_batch", overflowing)
+        patched.setattr(video_indexing, "encode_batch", overflowing)
         report = index_folder(video_dir, model_dir, index_dir)
     reasons = {item["path"]: item["reason"] for item in report["skipped"]}
     assert report["encoded"] == 5 and "non-finite vector (NaN or inf)" in reasons["video2.mp4"]
     assert "video2.mp4" not in indexed_paths(index_dir)
 
-    shard = search_videos.Manifest.load(index_dir).shards[0]
+    shard = folder_format.Manifest.load(index_dir).shards[0]
     path = shard.vectors_path(index_dir)
     vectors = np.load(path)
     vectors[1, 0], vectors[3, 5] = np.nan, np.inf
     np.save(path, vectors)
     query = loaded.encode_text([EVENTS[0].caption])
     for backend in ("flat", "int8"):
-        with pytest.raises(search_videos.IndexFormatError,
+        with pytest.raises(index_store.IndexFormatError,
                            match=re.escape(f"{path}: rows 1, 3 hold non-finite values (NaN or inf)")):
-            search_videos.VideoIndex(index_dir).search(query, k=3, backend=backend)
+            folder_index.VideoIndex(index_dir).search(query, k=3, backend=backend)
 
 
 def _scramble(path: Path, rows: slice = slice(None)) -> None:
@@ -726,15 +735,15 @@ def _scramble(path: Path, rows: slice = slice(None)) -> None:
 def test_damaged_index_files_are_named_with_what_is_wrong(video_dir, model_dir, loaded, tmp_path, caplog):
     pristine = tmp_path / "pristine"
     index_folder(video_dir, model_dir, pristine, "--shard_rows", "3")
-    shard = search_videos.Manifest.load(pristine).shards[0]
+    shard = folder_format.Manifest.load(pristine).shards[0]
     query = loaded.encode_text([EVENTS[0].caption])
-    expected = [(hit.path, hit.score) for hit in search_videos.VideoIndex(pristine).search(query, k=6)[0]]
+    expected = [(hit.path, hit.score) for hit in folder_index.VideoIndex(pristine).search(query, k=6)[0]]
 
     def text(index_dir, backend="flat"):
-        return search_videos.VideoIndex(index_dir).search(query, k=6, backend=backend)
+        return folder_index.VideoIndex(index_dir).search(query, k=6, backend=backend)
 
     def by_example(index_dir):
-        return search_videos.encode_query(loaded, search_videos.VideoIndex(index_dir), None,
+        return search_videos.encode_query(loaded, folder_index.FolderIndex.open(index_dir), None,
                                           str(video_dir / "video0.mp4"))
 
     vectors, records, lookup = "shards/{id}.npy", "shards/{id}.jsonl", "shards/{id}.lookup.npy"
@@ -759,7 +768,7 @@ def test_damaged_index_files_are_named_with_what_is_wrong(video_dir, model_dir, 
         damage(path)
         if name == lookup and operation is by_example:  # offsets point past the records: named via the records file
             path, reason = index_dir / records.format(id=shard.id), "no record at byte"
-        with pytest.raises(search_videos.IndexFormatError, match=re.escape(f"{path}") + ".*" + re.escape(reason)):
+        with pytest.raises(index_store.IndexFormatError, match=re.escape(f"{path}") + ".*" + re.escape(reason)):
             operation(index_dir)
 
     # derived files that are unreadable are recomputed, not errors
@@ -767,8 +776,8 @@ def test_damaged_index_files_are_named_with_what_is_wrong(video_dir, model_dir, 
     (index_dir / f"shards/{shard.id}.codes.npy").write_bytes(b"")
     (index_dir / f"shards/{shard.id}.lookup.npy").write_bytes(b"\x93NUMPY")
     assert [(hit.path, hit.score) for hit in text(index_dir, "int8")[0]] == expected
-    stored_shard, stored_row, _ = search_videos.VideoIndex(pristine).locate("video0.mp4")
-    stored = search_videos.VideoIndex(pristine).vectors(stored_shard)[stored_row]
+    stored_shard, stored_row, _ = folder_index.VideoIndex(pristine).locate("video0.mp4")
+    stored = folder_index.VideoIndex(pristine).vectors(stored_shard)[stored_row]
     assert np.array_equal(by_example(index_dir)[0], stored)
 
     # a malformed manifest or pending chunk: the index run stops and names it
@@ -860,14 +869,14 @@ def test_mistyped_model_names_the_missing_folder(video_dir, tmp_path, caplog, mo
 
 
 def stored_vectors(index_dir: Path) -> dict[str, np.ndarray]:
-    index = search_videos.VideoIndex(index_dir)
+    index = folder_index.VideoIndex(index_dir)
     return {record["path"]: np.array(index.vectors(shard)[row]) for shard, row, record in index.all_records()}
 
 
 def test_bf16_index_is_close_to_float32_and_ranks_alike(video_dir, model_dir, loaded, tmp_path, capsys):
     index_folder(video_dir, model_dir, tmp_path / "fp32")
     index_folder(video_dir, model_dir, tmp_path / "bf16", "--bf16")
-    assert search_videos.Manifest.load(tmp_path / "bf16").model["bf16"] is True
+    assert folder_format.Manifest.load(tmp_path / "bf16").model["bf16"] is True
     exact, half = stored_vectors(tmp_path / "fp32"), stored_vectors(tmp_path / "bf16")
     assert exact.keys() == half.keys() and len(exact) == 6
     for path in exact:
@@ -893,7 +902,7 @@ def test_fingerprint_changes_with_preprocessing(video_dir, model_dir, loaded, tm
     import copy
 
     fingerprints = {"as saved": loaded.fingerprint}
-    assert search_videos.model_fingerprint(loaded.model, loaded.processor) == loaded.fingerprint
+    assert loading_clip2video.model_fingerprint(loaded.model, loaded.processor) == loaded.fingerprint
     changes = {"num_frames": 4, "frame_sampling": "uniform", "feature_framerate": 1, "extraction_fps": 2.0,
                "size": {"shortest_edge": 40}, "crop_size": {"height": 24, "width": 24},
                "image_mean": [0.5, 0.5, 0.5], "image_std": [0.2, 0.2, 0.2], "resample": 2, "do_normalize": False,
@@ -901,10 +910,10 @@ def test_fingerprint_changes_with_preprocessing(video_dir, model_dir, loaded, tm
     for name, value in changes.items():
         processor = copy.deepcopy(loaded.processor)
         setattr(processor.video_processor, name, value)
-        fingerprints[name] = search_videos.model_fingerprint(loaded.model, processor)
+        fingerprints[name] = loading_clip2video.model_fingerprint(loaded.model, processor)
     processor = copy.deepcopy(loaded.processor)
     processor.max_words = 8
-    fingerprints["max_words"] = search_videos.model_fingerprint(loaded.model, processor)
+    fingerprints["max_words"] = loading_clip2video.model_fingerprint(loaded.model, processor)
     assert len(set(fingerprints.values())) == len(fingerprints), fingerprints
 
     index_folder(video_dir, model_dir, tmp_path / "index")

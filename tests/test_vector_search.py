@@ -260,14 +260,15 @@ def test_rescored_lower_bounds_hold(kind):
 
 
 def build_index(folder, vectors: np.ndarray, shard_rows: int):
-    import search_videos as sv
+    import folder_format as sv
+    import folder_index as fi
 
     manifest = sv.Manifest(video_dir=str(folder / "videos"), dim=vectors.shape[1],
                            model={"name_or_path": "test", "fingerprint": "test", "bf16": False})
     records = [{"path": f"v{row:05d}.mp4", "size": row, "mtime_ns": row, "duration": 1.0, "frames": 12}
                for row in range(len(vectors))]
     sv.write_pending_chunk(folder, vectors, records, [], prefix="test")
-    return sv.commit(folder, manifest, drop=set(), shard_rows=shard_rows)
+    return fi.commit(folder, manifest, drop=set(), shard_rows=shard_rows)
 
 
 def hit_paths(index, queries, backend, k=15):
@@ -276,7 +277,8 @@ def hit_paths(index, queries, backend, k=15):
 
 
 def test_index_backends_agree_and_codes_are_derived_data(tmp_path):
-    import search_videos as sv
+    import folder_format as sv
+    import folder_index as fi
 
     rng = np.random.default_rng(5)
     vectors = collection("halves", 2500, 32, rng)
@@ -286,12 +288,12 @@ def test_index_backends_agree_and_codes_are_derived_data(tmp_path):
         codes = sv.read_codes(tmp_path, shard, 32)
         assert np.array_equal(codes.codes, vs.quantize_int8(np.load(shard.vectors_path(tmp_path))).codes)
     queries = torch.from_numpy(collection("halves", 6, 32, rng))
-    index = sv.VideoIndex(tmp_path)
+    index = fi.VideoIndex(tmp_path)
     flat = hit_paths(index, queries, "flat")
     scores = 2.0 * queries.double().numpy() @ vectors.astype(np.float64).T
     assert [[path for path, _ in hits] for hits in flat] == [
         [f"{tmp_path / 'videos'}/v{row:05d}.mp4" for row in np.argsort(-row_scores)[:15]] for row_scores in scores]
-    backends = ["int8", "fused", "auto"] + (["faiss"] if sv.faiss_available() else [])  # fused: int8's old name
+    backends = ["int8", "auto"] + (["faiss"] if fi.faiss_available() else [])
     for backend in backends:
         assert hit_paths(index, queries, backend) == flat, backend
 
@@ -299,14 +301,15 @@ def test_index_backends_agree_and_codes_are_derived_data(tmp_path):
     first, second = manifest.shards[0].codes_paths(tmp_path), manifest.shards[1].codes_paths(tmp_path)
     first["codes"].unlink()
     np.save(second["norms"], np.zeros((2, 3), np.float32))
-    assert hit_paths(sv.VideoIndex(tmp_path), queries, "int8") == flat
+    assert hit_paths(fi.VideoIndex(tmp_path), queries, "int8") == flat
     assert first["codes"].is_file() and np.load(second["norms"]).shape == (2, 1000)
     with pytest.raises(ValueError, match="backend must be one of"):
         index.search(queries, backend="torch-gpu")
 
 
 def test_read_only_index_keeps_derived_codes_in_memory(tmp_path, monkeypatch):
-    import search_videos as sv
+    import folder_format as sv
+    import folder_index as fi
 
     rng = np.random.default_rng(6)
     vectors = collection("isotropic", 300, 16, rng)
@@ -314,25 +317,26 @@ def test_read_only_index_keeps_derived_codes_in_memory(tmp_path, monkeypatch):
     for path in manifest.shards[0].codes_paths(tmp_path).values():
         path.unlink()
     queries = torch.from_numpy(collection("isotropic", 2, 16, rng))
-    expected = hit_paths(sv.VideoIndex(tmp_path), queries, "flat", k=5)
+    expected = hit_paths(fi.VideoIndex(tmp_path), queries, "flat", k=5)
 
     def read_only(path, array):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(sv, "write_npy", read_only)
-    assert hit_paths(sv.VideoIndex(tmp_path), queries, "int8", k=5) == expected
+    assert hit_paths(fi.VideoIndex(tmp_path), queries, "int8", k=5) == expected
     assert not manifest.shards[0].codes_paths(tmp_path)["codes"].exists()
 
 
 def test_stale_code_files_are_removed_with_their_shard(tmp_path):
-    import search_videos as sv
+    import folder_format as sv
+    import folder_index as fi
 
     rng = np.random.default_rng(7)
     manifest = build_index(tmp_path, collection("isotropic", 120, 8, rng), shard_rows=100)
     small = manifest.shards[1]  # 20 rows: merged again (with the new rows) by the next commit
     records = [{"path": f"w{row}.mp4", "size": 1, "mtime_ns": 1, "duration": 1.0, "frames": 12} for row in range(5)]
     sv.write_pending_chunk(tmp_path, collection("isotropic", 5, 8, rng), records, [], prefix="test")
-    updated = sv.commit(tmp_path, manifest, drop=set(), shard_rows=100)
+    updated = fi.commit(tmp_path, manifest, drop=set(), shard_rows=100)
     assert small not in updated.shards
     names = {path.name for path in (tmp_path / sv.SHARDS).iterdir()}
     assert names == {name for shard in updated.shards for name in shard.file_names()}
