@@ -35,8 +35,10 @@ from urllib.parse import quote
 
 import search_videos
 from datasets_scripts import VIDEO_EXTENSIONS
+from index_store import Hit, IndexStore, VideoIndexError, open_index
+from loading_clip2video import LoadedModel, load_model
 from report_clip2video import printable
-from search_videos import Hit, LoadedModel, VideoIndexError
+from utils_clip2video import ModelSourceError, int_at_least
 
 
 logger = logging.getLogger("app")
@@ -44,7 +46,8 @@ logger = logging.getLogger("app")
 INDEX_ENV = "CLIP2VIDEO_INDEX"
 MODEL_ENV = "CLIP2VIDEO_MODEL"
 #: Errors that a request or the index's state cause; they are shown as one line (anything else is logged and shown
-#: as an internal error). ValueError covers VideoDecodeError; OSError covers ModelSourceError and missing files.
+#: as an internal error). ValueError covers VideoDecodeError and ModelLoadError; OSError covers ModelSourceError and
+#: missing files.
 USER_ERRORS = (VideoIndexError, ValueError, OSError)
 MAX_UPLOAD = "500mb"
 
@@ -62,19 +65,17 @@ class NotServedError(FileNotFoundError):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def run_search(index: search_videos.VideoIndex, model: LoadedModel, text: str | None, video: str | None,
-               k: int) -> list[Hit]:
-    """The top `k` hits of an opened index for a caption or an example video (exactly one), best first.
+def run_search(store: IndexStore, model: LoadedModel, text: str | None, video: str | None, k: int,
+               per_video: int | None = None, merge: bool = True) -> list[Hit]:
+    """The top `k` hits (moments, with timed windows) of an opened index for a caption or an example video (exactly
+    one), best first: `search_videos.search`, as `search_videos.py query` runs it.
 
     Raises:
         ModelMismatchError: `model` is not the model that built the index (checked on every query: the index may have
             been rebuilt meanwhile).
         VideoDecodeError, FileNotFoundError: a bad example video.
     """
-    index.refresh()
-    search_videos.check_model(index.manifest, model, index.index_dir)
-    query = search_videos.encode_query(model, index, text, video)
-    return index.search(query, k=k, scale=model.logit_scale)[0]
+    return search_videos.search(store, text=text, video=video, k=k, per_video=per_video, merge=merge, model=model)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -93,47 +94,58 @@ class SearchService:
         index: the index location (an index folder).
         model: a model folder or Hub id, an already loaded model, or None for the model recorded in the index.
         max_results: hits fetched per query (the page pages through them; the API's `k` may not exceed it).
+        trust_remote_code: run the model folder's own code (as `search_videos.py --trust_remote_code`).
     """
 
-    def __init__(self, index: str | os.PathLike, model: str | LoadedModel | None = None, max_results: int = 96):
-        self.location = str(index)
+    def __init__(self, index: str | os.PathLike, model: str | LoadedModel | None = None, max_results: int = 96,
+                 trust_remote_code: bool = False):
+        self.location = os.fspath(index)
         self.max_results = max_results
+        self.trust_remote_code = trust_remote_code
         self._model_source = model
-        self._index: search_videos.VideoIndex | None = None
+        self._store: IndexStore | None = None
         self._model: LoadedModel | None = model if isinstance(model, LoadedModel) else None
         self._lock = threading.Lock()  # one query at a time: the index's caches and the model are shared
 
-    def open(self) -> tuple[search_videos.VideoIndex, LoadedModel]:
+    def open(self) -> tuple[IndexStore, LoadedModel]:
         """The opened index and the loaded model (opened and loaded on the first call that succeeds)."""
-        if self._index is None:
-            self._index = search_videos.VideoIndex(self.location)
+        if self._store is None:
+            self._store = open_index(self.location)
         if self._model is None:
-            recorded = self._index.manifest.model
+            recorded = self._store.meta["model"]
             source = self._model_source or recorded["name_or_path"]
             logger.info("loading model %s", source)
-            self._model = search_videos.load_model(source, bf16=recorded.get("bf16", False))
-        return self._index, self._model
+            self._model = load_model(source, bf16=recorded.get("bf16", False),
+                                     trust_remote_code=self.trust_remote_code)
+        return self._store, self._model
 
     @property
     def video_root(self) -> Path | None:
-        return Path(self._index.manifest.video_dir) if self._index is not None else None
+        return Path(self._store.meta["video_dir"]) if self._store is not None else None
+
+    @property
+    def windows(self) -> bool:
+        """Whether the index stores timed windows (its hits are moments)."""
+        return self._store is not None and self._store.meta.get("window_seconds") is not None
 
     def describe(self) -> str:
         """One line about the index (or why it is not available)."""
         try:
             with self._lock:
                 index, model = self.open()
-            return (f"{len(index):,} videos of {printable(str(self.video_root))}, model "
-                    f"{printable(model.name_or_path)}")
+            rows = f"{len(index):,} windows" if self.windows else f"{len(index):,} videos"
+            return f"{rows} of {printable(str(self.video_root))}, model {printable(model.name_or_path)}"
         except USER_ERRORS as error:
             return f"{type(error).__name__}: {error}"
 
-    def query(self, text: str | None = None, video: str | None = None, k: int | None = None) -> dict:
-        """The hits of a caption or an example video as `search_videos.py query --json` prints them, plus the server
-        time in `ms` (the model's encoding of the query included).
+    def query(self, text: str | None = None, video: str | None = None, k: int | None = None,
+              per_video: int | None = None, merge: bool = True) -> dict:
+        """The hits of a caption or an example video as `search_videos.py query --json` prints them (with `-k`,
+        `--per_video`, `--no_merge` for `merge=False`), plus the server time in `ms` (the model's encoding of the query
+        included).
 
         Raises:
-            QueryError: no query, both a text and a video, or `k` out of `1..max_results`.
+            QueryError: no query, both a text and a video, `k` out of `1..max_results`, `per_video` below 1.
             VideoIndexError, OSError, ValueError: the index or model cannot be used, a bad video (the reason named).
         """
         text = text.strip() if isinstance(text, str) else None
@@ -146,12 +158,14 @@ class SearchService:
         k = self.max_results if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.max_results:
             raise QueryError(f"k must be an integer from 1 to {self.max_results}, got {k!r}")
+        if per_video is not None and (isinstance(per_video, bool) or not isinstance(per_video, int) or per_video < 1):
+            raise QueryError(f"per_video must be an integer >= 1, got {per_video!r}")
         start = time.perf_counter()
         with self._lock:
-            index, model = self.open()
-            hits = run_search(index, model, text, video, k)
-        return {"query": text if text is not None else f"video: {Path(video).name}",
-                "index": str(Path(self.location).resolve()), "model": model.fingerprint,
+            store, model = self.open()
+            hits = run_search(store, model, text, video, k, per_video, merge)
+        return {"query": text if text is not None else f"video: {Path(video).name}", "index": store.location,
+                "model": model.fingerprint,
                 "hits": [hit.to_dict(rank) for rank, hit in enumerate(hits, 1)],
                 "ms": round((time.perf_counter() - start) * 1000, 2)}
 
@@ -187,30 +201,29 @@ CSS = """
 """
 
 
-def video_url(hit_record: dict) -> str:
-    """Relative address of a hit's video, starting at its moment when the record has one (`#t=start,end`)."""
-    url = "video/" + quote(hit_record["path"])
-    start, end = hit_record.get("start"), hit_record.get("end")
+def video_url(relative: str, start: float | None = None, end: float | None = None) -> str:
+    """Address of a video of the index's folder (relative to the page), starting at a moment when given
+    (`#t=start,end`)."""
+    url = "video/" + quote(relative)
     if start is not None and end is not None:
         url += f"#t={float(start):.3f},{float(end):.3f}"
     return url
 
 
-def render_hits(hits: list[dict], root: Path | None, page: int, page_size: int) -> str:
-    """The grid of one page of hits (`query()["hits"]`): a player, rank, score, file name and moment each."""
+def render_hits(hits: list[dict], root: Path | None, page: int, page_size: int, windows: bool = False) -> str:
+    """The grid of one page of hits (`query()["hits"]`): a player, rank, score and file name each; with timed
+    `windows`, each player starts at its moment, whose times are shown."""
     if not hits:
         return '<p class="c2v-empty">no videos in the index</p>'
     cells = []
     for hit in hits[page * page_size: (page + 1) * page_size]:
         relative = Path(hit["path"]).relative_to(root).as_posix() if root else Path(hit["path"]).name
-        record = {"path": relative, "start": hit.get("start"), "end": hit.get("end")}
-        moment = ""
-        if record["start"] is not None and record["end"] is not None:
-            moment = f'<span class="c2v-time">{record["start"]:.2f}–{record["end"]:.2f} s</span>'
+        start, end = (hit.get("start"), hit.get("end")) if windows else (None, None)
+        moment = "" if end is None else f'<span class="c2v-time">{start:.2f}–{end:.2f} s</span>'
         name = html.escape(printable(relative))
         cells.append(
             f'<div class="c2v-hit" data-rank="{hit["rank"]}" data-path="{name}">'
-            f'<video controls muted preload="metadata" src="{html.escape(video_url(record))}"></video>'
+            f'<video controls muted preload="metadata" src="{html.escape(video_url(relative, start, end))}"></video>'
             f'<div class="c2v-meta"><span class="c2v-rank">#{hit["rank"]}</span>'
             f'<span class="c2v-score">{hit["score"]:.4f}</span><span class="c2v-name" title="{name}">{name}</span>'
             f"{moment}</div></div>")
@@ -229,7 +242,7 @@ def build_page(service: SearchService, page_size: int = 12):
         hits = result["hits"] if result else []
         pages = max(1, -(-len(hits) // page_size))
         page = min(max(page, 0), pages - 1)
-        grid = render_hits(hits, service.video_root, page, page_size) if result else ""
+        grid = render_hits(hits, service.video_root, page, page_size, service.windows) if result else ""
         return grid, f"page {page + 1} of {pages}", page
 
     def search(text: str | None, video: str | None):
@@ -282,7 +295,7 @@ def build_page(service: SearchService, page_size: int = 12):
 
 
 def build_app(index: str | os.PathLike | SearchService, model: str | LoadedModel | None = None, page_size: int = 12,
-              max_results: int = 96):
+              max_results: int = 96, trust_remote_code: bool = False):
     """The FastAPI app serving `/api/search`, `/video/<path>` and the Gradio page at `/` (run it with uvicorn, or
     `main`).
 
@@ -293,40 +306,41 @@ def build_app(index: str | os.PathLike | SearchService, model: str | LoadedModel
     import gradio as gr
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, JSONResponse
+    from starlette.concurrency import run_in_threadpool
 
-    service = index if isinstance(index, SearchService) else SearchService(index, model, max_results)
+    service = index if isinstance(index, SearchService) else SearchService(index, model, max_results,
+                                                                            trust_remote_code)
     app = FastAPI(title="clip2video search", docs_url=None, redoc_url=None)
 
-    def answer(text: str | None, video: str | None, k: str | None) -> JSONResponse:
+    def answer(fields, video: str | None) -> JSONResponse:
+        """The JSON answer to the request's fields `q`, `k`, `per_video`, `no_merge` (strings, as sent)."""
         try:
-            count = None if k is None else int(k)
-        except ValueError:
-            count = k
-        try:
-            return JSONResponse(service.query(text=text, video=video, k=count))
+            hits = service.query(text=fields.get("q"), video=video, k=count(fields.get("k")),
+                                 per_video=count(fields.get("per_video")),
+                                 merge=fields.get("no_merge", "").lower() not in ("1", "true", "yes"))
+            return JSONResponse(hits)
         except USER_ERRORS as error:
-            status = 503 if isinstance(error, (VideoIndexError, search_videos.ModelSourceError)) else 400
+            status = 503 if isinstance(error, (VideoIndexError, ModelSourceError)) else 400
             return JSONResponse({"error": str(error), "type": type(error).__name__}, status_code=status)
 
     @app.get("/api/search")
-    def search_get(q: str | None = None, k: str | None = None) -> JSONResponse:
-        """`?q=caption&k=10`: the hits as `search_videos.py query --json` prints them."""
-        return answer(q, None, k)
+    def search_get(request: Request) -> JSONResponse:
+        """`?q=caption&k=10[&per_video=N][&no_merge=1]`: the hits as `search_videos.py query --json` prints them."""
+        return answer(request.query_params, None)
 
     @app.post("/api/search")
     async def search_post(request: Request) -> JSONResponse:
-        """A multipart form with `video` (an example video file) and optionally `k`; or `q` as in GET."""
+        """A multipart form with `video` (an example video file); the other fields in the form or the query."""
         form = await request.form()
+        fields = {**request.query_params, **{name: value for name, value in form.items() if isinstance(value, str)}}
         upload = form.get("video")
-        k = form.get("k") or request.query_params.get("k")
-        q = form.get("q") or request.query_params.get("q")
         if upload is None or isinstance(upload, str):
-            return await run_in_thread(answer, q, None, k)
+            return await run_in_threadpool(answer, fields, None)
         name = Path(upload.filename or "").name  # the client's file name, without any folder it names
         with tempfile.TemporaryDirectory(prefix="clip2video-upload-") as folder:
             path = Path(folder) / (name if name.lower().endswith(VIDEO_EXTENSIONS) else "upload.mp4")
             path.write_bytes(await upload.read())
-            return await run_in_thread(answer, q, str(path), k)
+            return await run_in_threadpool(answer, fields, str(path))
 
     @app.get("/video/{relative:path}")
     def video_get(relative: str):
@@ -339,10 +353,12 @@ def build_app(index: str | os.PathLike | SearchService, model: str | LoadedModel
                                max_file_size=MAX_UPLOAD, footer_links=[], theme=page_theme())
 
 
-async def run_in_thread(function, *args):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(function, *args)
+def count(text: str | None) -> int | str | None:
+    """A request's integer field: its value, or the text as sent when it is not an integer (the error quotes it)."""
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return text
 
 
 def page_theme():
@@ -358,7 +374,7 @@ def page_theme():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    positive = search_videos.int_at_least(1)
+    positive = int_at_least(1)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("index", nargs="?", default=os.environ.get(INDEX_ENV, "index"),
                         help=f"Index location made by `search_videos.py index` (default: ${INDEX_ENV} or ./index).")
@@ -372,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--page_size", type=positive, default=12, help="Players per page.")
     parser.add_argument("--max_results", type=positive, default=96,
                         help="Hits fetched per query (the pages) and the API's largest k.")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="Run the model folder's own code (off: an index handed over by someone else runs nothing "
+                             "of theirs).")
     return parser
 
 
@@ -381,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     import uvicorn
 
-    service = SearchService(args.index, args.model, args.max_results)
+    service = SearchService(args.index, args.model, args.max_results, args.trust_remote_code)
     logger.info("%s", service.describe())  # loads the model now, not at the first query
     app = build_app(service, page_size=args.page_size)
     logger.info("serving on http://%s:%d", args.host, args.port)

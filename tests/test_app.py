@@ -24,6 +24,7 @@ pytest.importorskip("gradio")
 pytest.importorskip("av")
 
 import app  # noqa: E402
+import index_store  # noqa: E402
 import search_videos  # noqa: E402
 from conftest import skip_or_fail  # noqa: E402
 from test_search_videos import EVENTS, FAST, save_tiny_model, write_event_video  # noqa: E402
@@ -242,7 +243,7 @@ def test_missing_index_and_model_mismatch_are_errors_not_tracebacks(indexed, tmp
     from fastapi.testclient import TestClient
 
     missing = app.SearchService(tmp_path / "no_index")
-    with pytest.raises(app.search_videos.IndexFormatError, match="not a video index"):
+    with pytest.raises(index_store.IndexFormatError):
         missing.query(text="a dog")
     client = TestClient(app.build_app(missing))
     response = client.get("/api/search", params={"q": "a dog"})
@@ -259,10 +260,12 @@ def test_missing_index_and_model_mismatch_are_errors_not_tracebacks(indexed, tmp
 def test_hit_grid_escapes_names_and_starts_players_at_their_moment(tmp_path):
     hits = [{"rank": 1, "path": str(tmp_path / "a<b>&c.mp4"), "score": 3.5, "start": 4.0, "end": 8.5},
             {"rank": 2, "path": str(tmp_path / "sub" / "whole.mp4"), "score": 1.25}]
-    grid = app.render_hits(hits, tmp_path, page=0, page_size=10)
+    grid = app.render_hits(hits, tmp_path, page=0, page_size=10, windows=True)
     assert 'src="video/a%3Cb%3E%26c.mp4#t=4.000,8.500"' in grid and "a&lt;b&gt;&amp;c.mp4" in grid
     assert "<b>&c" not in grid and "4.00–8.50 s" in grid
-    assert 'src="video/sub/whole.mp4"' in grid  # a whole-video record: no moment
+    assert 'src="video/sub/whole.mp4"' in grid  # no end known: no moment
+    whole = app.render_hits(hits, tmp_path, page=0, page_size=10, windows=False)  # whole videos play from the start
+    assert 'src="video/a%3Cb%3E%26c.mp4"' in whole and "#t=" not in whole and "c2v-time" not in whole
     assert app.render_hits(hits, tmp_path, page=1, page_size=1).count('class="c2v-hit"') == 1
 
 
@@ -324,11 +327,8 @@ def test_browser_search_plays_the_expected_video_first_and_pages(indexed, server
     root = indexed["videos"]
     assert [hit["rank"] for hit in shown] == [1, 2, 3, 4]
     assert [hit["path"] for hit in shown] == [Path(hit["path"]).relative_to(root).as_posix() for hit in expected[:4]]
-    for hit, want in zip(shown, expected):
-        start, end = want.get("start"), want.get("end")
-        moment = "" if start is None or end is None else f"#t={start:.3f},{end:.3f}"
-        assert hit["src"] == "video/" + urllib.parse.quote(hit["path"]) + moment
-        assert hit["time"] == pytest.approx(start or 0.0, abs=0.05)  # the player stands at the moment's start
+    for hit in shown:  # whole videos: each player plays its file from the start
+        assert hit["src"] == "video/" + urllib.parse.quote(hit["path"]) and hit["time"] == 0
     assert browser.find_element(By.CSS_SELECTOR, "#c2v-page").text == "page 1 of 2"
 
     browser.find_element(By.CSS_SELECTOR, "#c2v-next").click()
