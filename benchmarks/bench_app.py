@@ -1,7 +1,8 @@
 """Warm query latency of the search web app (`app.py`) at a million videos, server side, without the text encoder.
 
 Writes an index of `--num_videos` random unit vectors of width `--dim` in the real folder format (the writer of
-`bench_search.py`; default 1,000,000 x 1024, the width of ViT-B/32 CLIP2Video with TAB), serves it with `app.build_app`
+`bench_search.py`; default 1,000,000 x 1024, the width of ViT-B/32 CLIP2Video with TAB) and an empty file for each
+video (the search checks that a hit's file still exists), serves it with `app.build_app`
 (uvicorn on 127.0.0.1, in this process) and sends `GET /api/search?q=...&k=...` over one keep-alive connection. The
 text encoder is replaced by precomputed random query vectors (a `LoadedModel` whose `encode_text` returns the next one),
 so the figures are what the app adds to the encoder: the exact search, the records of the hits, the JSON, HTTP.
@@ -34,13 +35,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import app  # noqa: E402
-import search_videos  # noqa: E402
+from loading_clip2video import LoadedModel  # noqa: E402
+from utils_clip2video import int_at_least  # noqa: E402
 from bench_search import memory_mib, write_synthetic_index  # noqa: E402
 
 logger = logging.getLogger("bench_app")
 
 
-class PrecomputedQueries(search_videos.LoadedModel):
+class PrecomputedQueries(LoadedModel):
     """A "model" whose text encoder returns the next of a set of precomputed unit vectors (no network runs): the app's
     own work is what gets timed. Its fingerprint is the synthetic index's."""
 
@@ -76,7 +78,7 @@ def percentile(values: list[float], share: float) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    positive = search_videos.int_at_least(1)
+    positive = int_at_least(1)
     parser.add_argument("--num_videos", type=positive, default=1_000_000, help="Rows of the synthetic index.")
     parser.add_argument("--dim", type=positive, default=1024, help="Vector width (2 * projection_dim with TAB).")
     parser.add_argument("--k", type=positive, default=12, help="Hits per query (one page of the app).")
@@ -92,7 +94,12 @@ def main(argv=None) -> int:
         folder = Path(folder)
         start = time.perf_counter()
         write_synthetic_index(folder, args.num_videos, args.dim, args.shard_rows)
-        logger.info("index of %d x %d written in %.1f s", args.num_videos, args.dim, time.perf_counter() - start)
+        # the files themselves (empty): a search leaves out the hits whose file is gone, and checks each hit's
+        (folder / "videos").mkdir()
+        for row in range(args.num_videos):
+            (folder / "videos" / f"video{row:07d}.mp4").touch()
+        logger.info("index of %d x %d (and its empty files) written in %.1f s", args.num_videos, args.dim,
+                    time.perf_counter() - start)
         generator = torch.Generator().manual_seed(1)
         vectors = torch.nn.functional.normalize(torch.randn(args.warmup + args.queries, args.dim,
                                                             generator=generator), dim=1)
