@@ -342,6 +342,37 @@ def test_browser_search_plays_the_expected_video_first_and_pages(indexed, server
     assert page_hits(browser) == []
 
 
+def test_browser_players_start_at_their_moments_in_an_index_of_windows(indexed, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from processing_clip2video import CLIP2VideoVideoProcessor
+
+    if not hasattr(CLIP2VideoVideoProcessor, "load_windows"):
+        pytest.skip("timed windows need the video processor's load_windows")
+    windowed = tmp_path / "windows"  # 2.4 s videos: windows [0, 0.8) and [1.2, 2.4), apart, so two moments each
+    assert search_videos.main(["index", str(indexed["videos"]), "--model", str(indexed["model"]), "--index",
+                               str(windowed), "--window_seconds", "0.8", "--window_stride", "1.2", *FAST]) == 0
+    caption = EVENTS[0].caption
+    expected = cli_query({"index": windowed}, caption, "-k", "12")["hits"]
+    assert len(expected) == 12 and sum(hit["start"] > 0 for hit in expected) == 6
+    with serving(app.build_app(windowed, page_size=12)) as url:
+        browser.get(url)
+        wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#c2v-query textarea"))
+        assert "12 windows of" in browser.find_element(By.CSS_SELECTOR, "#c2v-index").text
+        search_for(browser, caption)
+        wait(browser, lambda: all(hit["ready"] >= 1 for hit in page_hits(browser)))
+        shown = page_hits(browser)
+        assert len(shown) == 12
+        for hit, want in zip(shown, expected):
+            assert hit["path"] == Path(want["path"]).relative_to(indexed["videos"]).as_posix()
+            assert hit["src"] == f'video/{urllib.parse.quote(hit["path"])}#t={want["start"]:.3f},{want["end"]:.3f}'
+            assert hit["time"] == pytest.approx(want["start"], abs=0.05)  # the player stands at the moment's start
+        times = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.c2v-time')).map(line => line.innerText)")
+        assert times == [f'{want["start"]:.2f}–{want["end"]:.2f} s' for want in expected]
+        browser.get("about:blank")
+
+
 def test_browser_search_by_uploaded_example_and_a_bad_upload(indexed, server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
