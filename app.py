@@ -1,16 +1,17 @@
 # Copyright 2026 The clip2video authors. Licensed under the MIT licence.
 """A search web app over a video index (`search_videos.py index`): a Gradio page and an HTTP API, one model load.
 
-    python app.py INDEX [--model MODEL] [--host 127.0.0.1] [--port 7860] [--page_size 12] [--max_results 96]
+    python app.py INDEX [--model MODEL] [--host 127.0.0.1] [--port 7860] [--page_size 12] [--max_results 48]
 
 The page has a text box and an example-video upload; the hits come as a grid of inline players (each starts at its
 moment, `#t=start,end`, when the index stores timed windows), with rank, score and file name, `--page_size` per page.
 The same search answers over HTTP with the JSON of `search_videos.py query --json`:
 
-    curl 'http://127.0.0.1:7860/api/search?q=a+red+square+moves&k=5'
+    curl 'http://127.0.0.1:7860/api/search?q=a+red+square+moves&k=5'          # [&per_video=N][&no_merge=1]
     curl -F video=@clip.mp4 'http://127.0.0.1:7860/api/search?k=5'
 
-The model and the index are opened once and kept (a rebuilt index is followed by the index itself). Errors (an empty
+The model and the index (any location `search_videos.py` takes: a folder, a Milvus Lite file or server) are opened once
+and kept; a folder index rebuilt meanwhile is followed by the index itself. Errors (an empty
 query, a file that is not a video, a missing index, a model that is not the index's) are a line in the page or a JSON
 `{"error": ..., "type": ...}` with status 400 (the request) or 503 (the index or model), never a traceback.
 
@@ -50,6 +51,9 @@ MODEL_ENV = "CLIP2VIDEO_MODEL"
 #: missing files.
 USER_ERRORS = (VideoIndexError, ValueError, OSError)
 MAX_UPLOAD = "500mb"
+#: Hits one search fetches for the page to page through (and the API's largest `k`): each hit's record is read, so the
+#: page's search costs a little more than a page's worth (`benchmarks/bench_app.py` measures both).
+MAX_RESULTS = 48
 
 
 class QueryError(ValueError):
@@ -91,13 +95,13 @@ class SearchService:
     built later).
 
     Args:
-        index: the index location (an index folder).
+        index: the index location (a folder, a Milvus Lite file or server: anything `open_index` takes).
         model: a model folder or Hub id, an already loaded model, or None for the model recorded in the index.
         max_results: hits fetched per query (the page pages through them; the API's `k` may not exceed it).
         trust_remote_code: run the model folder's own code (as `search_videos.py --trust_remote_code`).
     """
 
-    def __init__(self, index: str | os.PathLike, model: str | LoadedModel | None = None, max_results: int = 96,
+    def __init__(self, index: str | os.PathLike, model: str | LoadedModel | None = None, max_results: int = MAX_RESULTS,
                  trust_remote_code: bool = False):
         self.location = os.fspath(index)
         self.max_results = max_results
@@ -217,7 +221,7 @@ def render_hits(hits: list[dict], root: Path | None, page: int, page_size: int, 
         return '<p class="c2v-empty">no videos in the index</p>'
     cells = []
     for hit in hits[page * page_size: (page + 1) * page_size]:
-        relative = Path(hit["path"]).relative_to(root).as_posix() if root else Path(hit["path"]).name
+        relative = Path(os.path.relpath(hit["path"], root)).as_posix() if root else Path(hit["path"]).name
         start, end = (hit.get("start"), hit.get("end")) if windows else (None, None)
         moment = "" if end is None else f'<span class="c2v-time">{start:.2f}–{end:.2f} s</span>'
         name = html.escape(printable(relative))
@@ -295,7 +299,7 @@ def build_page(service: SearchService, page_size: int = 12):
 
 
 def build_app(index: str | os.PathLike | SearchService, model: str | LoadedModel | None = None, page_size: int = 12,
-              max_results: int = 96, trust_remote_code: bool = False):
+              max_results: int = MAX_RESULTS, trust_remote_code: bool = False):
     """The FastAPI app serving `/api/search`, `/video/<path>` and the Gradio page at `/` (run it with uvicorn, or
     `main`).
 
@@ -386,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                         help="Port (default: $GRADIO_SERVER_PORT or 7860).")
     parser.add_argument("--page_size", type=positive, default=12, help="Players per page.")
-    parser.add_argument("--max_results", type=positive, default=96,
+    parser.add_argument("--max_results", type=positive, default=MAX_RESULTS,
                         help="Hits fetched per query (the pages) and the API's largest k.")
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="Run the model folder's own code (off: an index handed over by someone else runs nothing "

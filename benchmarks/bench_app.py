@@ -7,7 +7,8 @@ video (the search checks that a hit's file still exists), serves it with `app.bu
 text encoder is replaced by precomputed random query vectors (a `LoadedModel` whose `encode_text` returns the next one),
 so the figures are what the app adds to the encoder: the exact search, the records of the hits, the JSON, HTTP.
 
-Figures (after `--warmup` queries, so the shards are in the page cache): median and 95th percentile of
+Figures per `--k` (10, the API's default, and 48, the hits the page fetches to page through; after `--warmup`
+queries, so the shards are in the page cache): median and 95th percentile of
 
 * `server_ms`: the time the app reports in its answer (`ms`: from the request's arrival in `SearchService.query` to its
   JSON ready, the search's lock, the index search and the records included);
@@ -81,8 +82,9 @@ def main(argv=None) -> int:
     positive = int_at_least(1)
     parser.add_argument("--num_videos", type=positive, default=1_000_000, help="Rows of the synthetic index.")
     parser.add_argument("--dim", type=positive, default=1024, help="Vector width (2 * projection_dim with TAB).")
-    parser.add_argument("--k", type=positive, default=12, help="Hits per query (one page of the app).")
-    parser.add_argument("--queries", type=positive, default=50, help="Timed queries.")
+    parser.add_argument("--k", type=positive, nargs="+", default=[10, 48],
+                        help="Hits per query, each measured in turn (10: the API's default; 48: what the page fetches).")
+    parser.add_argument("--queries", type=positive, default=50, help="Timed queries per k.")
     parser.add_argument("--warmup", type=positive, default=5, help="Untimed queries first.")
     parser.add_argument("--shard_rows", type=positive, default=65536, help="Rows per shard of the synthetic index.")
     parser.add_argument("--workdir", default=None, help="Where to write the index (default: a temporary folder).")
@@ -101,34 +103,38 @@ def main(argv=None) -> int:
         logger.info("index of %d x %d (and its empty files) written in %.1f s", args.num_videos, args.dim,
                     time.perf_counter() - start)
         generator = torch.Generator().manual_seed(1)
-        vectors = torch.nn.functional.normalize(torch.randn(args.warmup + args.queries, args.dim,
+        vectors = torch.nn.functional.normalize(torch.randn(args.warmup + args.queries * len(args.k), args.dim,
                                                             generator=generator), dim=1)
         service = app.SearchService(folder, PrecomputedQueries(vectors, fingerprint="synthetic"),
-                                    max_results=max(args.k, 96))
+                                    max_results=max(args.k))
         server, thread, port = serve_in_thread(app.build_app(service))
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-        figures = {"num_videos": args.num_videos, "dim": args.dim, "k": args.k, "queries": args.queries,
+        figures = {"num_videos": args.num_videos, "dim": args.dim, "queries": args.queries,
                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg()}
-        server_ms, http_ms = [], []
-        for number in range(args.warmup + args.queries):
+
+        def ask(k: int) -> tuple[float, float]:
+            """One query: the server's time and the round trip, in ms."""
             began = time.perf_counter()
-            connection.request("GET", "/api/search?" + urllib.parse.urlencode({"q": f"query {number}", "k": args.k}))
+            connection.request("GET", "/api/search?" + urllib.parse.urlencode({"q": "a query", "k": k}))
             response = connection.getresponse()
             answer = json.loads(response.read())
             elapsed = (time.perf_counter() - began) * 1000
-            if response.status != 200 or len(answer["hits"]) != args.k:
-                raise RuntimeError(f"query {number}: status {response.status}: {answer}")
-            if number == 0:
-                figures["first_query_ms"] = elapsed
-            if number >= args.warmup:
-                server_ms.append(answer["ms"])
-                http_ms.append(elapsed)
+            if response.status != 200 or len(answer["hits"]) != k:
+                raise RuntimeError(f"k={k}: status {response.status}: {answer}")
+            return answer["ms"], elapsed
+
+        figures["first_query_ms"] = ask(args.k[0])[1]
+        for _ in range(args.warmup - 1):
+            ask(args.k[0])
+        for k in args.k:
+            times = [ask(k) for _ in range(args.queries)]
+            figures[f"k={k}"] = {name: {"median": statistics.median(values), "p95": percentile(values, 0.95),
+                                        "max": max(values)}
+                                 for name, values in zip(("server_ms", "http_ms"), zip(*times))}
+            logger.info("k=%d: %s", k, figures[f"k={k}"])
         connection.close()
         server.should_exit = True
         thread.join(30)
-        for name, values in (("server_ms", server_ms), ("http_ms", http_ms)):
-            figures[name] = {"median": statistics.median(values), "p95": percentile(values, 0.95),
-                             "max": max(values)}
         figures["loadavg_after"] = os.getloadavg()
         figures["peak_memory_mib"] = memory_mib()["VmHWM"]
     print(json.dumps(figures, indent=1))

@@ -203,9 +203,9 @@ def test_api_returns_the_hits_of_query_json(indexed, server):
 
 @pytest.mark.parametrize("query, reason", [
     ({"q": ""}, "type a text query"), ({}, "type a text query"), ({"q": "   "}, "type a text query"),
-    ({"q": "a dog", "k": 0}, "k must be an integer from 1 to 96"),
-    ({"q": "a dog", "k": "ten"}, "k must be an integer from 1 to 96"),
-    ({"q": "a dog", "k": 97}, "k must be an integer from 1 to 96")])
+    ({"q": "a dog", "k": 0}, "k must be an integer from 1 to 48"),
+    ({"q": "a dog", "k": "ten"}, "k must be an integer from 1 to 48"),
+    ({"q": "a dog", "k": 49}, "k must be an integer from 1 to 48")])
 def test_api_refuses_bad_requests_with_a_reason(server, query, reason):
     status, got = get_json(f"{server}api/search?{urllib.parse.urlencode(query)}")
     assert status == 400 and got["type"] == "QueryError" and reason in got["error"]
