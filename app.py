@@ -101,8 +101,8 @@ class SearchService:
         trust_remote_code: run the model folder's own code (as `search_videos.py --trust_remote_code`).
     """
 
-    def __init__(self, index: str | os.PathLike, model: str | LoadedModel | None = None, max_results: int = MAX_RESULTS,
-                 trust_remote_code: bool = False):
+    def __init__(self, index: str | os.PathLike, model: str | LoadedModel | None = None,
+                 max_results: int = MAX_RESULTS, trust_remote_code: bool = False):
         self.location = os.fspath(index)
         self.max_results = max_results
         self.trust_remote_code = trust_remote_code

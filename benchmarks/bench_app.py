@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num_videos", type=positive, default=1_000_000, help="Rows of the synthetic index.")
     parser.add_argument("--dim", type=positive, default=1024, help="Vector width (2 * projection_dim with TAB).")
     parser.add_argument("--k", type=positive, nargs="+", default=[10, 48],
-                        help="Hits per query, each measured in turn (10: the API's default; 48: what the page fetches).")
+                        help="Hits per query, each measured in turn (10: the API's default; 48: the page's search).")
     parser.add_argument("--queries", type=positive, default=50, help="Timed queries per k.")
     parser.add_argument("--warmup", type=positive, default=5, help="Untimed queries first.")
     parser.add_argument("--shard_rows", type=positive, default=65536, help="Rows per shard of the synthetic index.")
