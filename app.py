@@ -51,9 +51,10 @@ MODEL_ENV = "CLIP2VIDEO_MODEL"
 #: missing files.
 USER_ERRORS = (VideoIndexError, ValueError, OSError)
 MAX_UPLOAD = "500mb"
-#: Hits one search fetches for the page to page through (and the API's largest `k`): each hit's record is read, so the
-#: page's search costs a little more than a page's worth (`benchmarks/bench_app.py` measures both).
-MAX_RESULTS = 48
+#: Hits the page pages through (and the API's largest `k`). The page searches for one page of hits first and again,
+#: for more, when a later page needs them: each hit's record is read, so a search for 48 hits costs more than one for
+#: 12 (`benchmarks/bench_app.py` measures both).
+MAX_RESULTS = 96
 
 
 class QueryError(ValueError):
@@ -126,6 +127,11 @@ class SearchService:
     @property
     def video_root(self) -> Path | None:
         return Path(self._store.meta["video_dir"]) if self._store is not None else None
+
+    @property
+    def rows(self) -> int:
+        """Rows of the index (videos, or windows), 0 before it is open."""
+        return len(self._store) if self._store is not None else 0
 
     @property
     def windows(self) -> bool:
@@ -242,30 +248,49 @@ def build_page(service: SearchService, page_size: int = 12):
     """The Gradio page: query inputs, a status line, the grid of players and the pager."""
     import gradio as gr
 
-    def pager(result: dict | None, page: int) -> tuple[str, str, int]:
-        hits = result["hits"] if result else []
-        pages = max(1, -(-len(hits) // page_size))
-        page = min(max(page, 0), pages - 1)
-        grid = render_hits(hits, service.video_root, page, page_size, service.windows) if result else ""
-        return grid, f"page {page + 1} of {pages}", page
+    def fetch(state: dict, page: int) -> tuple[dict, int]:
+        """The state with the hits page `page` shows (searched for one page first, and again, for more hits, when a
+        later page needs them), and the page clamped to the hits there are."""
+        fetched = state["result"]["hits"] if state["result"] else None
+        need = min((max(page, 0) + 1) * page_size, service.max_results)
+        if fetched is None or (len(fetched) < need and len(fetched) == state["k"]):
+            state = {**state, "result": service.query(text=state["text"], video=state["video"], k=need), "k": need}
+        pages = max(1, -(-len(state["result"]["hits"]) // page_size))
+        return state, min(max(page, 0), pages - 1)
 
-    def search(text: str | None, video: str | None):
+    def pages_label(state: dict, page: int) -> str:
+        found, asked = len(state["result"]["hits"]), state["k"]
+        if found < asked or asked >= service.max_results:  # every hit there is has been fetched
+            total = found
+        elif not service.windows:  # one hit per video
+            total = min(service.rows, service.max_results)
+        else:
+            return f"page {page + 1}"
+        return f"page {page + 1} of {max(1, -(-total // page_size))}"
+
+    def show(state: dict, page: int):
+        """Status line, grid, page label, state and page of page `page` of the state's query; errors as one line."""
         try:
-            result = service.query(text=text, video=video)
+            state, page = fetch(state, page)
         except USER_ERRORS as error:
             return error_line(error), "", "", None, 0
         except Exception as error:  # noqa: BLE001 - the page shows one line, the log keeps the traceback
             logger.exception("query failed")
             return error_line(RuntimeError(f"internal error ({type(error).__name__}; see the server log)")), "", \
                 "", None, 0
-        hits = result["hits"]
-        status = (f'<p class="c2v-status">{len(hits)} hits for <b>{html.escape(printable(result["query"]))}</b> '
-                  f'in {result["ms"]:.0f} ms</p>')
-        return (status, *pager(result, 0)[:2], result, 0)
+        result = state["result"]
+        status = (f'<p class="c2v-status">Results for <b>{html.escape(printable(result["query"]))}</b> in '
+                  f'{result["ms"]:.0f} ms</p>')
+        grid = render_hits(result["hits"], service.video_root, page, page_size, service.windows)
+        return status, grid, pages_label(state, page), state, page
 
-    def turn(result: dict | None, page: int, step: int):
-        grid, label, page = pager(result, page + step)
-        return grid, label, page
+    def search(text: str | None, video: str | None):
+        return show({"text": text, "video": video, "result": None, "k": 0}, 0)
+
+    def turn(state: dict | None, page: int, step: int):
+        if state is None:  # no query yet, or the last one failed
+            return gr.skip(), gr.skip(), gr.skip(), None, 0
+        return show(state, page + step)
 
     with gr.Blocks(title="clip2video search", analytics_enabled=False) as page:
         gr.Markdown("## Search videos by text or by example")
@@ -282,14 +307,12 @@ def build_page(service: SearchService, page_size: int = 12):
             previous = gr.Button("◀ previous", size="sm", elem_id="c2v-previous")
             label = gr.Markdown("", elem_id="c2v-page")
             following = gr.Button("next ▶", size="sm", elem_id="c2v-next")
-        result, current = gr.State(None), gr.State(0)
-        outputs = [status, grid, label, result, current]
+        state, current = gr.State(None), gr.State(0)
+        outputs = [status, grid, label, state, current]
         for event in (button.click, text.submit):
             event(search, [text, video], outputs, api_visibility="private")
-        previous.click(lambda r, p: turn(r, p, -1), [result, current], [grid, label, current],
-                       api_visibility="private")
-        following.click(lambda r, p: turn(r, p, 1), [result, current], [grid, label, current],
-                        api_visibility="private")
+        previous.click(lambda r, p: turn(r, p, -1), [state, current], outputs, api_visibility="private")
+        following.click(lambda r, p: turn(r, p, 1), [state, current], outputs, api_visibility="private")
     return page
 
 
