@@ -1,6 +1,8 @@
 # Copyright 2026 The clip2video authors. Licensed under the MIT licence.
 """CLIP2Video model configuration."""
 
+import copy
+import math
 from typing import Any
 
 from transformers import CLIPTextConfig, CLIPVisionConfig, PretrainedConfig
@@ -12,6 +14,23 @@ logger = logging.get_logger(__name__)
 TEMPORAL_HEADS = ("mean", "transformer")
 TDB_PROJECTIONS = ("attention", "mlp", "none")
 TAB_INPUTS = ("tdb", "plain", "none")
+# Upper bounds far above any CLIP (ViT-bigG: 48 layers, width 1664): a typo such as `num_temporal_layers: 1000000000`
+# is refused at construction instead of building a model for hours.
+MAX_LAYERS = 256
+MAX_WIDTH = 16384
+MAX_CENTERS = 1024
+MAX_VOCAB_SIZE = 1_000_000
+MAX_POSITIONS = 65536
+MAX_IMAGE_SIZE = 8192
+MAX_PARAMETERS = 20_000_000_000
+#: The custom pipelines of every CLIP2Video model (`pipeline_clip2video.py`, written next to the model by
+#: `CLIP2VideoModel.save_pretrained`), in the form `Pipeline.save_pretrained` writes into `config.custom_pipelines`.
+CUSTOM_PIPELINES = {
+    "zero-shot-video-classification": {"impl": "pipeline_clip2video.ZeroShotVideoClassificationPipeline",
+                                       "pt": ["AutoModel"], "type": "multimodal"},
+    "feature-extraction": {"impl": "pipeline_clip2video.CLIP2VideoFeatureExtractionPipeline", "pt": ["AutoModel"],
+                           "type": "multimodal"},
+}
 
 
 class CLIP2VideoConfig(PretrainedConfig):
@@ -125,7 +144,14 @@ class CLIP2VideoConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
+        # `pipeline(task, model=folder, trust_remote_code=True)` finds the project's pipelines here
+        self.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        self._check_towers()
         self._check_temporal_options()
+        parameters = self.estimated_num_parameters()
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(f"these sizes give about {parameters / 1e9:.0f} B parameters (more than "
+                             f"{MAX_PARAMETERS / 1e9:.0f} B): check the widths and layer counts of config.json")
 
     @property
     def retrieval_embed_dim(self) -> int:
@@ -133,12 +159,43 @@ class CLIP2VideoConfig(PretrainedConfig):
         (global part and TAB part concatenated), `projection_dim` without."""
         return self.projection_dim * (2 if self.use_tab else 1)
 
+    def _check_towers(self) -> None:
+        """Raise `ValueError` naming the field for a tower size that cannot build a model (transformers checks types
+        and head divisibility, not signs or sizes: a vision `hidden_size` of -32 would fail deep inside torch)."""
+        for prefix, tower in (("text_config", self.text_config), ("vision_config", self.vision_config)):
+            for name, maximum in (("hidden_size", MAX_WIDTH), ("intermediate_size", 4 * MAX_WIDTH),
+                                  ("num_hidden_layers", MAX_LAYERS), ("num_attention_heads", MAX_WIDTH)):
+                _require_int(f"{prefix}.{name}", getattr(tower, name), minimum=1, maximum=maximum)
+            _require_positive_number(f"{prefix}.layer_norm_eps", tower.layer_norm_eps)
+        _require_int("text_config.vocab_size", self.text_config.vocab_size, minimum=1, maximum=MAX_VOCAB_SIZE)
+        _require_int("text_config.max_position_embeddings", self.text_config.max_position_embeddings, minimum=1,
+                     maximum=MAX_POSITIONS)
+        vision = self.vision_config
+        _require_int("vision_config.image_size", vision.image_size, minimum=1, maximum=MAX_IMAGE_SIZE)
+        _require_int("vision_config.patch_size", vision.patch_size, minimum=1, maximum=vision.image_size)
+        _require_int("vision_config.num_channels", vision.num_channels, minimum=1, maximum=4)
+
+    def estimated_num_parameters(self) -> int:
+        """Rough parameter count from the sizes (transformer layers and embedding tables), without building the model."""
+        text, vision = self.text_config, self.vision_config
+
+        def layers(count: int, width: int, inner: int) -> int:
+            return count * (4 * width * width + 2 * width * inner)
+
+        temporal = self.num_temporal_layers + 2  # the global stack, the TDB and TAB one-layer transformers
+        patches = (vision.image_size // vision.patch_size) ** 2
+        return (layers(text.num_hidden_layers, text.hidden_size, text.intermediate_size)
+                + layers(vision.num_hidden_layers, vision.hidden_size, vision.intermediate_size)
+                + layers(temporal, text.hidden_size, text.intermediate_size)
+                + (text.vocab_size + text.max_position_embeddings) * text.hidden_size
+                + (patches + 1 + vision.patch_size**2 * vision.num_channels) * vision.hidden_size)
+
     def _check_temporal_options(self) -> None:
         """Raise `ValueError` naming the field for any invalid or inconsistent temporal option."""
-        _require_int("projection_dim", self.projection_dim, minimum=1)
+        _require_int("projection_dim", self.projection_dim, minimum=1, maximum=MAX_WIDTH)
         _require_int("num_frames", self.num_frames, minimum=1)
-        _require_int("num_temporal_layers", self.num_temporal_layers, minimum=1)
-        _require_int("num_centers", self.num_centers, minimum=1)
+        _require_int("num_temporal_layers", self.num_temporal_layers, minimum=1, maximum=MAX_LAYERS)
+        _require_int("num_centers", self.num_centers, minimum=1, maximum=MAX_CENTERS)
         for name in ("use_tdb", "use_tab", "original_padding"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
@@ -149,11 +206,10 @@ class CLIP2VideoConfig(PretrainedConfig):
             raise ValueError(f"`center_weight` must be a number in [0, 1], got {self.center_weight!r}")
         if not 0.0 <= float(self.center_weight) <= 1.0:
             raise ValueError(f"`center_weight` must be in [0, 1], got {self.center_weight}")
-        for name in ("temporal_layer_norm_eps", "logit_scale_init_value"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, float)):
-                raise ValueError(f"`{name}` must be a number, got {getattr(self, name)!r}")
-        if self.temporal_layer_norm_eps <= 0:
-            raise ValueError(f"`temporal_layer_norm_eps` must be positive, got {self.temporal_layer_norm_eps}")
+        _require_positive_number("temporal_layer_norm_eps", self.temporal_layer_norm_eps)
+        _require_number("logit_scale_init_value", self.logit_scale_init_value)
+        for name in ("initializer_factor", "initializer_range"):
+            _require_number(name, getattr(self, name), minimum=0.0)
 
         if self.projection_dim != self.text_config.hidden_size:
             raise ValueError(
@@ -176,9 +232,24 @@ class CLIP2VideoConfig(PretrainedConfig):
             )
 
 
-def _require_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+def _require_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"`{name}` must be an integer {bounds}, got {value!r}")
+
+
+def _require_number(name: str, value: Any, minimum: float | None = None) -> None:
+    """A finite int or float (not a bool), at least `minimum` when given."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+            minimum is not None and value < minimum):
+        bounds = "a finite number" if minimum is None else f"a finite number >= {minimum}"
+        raise ValueError(f"`{name}` must be {bounds}, got {value!r}")
+
+
+def _require_positive_number(name: str, value: Any) -> None:
+    _require_number(name, value, minimum=0.0)
+    if value <= 0:
+        raise ValueError(f"`{name}` must be positive, got {value!r}")
 
 
 def _require_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -188,4 +259,4 @@ def _require_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 CLIP2VideoConfig.register_for_auto_class()
 
-__all__ = ["CLIP2VideoConfig"]
+__all__ = ["CUSTOM_PIPELINES", "CLIP2VideoConfig"]

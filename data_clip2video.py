@@ -35,9 +35,11 @@ import numpy as np
 import torch
 
 try:
-    from .processing_clip2video import VideoDecodeError
+    from .processing_clip2video import CLIP2VideoVideoProcessor, VideoDecodeError, VideoProcessorOptionError
+    from .retrieval_metrics import check_finite
 except ImportError:
-    from processing_clip2video import VideoDecodeError
+    from processing_clip2video import CLIP2VideoVideoProcessor, VideoDecodeError, VideoProcessorOptionError
+    from retrieval_metrics import check_finite
 
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,34 @@ def default_feature_framerate(benchmark: Optional[str]) -> int:
     """The original's `feature_framerate` for a benchmark name (`msrvtt-9k` -> 2); 1 for MSVD, VATEX, the synthetic
     benchmark and own data (`benchmark=None`): one frame per second of the original's 5 fps images."""
     return FEATURE_FRAMERATE.get((benchmark or "").split("-")[0], 1)
+
+
+@dataclass
+class VideoArguments:
+    """The video processor options the scripts take (`run_retrieval.py`, `prepare_shards.py`, parsed with
+    `HfArgumentParser`): unset ones keep the model's video processor's values, and the processor checks them. A
+    new frame option is one more field here (and the processor's attribute)."""
+
+    frame_sampling: Optional[str] = field(default=None, metadata={"help": (
+        "'original' (5 fps images, every feature_framerate-th, uniform pick), 'uniform' or 'random_segment' "
+        "(default: the model's video processor's, 'original').")})
+    feature_framerate: Optional[int] = field(default=None, metadata={"help": (
+        "The original's feature_framerate; default per benchmark (MSR-VTT 2, MSVD/VATEX/synthetic/own data 1).")})
+    video_backend: Optional[str] = field(default=None, metadata={"help": (
+        "'decord' (falls back to PyAV) or 'pyav' (default: the model's video processor's, 'decord').")})
+
+    def __post_init__(self):
+        try:  # the processor's own check, at parse time
+            CLIP2VideoVideoProcessor(**self.video_processor_kwargs(None))
+        except VideoProcessorOptionError as error:
+            raise ValueError(f"--{error}") from None
+
+    def video_processor_kwargs(self, benchmark: Optional[str]) -> dict[str, Any]:
+        """The options given, for `CLIP2VideoVideoProcessor.for_model`, with the data's `feature_framerate` default
+        (`default_feature_framerate` of the benchmark name, None for own data)."""
+        given = {option.name: getattr(self, option.name) for option in dataclasses.fields(VideoArguments)}
+        given = {name: value for name, value in given.items() if value is not None}
+        return {"feature_framerate": default_feature_framerate(benchmark), **given}
 
 
 class DataSourceError(ValueError):
@@ -91,15 +121,15 @@ def is_prepared_source(path: str) -> bool:
     if not os.path.isdir(path):
         return False
     try:
-        from frame_shards import is_prepared_dir
+        from frame_shards import is_prepared_dir, is_unfinished_prepared_dir
     except ImportError:
         return False
-    return is_prepared_dir(path)
+    return is_prepared_dir(path) or is_unfinished_prepared_dir(path)  # unfinished: load_prepared says so
 
 
-def check_prepared_sources(sources: Iterable[Optional[str]], options: dict[str, Any]) -> None:
-    """Refuses a prepared-shards folder among `sources` whose frames are not the ones a model with the video
-    processor's per-call `options` (`num_frames`, `crop_size`, `frame_sampling`, `feature_framerate`) would get.
+def check_prepared_sources(sources: Iterable[Optional[str]], video_processor) -> None:
+    """Refuses a prepared-shards folder among `sources` whose frames are not the ones the run's video processor
+    (its `frame_options()`: frame count, frame size, frame choice) would give.
 
     Raises:
         `frame_shards.PreparedShardsError` naming the folder and each differing option.
@@ -108,8 +138,7 @@ def check_prepared_sources(sources: Iterable[Optional[str]], options: dict[str, 
         if source and is_prepared_source(source):
             from frame_shards import check_frame_options
 
-            check_frame_options(source, options["num_frames"], options["crop_size"]["height"],
-                                options["frame_sampling"], options["feature_framerate"])
+            check_frame_options(source, video_processor)
 
 
 #: `datasets` builder of a data file, by its extension (`--train_file` etc. without `--dataset_name`).
@@ -429,18 +458,20 @@ def as_prepared_frames(value: Any) -> Optional[list[np.ndarray]]:
     return None
 
 
-def decode_video(value: Any, video_processor, options: dict[str, Any], base_dir: Optional[str] = None,
-                 rng: Optional[np.random.Generator] = None) -> list[np.ndarray]:
-    """The frames the processor chooses from one video, before the CLIP transform.
+def decode_video(value: Any, video_processor, base_dir: Optional[str] = None,
+                 rng: Optional[np.random.Generator] = None, span: Optional[tuple[float, float]] = None
+                 ) -> list[np.ndarray]:
+    """The frames the processor chooses from one video (or from its span), before the CLIP transform.
 
     Args:
         value: a path (file or frame folder; relative to `base_dir`), bytes, a `datasets.Video` value, or
             already-chosen frames (`(T, H, W, 3)` uint8, returned as they are: no decoder, no re-sampling).
-        video_processor: a `CLIP2VideoVideoProcessor`; its `load_frames` decodes and picks the frames.
-        options: per-call options of the processor (`num_frames`, `frame_sampling`, `feature_framerate`, ...);
-            empty: the processor's own settings.
+        video_processor: the run's `CLIP2VideoVideoProcessor` (its frame options); its `load_frames` decodes and
+            picks the frames.
         base_dir: folder that relative paths are resolved against.
         rng: generator of random frame choices (`random_segment`, jitter).
+        span: the clip `[start, end)` in seconds to choose the frames in (None: the whole video); already-chosen
+            frames are the clip's already.
 
     Returns:
         `n` frames (`1 <= n <= num_frames`), each an `(H, W, 3)` uint8 array.
@@ -458,7 +489,7 @@ def decode_video(value: Any, video_processor, options: dict[str, Any], base_dir:
         raise VideoDecodeError("<none>: the row has no video")
     if isinstance(reference, str) and "://" not in reference and not os.path.exists(reference):
         raise VideoDecodeError(f"{reference}: no such file or folder")
-    return [np.asarray(frame) for frame in video_processor.load_frames(reference, rng=rng, **options)]
+    return [np.asarray(frame) for frame in video_processor.load_frames(reference, rng=rng, span=span)]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -637,16 +668,18 @@ def build_caption_table(dataset, columns: Columns, base_dir: Optional[str], sour
 class VideoFrameStore:
     """Decoded frames of every video of a split, by video index: `load(v)` -> list of uint8 `(H, W, 3)` frames.
 
-    `videos[v]` is anything `decode_video` reads. Decoding and frame selection are the processor's
-    (`load_frames`); the CLIP transform happens per batch (`VideoBatcher`), on all frames of the batch at once.
-    With `cache=True` each video is decoded once per run. A video that cannot be decoded raises
-    `VideoDecodeError` (the failure is cached too).
+    `videos[v]` is anything `decode_video` reads, `spans[v]` (optional) the clip `(start, end)` seconds of it that
+    is video `v` (None: the whole video). Decoding and frame selection are the video processor's (`load_frames`,
+    its frame options); the CLIP transform happens per batch (`VideoBatcher`), on all frames of the batch at once.
+    With `cache=True` each video is decoded once per run. A video that cannot be decoded raises `VideoDecodeError`
+    (the failure is cached too).
     """
 
-    def __init__(self, videos: Sequence[Any], video_processor, options: dict[str, Any], cache: bool = False,
-                 names: Optional[Sequence[str]] = None):
-        self.videos, self.video_processor, self.options, self.cache = videos, video_processor, options, cache
+    def __init__(self, videos: Sequence[Any], video_processor, cache: bool = False,
+                 names: Optional[Sequence[str]] = None, spans: Optional[Sequence[Any]] = None):
+        self.videos, self.video_processor, self.cache = videos, video_processor, cache
         self.names = names  # video ids, to name in-memory videos (bytes) in errors
+        self.spans = spans
         self._frames: dict[int, Any] = {}
 
     def __len__(self) -> int:
@@ -662,8 +695,9 @@ class VideoFrameStore:
             value = self.videos[video_index]
             if value is None or (isinstance(value, str) and not value):
                 raise VideoDecodeError(f"video {video_index}: no file (missing from video_dir)")
+            span = self.spans[video_index] if self.spans else None
             try:
-                frames = decode_video(value, self.video_processor, self.options)
+                frames = decode_video(value, self.video_processor, span=span)
             except VideoDecodeError as error:
                 if self.names is not None and not isinstance(value, str):
                     raise VideoDecodeError(f"{self.names[video_index]}: {error}") from None
@@ -728,87 +762,22 @@ class VideoDataset(torch.utils.data.Dataset):
 
 
 class VideoBatcher:
-    """Turns lists of decoded frames into `pixel_values` `(batch, num_frames, 3, H, W)` and `video_mask`, with one call
-    of the processor's transform for all frames of the batch. Picklable, so it works in DataLoader workers.
+    """The collators of training and evaluation batches (picklable, for DataLoader workers), on the run's video
+    processor: frames are collated by its `collate`, kept uint8 when already at the model's size (prepared shards,
+    videos decoded at it: a quarter of the bytes to move, no float pass in the workers), and `to_device` moves a
+    batch to the model's device, where the processor's `normalize` finishes such frames to the values of its CPU
+    transform."""
 
-    The collators (`collate_pairs`, `collate_videos`, `StreamCollator`) keep frames that the transform would leave at
-    their size (prepared shards, videos decoded at the model's size) as uint8 `(batch, num_frames, H, W, 3)`: a quarter
-    of the bytes to move and no float pass in the workers. `to_device` moves a batch to the model's device and
-    normalises such frames there, with the processor's float32 operations in its order, so the values are exactly
-    those of the CPU transform.
-    """
-
-    def __init__(self, video_processor, options: dict[str, Any], num_frames: int):
-        self.video_processor, self.options, self.num_frames = video_processor, options, num_frames
-
-    def _resolved(self) -> dict[str, Any]:
-        """The processor's transform options for `self.options` (sizes as `SizeDict`s, mean/std, rescale)."""
-        processor = self.video_processor
-        return processor._standardize_kwargs(**processor._with_defaults(self.options))
-
-    def _at_model_size(self, videos: list[list]) -> bool:
-        """True when every frame is a uint8 `(H, W, 3)` array of one size that the resize and the crop keep."""
-        first = videos[0][0] if videos and len(videos[0]) else None
-        if not isinstance(first, np.ndarray) or first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3:
-            return False
-        if any(not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != first.shape
-               for frames in videos for frame in frames):
-            return False
-        options, (height, width) = self._resolved(), first.shape[:2]
-        if options["do_resize"] and min(height, width) != options["size"].shortest_edge:
-            return False
-        crop = options["crop_size"]
-        return not options["do_center_crop"] or (crop.height, crop.width) == (height, width)
-
-    def collate_frames(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
-        """`pixel_values` and `video_mask` of a batch: uint8 `(batch, num_frames, H, W, 3)` when the frames are already
-        at the model's size (normalised later by `to_device`), else the float32 `(batch, num_frames, 3, H, W)` of
-        `__call__`. Padding frames are zero, `video_mask` `(batch, num_frames)` is 1 for real frames."""
-        if not self._at_model_size(videos):
-            return self(videos)
-        height, width, _ = videos[0][0].shape
-        batch = torch.zeros(len(videos), self.num_frames, height, width, 3, dtype=torch.uint8)
-        mask = torch.zeros(len(videos), self.num_frames, dtype=torch.long)
-        for position, frames in enumerate(videos):
-            batch[position, : len(frames)] = torch.from_numpy(np.stack(frames))
-            mask[position, : len(frames)] = 1
-        return batch, mask
-
-    def normalise(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
-        """uint8 `(batch, num_frames, H, W, 3)` -> float32 `(batch, num_frames, 3, H, W)` where the tensors are: the
-        processor's rescale and normalisation (the same float32 operations in the same order, so the same values
-        as its CPU transform), padding frames (`video_mask` 0) exactly zero as `__call__` gives them."""
-        options = self._resolved()
-        device = pixel_values.device
-        values = pixel_values.permute(0, 1, 4, 2, 3).to(torch.float32)
-        if options["do_rescale"]:
-            values = values / torch.tensor(np.float32(1.0 / options["rescale_factor"]), device=device)
-        if options["do_normalize"]:
-            mean = torch.from_numpy(np.asarray(options["image_mean"], dtype=np.float32)).to(device).view(3, 1, 1)
-            std = torch.from_numpy(np.asarray(options["image_std"], dtype=np.float32)).to(device).view(3, 1, 1)
-            values = (values - mean) / std
-        real = video_mask.to(device=device, dtype=torch.bool)[:, :, None, None, None]
-        return torch.where(real, values, torch.zeros((), dtype=values.dtype, device=device)).contiguous()
+    def __init__(self, video_processor):
+        self.video_processor = video_processor
 
     def to_device(self, batch: dict[str, Any], device) -> dict[str, Any]:
-        """Every tensor of a collated batch moved to `device`; uint8 `pixel_values` (`collate_frames`) normalised
-        there into the model's float32 `(batch, num_frames, 3, H, W)`."""
+        """Every tensor of a collated batch moved to `device`; uint8 `pixel_values` normalised there into the
+        model's float32 `(batch, num_frames, 3, H, W)`."""
         moved = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
         if "pixel_values" in moved and moved["pixel_values"].dtype == torch.uint8:
-            moved["pixel_values"] = self.normalise(moved["pixel_values"], moved["video_mask"])
+            moved["pixel_values"] = self.video_processor.normalize(moved["pixel_values"], moved["video_mask"])
         return moved
-
-    def __call__(self, videos: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
-        counts = [len(frames) for frames in videos]
-        pixels = self.video_processor.transform_frames([frame for frames in videos for frame in frames], **self.options)
-        batch = torch.zeros(len(videos), self.num_frames, *pixels.shape[1:], dtype=pixels.dtype)
-        mask = torch.zeros(len(videos), self.num_frames, dtype=torch.long)
-        start = 0
-        for position, count in enumerate(counts):
-            batch[position, :count] = pixels[start : start + count]
-            mask[position, :count] = 1
-            start += count
-        return batch, mask
 
     def collate_pairs(self, items: list[dict]) -> dict[str, Any]:
         """Training batch; rows whose video failed are dropped and named in `skipped`."""
@@ -817,7 +786,8 @@ class VideoBatcher:
         if good:
             batch["input_ids"] = torch.stack([item["input_ids"] for item in good])
             batch["attention_mask"] = torch.stack([item["attention_mask"] for item in good])
-            batch["pixel_values"], batch["video_mask"] = self.collate_frames([item["frames"] for item in good])
+            batch["pixel_values"], batch["video_mask"] = self.video_processor.collate(
+                [item["frames"] for item in good], keep_uint8=True)
         return batch
 
     def collate_videos(self, items: list[dict]) -> dict[str, Any]:
@@ -829,10 +799,10 @@ class VideoBatcher:
                 blank = item["frames"][:1]
             valid.append("frames" in item)
         if not any(valid):
-            size = self.options.get("crop_size") or {"height": 32, "width": 32}
-            blank = [np.zeros((size["height"], size["width"], 3), dtype=np.uint8)]
+            size = self.video_processor.crop_size
+            blank = [np.zeros((size.height, size.width, 3), dtype=np.uint8)]
         videos = [item.get("frames", [np.zeros_like(blank[0])]) for item in items]
-        pixel_values, video_mask = self.collate_frames(videos)
+        pixel_values, video_mask = self.video_processor.collate(videos, keep_uint8=True)
         return {"video": torch.tensor([item["video"] for item in items]), "valid": torch.tensor(valid),
                 "pixel_values": pixel_values, "video_mask": video_mask,
                 "skipped": [item["error"] for item in items if "error" in item]}
@@ -880,7 +850,7 @@ class StreamCollator:
                 skipped.append(f"{video_id}: empty caption")
                 continue
             try:
-                frames.append(decode_video(reference, self.batcher.video_processor, self.batcher.options))
+                frames.append(decode_video(reference, self.batcher.video_processor))
             except VideoDecodeError as error:
                 skipped.append(str(error) if isinstance(reference, str) else f"{video_id}: {error}")
                 continue
@@ -891,7 +861,7 @@ class StreamCollator:
         if frames:
             tokens = self.tokenizer_fn(captions)
             batch["input_ids"], batch["attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
-            batch["pixel_values"], batch["video_mask"] = self.batcher.collate_frames(frames)
+            batch["pixel_values"], batch["video_mask"] = self.batcher.video_processor.collate(frames, keep_uint8=True)
         return batch
 
 
@@ -902,13 +872,18 @@ class StreamCollator:
 
 def encode_videos(model, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
     """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of `pixel_values` `(batch, frames, 3, H, W)` (the
-    `pooler_output` of `get_video_features`)."""
-    return model.get_video_features(pixel_values, video_mask).pooler_output.float()
+    `pooler_output` of `get_video_features`); `NonFiniteScoresError` if any is NaN or infinite."""
+    features = model.get_video_features(pixel_values, video_mask).pooler_output.float()
+    check_finite(features, "video features")
+    return features
 
 
 def encode_texts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of tokenised captions (`get_text_features`)."""
-    return model.get_text_features(input_ids, attention_mask).pooler_output.float()
+    """Retrieval vectors `(batch, retrieval_embed_dim)` float32 of tokenised captions (`get_text_features`);
+    `NonFiniteScoresError` if any is NaN or infinite."""
+    features = model.get_text_features(input_ids, attention_mask).pooler_output.float()
+    check_finite(features, "text features")
+    return features
 
 
 __all__ = [
@@ -926,6 +901,7 @@ __all__ = [
     "StreamCollator",
     "VideoBatcher",
     "VideoDataset",
+    "VideoArguments",
     "VideoFrameStore",
     "SourceArguments",
     "build_caption_table",
@@ -933,6 +909,7 @@ __all__ = [
     "captions_of",
     "check_prepared_sources",
     "decode_video",
+    "default_feature_framerate",
     "encode_texts",
     "encode_videos",
     "gather_undecodable",

@@ -487,9 +487,11 @@ def commit(index_dir: Path, manifest: Manifest, drop: set[str], shard_rows: int)
             moved_vectors.append(np.asarray(index.vectors(shard)[alive]))
             records = index.records(shard)
             moved_records.extend(records[row] for row in alive)
-    for _, vectors, records, _ in chunks:
-        moved_vectors.append(vectors)
-        moved_records.extend(records)
+    latest = {record["path"]: number for number, (_, _, records, _) in enumerate(chunks) for record in records}
+    for number, (_, vectors, records, _) in enumerate(chunks):  # a file committed twice: its latest rows count
+        keep = [row for row, record in enumerate(records) if latest[record["path"]] == number]
+        moved_vectors.append(vectors[keep])
+        moved_records.extend(records[row] for row in keep)
 
     new_shards = []
     if moved_records:

@@ -1,11 +1,13 @@
 # Copyright 2026 The clip2video authors. Licensed under the MIT licence.
-"""Contrastive loss of CLIP2Video over the *global* batch of a distributed run.
+"""The contrastive loss of CLIP2Video: the original's symmetric cross-entropy (`clip2video_loss`, which the model's
+`forward` computes on its own batch) and the same loss over the *global* batch of a distributed run
+(`CLIP2VideoContrastiveLoss`).
 
 The model knows nothing of processes: it returns unit text/video embeddings and its logit scale.
-This module gathers the embeddings of every process (the open_clip way: `all_gather` for the other
-processes' slices, the local slice kept as the autograd tensor itself) and applies the model's own
-`clip2video_loss` to the gathered batch, so every process computes the loss of the whole global
-batch — the same value on every process, equal to a 1-process run on that batch.
+`CLIP2VideoContrastiveLoss` gathers the embeddings of every process (the open_clip way: `all_gather` for the other
+processes' slices, the local slice kept as the autograd tensor itself) and applies `clip2video_loss` to the gathered
+batch, so every process computes the loss of the whole global batch — the same value on every process, equal to a
+1-process run on that batch.
 
 Gradients. Each process back-propagates only through its own slice, and DDP then *averages* the
 parameter gradients over the `W` processes; the local slice therefore carries its gradient
@@ -21,10 +23,39 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-try:
-    from .modeling_clip2video import clip2video_loss
-except ImportError:
-    from modeling_clip2video import clip2video_loss
+
+def symmetric_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """InfoNCE in both directions (original: `CrossEn` on `S` and `S.T`, averaged).
+
+    Args:
+        logits: `(batch, batch)` similarities, matching pairs on the diagonal.
+    """
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
+
+
+def clip2video_loss(
+    text_global: torch.Tensor,
+    video_global: torch.Tensor,
+    logit_scale: torch.Tensor,
+    center_weight: float = 1.0,
+    text_alignment: torch.Tensor | None = None,
+    video_alignment: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The original training loss: `cw * L_sym(s * t_g v_g^T) + (1 - cw) * L_sym(s * t_c v_c^T)`, `L_sym` being the
+    mean of the row and column cross-entropies (`CrossEn` of the original's `modules/until_module.py`, combined in
+    `modules/modeling.py`).
+
+    Without TAB embeddings it is `L_sym(s * t_g v_g^T)`. All embeddings are unit vectors of shape `(batch, dim)`, text row
+    `i` pairs with video row `i`; `logit_scale` is the log temperature. Callers that gather features across processes
+    pass the gathered tensors here.
+    """
+    scale = logit_scale.exp()
+    global_loss = symmetric_cross_entropy(scale * text_global @ video_global.t())
+    if text_alignment is None or video_alignment is None:
+        return global_loss
+    alignment_loss = symmetric_cross_entropy(scale * text_alignment @ video_alignment.t())
+    return center_weight * global_loss + (1 - center_weight) * alignment_loss
 
 
 class _ScaleGradient(torch.autograd.Function):
@@ -119,4 +150,10 @@ class CLIP2VideoContrastiveLoss(nn.Module):
         )
 
 
-__all__ = ["CLIP2VideoContrastiveLoss", "gather_uneven", "gather_with_local_gradient"]
+__all__ = [
+    "CLIP2VideoContrastiveLoss",
+    "clip2video_loss",
+    "gather_uneven",
+    "gather_with_local_gradient",
+    "symmetric_cross_entropy",
+]

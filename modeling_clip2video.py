@@ -22,9 +22,13 @@ from transformers.utils import TransformersKwargs, can_return_tuple, is_tracing,
 
 
 try:  # loaded as Hub remote code (a package) ...
-    from .configuration_clip2video import CLIP2VideoConfig
+    from .configuration_clip2video import CUSTOM_PIPELINES, CLIP2VideoConfig
+    from .hub_clip2video import write_push_card
+    from .loss_clip2video import clip2video_loss
 except ImportError:  # ... or as a top-level module of the installed project
-    from configuration_clip2video import CLIP2VideoConfig
+    from configuration_clip2video import CUSTOM_PIPELINES, CLIP2VideoConfig
+    from hub_clip2video import write_push_card
+    from loss_clip2video import clip2video_loss
 
 
 logger = logging.get_logger(__name__)
@@ -41,43 +45,8 @@ QUICK_GELU_SCALE = 1.702
 CENTER_INIT_STD = 64**-0.5
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Loss helpers
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def symmetric_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """InfoNCE in both directions (original: `CrossEn` on `S` and `S.T`, averaged).
-
-    Args:
-        logits: `(batch, batch)` similarities, matching pairs on the diagonal.
-    """
-    targets = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
-
-
-def clip2video_loss(
-    text_global: torch.Tensor,
-    video_global: torch.Tensor,
-    logit_scale: torch.Tensor,
-    center_weight: float = 1.0,
-    text_alignment: torch.Tensor | None = None,
-    video_alignment: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The original training loss: `cw * L_sym(s * t_g v_g^T) + (1 - cw) * L_sym(s * t_c v_c^T)`, `L_sym` being the
-    mean of the row and column cross-entropies (`CrossEn` of the original's `modules/until_module.py`, combined in
-    `modules/modeling.py`).
-
-    Without TAB embeddings it is `L_sym(s * t_g v_g^T)`. All embeddings are unit vectors of shape `(batch, dim)`, text row
-    `i` pairs with video row `i`; `logit_scale` is the log temperature. Callers that gather features across processes
-    pass the gathered tensors here.
-    """
-    scale = logit_scale.exp()
-    global_loss = symmetric_cross_entropy(scale * text_global @ video_global.t())
-    if text_alignment is None or video_alignment is None:
-        return global_loss
-    alignment_loss = symmetric_cross_entropy(scale * text_alignment @ video_alignment.t())
-    return center_weight * global_loss + (1 - center_weight) * alignment_loss
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's tensors do not fit the model its config describes (a tensor of another shape)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -392,6 +361,23 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
     # ---------------------------------------------------------------------------------------------------- construction
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`; a checkpoint tensor whose shape does not fit the config raises
+        `CheckpointMismatchError` naming the tensors and both shapes (transformers raises a bare `RuntimeError` after
+        its load report), unless `ignore_mismatched_sizes=True` asks for those tensors to be initialised anew."""
+        if kwargs.get("ignore_mismatched_sizes"):
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        with_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, ignore_mismatched_sizes=True,
+                                              output_loading_info=True, **kwargs)
+        if info["mismatched_keys"]:
+            shown = ", ".join(f"{key} (checkpoint {tuple(saved)}, config {tuple(expected)})"
+                              for key, saved, expected in sorted(info["mismatched_keys"])[:5])
+            raise CheckpointMismatchError(f"{pretrained_model_name_or_path}: {len(info['mismatched_keys'])} tensors do "
+                                          f"not fit its config.json: {shown}")
+        return (model, info) if with_info else model
+
+    @classmethod
     def from_clip(cls, clip: "str | CLIPModel", **config_kwargs) -> "CLIP2VideoModel":
         """Build a CLIP2Video model on a pretrained CLIP and initialise the temporal blocks as the original does.
 
@@ -425,6 +411,24 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
             )
         model.initialize_temporal_from_clip()
         return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with the custom pipelines that `config.custom_pipelines` names: the remote
+        code written next to the model includes `pipeline_clip2video.py` (imported here so that transformers copies
+        it), so `pipeline("zero-shot-video-classification", model=folder, trust_remote_code=True)` loads the folder."""
+        try:  # as remote code; the line is what makes transformers copy the pipeline file
+            from .pipeline_clip2video import ZeroShotVideoClassificationPipeline  # noqa: F401
+        except ImportError:  # the installed project: `custom_object_save` reads the line above all the same
+            pass
+        # a pipeline built from this model replaced the class names by classes (transformers' `clean_custom_task`)
+        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
+        """The upload of `push_to_hub`, with the project's model card instead of transformers' placeholder (the card
+        of the folder the model came from, with its metrics and data; see `hub_clip2video.write_push_card`)."""
+        write_push_card(working_dir, repo_id, self.name_or_path, self.config, self.num_parameters())
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
     @torch.no_grad()
     def initialize_temporal_from_clip(self) -> None:
@@ -468,33 +472,25 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
 
     # ------------------------------------------------------------------------------------------------------------ text
 
-    def encode_text(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Unit text embeddings `t_g` `(batch, projection_dim)` and, with TAB, `t_c` `(batch, projection_dim)` (else None).
-
-        Args:
-            input_ids: `(batch, length)` CLIP token ids: start token, text, end token, padding.
-            attention_mask: `(batch, length)`, 1 on start..end tokens. Used by TAB only (the start token is left out of
-                the TAB pooling, as in the original); the text tower is causal, so padding never reaches the used
-                positions. Defaults to all ones.
-        """
-        text_global, text_alignment, _ = self._encode_text(input_ids, attention_mask)
-        return text_global, text_alignment
-
     def _encode_text(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, torch.Tensor | None, BaseModelOutputWithPooling]:
-        """`encode_text` plus the text tower's outputs (hidden states / attentions on request through `kwargs`)."""
+        """Unit text embeddings `t_g` `(batch, projection_dim)` and, with TAB, `t_c` `(batch, projection_dim)` (else
+        None), and the text tower's outputs (hidden states / attentions on request through `kwargs`).
+
+        `input_ids` `(batch, length)`: start token, text, end token, padding; `attention_mask` `(batch, length)`, 1 on
+        start..end tokens, is used by TAB only (the start token is left out of the TAB pooling, as in the original);
+        the text tower is causal, so padding never reaches the used positions. Defaults to all ones.
+        """
         text_outputs = self.text_model(input_ids=input_ids, return_dict=True, **kwargs)
         head_dtype = self.logit_scale.dtype  # the towers may run in lower precision (see `cast_clip_towers`)
         end_embeds = self.text_projection(text_outputs.pooler_output).to(head_dtype)
         token_embeds = self.text_projection(text_outputs.last_hidden_state).to(head_dtype) if self.config.use_tab else None
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        return *self.text_embeds_from_states(end_embeds, token_embeds, attention_mask), text_outputs
+        return *self._text_embeds_from_states(end_embeds, token_embeds, attention_mask), text_outputs
 
-    def text_embeds_from_states(
+    def _text_embeds_from_states(
         self, end_embeds: torch.Tensor, token_embeds: torch.Tensor | None, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`t_g` and (with TAB) `t_c` from projected text-tower states: the end-token state `(batch, dim)` and every
@@ -539,19 +535,15 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
 
     # ----------------------------------------------------------------------------------------------------------- video
 
-    def encode_frames(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
-        """Projected CLIP features of every frame, `(batch, frames, projection_dim)`, not normalised.
-
-        With `config.original_padding` padded frames are encoded like real ones (their features enter TDB); otherwise
-        they are skipped and their features are zeros (every token touching them is masked).
-        """
-        return self._encode_frames(pixel_values, video_mask)[0]
-
     def _encode_frames(
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
-        """`encode_frames` plus the vision tower's outputs with every per-frame tensor laid out `(batch, frames, ...)`
-        (zeros at padded frames unless `config.original_padding`); hidden states / attentions on request (`kwargs`).
+        """Projected CLIP features of every frame, `(batch, frames, projection_dim)`, not normalised, and the vision
+        tower's outputs with every per-frame tensor laid out `(batch, frames, ...)`; hidden states / attentions on
+        request (`kwargs`).
+
+        With `config.original_padding` padded frames are encoded like real ones (their features enter TDB); otherwise
+        they are skipped and their features (and tower outputs) are zeros (every token touching them is masked).
 
         Without `original_padding` only the valid frames go through the tower, except in a traced graph
         (`torch.compile`, `torch.export`), which encodes every frame and zeroes the padded ones: a data-dependent
@@ -571,17 +563,12 @@ class CLIP2VideoModel(CLIP2VideoPreTrainedModel):
             vision_outputs[key] = tuple(map(per_video, value)) if isinstance(value, tuple) else per_video(value)
         return per_video(features).to(self.logit_scale.dtype), vision_outputs
 
-    def encode_video(
-        self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Unit video embeddings `v_g` and (with TAB, else None) `v_c`, both `(batch, projection_dim)`, and the frame
-        features `(batch, frames, projection_dim)`. Arguments as in `get_video_features`."""
-        return self._encode_video(pixel_values, video_mask)[:3]
-
     def _encode_video(
         self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, BaseModelOutputWithPooling]:
-        """`encode_video` plus the vision tower's outputs (see `_encode_frames`)."""
+        """Unit video embeddings `v_g` and (with TAB, else None) `v_c`, both `(batch, projection_dim)`, the frame
+        features `(batch, frames, projection_dim)` and the vision tower's outputs (see `_encode_frames`). Arguments as
+        in `get_video_features`."""
         video_mask = self._check_video_inputs(pixel_values, video_mask)
         frame_embeds, vision_outputs = self._encode_frames(pixel_values, video_mask, **kwargs)
         video_global = self._global_video_embeds(frame_embeds, video_mask)
@@ -777,6 +764,7 @@ def _copy_layers(source: nn.ModuleList, target: nn.ModuleList) -> None:
 
 
 __all__ = [
+    "CheckpointMismatchError",
     "CLIP2VideoModel",
     "CLIP2VideoOutput",
     "CLIP2VideoPreTrainedModel",
@@ -784,5 +772,4 @@ __all__ = [
     "CLIP2VideoTemporalDifferenceBlock",
     "CLIP2VideoTemporalTransformer",
     "CLIP_MODULES",
-    "clip2video_loss",
 ]

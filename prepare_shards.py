@@ -12,14 +12,20 @@ keeps finished shards; under `accelerate launch` each process writes its own sha
 as with one process. Missing or undecodable videos and empty captions are skipped, counted and named in
 `{split}-report.json` (`--strict` stops at the first one instead).
 
-Steps: 1. parse the arguments; 2. the frame options from the model; 3. per split: list the videos, write this
-process's shards, record the split when all its shards exist.
+The output folder must be new or empty, or one a preparation started: prepare_shards.py never writes over other
+files, and a second run into a folder another run is writing into is refused. A rerun after the source changed
+(captions edited, a video replaced) writes the shards concerned again.
+
+Steps: 1. parse the arguments; 2. the model's video processor (the frame options); 3. claim the output folder;
+4. per split: list the videos, write this process's shards, record the split when all its shards exist.
 """
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -28,44 +34,43 @@ from transformers import HfArgumentParser
 
 import data_clip2video
 from datasets_scripts import BENCHMARK_NAMES, load_benchmark
-from frame_shards import DETERMINISTIC_SAMPLING, FrameOptions, VideoRecord, finish_split, write_split_shards
-from processing_clip2video import CLIP2VideoVideoProcessor
+from frame_shards import (DETERMINISTIC_SAMPLING, PreparedShardsError, VideoRecord, claimed_output_dir, finish_split,
+                          write_split_shards)
+from processing_clip2video import CLIP2VideoVideoProcessor, VideoProcessorOptionError
 
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class PrepareArguments(data_clip2video.SourceArguments):
-    """Where the videos are (the source options of `SourceArguments`, as run_retrieval.py's), which frames to keep,
-    where the shards go."""
+class PrepareArguments(data_clip2video.SourceArguments, data_clip2video.VideoArguments):
+    """Where the videos are (the source options of `SourceArguments`, as run_retrieval.py's), which frames to keep
+    (the model's, and the video processor options of `VideoArguments`), where the shards go."""
 
-    output_dir: str = field(metadata={"help": "Folder of the prepared shards (created; a rerun resumes it)."})
+    output_dir: str = field(metadata={"help": (
+        "Folder of the prepared shards: new or empty (a rerun resumes it; a folder holding other files is refused).")})
     splits: list[str] = field(default_factory=lambda: ["train"], metadata={"help": "Splits to prepare."})
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": (
-        "A CLIP2Video or CLIP model folder or Hub id: its frame count and input size (else --num_frames, --image_size).")})
+        "A CLIP2Video or CLIP model folder or Hub id: its video processor (when saved with it), frame count and input "
+        "size (else --num_frames, --image_size).")})
     num_frames: Optional[int] = field(default=None, metadata={"help": "Frames per video (default: the model's, else 12)."})
-    image_size: Optional[int] = field(default=None, metadata={"help": "Frame size in pixels (default: the model's, else 224)."})
-    frame_sampling: str = field(default="original", metadata={"help": "'original' or 'uniform' (fixed choices)."})
-    feature_framerate: Optional[int] = field(default=None, metadata={"help": (
-        "The original's feature_framerate (default: 2 for MSR-VTT, else 1, as run_retrieval.py).")})
-    video_backend: str = field(default="decord", metadata={"help": "'decord' (falls back to PyAV) or 'pyav'."})
+    image_size: Optional[int] = field(default=None, metadata={"help": (
+        "The model's frame size in pixels (default: the model's, else 224).")})
     shard_size: int = field(default=64, metadata={"help": "Videos per shard (about 1.8 MB each at 12 x 224 px)."})
     strict: bool = field(default=False, metadata={"help": "Stop at the first unusable video instead of skipping it."})
 
 
-#: Options that must be positive integers when given.
-POSITIVE_OPTIONS = ("num_frames", "image_size", "feature_framerate", "shard_size")
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> PrepareArguments:
-    """The arguments, checked: positive sizes, a fixed frame choice, split names usable as file names."""
+    """The arguments, checked: the frame options by the video processor, a fixed frame choice, a positive shard size,
+    split names usable as file names."""
     (args,) = HfArgumentParser(PrepareArguments).parse_args_into_dataclasses(args=argv)
-    for name in POSITIVE_OPTIONS:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name} must be >= 1, got {value}")
-    if args.frame_sampling not in DETERMINISTIC_SAMPLING:
+    try:
+        CLIP2VideoVideoProcessor().for_model(image_size=args.image_size, **model_frames(args))
+    except VideoProcessorOptionError as error:
+        raise ValueError(f"--{error}") from None
+    if args.shard_size < 1:
+        raise ValueError(f"--shard_size must be >= 1, got {args.shard_size}")
+    if args.frame_sampling is not None and args.frame_sampling not in DETERMINISTIC_SAMPLING:
         raise ValueError(f"--frame_sampling must be one of {DETERMINISTIC_SAMPLING} (prepared shards hold one fixed "
                          f"choice of frames), got {args.frame_sampling!r}")
     for split in args.splits:
@@ -75,20 +80,36 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> PrepareArguments:
     return args
 
 
-def frame_options(args: PrepareArguments) -> FrameOptions:
-    """The frames a model gets: its frame count and input size, the processor's frame choice."""
-    num_frames, image_size = 12, 224
-    if args.model_name_or_path is not None:
-        from transformers import PretrainedConfig
+def model_frames(args: PrepareArguments) -> dict[str, Any]:
+    return {} if args.num_frames is None else {"num_frames": args.num_frames}
 
-        # config.json of a CLIP2Video or a CLIP model: both keep the frame size in vision_config
-        saved, _ = PretrainedConfig.get_config_dict(args.model_name_or_path)
-        num_frames = saved.get("num_frames", num_frames)
-        image_size = saved.get("vision_config", {}).get("image_size", image_size)
-    return FrameOptions(num_frames=args.num_frames or num_frames, image_size=args.image_size or image_size,
-                        frame_sampling=args.frame_sampling,
-                        feature_framerate=args.feature_framerate or data_clip2video.default_feature_framerate(
-                            args.dataset_name if args.dataset_name in BENCHMARK_NAMES else None))
+
+def model_video_processor(args: PrepareArguments) -> CLIP2VideoVideoProcessor:
+    """The video processor of the model the shards are for: the model's own (saved with it) or the default one, for
+    its frame count and input size, with the options given."""
+    video_processor, config = CLIP2VideoVideoProcessor(), None
+    source = args.model_name_or_path
+    if source is not None:
+        from transformers import CLIPConfig, PretrainedConfig
+
+        from configuration_clip2video import CLIP2VideoConfig
+
+        local = os.path.isdir(source) or source.startswith((".", "/", "~")) or source.count("/") > 1
+        if local and not os.path.isdir(source):
+            raise ValueError(f"--model_name_or_path {source}: no such model folder")
+        try:
+            saved, _ = PretrainedConfig.get_config_dict(source)
+            config = (CLIP2VideoConfig if saved.get("model_type") == "clip2video" else CLIPConfig).from_dict(saved)
+            if os.path.isfile(os.path.join(source, "video_preprocessor_config.json")):
+                video_processor = CLIP2VideoVideoProcessor.from_pretrained(source)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"--model_name_or_path {source}: cannot read the model's config ({error})") from None
+    benchmark = args.dataset_name if args.dataset_name in BENCHMARK_NAMES else None
+    try:
+        return video_processor.for_model(config, image_size=args.image_size, **model_frames(args),
+                                         **args.video_processor_kwargs(benchmark))
+    except VideoProcessorOptionError as error:
+        raise ValueError(f"--{error}") from None
 
 
 def benchmark_records(args: PrepareArguments, split: str) -> tuple[list[VideoRecord], list[dict[str, str]]]:
@@ -146,21 +167,29 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     accelerator = Accelerator()  # (PartialState alone ignores ACCELERATE_USE_CPU and runs every CPU process as rank 0)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if accelerator.is_main_process else logging.WARNING)
-    # 2. the frames the model gets
-    options = frame_options(args)
-    video_processor = CLIP2VideoVideoProcessor(video_backend=args.video_backend)
-    logger.info("preparing %s with %s on %d process(es)", args.splits, options, accelerator.num_processes)
-    # 3. each split: this process's shards, then the split's record once every shard exists
+    # 2. the frames the model gets: its video processor, built once
+    video_processor = model_video_processor(args)
+    logger.info("preparing %s with %s on %d process(es)", args.splits, video_processor.frame_options(),
+                accelerator.num_processes)
+    # 3. the output folder: new, or one a preparation started; held by this run
+    with claimed_output_dir(args.output_dir) if accelerator.is_main_process else nullcontext():
+        accelerator.wait_for_everyone()  # the other processes write into the folder the first one holds
+        return prepare_splits(args, video_processor, accelerator)
+
+
+def prepare_splits(args: PrepareArguments, video_processor, accelerator: Accelerator) -> dict[str, Any]:
+    """Step 4, per split: list its clips, write this process's shards, record the split once every shard exists."""
     source = " ".join(str(part) for part in (args.dataset_name, args.data_dir, args.train_file, args.test_file) if part)
     finished = {}
     for split in args.splits:
         records, skipped = (benchmark_records if args.dataset_name in BENCHMARK_NAMES else source_records)(args, split)
-        write_split_shards(records, args.output_dir, split, video_processor, options, shard_size=args.shard_size,
-                           rank=accelerator.process_index, world_size=accelerator.num_processes, strict=args.strict)
+        write_split_shards(records, args.output_dir, split, video_processor, shard_size=args.shard_size,
+                           rank=accelerator.process_index, world_size=accelerator.num_processes, strict=args.strict,
+                           show_progress=accelerator.is_main_process)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             finished[split] = finish_split(args.output_dir, split, len(records), args.shard_size, video_processor,
-                                           options, source=source, skipped_before=skipped)
+                                           source=source, skipped_before=skipped)
             logger.info("%s: %s", split, {k: v for k, v in finished[split].items() if k != "shards"})
     accelerator.wait_for_everyone()
     return finished

@@ -19,10 +19,10 @@ frame; padded frames are exact zeros).
 """
 
 import html
+import json
 import os
 import re
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -39,6 +39,7 @@ from transformers.video_utils import VideoMetadata
 
 
 try:  # loaded as Hub remote code (a package) ...
+    from .hub_clip2video import write_push_card
     from .video_readers import (
         VIDEO_BACKENDS,
         VideoDecodeError,
@@ -50,6 +51,7 @@ try:  # loaded as Hub remote code (a package) ...
         read_video,
     )
 except ImportError:  # ... or as a top-level module of the installed project
+    from hub_clip2video import write_push_card
     from video_readers import (
         VIDEO_BACKENDS,
         VideoDecodeError,
@@ -63,6 +65,12 @@ except ImportError:  # ... or as a top-level module of the installed project
 
 
 FRAME_SAMPLING_MODES = ("original", "uniform", "random_segment")
+#: Options that leave the chosen frames at the model's size as they are: the float normalisation after them, the
+#: decoder's settings and the per-call ones (`CLIP2VideoVideoProcessor.frame_options` is every other option).
+NOT_FRAME_OPTIONS = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std", "video_backend",
+                     "decode_threads", "seed", "spans", "return_metadata", "return_tensors", "device")
+#: Options that are integers >= 1.
+POSITIVE_INT_OPTIONS = ("num_frames", "feature_framerate", "image_size")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -72,80 +80,75 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def original_frame_indices(
-    num_frames: int,
+    num_images: int,
     feature_framerate: int = 1,
-    max_frames: int = 12,
+    num_frames: int = 12,
     jitter: bool = False,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """Frames the original `RawFrameExtractor.video_to_tensor` picks from a sorted list of `num_frames` images.
+    """Frames the original `RawFrameExtractor.video_to_tensor` picks from a sorted list of `num_images` images.
 
-    Pre-sampling keeps `floor(num_frames / feature_framerate)` images spread with a truncated
-    `linspace(0, num_frames - 1, .)`; if more than `max_frames` remain, a second truncated
-    `linspace` picks `max_frames` of them. With `jitter` (the original's training mode) the interior
+    Pre-sampling keeps `floor(num_images / feature_framerate)` images spread with a truncated
+    `linspace(0, num_images - 1, .)`; if more than `num_frames` remain, a second truncated
+    `linspace` picks `num_frames` of them (the original's `max_frames`). With `jitter` (the original's training mode) the interior
     picks move by a uniform integer in `[-step, step)`, `step = gap // 2`, when `step > 2`.
 
     Args:
-        num_frames (`int`): number of images (5 fps JPEGs in the original layout).
+        num_images (`int`): number of images (5 fps JPEGs in the original layout).
         feature_framerate (`int`, defaults to 1): keep every `feature_framerate`-th image.
-        max_frames (`int`, defaults to 12): the most frames returned.
+        num_frames (`int`, defaults to 12): the most frames returned (the model's frames per video).
         jitter (`bool`, defaults to `False`): apply the training-time jitter.
         rng (`np.random.Generator`, *optional*): source of the jitter.
 
     Returns:
-        `np.ndarray` of shape `(n,)`, int64, `n <= max_frames` (empty when `num_frames < feature_framerate`):
+        `np.ndarray` of shape `(n,)`, int64, `n <= num_frames` (empty when `num_images < feature_framerate`):
         indices into the image list, increasing.
     """
-    if feature_framerate < 1:
-        raise ValueError(f"feature_framerate must be >= 1, got {feature_framerate}")
-    if max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    kept = int(num_frames) // feature_framerate
-    if kept <= max_frames:
-        return np.linspace(0, num_frames - 1, num=kept).astype(np.int64)
-    picks = np.linspace(0, kept - 1, num=max_frames).astype(np.int64)
-    if jitter and max_frames > 2:
+    _check_options({"feature_framerate": feature_framerate, "num_frames": num_frames})
+    kept = int(num_images) // feature_framerate
+    if kept <= num_frames:
+        return np.linspace(0, num_images - 1, num=kept).astype(np.int64)
+    picks = np.linspace(0, kept - 1, num=num_frames).astype(np.int64)
+    if jitter and num_frames > 2:
         step = int(picks[1] - picks[0]) // 2
         if step > 2:
             rng = rng if rng is not None else np.random.default_rng()
-            picks[1:-1] += rng.integers(-step, step, size=max_frames - 2)
-    # `linspace(0, num_frames - 1, kept)[picks]` without building the `kept`-long array: numpy's
+            picks[1:-1] += rng.integers(-step, step, size=num_frames - 2)
+    # `linspace(0, num_images - 1, kept)[picks]` without building the `kept`-long array: numpy's
     # linspace is `arange(kept) * step` with the last value set to the end point exactly
-    presampled = picks.astype(np.float64) * ((num_frames - 1) / (kept - 1))
-    presampled[picks == kept - 1] = num_frames - 1
+    presampled = picks.astype(np.float64) * ((num_images - 1) / (kept - 1))
+    presampled[picks == kept - 1] = num_images - 1
     return presampled.astype(np.int64)
 
 
-def uniform_frame_indices(num_frames: int, num_samples: int) -> np.ndarray:
-    """The middle frame of each of `num_samples` equal segments (all frames when there are fewer).
+def uniform_frame_indices(num_images: int, num_frames: int) -> np.ndarray:
+    """The middle image of each of `num_frames` equal segments of `num_images` (all of them when there are fewer).
 
     Returns:
-        `np.ndarray` of shape `(min(num_frames, num_samples),)`, int64, increasing.
+        `np.ndarray` of shape `(min(num_images, num_frames),)`, int64, increasing.
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if num_frames <= num_samples:
-        return np.arange(max(num_frames, 0), dtype=np.int64)
-    return ((np.arange(num_samples) + 0.5) * num_frames / num_samples).astype(np.int64)
+    _check_options({"num_frames": num_frames})
+    if num_images <= num_frames:
+        return np.arange(max(num_images, 0), dtype=np.int64)
+    return ((np.arange(num_frames) + 0.5) * num_images / num_frames).astype(np.int64)
 
 
 def random_segment_frame_indices(
-    num_frames: int, num_samples: int, rng: np.random.Generator | None = None
+    num_images: int, num_frames: int, rng: np.random.Generator | None = None
 ) -> np.ndarray:
-    """One uniformly random frame in each of `num_samples` equal segments (TSN-style training sampling).
+    """One uniformly random image in each of `num_frames` equal segments of `num_images` (TSN-style training sampling).
 
     Returns:
-        `np.ndarray` of shape `(min(num_frames, num_samples),)`, int64, increasing.
+        `np.ndarray` of shape `(min(num_images, num_frames),)`, int64, increasing.
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if num_frames <= num_samples:
-        return np.arange(max(num_frames, 0), dtype=np.int64)
+    _check_options({"num_frames": num_frames})
+    if num_images <= num_frames:
+        return np.arange(max(num_images, 0), dtype=np.int64)
     rng = rng if rng is not None else np.random.default_rng()
-    bounds = np.linspace(0, num_frames, num_samples + 1)
+    bounds = np.linspace(0, num_images, num_frames + 1)
     starts = np.ceil(bounds[:-1]).astype(np.int64)
     ends = np.maximum(np.ceil(bounds[1:]).astype(np.int64), starts + 1)
-    return (starts + np.floor(rng.random(num_samples) * (ends - starts)).astype(np.int64)).clip(max=num_frames - 1)
+    return (starts + np.floor(rng.random(num_frames) * (ends - starts)).astype(np.int64)).clip(max=num_images - 1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -185,6 +188,11 @@ class CLIP2VideoVideoProcessorKwargs(VideosKwargs, total=False):
         Decoder threads per video (0 = decoder default).
     seed (`int`, *optional*):
         Seed for the random sampling modes and the jitter (fresh randomness when unset).
+    spans (`tuple[float, float]` or `list[tuple[float, float] | None]`, *optional*):
+        Per call only: the clip `[start, end)` in seconds of each video (one pair for all videos, or one per video,
+        `None` = the whole video). The frames are chosen by `frame_sampling` among the frames of the span, with time
+        counted from the span's first frame, as for that span cut out as its own file; an end past the video's end
+        is cut to it, a span starting at or after the end raises [`VideoDecodeError`].
     """
 
     frame_sampling: str
@@ -194,6 +202,7 @@ class CLIP2VideoVideoProcessorKwargs(VideosKwargs, total=False):
     video_backend: str
     decode_threads: int
     seed: int | None
+    spans: tuple | list | None
 
 
 @dataclass
@@ -260,19 +269,59 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
     video_backend = "decord"
     decode_threads = 1
     seed = None
+    spans = None
     valid_kwargs = CLIP2VideoVideoProcessorKwargs
     model_input_names = ["pixel_values", "video_mask"]
 
     def __init__(self, **kwargs):
-        if "transform_backend" in kwargs:  # saved by earlier versions; the transform is always the original's
-            kwargs.pop("transform_backend")
-            warnings.warn(
-                "`transform_backend` is deprecated and ignored: frames are always transformed like the original "
-                "(PIL bicubic resize)", FutureWarning, stacklevel=2,
-            )
         _check_options(kwargs)
         super().__init__(**kwargs)
-        _check_options({name: getattr(self, name) for name in _CHECKED_OPTIONS})
+        _check_options({name: getattr(self, name) for name in self.valid_kwargs.__annotations__})
+
+    # -- the frame options: one object, built once ------------------------------------------------
+
+    def for_model(self, config=None, image_size: int | None = None, **options) -> "CLIP2VideoVideoProcessor":
+        """A copy of this processor that prepares frames for a model, validated once (here).
+
+        Args:
+            config (`CLIP2VideoConfig` or `CLIPConfig`, *optional*): the model's config: its `num_frames` (a CLIP
+                config has none: this processor's stays) and its vision tower's `image_size`.
+            image_size (`int`, *optional*): the model's frame size in pixels (instead of the config's): the shorter
+                side is resized to it and a square of it is cropped from the center (CLIP's transform).
+            **options: any other option (`frame_sampling`, `feature_framerate`, `video_backend`, ...).
+
+        Returns:
+            a new [`CLIP2VideoVideoProcessor`]; save it with the model, hand it to the data path as it is.
+
+        Raises:
+            [`VideoProcessorOptionError`] naming the option and the reason.
+        """
+        updates = {}
+        if config is not None:
+            if getattr(config, "num_frames", None) is not None:
+                updates["num_frames"] = config.num_frames
+            image_size = image_size if image_size is not None else config.vision_config.image_size
+        if image_size is not None:
+            _check_options({"image_size": image_size})
+            updates.update(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+        updates.update(options)
+        unknown = set(updates) - set(self.valid_kwargs.__annotations__)
+        if unknown:
+            raise TypeError(f"unexpected video processor arguments: {sorted(unknown)}")
+        return type(self).from_dict({**self.to_dict(), **updates})
+
+    def frame_options(self) -> dict:
+        """The options that fix the chosen frames at the model's size (what prepared frame shards store): every
+        option but the float normalisation after them and the decoder's settings, JSON-ready; the frame size under
+        one name, `image_size` (the model's `vision_config.image_size`), when the transform gives square frames of
+        it (CLIP's: shorter side resized to it, center crop of it)."""
+        options = {name: value for name, value in self.to_dict().items()
+                   if name in self.valid_kwargs.__annotations__ and name not in NOT_FRAME_OPTIONS}
+        side = options.get("size", {}).get("shortest_edge")
+        if side is not None and options.get("crop_size") == {"height": side, "width": side}:
+            del options["size"], options["crop_size"]
+            options["image_size"] = side
+        return json.loads(json.dumps(options))
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -296,13 +345,16 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         _check_options(kwargs)
         return super().preprocess(videos, return_tensors=return_tensors, **kwargs)
 
-    def load_frames(self, video, rng: np.random.Generator | None = None, **options) -> list:
+    def load_frames(self, video, rng: np.random.Generator | None = None, span: tuple[float, float] | None = None,
+                    **options) -> list:
         """Selected frames of one video, before the transform.
 
         Args:
             video: one video (see the class docstring).
             rng (`np.random.Generator`, *optional*): source of the random sampling modes and the jitter
                 (default: a generator seeded with `seed`).
+            span (`tuple[float, float]`, *optional*): the clip `[start, end)` in seconds to choose the frames in
+                (see `spans` in [`CLIP2VideoVideoProcessorKwargs`]); default: the whole video.
             **options: per-call values of the class attributes.
 
         Returns:
@@ -314,9 +366,90 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         options = self._with_defaults(options)
         _check_options(options)
         rng = rng if rng is not None else np.random.default_rng(options["seed"])
-        sample = partial(self.sample_frames, **options, rng=rng) if options["do_sample_frames"] else None
+        options["spans"] = None
+        sample = _sampler(self.sample_frames, options, rng, span)
         frames, _ = self._load_video(video, sample, options)
         return frames
+
+    def load_windows(
+        self,
+        video,
+        spans: Sequence[tuple[float, float]] | None = None,
+        window_seconds: float | None = None,
+        window_stride: float | None = None,
+        rng: np.random.Generator | None = None,
+        **options,
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """The frames of many windows of one video, the file decoded once, at the model's input size.
+
+        Each window's frames are the ones `load_frames(video, span=window)` chooses (the processor's sampling inside
+        the window), resized and cropped by the transform but not yet rescaled or normalised: `transform_frames` of
+        them gives the window's `pixel_values` exactly. A video file is opened once and read window group by window
+        group (only one group's full-size frames are in memory at a time).
+
+        Args:
+            video: one video (see the class docstring).
+            spans (`Sequence[tuple[float, float]]`, *optional*): the windows `[start, end)` in seconds; an end past
+                the video's end is cut to it, a window starting at or after the end raises [`VideoDecodeError`].
+            window_seconds, window_stride (`float`, *optional*): instead of `spans`, windows of `window_seconds`
+                every `window_stride` seconds (default: `window_seconds`) over the whole video, as
+                [`window_spans`] lays them out for its duration.
+            rng (`np.random.Generator`, *optional*): as in `load_frames`, drawn from window after window.
+            **options: per-call values of the class attributes.
+
+        Returns:
+            `(frames, spans)`: per window a uint8 array `(n, crop_height, crop_width, 3)`, `1 <= n <= num_frames`,
+            and the windows used, float64 `(windows, 2)` (start, end) in seconds.
+
+        Raises:
+            [`VideoDecodeError`] naming the input and the reason.
+        """
+        if (spans is None) == (window_seconds is None):
+            raise ValueError("give either spans or window_seconds")
+        given = options
+        options = self._with_defaults(options)
+        _check_options(options)
+        if not options["do_sample_frames"]:
+            raise ValueError("load_windows chooses frames in each window: it needs do_sample_frames=True")
+        options["spans"] = None
+        if spans is not None:
+            spans = [_checked_span(span) for span in spans]
+            if not spans:
+                raise ValueError("spans is empty")
+
+        def windows_of(duration: float) -> list[tuple[float, float]]:
+            if spans is None:
+                return window_spans(duration, window_seconds, window_stride)
+            return [_clipped_span(span, duration, describe(video)) for span in spans]
+
+        rng = rng if rng is not None else np.random.default_rng(options["seed"])
+        resize = partial(self.to_model_size, **given)
+        windows, frames = self._load_windows(video, windows_of, partial(self.sample_frames, **options, rng=rng),
+                                             options, resize)
+        return frames, np.asarray(windows, dtype=np.float64).reshape(-1, 2)
+
+    def preprocess_windows(
+        self,
+        video,
+        spans: Sequence[tuple[float, float]] | None = None,
+        window_seconds: float | None = None,
+        window_stride: float | None = None,
+        return_tensors: str | None = "pt",
+        **options,
+    ) -> BatchFeature:
+        """Model inputs of many windows of one video, the file decoded once ([`load_windows`] + the transform).
+
+        Returns:
+            [`BatchFeature`] with `pixel_values` `(windows, num_frames, 3, crop_height, crop_width)` float32,
+            `video_mask` `(windows, num_frames)` int64 (as `preprocess` of each window's span gives them) and
+            `spans` `(windows, 2)` float64, the windows used in seconds.
+        """
+        frames, used = self.load_windows(video, spans, window_seconds, window_stride, **options)
+        options = {name: value for name, value in options.items() if name != "seed"}
+        pixel_values, video_mask = self.collate([list(window) for window in frames], **options)
+        data = _as_return_type({"pixel_values": pixel_values, "video_mask": video_mask}, return_tensors)
+        data["spans"] = used if return_tensors != "pt" else torch.from_numpy(used)
+        return BatchFeature(data=data)
 
     def transform_frames(self, frames: list, **options) -> torch.Tensor:
         """The original CLIP transform of each frame.
@@ -327,7 +460,60 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         Returns:
             `torch.Tensor` of shape `(n, 3, crop_height, crop_width)`, float32.
         """
-        return self._transform(frames, self._standardize_kwargs(**self._with_defaults(options)))
+        _check_options(options)
+        return self._transform(frames, self._merge_and_standardize_kwargs(**options))
+
+    def to_model_size(self, frames: list, **options) -> np.ndarray:
+        """`frames` resized and cropped by the transform, before rescaling and normalising: `(n, crop_height,
+        crop_width, 3)` uint8, the exact integers the transform normalises (`transform_frames` of these gives the
+        same values as of `frames`)."""
+        unscaled = self.transform_frames(frames, **{**options, "do_rescale": False, "do_normalize": False})
+        # without rescaling and normalising, the transform returns the resized uint8 values as exact float32 integers
+        return unscaled.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+    def collate(self, videos: list[list], keep_uint8: bool = False, **options) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of chosen frames as model inputs: `pixel_values` `(batch, num_frames, 3, crop_height, crop_width)`
+        float32 (one transform of all frames of the batch) and `video_mask` `(batch, num_frames)` int64; padding
+        frames are exact zeros (`video_mask` 0).
+
+        With `keep_uint8`, frames the transform would leave at their size (uint8 arrays at the model's size: prepared
+        shards, videos decoded at it) come back as uint8 `(batch, num_frames, H, W, 3)` instead: a quarter of the
+        bytes to move and no float pass (in DataLoader workers); [`normalize`] finishes them where the model is.
+        """
+        options = self._merge_and_standardize_kwargs(**options)
+        num_frames = options["num_frames"]
+        counts = [len(frames) for frames in videos]
+        if max(counts, default=0) > num_frames:
+            raise ValueError(f"{max(counts)} frames given for one video, the model takes at most {num_frames}")
+        flat = [frame for frames in videos for frame in frames]
+        if keep_uint8 and _at_model_size(flat, options):
+            pixels = torch.from_numpy(np.stack(flat))
+        else:
+            pixels = self._transform(flat, options)
+        batch = torch.zeros(len(videos), num_frames, *pixels.shape[1:], dtype=pixels.dtype)
+        mask = torch.zeros(len(videos), num_frames, dtype=torch.long)
+        start = 0
+        for position, count in enumerate(counts):
+            batch[position, :count] = pixels[start : start + count]
+            mask[position, :count] = 1
+            start += count
+        return batch, mask
+
+    def normalize(self, pixel_values: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """Finishes uint8 frames of [`collate`] (`keep_uint8`) where the tensors are: `(batch, num_frames, H, W, 3)`
+        -> float32 `(batch, num_frames, 3, H, W)`, with the transform's float32 rescale and normalisation in its
+        order (so the values of the CPU transform, bit for bit); padding frames (`video_mask` 0) exactly zero."""
+        options = self._merge_and_standardize_kwargs()
+        device = pixel_values.device
+        values = pixel_values.permute(0, 1, 4, 2, 3).to(torch.float32)
+        if options["do_rescale"]:
+            values = values / torch.tensor(np.float32(1.0 / options["rescale_factor"]), device=device)
+        if options["do_normalize"]:
+            mean = torch.from_numpy(np.asarray(options["image_mean"], dtype=np.float32)).to(device).view(-1, 1, 1)
+            std = torch.from_numpy(np.asarray(options["image_std"], dtype=np.float32)).to(device).view(-1, 1, 1)
+            values = (values - mean) / std
+        real = video_mask.to(device=device, dtype=torch.bool)[:, :, None, None, None]
+        return torch.where(real, values, torch.zeros((), dtype=values.dtype, device=device)).contiguous()
 
     def sample_frames(
         self,
@@ -339,6 +525,7 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         jitter: bool | None = None,
         seed: int | None = None,
         rng: np.random.Generator | None = None,
+        span: tuple[float, float] | None = None,
         **kwargs,
     ) -> np.ndarray:
         """Indices of the frames to keep: native frame indices for a video file (may repeat, for videos
@@ -349,6 +536,8 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
             num_frames, frame_sampling, feature_framerate, extraction_fps, jitter, seed: as the class
                 attributes (which they default to).
             rng (`np.random.Generator`, *optional*): source of randomness (default: seeded with `seed`).
+            span (`tuple[float, float]`, *optional*): choose among the frames of `[start, end)` seconds only, timed
+                from the span's first frame (in-memory frames and folders: image `k` is at `k / extraction_fps`).
 
         Returns:
             `np.ndarray` of shape `(n,)`, int64, `1 <= n <= num_frames`, non-decreasing.
@@ -362,20 +551,32 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         extraction_fps = self.extraction_fps if extraction_fps is None else extraction_fps
         rng = rng if rng is not None else np.random.default_rng(self.seed if seed is None else seed)
         name = metadata.name
-        if metadata.read_timeline is None or options["frame_sampling"] != "original":
+        span = _checked_span(span)
+        if metadata.read_timeline is None:  # the original's 5 fps images
+            if span is None:
+                return _select(metadata.total_num_frames, name, rng, **options)
+            times = np.arange(metadata.total_num_frames, dtype=np.float64) / extraction_fps
+            inside = _frames_in_span(times, metadata.total_num_frames / extraction_fps, span, name)
+            return inside[_select(len(inside), name, rng, **options)]
+        if span is None and options["frame_sampling"] != "original":
             return _select(metadata.total_num_frames, name, rng, **options)
-        timeline = metadata.read_timeline()
-        if not timeline.fps or not np.isfinite(timeline.fps) or timeline.fps <= 0:
-            raise VideoDecodeError(f"{name}: the video stream has no frame rate")
-        timestamps, durations = timeline.timestamps, timeline.durations
-        if timestamps is not None and (len(timestamps) != timeline.num_frames or not np.all(np.isfinite(timestamps))):
-            timestamps, durations = None, None
-        run_frames, run_lengths = ffmpeg_image_runs(
-            timeline.num_frames, timeline.fps, extraction_fps, timestamps=timestamps, frame_duration=durations
-        )
+        timestamps, durations, fps = _frame_times(metadata.read_timeline(), name)
+        inside = None
+        if span is not None:
+            if timestamps is None:
+                timestamps = np.arange(metadata.total_num_frames, dtype=np.float64) / fps
+            inside = _frames_in_span(timestamps, timeline_duration(timestamps, durations, fps), span, name)
+            if options["frame_sampling"] != "original":
+                return inside[_select(len(inside), name, rng, **options)]
+            # as the span cut out as its own file: its frames, timed from its first one
+            timestamps = timestamps[inside] - timestamps[inside[0]]
+            durations = None if durations is None else durations[inside]
+        count = metadata.total_num_frames if inside is None else len(inside)
+        run_frames, run_lengths = ffmpeg_image_runs(count, fps, extraction_fps, timestamps=timestamps,
+                                                    frame_duration=durations)
         run_ends = np.cumsum(run_lengths)
-        chosen = _select(int(run_ends[-1]), name, rng, **options)
-        return run_frames[np.searchsorted(run_ends, chosen, side="right")]
+        chosen = run_frames[np.searchsorted(run_ends, _select(int(run_ends[-1]), name, rng, **options), side="right")]
+        return chosen if inside is None else inside[chosen]
 
     # -- BaseVideoProcessor hooks ----------------------------------------------------------------
 
@@ -389,10 +590,12 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         # the base class hands this call's options over as the sampling function's keywords; one generator
         # per call, drawn from video after video (as `load_frames` one video at a time)
         options = {**self._with_defaults({}), **(sample_indices_fn.keywords if sample_indices_fn else {})}
-        sample = None
-        if do_sample_frames and sample_indices_fn is not None:
-            sample = partial(sample_indices_fn, rng=np.random.default_rng(options["seed"]))
-        loaded = [self._load_video(video, sample, options) for video in _as_batch(videos)]
+        videos = _as_batch(videos)
+        spans = _spans_per_video(options.pop("spans", None), len(videos))
+        options["do_sample_frames"] = bool(do_sample_frames and sample_indices_fn is not None)
+        rng = np.random.default_rng(options["seed"])
+        loaded = [self._load_video(video, _sampler(self.sample_frames, options, rng, span), options)
+                  for video, span in zip(videos, spans)]
         return [frames for frames, _ in loaded], [metadata for _, metadata in loaded]
 
     def _prepare_input_videos(self, videos, **kwargs) -> list:
@@ -446,6 +649,36 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         indices = _pick(metadata, sample, options)
         return [frames[i] for i in indices], metadata
 
+    def _load_windows(self, video, windows_of, sample, options: dict, resize) -> tuple[list, list[np.ndarray]]:
+        """`(windows, frames)`: the windows `windows_of(duration)` lays out and, per window, `resize` of the frames
+        `sample(metadata, span=window)` picks; a video file is opened once for all windows."""
+        name = describe(video)
+        if isinstance(video, (str, os.PathLike)) and not os.path.isdir(video) or isinstance(
+                video, (bytes, bytearray, memoryview)):
+            source = os.fspath(video) if isinstance(video, (str, os.PathLike)) else bytes(video)
+            if isinstance(source, str) and not os.path.exists(source):
+                raise VideoDecodeError(f"{source}: no such file or folder")
+            if len(source) == 0 or isinstance(source, str) and os.path.getsize(source) == 0:
+                raise VideoDecodeError(f"{name}: empty {'file' if isinstance(source, str) else 'bytes'}")
+            found = {}
+
+            def select(timeline: VideoTimeline, read_timeline) -> list[np.ndarray]:
+                timestamps, durations, fps = _frame_times(read_timeline(), name)
+                found["windows"] = windows_of(timeline_duration(timestamps, durations, fps, timeline.total_num_frames))
+                metadata = CLIP2VideoMetadata(total_num_frames=timeline.total_num_frames, fps=timeline.fps, name=name,
+                                              read_timeline=read_timeline, video_backend=options["video_backend"])
+                return [np.asarray(sample(metadata=metadata, span=window), dtype=np.int64)
+                        for window in found["windows"]]
+
+            frames = read_video(source, name, select, options["video_backend"], options["decode_threads"],
+                                convert=resize)
+            return found["windows"], frames
+        _, metadata = self._load_video(video, lambda metadata: np.zeros(1, dtype=np.int64), options)
+        windows = windows_of(metadata.total_num_frames / options["extraction_fps"])
+        return windows, [resize(self._load_video(video, partial(sample, span=window), options)[0])
+                         for window in windows]
+
+
     # -- the original's image transform ----------------------------------------------------------
 
     @classmethod
@@ -465,16 +698,7 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         Returns:
             `(n, 3, H, W)` float32, or None when a frame needs resizing or cropping or is not such an array.
         """
-        first = frames[0] if len(frames) else None
-        if not isinstance(first, np.ndarray) or first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3:
-            return None
-        if any(not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != first.shape
-               for frame in frames):
-            return None
-        height, width = first.shape[:2]
-        if options["do_resize"] and min(height, width) != options["size"].shortest_edge:
-            return None
-        if options["do_center_crop"] and (options["crop_size"].height, options["crop_size"].width) != (height, width):
+        if not _at_model_size(frames, options):
             return None
         array = np.stack(frames).astype(np.float32)
         if options["do_rescale"]:
@@ -517,24 +741,161 @@ class CLIP2VideoVideoProcessor(BaseVideoProcessor):
         return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-_CHECKED_OPTIONS = ("frame_sampling", "video_backend", "num_frames", "feature_framerate")
+class VideoProcessorOptionError(ValueError):
+    """A video processor option with a bad value; `option` names it (scripts show it as `--{option}`)."""
+
+    def __init__(self, option: str, reason: str):
+        super().__init__(f"{option} {reason}")
+        self.option = option
 
 
 def _check_options(options: dict) -> None:
-    """Rejects bad option values (those given in `options`) with a message naming the option."""
+    """Rejects bad option values (those given in `options`) with a [`VideoProcessorOptionError`] naming the option:
+    the one check of the frame options (the processor's construction, per-call options, the sampling functions)."""
     if "frame_sampling" in options and options["frame_sampling"] not in FRAME_SAMPLING_MODES:
-        raise ValueError(f"frame_sampling must be one of {FRAME_SAMPLING_MODES}, got {options['frame_sampling']!r}")
+        raise VideoProcessorOptionError(
+            "frame_sampling", f"must be one of {FRAME_SAMPLING_MODES}, got {options['frame_sampling']!r}")
     if "video_backend" in options and options["video_backend"] not in VIDEO_BACKENDS:
-        raise ValueError(f"video_backend must be one of {VIDEO_BACKENDS}, got {options['video_backend']!r}")
-    for name in ("num_frames", "feature_framerate"):
+        raise VideoProcessorOptionError(
+            "video_backend", f"must be one of {VIDEO_BACKENDS}, got {options['video_backend']!r}")
+    for name in POSITIVE_INT_OPTIONS:
         value = options.get(name)
         if name in options and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+            raise VideoProcessorOptionError(name, f"must be >= 1, got {value!r}")
+    for name in ("size", "crop_size"):
+        value = options.get(name)
+        value = dict(value) if isinstance(value, SizeDict) else value
+        sides = value.values() if isinstance(value, dict) else [value] if value is not None else []
+        if any(side is not None and (not isinstance(side, (int, np.integer)) or side < 1) for side in sides):
+            raise VideoProcessorOptionError(name, f"must hold sizes >= 1 in pixels, got {value!r}")
+    for name in ("image_mean", "image_std"):
+        if options.get(name) is None:
+            continue
+        try:
+            values = np.asarray(options[name], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            values = None
+        if values is None or len(values) not in (1, 3) or not np.all(np.isfinite(values)):
+            raise VideoProcessorOptionError(name, f"must be 1 or 3 finite numbers (one per RGB channel), got "
+                                                  f"{options[name]!r}")
+        if name == "image_std" and np.any(values <= 0):
+            raise VideoProcessorOptionError(name, f"must be > 0 (frames are divided by it), got {options[name]!r}")
+    rescale = options.get("rescale_factor")
+    if rescale is not None and (isinstance(rescale, bool) or not isinstance(rescale, (int, float)) or
+                                not np.isfinite(rescale) or rescale <= 0):
+        raise VideoProcessorOptionError("rescale_factor", f"must be a number > 0, got {rescale!r}")
     if options.get("do_convert_rgb") is False:
-        raise ValueError("do_convert_rgb=False is not supported: the model takes RGB frames (always converted)")
+        raise VideoProcessorOptionError(
+            "do_convert_rgb", "=False is not supported: the model takes RGB frames (always converted)")
     if options.get("fps") is not None:
-        raise ValueError("fps is not used by CLIP2Video: frames are sampled from the 5 fps images "
-                         "(see extraction_fps, feature_framerate and num_frames)")
+        raise VideoProcessorOptionError("fps", "is not used by CLIP2Video: frames are sampled from the 5 fps images "
+                                               "(see extraction_fps, feature_framerate and num_frames)")
+
+
+def _at_model_size(frames: list, options: dict) -> bool:
+    """True when every frame is a uint8 `(H, W, 3)` array of one size that the resize and the crop (`options`, as
+    `_merge_and_standardize_kwargs` gives them) leave as it is."""
+    first = frames[0] if len(frames) else None
+    if not isinstance(first, np.ndarray) or first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3:
+        return False
+    if any(not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != first.shape
+           for frame in frames):
+        return False
+    height, width = first.shape[:2]
+    if options["do_resize"] and min(height, width) != options["size"].shortest_edge:
+        return False
+    return not options["do_center_crop"] or (options["crop_size"].height, options["crop_size"].width) == (height, width)
+
+
+def window_spans(duration: float, window_seconds: float, window_stride: float | None = None) -> list[tuple[float, float]]:
+    """Windows `[start, end)` in seconds over a video of `duration` seconds: `window_seconds` long, one every
+    `window_stride` seconds (default: `window_seconds`) from 0. A video not longer than one window is one window
+    `[0, duration)`; otherwise every window is `window_seconds` long and the last one ends at the video's end (it
+    starts at `duration - window_seconds` when the stride does not land there).
+    """
+    window_stride = window_seconds if window_stride is None else window_stride
+    for option, value in (("window_seconds", window_seconds), ("window_stride", window_stride)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{option} must be a positive number of seconds, got {value!r}")
+    if duration <= window_seconds + 1e-6:
+        return [(0.0, round(float(duration), 6))]
+    last = duration - window_seconds
+    starts = [round(k * window_stride, 6) for k in range(int(np.floor(last / window_stride + 1e-6)) + 1)]
+    if starts[-1] < last - 1e-6:
+        starts.append(round(last, 6))
+    return [(start, round(min(start + window_seconds, duration), 6)) for start in starts]
+
+
+def timeline_duration(timestamps: np.ndarray | None, durations: np.ndarray | None, fps: float,
+                      num_frames: int | None = None) -> float:
+    """Seconds from the start of a video (its container's) to the end of its last frame."""
+    if timestamps is None:
+        return float(num_frames) / fps
+    lasting = np.full(len(timestamps), 1.0 / fps) if durations is None else np.where(durations > 0, durations, 1.0 / fps)
+    return float(np.max(timestamps + lasting))
+
+
+def _frame_times(timeline: VideoTimeline, name: str) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+    """A video file's per-frame times and durations (None when unusable: constant rate then) and its frame rate."""
+    if not timeline.fps or not np.isfinite(timeline.fps) or timeline.fps <= 0:
+        raise VideoDecodeError(f"{name}: the video stream has no frame rate")
+    timestamps, durations = timeline.timestamps, timeline.durations
+    if timestamps is not None and (len(timestamps) != timeline.total_num_frames or not np.all(np.isfinite(timestamps))):
+        timestamps, durations = None, None
+    return timestamps, durations, float(timeline.fps)
+
+
+def _checked_span(span) -> tuple[float, float] | None:
+    """`span` as `(start, end)` floats, or None; a malformed span is a ValueError naming it."""
+    if span is None:
+        return None
+    try:
+        start, end = (float(value) for value in span)
+    except (TypeError, ValueError):
+        raise ValueError(f"a span is (start, end) in seconds, got {span!r}") from None
+    if not (np.isfinite(start) and np.isfinite(end)) or start < 0 or end <= start:
+        raise ValueError(f"a span is (start, end) seconds with 0 <= start < end, got {span!r}")
+    return start, end
+
+
+def _clipped_span(span: tuple[float, float], duration: float, name: str) -> tuple[float, float]:
+    """`span` with its end cut to the video's end; a span starting at or after the end is a `VideoDecodeError`."""
+    start, end = span
+    if start >= duration - 1e-6:
+        raise VideoDecodeError(f"{name}: span [{start:g}, {end:g}) s starts at or after the end of the video "
+                               f"({duration:.3f} s)")
+    return start, min(end, duration)
+
+
+def _frames_in_span(times: np.ndarray, duration: float, span: tuple[float, float], name: str) -> np.ndarray:
+    """Indices of the frames shown from `times[i]` inside `span` (the frame on screen at its start when none
+    begins inside it)."""
+    start, end = _clipped_span(span, duration, name)
+    inside = np.flatnonzero((times >= start - 1e-6) & (times < end - 1e-6))
+    if len(inside) == 0:
+        inside = np.array([max(int(np.searchsorted(times, start + 1e-6, side="right")) - 1, 0)], dtype=np.int64)
+    return inside
+
+
+def _spans_per_video(spans, num_videos: int) -> list:
+    """The `spans` option as one span (or None) per video: one `(start, end)` pair is for every video."""
+    if spans is None:
+        return [None] * num_videos
+    if len(spans) == 2 and all(isinstance(value, (int, float, np.number)) for value in spans):
+        return [tuple(spans)] * num_videos
+    if len(spans) != num_videos:
+        raise ValueError(f"spans: {len(spans)} spans for {num_videos} videos (give one per video, or one for all)")
+    return list(spans)
+
+
+def _sampler(sample_frames, options: dict, rng, span):
+    """The sampling function of one video (None when sampling is off), for its span."""
+    if not options["do_sample_frames"]:
+        if span is not None:
+            raise ValueError("a span needs frame sampling (do_sample_frames=True)")
+        return None
+    keywords = {name: value for name, value in options.items() if name != "spans"}
+    return partial(sample_frames, **keywords, rng=rng, span=span)
 
 
 def _pick(metadata: CLIP2VideoMetadata, sample, options: dict) -> np.ndarray:
@@ -576,7 +937,7 @@ def _load_video_file(source: str | bytes, name: str, sample, options: dict) -> t
 
     def select(timeline: VideoTimeline, read_timeline) -> np.ndarray:
         found["metadata"] = CLIP2VideoMetadata(
-            total_num_frames=timeline.num_frames, fps=timeline.fps, name=name, read_timeline=read_timeline,
+            total_num_frames=timeline.total_num_frames, fps=timeline.fps, name=name, read_timeline=read_timeline,
             video_backend=options["video_backend"],
         )
         return _pick(found["metadata"], sample, options)
@@ -844,6 +1205,12 @@ class CLIP2VideoProcessor(ProcessorMixin):
         end = self.tokenizer.eos_token_id
         return ids[: ids.index(end) + 1] if end in ids else ids
 
+    def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
+        """The upload of `push_to_hub`, with the project's model card instead of transformers' placeholder (see
+        `hub_clip2video.write_push_card`)."""
+        write_push_card(working_dir, repo_id, getattr(self.tokenizer, "name_or_path", None))
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
+
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values", "video_mask"]
@@ -857,10 +1224,12 @@ __all__ = [
     "CLIP2VideoProcessor",
     "CLIP2VideoVideoProcessor",
     "VideoDecodeError",
+    "VideoProcessorOptionError",
     "clean_caption",
     "ffmpeg_frame_indices",
     "ffmpeg_image_runs",
     "original_frame_indices",
     "random_segment_frame_indices",
     "uniform_frame_indices",
+    "window_spans",
 ]

@@ -46,12 +46,27 @@ DEFAULT_KS = (1, 5, 10)
 DIRECTIONS = {"text_to_video": "t2v", "video_to_text": "v2t"}
 
 
+class NonFiniteScoresError(ValueError):
+    """Scores or features hold NaN or infinity (NaN weights, a processor `image_std` of 0, an overflow in half
+    precision): nothing is ranked or written, since a NaN compares false with everything and would rank first."""
+
+
+def check_finite(values, what: str) -> None:
+    """Raise `NonFiniteScoresError` naming `what` when `values` (array or tensor) holds NaN or infinity."""
+    array = values.detach().float().cpu().numpy() if hasattr(values, "detach") else np.asarray(values, dtype=np.float64)
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise NonFiniteScoresError(f"{what}: {bad} of {array.size} values are NaN or infinite (broken weights, a "
+                                   "processor image_std of 0 or a half-precision overflow?); nothing is scored")
+
+
 def _as_matrix(similarity) -> np.ndarray:
     if hasattr(similarity, "detach"):  # a torch tensor
         similarity = similarity.detach().float().cpu().numpy()
     matrix = np.asarray(similarity, dtype=np.float64)
     if matrix.ndim != 2:
         raise ValueError(f"similarity must be a 2-D (captions x videos) matrix, got shape {matrix.shape}")
+    check_finite(matrix, "similarity")
     return matrix
 
 
@@ -245,6 +260,120 @@ def dsl_retrieval_metrics(similarity, caption_to_video=None, temperature: float 
     }
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Moment retrieval (temporal grounding)
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: IoU thresholds of Moment-DETR's R1 (reported at 0.3, 0.5, 0.7) and of its mAP (0.5:0.05:0.95).
+MOMENT_R1_THRESHOLDS = (0.3, 0.5, 0.7)
+MOMENT_AP_THRESHOLDS = tuple(round(0.5 + 0.05 * step, 2) for step in range(10))
+#: Predictions of a query that enter its average precision (Moment-DETR's `max_pred_windows`).
+MOMENT_MAX_PREDICTIONS = 10
+
+
+def temporal_iou(spans: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """`(n, m)` IoU of `(n, 2)` and `(m, 2)` `[start, end]` spans (0 where both are empty points)."""
+    spans, others = np.asarray(spans, dtype=np.float64).reshape(-1, 2), np.asarray(others, dtype=np.float64).reshape(-1, 2)
+    inter = np.clip(np.minimum(spans[:, None, 1], others[None, :, 1]) - np.maximum(spans[:, None, 0], others[None, :, 0]),
+                    0, None)
+    union = (spans[:, 1] - spans[:, 0])[:, None] + (others[:, 1] - others[:, 0])[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _interpolated_average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
+    """Area under the precision envelope (VOC 2011 / ActivityNet interpolation)."""
+    precision = np.concatenate(([0.0], precision, [0.0]))
+    recall = np.concatenate(([0.0], recall, [1.0]))
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
+    return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
+
+
+def moment_average_precision(predictions: np.ndarray, ground_truth: np.ndarray,
+                             thresholds: Sequence[float] = MOMENT_AP_THRESHOLDS) -> np.ndarray:
+    """Average precision of one query at each IoU threshold (ActivityNet-style detection matching).
+
+    `predictions` `(n, 3)` `[start, end, score]` best first, `ground_truth` `(m, 2)`. Each prediction, in that order,
+    takes the unmatched ground-truth window it overlaps most (a true positive when that IoU reaches the threshold,
+    a false positive otherwise; a window already taken passes to the next best); precision/recall over the ranked
+    list give the interpolated AP. No prediction: 0.
+    """
+    average_precision = np.zeros(len(thresholds))
+    if len(predictions) == 0:
+        return average_precision
+    ious = temporal_iou(predictions[:, :2], ground_truth)  # (n, m)
+    for t, threshold in enumerate(thresholds):
+        matched = np.zeros(len(ground_truth), dtype=bool)
+        hits = np.zeros(len(predictions))
+        for p, row in enumerate(ious):
+            for g in np.argsort(row, kind="stable")[::-1]:  # best overlap first; ties: the later window (as the original)
+                if row[g] < threshold:
+                    break
+                if not matched[g]:
+                    matched[g], hits[p] = True, 1.0
+                    break
+        true_positives = np.cumsum(hits)
+        precision = true_positives / np.arange(1, len(predictions) + 1)
+        average_precision[t] = _interpolated_average_precision(precision, true_positives / len(ground_truth))
+    return average_precision
+
+
+def _moment_lists(values, name: str, width: int) -> list[np.ndarray]:
+    """Per-query `(n, width)` float arrays from a sequence (or dict) of per-query lists, checked."""
+    items = list(values.items()) if isinstance(values, dict) else list(enumerate(values))
+    arrays = []
+    for query, windows in items:
+        array = np.asarray(list(windows), dtype=np.float64).reshape(-1, width) if len(windows) else np.zeros((0, width))
+        if not np.all(np.isfinite(array)):
+            raise NonFiniteScoresError(f"{name}[{query!r}] holds NaN or infinite values: {array.tolist()}")
+        if np.any(array[:, 1] < array[:, 0]):
+            raise ValueError(f"{name}[{query!r}]: a window ends before it starts: {array[:, :2].tolist()}")
+        arrays.append(array)
+    return arrays
+
+
+def moment_retrieval_metrics(predictions, ground_truth) -> dict[str, float]:
+    """Moment retrieval metrics with Moment-DETR's definitions (its `standalone_eval/eval.py`), in percent.
+
+    Args:
+        predictions: one entry per query (a list, or a dict keyed by query id), each a list of
+            `(start, end, score)` predicted moments in seconds, in any order (ranked here by score, ties kept in the
+            given order). A query with no prediction counts as a miss everywhere (R1 0, IoU 0, AP 0).
+        ground_truth: one entry per query, in the same order (or with the same keys), each a non-empty list of
+            `(start, end)` ground-truth windows.
+
+    Returns:
+        `R1@0.3`, `R1@0.5`, `R1@0.7`: share of queries whose top-scored prediction reaches that IoU with the
+        ground-truth window it overlaps most; `mIoU`: mean of that IoU; `mAP@0.5`, `mAP@0.75`, `mAP` (mean over IoU
+        0.5:0.05:0.95): per-query average precision of the `MOMENT_MAX_PREDICTIONS` best predictions (each taking the
+        best-overlapping unmatched window; interpolated precision envelope), averaged over queries.
+    """
+    if isinstance(predictions, dict) != isinstance(ground_truth, dict) or (
+            isinstance(predictions, dict) and set(predictions) != set(ground_truth)):
+        raise ValueError("predictions and ground_truth must be both lists or both dicts with the same query ids")
+    if isinstance(predictions, dict):
+        predictions = {query: predictions[query] for query in ground_truth}
+    predicted, truth = _moment_lists(predictions, "predictions", 3), _moment_lists(ground_truth, "ground_truth", 2)
+    if len(predicted) != len(truth):
+        raise ValueError(f"{len(predicted)} queries of predictions for {len(truth)} of ground_truth")
+    if not truth:
+        raise ValueError("no queries to evaluate")
+    top_ious, precisions = [], []
+    for query, (ranked, windows) in enumerate(zip(predicted, truth)):
+        if len(windows) == 0:
+            raise ValueError(f"ground_truth of query {query} is empty: every query needs a ground-truth window")
+        ranked = ranked[np.argsort(-ranked[:, 2], kind="stable")][:MOMENT_MAX_PREDICTIONS]
+        top_ious.append(temporal_iou(ranked[:1, :2], windows).max() if len(ranked) else 0.0)
+        precisions.append(moment_average_precision(ranked, windows))
+    top_ious, precisions = np.asarray(top_ious), np.asarray(precisions).mean(axis=0)
+    results = {f"R1@{threshold}": float(100.0 * np.mean(top_ious >= threshold)) for threshold in MOMENT_R1_THRESHOLDS}
+    results["mIoU"] = float(100.0 * top_ious.mean())
+    results["mAP@0.5"] = float(100.0 * precisions[MOMENT_AP_THRESHOLDS.index(0.5)])
+    results["mAP@0.75"] = float(100.0 * precisions[MOMENT_AP_THRESHOLDS.index(0.75)])
+    results["mAP"] = float(100.0 * precisions.mean())
+    return results
+
+
 def flatten_metrics(metrics: dict[str, dict], prefix: str = "") -> dict[str, float]:
     """`{"text_to_video": {"R1": ...}}` -> `{"<prefix>t2v_R1": ...}` (rank lists dropped), for logs and JSON."""
     flat = {}
@@ -264,14 +393,21 @@ def _is_identity(caption_to_video, shape) -> bool:
 __all__ = [
     "DEFAULT_KS",
     "MEDIAN_RULES",
+    "MOMENT_AP_THRESHOLDS",
+    "MOMENT_R1_THRESHOLDS",
+    "NonFiniteScoresError",
     "TIE_RULES",
+    "check_finite",
     "dsl_retrieval_metrics",
     "dual_softmax_rescore",
     "flatten_metrics",
     "ground_truth_ranks",
     "group_best_caption_scores",
+    "moment_average_precision",
+    "moment_retrieval_metrics",
     "retrieval_metrics",
     "summarize_ranks",
+    "temporal_iou",
     "text_to_video_metrics",
     "video_to_text_metrics",
 ]

@@ -30,7 +30,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -130,7 +129,7 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments(data_clip2video.SourceArguments):
+class DataArguments(data_clip2video.SourceArguments, data_clip2video.VideoArguments):
     """Which data (a benchmark or any `datasets` source: the source options of `SourceArguments`) and how its videos
     are read."""
 
@@ -148,13 +147,6 @@ class DataArguments(data_clip2video.SourceArguments):
     eval_split: str = field(default="test", metadata={"help": "Split used for evaluation and export."})
     max_words: Optional[int] = field(default=None, metadata={"help": (
         "Caption length in tokens, start and end included (default: the checkpoint processor's, else 32).")})
-    frame_sampling: str = field(default="original", metadata={"help": (
-        "'original' (5 fps images, every feature_framerate-th, uniform pick), 'uniform' or 'random_segment'.")})
-    feature_framerate: Optional[int] = field(default=None, metadata={"help": (
-        "The original's feature_framerate; default per benchmark (MSR-VTT 2, MSVD/VATEX/synthetic 1).")})
-    transform_backend: Optional[str] = field(default=None, metadata={"help": (
-        "Deprecated and ignored: frames are always transformed like the original (PIL bicubic).")})
-    video_backend: str = field(default="decord", metadata={"help": "'decord' (falls back to PyAV) or 'pyav'."})
     cache_videos: bool = field(default=False, metadata={"help": (
         "Decode every video once and keep its frames (uint8) in memory; for small sets like synthetic-motion.")})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
@@ -166,11 +158,6 @@ class DataArguments(data_clip2video.SourceArguments):
     synthetic_frame_size: int = field(default=32, metadata={"help": (
         "synthetic-motion: frame width = height in pixels (even, 18-256, not 24, 48 or 72: decord cannot read those). "
         "Give a model from scratch the same --scratch_image_size: the processor resizes frames to the model's size.")})
-
-    def __post_init__(self):
-        if self.transform_backend is not None:
-            warnings.warn("--transform_backend is deprecated and ignored: frames are always transformed like the "
-                          "original (PIL bicubic)", FutureWarning, stacklevel=2)
 
     @property
     def is_benchmark(self) -> bool:
@@ -520,8 +507,7 @@ def load_stream_split(data_args: DataArguments, split: str, accelerator: Acceler
                        seed)
 
 
-def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProcessor, video_options: dict,
-               max_videos: Optional[int] = None, max_rows: Optional[int] = None) -> SplitData:
+def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProcessor, max_videos: Optional[int] = None, max_rows: Optional[int] = None) -> SplitData:
     """A benchmark split (datasets_scripts) or a split of any datasets source, laid out one row per caption."""
     report, videos = DataReport(source=data_args.describe(), split=split), None
     if data_args.is_benchmark:
@@ -541,8 +527,7 @@ def load_split(data_args: DataArguments, split: str, processor: CLIP2VideoProces
         videos = [rows[row]["video"] for row in eval_index.first_caption_rows]
     report.num_videos, report.num_captions = eval_index.num_videos, len(rows)
     tokens = processor.tokenize(list(rows["caption"]))
-    store = VideoFrameStore(videos, processor.video_processor, video_options, cache=data_args.cache_videos,
-                            names=eval_index.video_ids)
+    store = VideoFrameStore(videos, processor.video_processor, cache=data_args.cache_videos, names=eval_index.video_ids)
     logger.info("%s/%s: %d captions, %d videos", data_args.describe(), split, len(rows), eval_index.num_videos)
     return SplitData(rows, tokens, store, eval_index, time_reversed_pairs=data_args.dataset_name == SYNTHETIC_NAME,
                      report=report)
@@ -614,22 +599,6 @@ def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLI
             logger.info("%s; building one from its tokenizer", error)
     tokenizer = model_args.tokenizer_name or source or str(CLIP_TOKENIZER_DIR)
     return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words or 32)
-
-
-def video_options(config: CLIP2VideoConfig, data_args: DataArguments) -> dict[str, Any]:
-    """Per-call options of the video processor matching the model (frames, frame size) and the benchmark (own data:
-    feature_framerate 1, one frame per second of the original's 5 fps images, unless --feature_framerate)."""
-    size = config.vision_config.image_size
-    framerate = data_args.feature_framerate or data_clip2video.default_feature_framerate(
-        data_args.dataset_name if data_args.is_benchmark else None)
-    return dict(num_frames=config.num_frames, size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                frame_sampling=data_args.frame_sampling, feature_framerate=framerate, video_backend=data_args.video_backend)
-
-
-def configure_processor(processor: CLIP2VideoProcessor, options: dict[str, Any]) -> None:
-    """Store the run's video options in the processor, so the saved processor prepares videos as in training."""
-    for name, value in options.items():
-        setattr(processor.video_processor, name, value)
 
 
 def freeze_towers(model: CLIP2VideoModel, model_args: ModelArguments) -> None:
@@ -1264,10 +1233,10 @@ def load_splits(accelerator: Accelerator, data_args: DataArguments, args: RunArg
         if args.do_train and data_args.streaming:
             splits["train"] = load_stream_split(data_args, data_args.train_split, accelerator, args.seed)
         elif args.do_train:
-            splits["train"] = load_split(data_args, data_args.train_split, processor, {},
+            splits["train"] = load_split(data_args, data_args.train_split, processor,
                                          max_rows=data_args.max_train_samples)
         if args.do_eval or args.do_export_features:
-            splits["eval"] = load_split(data_args, data_args.eval_split, processor, {},
+            splits["eval"] = load_split(data_args, data_args.eval_split, processor,
                                         max_videos=data_args.max_eval_videos)
     return splits
 
@@ -1304,15 +1273,17 @@ def build_run_model(accelerator: Accelerator, run: ModelRun, data_args: DataArgu
     freeze_towers(model, run.model_args)
     if run.model_args.gradient_checkpointing:
         model.activation_checkpointing_enable()
-    options = video_options(model.config, data_args)
-    data_clip2video.check_prepared_sources([data_args.dataset_name, *data_args.data_files().values()], options)
-    configure_processor(processor, options)
+    # the video processor for this model and data, built once; saved with the model, it prepares videos as in training
+    benchmark = data_args.dataset_name if data_args.is_benchmark else None
+    video_processor = processor.video_processor.for_model(model.config, **data_args.video_processor_kwargs(benchmark))
+    processor.video_processor = video_processor
+    data_clip2video.check_prepared_sources([data_args.dataset_name, *data_args.data_files().values()], video_processor)
     for split in (split for split in splits.values() if isinstance(split, SplitData)):
-        split.store.options = options
+        split.store.video_processor = video_processor
         if data_args.cache_videos:  # decode every video once for the whole run (a no-op for the second model)
             for failure in split.store.preload(range(len(split.store)), not accelerator.is_local_main_process):
                 logger.warning("unreadable video: %s", failure)
-    return model, VideoBatcher(processor.video_processor, options, model.config.num_frames)
+    return model, VideoBatcher(video_processor)
 
 
 def training_batches(accelerator: Accelerator, train_split, batcher: VideoBatcher, processor: CLIP2VideoProcessor,

@@ -47,7 +47,7 @@ import torch
 from transformers import HfArgumentParser
 
 import report_clip2video as report
-from index_store import Hit, IndexStore, SearchFilter, VideoIndexError, check_model, open_index
+from index_store import Hit, IndexStore, SearchFilter, VideoIndexError, check_model, is_milvus_location, open_index
 from loading_clip2video import LoadedModel, ModelLoadError, load_model
 from utils_clip2video import ModelSourceError, check_at_least
 from video_indexing import IndexSettings, build_index, read_video
@@ -98,6 +98,12 @@ class IndexArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": (
         "Run the model folder's own code (AutoModel/AutoProcessor with trust_remote_code=True); off: this "
         "repository's classes load the weights.")})
+    do_moment_eval: bool = field(default=False, metadata={"help": (
+        "After indexing (with --window_seconds), score every caption of --annotations against its ground-truth span "
+        "(moment_eval.py: in its own video and in the whole collection) and print the metrics as JSON.")})
+    annotations: str | None = field(default=None, metadata={"help": (
+        "Timestamped captions for --do_moment_eval: Charades-STA text (VIDEO START END##sentence) or JSON lines "
+        "(video, start, end, caption; or QVHighlights' vid, query, relevant_windows).")})
 
     def __post_init__(self):
         if not self.video_dir:
@@ -109,9 +115,11 @@ class IndexArguments:
             raise ValueError("--window_stride needs --window_seconds")
         if self.window_seconds is not None and self.window_stride is None:
             self.window_stride = self.window_seconds
+        if self.do_moment_eval and (self.annotations is None or self.window_seconds is None):
+            raise ValueError("--do_moment_eval needs --annotations FILE and --window_seconds")
 
     def settings(self) -> IndexSettings:
-        engine_options = {} if self.index.endswith(".db") or "://" in self.index else {"shard_rows": self.shard_rows}
+        engine_options = {} if is_milvus_location(self.index) else {"shard_rows": self.shard_rows}
         return IndexSettings(
             video_dir=self.video_dir, model=self.model, index=self.index, batch_size=self.batch_size,
             num_workers=self.num_workers, bf16=self.bf16, commit_every=self.commit_every,
@@ -230,11 +238,9 @@ def encode_query(loaded: LoadedModel, store: IndexStore, text: str | None, video
     stored = indexed_vector(store, video)
     if stored is not None:
         return stored
-    from data_clip2video import VideoBatcher
-
     video_processor = loaded.processor.video_processor
     frames, _ = read_video(video_processor, os.path.abspath(video))  # VideoDecodeError names the file
-    pixel_values, video_mask = VideoBatcher(video_processor, {}, video_processor.num_frames)([frames])
+    pixel_values, video_mask = video_processor.collate([frames])
     return loaded.encode_videos(pixel_values, video_mask)
 
 
@@ -321,24 +327,23 @@ def search(index: str | os.PathLike | IndexStore, text: str | None = None, video
     return ranked(store, query, k, model.logit_scale, per_video, merge, filter, backend)
 
 
-def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames: int) -> None:
+def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames: int, windows: bool = False) -> None:
     """A self-contained HTML page (`report_clip2video`): one row per hit with rank, score, path (a link to the file),
     its times, a player that starts at the hit (`#t=start,end`) and a strip of `num_frames` frames of the hit's span,
     decoded as indexing decodes."""
     rows = []
     for rank, hit in enumerate(hits, 1):
-        span = {} if hit.record.get("end") in (None, hit.record.get("duration")) and not hit.start else {
-            "span": (hit.start, hit.end)}
+        span = (hit.start, hit.end) if windows and hit.end is not None else None
         try:
-            frames, _ = read_video(processor.video_processor, hit.path, frame_sampling="uniform",
-                                   num_frames=num_frames, **span)
+            frames, _ = read_video(processor.video_processor, hit.path, span=span, frame_sampling="uniform",
+                                   num_frames=num_frames)
             image = report.data_uri(report.thumbnail_strip(frames, height=72, count=num_frames))
         except Exception as error:  # noqa: BLE001 - a preview is optional; the hit is still listed
             logger.warning("no thumbnails for %s: %s", report.printable(hit.path), error)
             image = None
         duration = hit.record.get("duration")
-        times = "" if hit.end is None else f"{hit.start:.2f}-{hit.end:.2f} s of "
-        fragment = "" if hit.end is None else f"#t={hit.start:g},{hit.end:g}"
+        times = f"{hit.start:.2f}-{hit.end:.2f} s of " if span else ""
+        fragment = f"#t={hit.start:g},{hit.end:g}" if span else ""
         rows.append([report.Cell(str(rank)), report.Cell(f"{hit.score:.4f}"),
                      report.Cell(hit.path, link=Path(hit.path).as_uri() + fragment,
                                  note=times + ("" if duration is None else f"{duration:.2f} s, ")
@@ -368,9 +373,29 @@ def run_query(args: QueryArguments) -> list[Hit]:
             times = f"  {hit.start:8.2f} {hit.end:8.2f}" if windows and hit.end is not None else ""
             print(f"{rank:3d}  {hit.score:9.4f}  {report.printable(hit.path)}{times}")
     if args.html:
-        write_gallery(args.html, query, hits, loaded.processor, args.thumbnails)
+        write_gallery(args.html, query, hits, loaded.processor, args.thumbnails, windows)
         logger.info("gallery written to %s", args.html)
     return hits
+
+
+def run_moment_eval(args: IndexArguments) -> dict:
+    """`index ... --do_moment_eval`: the moment metrics of the annotated captions (`moment_eval`), printed as JSON."""
+    from accelerate import PartialState
+
+    from moment_eval import evaluate_moments, read_annotations
+
+    if not PartialState().is_main_process:
+        return {}
+    queries = read_annotations(args.annotations)
+    store = open_index(args.index)
+    loaded = load_model(args.model, bf16=args.bf16, trust_remote_code=args.trust_remote_code)
+    check_model(store.meta, loaded.identity, store.location)
+    metrics = evaluate_moments(store, loaded, queries, ranked=ranked)
+    print(json.dumps(metrics, indent=1))
+    for setting in ("in_video", "in_collection"):
+        logger.info("moments %s: %s", setting, ", ".join(f"{name} {value:.1f}" for name, value in
+                                                          metrics[setting].items()))
+    return metrics
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -421,7 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         if isinstance(arguments, IndexArguments):
-            build_index(arguments.settings())
+            report = build_index(arguments.settings())
+            if arguments.do_moment_eval and report is not None:
+                run_moment_eval(arguments)
         else:
             run_query(arguments)
     except (VideoIndexError, ModelLoadError, ValueError, FileNotFoundError) as error:

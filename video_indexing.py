@@ -29,7 +29,6 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from data_clip2video import VideoBatcher
 from datasets_scripts import VIDEO_EXTENSIONS
 from index_store import IndexStore, RunAbortedError, create_index, make_record, new_meta, open_index
 from loading_clip2video import LoadedModel, load_model
@@ -79,16 +78,22 @@ def scan_videos(root: Path, skip: Path | None = None) -> list[VideoFile]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def read_video(video_processor, path: str, **options) -> tuple[list, float | None]:
-    """The frames the processor chooses from one video file (before the transform) and the video's duration in
-    seconds, from the same decode (the file is opened once).
+def read_video(video_processor, path: str, span: tuple[float, float] | None = None, **options) -> tuple[list,
+                                                                                                       float | None]:
+    """The frames the processor chooses from one video file (before the transform; inside `span` seconds when given)
+    and the video's duration in seconds, from the same decode: the file is opened once (the duration is None for a
+    span, whose video was measured when it was indexed).
 
     Raises:
         VideoDecodeError: naming the file and the reason.
     """
+    if span is not None:
+        return [np.asarray(frame) for frame in video_processor.load_frames(path, span=span, **options)], None
     options = video_processor._with_defaults(options)
-    rng = np.random.default_rng(options["seed"])
-    sample = partial(video_processor.sample_frames, **options, rng=rng) if options["do_sample_frames"] else None
+    sample = None
+    if options["do_sample_frames"]:
+        sample = partial(video_processor.sample_frames, **{name: value for name, value in options.items()
+                                                           if name != "spans"}, rng=np.random.default_rng(options["seed"]))
     frames, metadata = video_processor._load_video(path, sample, options)
     duration = None
     if metadata.fps and metadata.total_num_frames and math.isfinite(metadata.fps):
@@ -97,25 +102,25 @@ def read_video(video_processor, path: str, **options) -> tuple[list, float | Non
 
 
 def read_windows(video_processor, path: str, window_seconds: float, window_stride: float) -> tuple[list, np.ndarray]:
-    """Per window of one video its frames (the processor's choice inside the window, at the model's input size) and
-    the windows `(n, 2)` seconds; the file is decoded once for all of them (`load_windows` of the processor)."""
+    """Per window of one video its frames (the processor's choice inside the window, resized to the model's input
+    size, uint8) and the windows `(n, 2)` in seconds, the last ending at the video's end; the file is decoded once for
+    all of them (the processor's `load_windows`)."""
     frames, spans = video_processor.load_windows(path, window_seconds=window_seconds, window_stride=window_stride)
     return [list(window) for window in frames], np.asarray(spans, dtype=np.float64).reshape(-1, 2)
 
 
 class VideoFolderDataset(torch.utils.data.Dataset):
-    """Decodes and preprocesses videos one by one (`read_video` / `read_windows`; the transform: `VideoBatcher`); an
-    unreadable video gives an item with `error` set, not an exception, so that one bad file never stops a run.
+    """Decodes videos one by one (`read_video` / `read_windows`); an unreadable video gives an item with `error` set,
+    not an exception, so that one bad file never stops a run.
 
-    An item holds `pixel_values` `(windows, num_frames, 3, H, W)`, `video_mask` `(windows, num_frames)`, `spans`
-    `(windows, 2)` seconds and the video's `duration`; a whole-video index has one window, the whole video."""
+    An item holds `windows` (per window its chosen frames, uint8; a whole-video index has one window, the whole
+    video), `spans` `(windows, 2)` seconds and the video's `duration`; `to_model_inputs` transforms them."""
 
     def __init__(self, root: Path, videos: Sequence[VideoFile], processor, window_seconds: float | None = None,
                  window_stride: float | None = None):
         self.root, self.videos = root, list(videos)
         self.window_seconds, self.window_stride = window_seconds, window_stride
-        video_processor = processor.video_processor
-        self.batcher = VideoBatcher(video_processor, {}, video_processor.num_frames)
+        self.video_processor = processor.video_processor
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -125,18 +130,15 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         path = str(self.root / video.path)
         try:
             if self.window_seconds is None:
-                frames, duration = read_video(self.batcher.video_processor, path)
+                frames, duration = read_video(self.video_processor, path)
                 windows, spans = [frames], np.array([[0.0, duration if duration is not None else math.nan]])
             else:
-                windows, spans = read_windows(self.batcher.video_processor, path, self.window_seconds,
-                                              self.window_stride)
+                windows, spans = read_windows(self.video_processor, path, self.window_seconds, self.window_stride)
                 duration = float(spans[-1, 1])
-            pixel_values, video_mask = self.batcher(windows)
         except Exception as error:  # VideoDecodeError and anything a decoder may raise on a broken file
             reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
             return {"video": video, "error": reason}
-        return {"video": video, "pixel_values": pixel_values, "video_mask": video_mask, "spans": spans,
-                "duration": duration}
+        return {"video": video, "windows": windows, "spans": spans, "duration": duration}
 
 
 def _collate(items: list[dict]) -> list[dict]:
@@ -150,18 +152,19 @@ def encode_batch(loaded: LoadedModel, items: list[dict]) -> torch.Tensor:
     return loaded.encode_videos(pixel_values, video_mask)
 
 
-def forward_passes(items: list[dict], rows: int) -> Iterator[list[dict]]:
-    """`items` in groups of at most `rows` windows (a video of many windows is cut into parts of its windows)."""
+def forward_passes(items: list[dict], rows: int, video_processor) -> Iterator[list[dict]]:
+    """`items` as model inputs (`pixel_values`, `video_mask`: the processor's transform of their frames), in groups of
+    at most `rows` windows (a video of many windows is cut into parts: only one group is transformed at a time)."""
     group, size = [], 0
     for item in items:
-        for start in range(0, len(item["pixel_values"]), rows):
-            part = {**item, "pixel_values": item["pixel_values"][start : start + rows],
-                    "video_mask": item["video_mask"][start : start + rows]}
-            if size + len(part["pixel_values"]) > rows and group:
+        for start in range(0, len(item["windows"]), rows):
+            windows = item["windows"][start : start + rows]
+            if size + len(windows) > rows and group:
                 yield group
                 group, size = [], 0
-            group.append(part)
-            size += len(part["pixel_values"])
+            pixel_values, video_mask = video_processor.collate(windows)
+            group.append({"video": item["video"], "pixel_values": pixel_values, "video_mask": video_mask})
+            size += len(windows)
     if group:
         yield group
 
@@ -334,8 +337,8 @@ def _records_and_failures(items: list[dict], vectors: np.ndarray | None) -> tupl
             else:
                 keep.extend(range(row, row + windows))
                 records.extend(make_record(video.path, video.size, video.mtime_ns, item["duration"],
-                                           int(item["video_mask"][window].sum()), start, end)
-                               for window, (start, end) in enumerate(item["spans"].tolist()))
+                                           len(frames), start, end if math.isfinite(end) else None)
+                               for frames, (start, end) in zip(item["windows"], item["spans"].tolist()))
             row += windows
         if "error" in item:
             logger.warning("skipping %s: %s", video.path, item["error"])
@@ -372,8 +375,8 @@ def encode_videos(loaded: LoadedModel, video_dir: Path, videos: Sequence[VideoFi
             try:
                 items = next(batches, [])
                 good = [item for item in items if "error" not in item]
-                vectors = torch.cat([encode_batch(loaded, group) for group in forward_passes(good, settings.batch_size)
-                                     ]).numpy() if good else None
+                vectors = torch.cat([encode_batch(loaded, group) for group in forward_passes(
+                    good, settings.batch_size, loaded.processor.video_processor)]).numpy() if good else None
                 records, vectors, failed = _records_and_failures(items, vectors)
                 if records:
                     store.add(records, vectors)

@@ -44,20 +44,20 @@ def _lrintf(value: float) -> int:
     return int(np.rint(np.float32(value)))
 
 
-def _output_durations(num_frames: int, fps: float, target_fps: float, frame_duration) -> np.ndarray:
+def _output_durations(total_num_frames: int, fps: float, target_fps: float, frame_duration) -> np.ndarray:
     """Each frame's duration in output images as ffmpeg 5.1's `do_video_out` takes it: the packet duration
     rounded (`lrintf`) when that is positive, else `target_fps / fps` capped at 1."""
     default = min(target_fps / fps, 1.0)
     if frame_duration is None:
         frame_duration = 1.0 / fps
-    seconds = np.broadcast_to(np.asarray(frame_duration, dtype=np.float64), (num_frames,))
+    seconds = np.broadcast_to(np.asarray(frame_duration, dtype=np.float64), (total_num_frames,))
     seconds = np.where(np.isfinite(seconds), seconds, 0.0)
     rounded = np.rint((seconds * target_fps).astype(np.float32)).astype(np.float64)
     return np.where(rounded > 0, rounded, default)
 
 
 def ffmpeg_image_runs(
-    num_frames: int,
+    total_num_frames: int,
     fps: float,
     target_fps: float = 5.0,
     timestamps: Sequence[float] | None = None,
@@ -76,7 +76,7 @@ def ffmpeg_image_runs(
     and `floor(5 * duration) + 2` images in all.
 
     Args:
-        num_frames (`int`): number of decodable native frames.
+        total_num_frames (`int`): number of decodable native frames.
         fps (`float`): the stream's frame rate as ffmpeg guesses it (`av_guess_frame_rate`: the real base
             rate, or the average rate when that is implausibly high).
         target_fps (`float`, defaults to 5.0): the extraction rate (`-r`).
@@ -86,27 +86,27 @@ def ffmpeg_image_runs(
             all frames or one per frame (0 where unknown); defaults to `1 / fps`.
 
     Returns:
-        `(run_frames, run_lengths)`, two int64 arrays of shape `(2 * num_frames,)`: the images are
+        `(run_frames, run_lengths)`, two int64 arrays of shape `(2 * total_num_frames,)`: the images are
         `run_lengths[r]` copies of native frame `run_frames[r]`, run after run. Run-length form keeps
         memory bounded when corrupt timestamps would ask for millions of duplicates.
     """
-    if num_frames <= 0:
+    if total_num_frames <= 0:
         return np.zeros((0,), dtype=np.int64), np.zeros((0,), dtype=np.int64)
     if not fps or fps <= 0 or not np.isfinite(fps):
         raise ValueError(f"ffmpeg_frame_indices needs a positive frame rate, got {fps}")
     if timestamps is None:
-        timestamps = np.arange(num_frames, dtype=np.float64) / fps
-    if len(timestamps) != num_frames:
-        raise ValueError(f"got {len(timestamps)} timestamps for {num_frames} frames")
-    if frame_duration is not None and np.ndim(frame_duration) == 1 and len(frame_duration) != num_frames:
-        raise ValueError(f"got {len(frame_duration)} frame durations for {num_frames} frames")
-    durations = _output_durations(num_frames, fps, target_fps, frame_duration)
+        timestamps = np.arange(total_num_frames, dtype=np.float64) / fps
+    if len(timestamps) != total_num_frames:
+        raise ValueError(f"got {len(timestamps)} timestamps for {total_num_frames} frames")
+    if frame_duration is not None and np.ndim(frame_duration) == 1 and len(frame_duration) != total_num_frames:
+        raise ValueError(f"got {len(frame_duration)} frame durations for {total_num_frames} frames")
+    durations = _output_durations(total_num_frames, fps, target_fps, frame_duration)
     # ffmpeg nudges timestamps away from exact mid-points by 2^-17 output frames
     nudge = 1.0 / (1 << 17)
 
-    run_frames = np.repeat(np.arange(num_frames, dtype=np.int64), 2)
+    run_frames = np.repeat(np.arange(total_num_frames, dtype=np.int64), 2)
     run_frames[0::2] = np.maximum(run_frames[0::2] - 1, 0)  # first run of frame i repeats frame i - 1
-    run_lengths = np.zeros((2 * num_frames,), dtype=np.int64)
+    run_lengths = np.zeros((2 * total_num_frames,), dtype=np.int64)
     sync = 0
     for index, (timestamp, duration) in enumerate(zip(timestamps, durations)):
         sync_ipts = float(timestamp) * target_fps
@@ -132,7 +132,7 @@ def ffmpeg_image_runs(
 
 
 def ffmpeg_frame_indices(
-    num_frames: int,
+    total_num_frames: int,
     fps: float,
     target_fps: float = 5.0,
     timestamps: Sequence[float] | None = None,
@@ -143,7 +143,7 @@ def ffmpeg_frame_indices(
     Returns:
         `np.ndarray` of shape `(num_images,)`, int64, in image order.
     """
-    run_frames, run_lengths = ffmpeg_image_runs(num_frames, fps, target_fps, timestamps, frame_duration)
+    run_frames, run_lengths = ffmpeg_image_runs(total_num_frames, fps, target_fps, timestamps, frame_duration)
     return np.repeat(run_frames, run_lengths)
 
 
@@ -220,21 +220,21 @@ class VideoTimeline:
     """What frame selection needs to know about a video stream, as ffmpeg sees it.
 
     Attributes:
-        num_frames (`int`): decodable frames (packets of the video stream).
+        total_num_frames (`int`): decodable frames (packets of the video stream).
         fps (`float`): the frame rate ffmpeg guesses for the stream (`av_guess_frame_rate`).
-        timestamps (`np.ndarray`, *optional*): `(num_frames,)` presentation times in seconds from the
+        timestamps (`np.ndarray`, *optional*): `(total_num_frames,)` presentation times in seconds from the
             container's start time, increasing; `None` when unknown (constant rate assumed).
-        durations (`np.ndarray`, *optional*): `(num_frames,)` packet durations in seconds (0 = unknown).
+        durations (`np.ndarray`, *optional*): `(total_num_frames,)` packet durations in seconds (0 = unknown).
     """
 
-    num_frames: int
+    total_num_frames: int
     fps: float
     timestamps: np.ndarray | None = None
     durations: np.ndarray | None = None
 
-    def truncated_to(self, num_frames: int) -> "VideoTimeline":
-        cut = (lambda values: None if values is None else values[:num_frames])
-        return VideoTimeline(num_frames, self.fps, cut(self.timestamps), cut(self.durations))
+    def truncated_to(self, total_num_frames: int) -> "VideoTimeline":
+        cut = (lambda values: None if values is None else values[:total_num_frames])
+        return VideoTimeline(total_num_frames, self.fps, cut(self.timestamps), cut(self.durations))
 
 
 class DecoderFailure(Exception):
@@ -391,7 +391,7 @@ class DecordReader:
         try:
             handle = io.BytesIO(source) if isinstance(source, bytes) else source
             self._reader = decord.VideoReader(handle, ctx=decord.cpu(0), num_threads=num_threads)
-            num_frames = len(self._reader)
+            total_num_frames = len(self._reader)
             average_fps = float(self._reader.get_avg_fps())
         except Exception as error:
             raise DecoderFailure(f"decord cannot open it ({first_line(error)})") from None
@@ -402,7 +402,7 @@ class DecordReader:
             raise DecoderFailure(f"mirrored display matrix ({header.orientation}), which decord does not apply")
         self.declared_duration = header.declared_duration
         self._start_time = header.start_time
-        self.timeline = VideoTimeline(num_frames, header.guessed_fps or average_fps)
+        self.timeline = VideoTimeline(total_num_frames, header.guessed_fps or average_fps)
 
     def read_timeline(self) -> VideoTimeline:
         """The timeline with per-frame times: from the packets (exact) when PyAV sees as many frames as
@@ -414,7 +414,7 @@ class DecordReader:
             self.timeline.timestamps, self.timeline.durations = demuxed.timestamps, demuxed.durations
             return self.timeline
         try:
-            times = np.asarray(self._reader.get_frame_timestamp(np.arange(self.timeline.num_frames)), np.float64)
+            times = np.asarray(self._reader.get_frame_timestamp(np.arange(self.timeline.total_num_frames)), np.float64)
         except Exception as error:
             raise DecoderFailure(f"decord cannot index it ({first_line(error)})") from None
         start = self._start_time if self._start_time is not None else float(times[0, 0])
@@ -429,7 +429,7 @@ class DecordReader:
                 self._demuxed = demux(self._source)
             except DecoderFailure:
                 self._demuxed = None
-            if self._demuxed is not None and self._demuxed.timeline.num_frames != self.timeline.num_frames:
+            if self._demuxed is not None and self._demuxed.timeline.total_num_frames != self.timeline.total_num_frames:
                 self._demuxed = None
         return self._demuxed
 
@@ -439,7 +439,7 @@ class DecordReader:
         if self._packets() is not None:
             return self._packets().present_duration
         try:
-            times = np.asarray(self._reader.get_frame_timestamp([0, self.timeline.num_frames - 1]), np.float64)
+            times = np.asarray(self._reader.get_frame_timestamp([0, self.timeline.total_num_frames - 1]), np.float64)
         except Exception:  # no timestamps: no cross-check
             return None
         return _span(times[:, 0], times[:, 1])
@@ -554,7 +554,7 @@ class PyAVReader:
                         break
         except Exception as error:  # any decoder exception is a decoding failure
             raise DecoderFailure(
-                f"PyAV failed at frame {decoded} of {self.timeline.num_frames} ({first_line(error)})"
+                f"PyAV failed at frame {decoded} of {self.timeline.total_num_frames} ({first_line(error)})"
             ) from None
         if decoded <= last:
             raise ShortVideo(decoded)
@@ -564,9 +564,9 @@ class PyAVReader:
 READERS = {"decord": DecordReader, "pyav": PyAVReader}
 
 
-def frame_count_tolerance(num_frames: int) -> int:
+def frame_count_tolerance(total_num_frames: int) -> int:
     """Frames a stream may lack against its announced count before it counts as truncated."""
-    return max(2, int(0.02 * num_frames))
+    return max(2, int(0.02 * total_num_frames))
 
 
 def _check_not_truncated(reader, name: str) -> None:
@@ -591,8 +591,14 @@ def read_video(
     select: Callable[[VideoTimeline, Callable[[], VideoTimeline]], np.ndarray],
     video_backend: str = "decord",
     num_threads: int = 1,
-) -> list[np.ndarray]:
+    convert: Callable[[list[np.ndarray]], Any] | None = None,
+) -> list:
     """Decodes the frames `select(timeline, read_timeline)` asks for, trying decord then PyAV (`"decord"`) or PyAV only.
+
+    `select` may also return a list of index arrays (groups: the windows of a long video): the file is opened once and
+    the groups are read one after the other, each passed through `convert` (e.g. a resize to the model's size) before
+    the next is read, so only one group's full-size frames are in memory; the result is then the list of `convert`'s
+    values, one per group.
 
     Args:
         source (`str` or `bytes`): a video file path or its bytes.
@@ -615,7 +621,7 @@ def read_video(
     reasons = []
     for backend in backends:
         try:
-            return _read_with(READERS[backend], source, name, select, num_threads)
+            return _read_with(READERS[backend], source, name, select, num_threads, convert)
         except ImportError as error:
             reasons.append(f"{backend} unavailable ({error})")
         except DecoderFailure as failure:
@@ -624,25 +630,56 @@ def read_video(
     raise VideoDecodeError(f"{name}: cannot decode: " + "; ".join(reasons))
 
 
-def _read_with(backend, source, name: str, select, num_threads: int) -> list[np.ndarray]:
+def _read_with(backend, source, name: str, select, num_threads: int, convert=None) -> list:
     reader = backend(source, num_threads)
-    num_frames = reader.timeline.num_frames
-    if num_frames <= 0:
+    total_num_frames = reader.timeline.total_num_frames
+    if total_num_frames <= 0:
         raise VideoDecodeError(f"{name}: zero frames in the video stream")
     _check_not_truncated(reader, name)
     native = select(reader.timeline, reader.read_timeline)
     try:
-        return _read_unique(reader, native)
+        return _read_selection(reader, native, convert)
     except ShortVideo as short:
         # The container promised more frames than the stream holds. A small shortfall is an
         # estimated count; anything larger is a truncated file.
-        if short.decoded <= 0 or num_frames - short.decoded > frame_count_tolerance(num_frames):
+        if short.decoded <= 0 or total_num_frames - short.decoded > frame_count_tolerance(total_num_frames):
             raise VideoDecodeError(
-                f"{name}: truncated or corrupt: the stream ended after {short.decoded} of {num_frames} frames"
+                f"{name}: truncated or corrupt: the stream ended after {short.decoded} of {total_num_frames} frames"
             ) from None
-        logger.info("%s: %d frames decodable, %d announced", name, short.decoded, num_frames)
+        logger.info("%s: %d frames decodable, %d announced", name, short.decoded, total_num_frames)
         reader.timeline = reader.read_timeline().truncated_to(short.decoded)
-        return _read_unique(reader, select(reader.timeline, reader.read_timeline))
+        return _read_selection(reader, select(reader.timeline, reader.read_timeline), convert)
+
+
+def _read_selection(reader, native, convert) -> list:
+    """The frames of one index array, or, for a list of index arrays, each group's frames (`convert`ed: e.g. resized,
+    frame by frame, into an `(n, H, W, 3)` array).
+
+    Groups (e.g. the overlapping windows of one video, in time order) are read in one forward pass: the union of their
+    frames is read once, in increasing order, and converted once; a group is assembled as soon as its last frame is
+    read, and a frame is dropped once no group still to come needs it (no backward seek, no frame read or converted
+    twice for overlapping groups).
+    """
+    if not isinstance(native, list):
+        return _read_unique(reader, native)
+    groups = [np.asarray(group, dtype=np.int64).reshape(-1) for group in native]
+    order = sorted(range(len(groups)), key=lambda number: (int(groups[number].max()), number))
+    firsts = np.minimum.accumulate([int(groups[number].min()) for number in reversed(order)])[::-1]
+    union = np.unique(np.concatenate(groups))
+    cache: dict[int, np.ndarray] = {}
+    position, results = 0, [None] * len(groups)
+    for rank, number in enumerate(order):
+        upto = int(np.searchsorted(union, groups[number].max(), side="right"))
+        if upto > position:
+            frames = reader.read(union[position:upto])
+            cache.update(zip(union[position:upto].tolist(), convert(frames) if convert is not None else frames))
+            position = upto
+        frames = [cache[index] for index in groups[number].tolist()]
+        results[number] = np.stack(frames) if convert is not None else frames
+        keep_from = firsts[rank + 1] if rank + 1 < len(order) else np.inf
+        for index in [index for index in cache if index < keep_from]:
+            del cache[index]
+    return results
 
 
 def _read_unique(reader, native: np.ndarray) -> list[np.ndarray]:

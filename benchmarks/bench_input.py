@@ -37,8 +37,8 @@ from processing_clip2video import CLIP2VideoVideoProcessor  # noqa: E402
 
 
 #: The default model input: 12 frames of 224 px, sampled as the original does (1 frame/s of its 5 fps images).
-MODEL_INPUT = dict(num_frames=12, size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
-                   frame_sampling="original", feature_framerate=1)
+#: The model input: 12 frames of 224 px, one per second of the original's 5 fps images.
+MODEL_INPUT = dict(num_frames=12, image_size=224, frame_sampling="original", feature_framerate=1)
 
 
 def make_videofolder(root: str, num_videos: int, seconds: int) -> str:
@@ -61,17 +61,17 @@ def training_loader(source: str, data_dir, num_clips: int, workers: int, batch_s
     """Training batches of `num_clips` clips read from `source` through run_retrieval's data path, and the batcher.
 
     For the mp4 videofolder, `pixel_values` are float32 `(batch, 12, 3, 224, 224)`; for prepared shards they stay uint8
-    until `VideoBatcher.to_device` normalises them."""
-    video_processor = CLIP2VideoVideoProcessor()
+    until `VideoBatcher.to_device` normalises them (the processor's `normalize`)."""
+    video_processor = CLIP2VideoVideoProcessor().for_model(**MODEL_INPUT)
     dataset = data_clip2video.load_source(source, "train", data_dir=data_dir, cache_dir=cache_dir)
     table = data_clip2video.build_caption_table(dataset, data_clip2video.resolve_columns(dataset), data_dir, source,
                                                 "train")
-    store = data_clip2video.VideoFrameStore(table.videos, video_processor, MODEL_INPUT)
+    store = data_clip2video.VideoFrameStore(table.videos, video_processor)
     num_videos = table.report.num_videos
     tokens = {"input_ids": torch.zeros(num_clips, 32, dtype=torch.long),
               "attention_mask": torch.ones(num_clips, 32, dtype=torch.long)}
     pairs = data_clip2video.CaptionVideoDataset(tokens, [row % num_videos for row in range(num_clips)], store)
-    batcher = data_clip2video.VideoBatcher(video_processor, MODEL_INPUT, MODEL_INPUT["num_frames"])
+    batcher = data_clip2video.VideoBatcher(video_processor)
     loader = torch.utils.data.DataLoader(pairs, batch_size=batch_size, num_workers=workers,
                                          collate_fn=batcher.collate_pairs)
     return loader, batcher
@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
         assert batch["pixel_values"].dtype == torch.uint8
         videos = [list(frames[: int(count)].numpy()) for frames, count in zip(batch["pixel_values"],
                                                                            batch["video_mask"].sum(1))]
-        assert torch.equal(batcher.to_device(batch, "cpu")["pixel_values"], batcher(videos)[0])
+        assert torch.equal(batcher.to_device(batch, "cpu")["pixel_values"], batcher.video_processor.collate(videos)[0])
         for route, loader in (("mp4", mp4), ("shards", shards)):
             rate, clips = clips_per_second(loader)
             routes[route] = {"clips_per_second": round(rate, 2), "clips_per_second_per_core": round(rate / cores, 2),

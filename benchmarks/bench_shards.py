@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_decode import make_video  # noqa: E402
-from frame_shards import FrameOptions, VideoRecord, load_prepared, model_input_frames, npy_bytes  # noqa: E402
+from frame_shards import VideoRecord, load_prepared, model_input_frames, npy_bytes  # noqa: E402
 from processing_clip2video import CLIP2VideoVideoProcessor  # noqa: E402
 
 
@@ -48,8 +48,8 @@ def original_dump_bytes(video: str, workdir: str) -> tuple[int, int]:
 
 def distinct_clips(video: str, count: int) -> list[np.ndarray]:
     """`count` different 12-frame clips of the video at the model input (uniform picks, shifted per clip)."""
-    processor = CLIP2VideoVideoProcessor()
-    every = model_input_frames(processor, video, FrameOptions(num_frames=12 * count, frame_sampling="uniform"))
+    processor = CLIP2VideoVideoProcessor(num_frames=12 * count, frame_sampling="uniform")
+    every = model_input_frames(processor, video)
     return [every[index::count][:12] for index in range(count)]
 
 
@@ -57,12 +57,11 @@ def write_parquet_npy(clips, folder: str) -> list[str]:
     """The chosen format, through frame_shards' own writer (its shard and prepared.json layout)."""
     from frame_shards import finish_split, write_split_shards
 
-    processor = CLIP2VideoVideoProcessor()
-    records = [VideoRecord(f"clip{index}", clip, ("a caption",)) for index, clip in enumerate(clips)]
     # in-memory frames are taken as the 5 fps images: "uniform" over exactly 12 of them keeps them all
-    options = FrameOptions(num_frames=12, frame_sampling="uniform")
-    write_split_shards(records, folder, "train", processor, options, shard_size=len(clips))
-    finish_split(folder, "train", len(records), len(clips), processor, options)
+    processor = CLIP2VideoVideoProcessor(num_frames=12, frame_sampling="uniform")
+    records = [VideoRecord(f"clip{index}", clip, ("a caption",)) for index, clip in enumerate(clips)]
+    write_split_shards(records, folder, "train", processor, shard_size=len(clips))
+    finish_split(folder, "train", len(records), len(clips), processor)
     return [os.path.join(folder, "train-00000.parquet")]
 
 

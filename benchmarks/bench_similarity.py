@@ -60,12 +60,12 @@ class Features:
 
 
 def text_parts(model: CLIP2VideoModel, eot: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor):
-    """`t_g`, `t_c` from CLIP text outputs (what `encode_text` does after the text tower)."""
-    return model.text_embeds_from_states(eot, tokens, mask)
+    """`t_g`, `t_c` from CLIP text outputs (what `get_text_features` does after the text tower)."""
+    return model._text_embeds_from_states(eot, tokens, mask)
 
 
 def video_parts(model: CLIP2VideoModel, frames: torch.Tensor, mask: torch.Tensor):
-    """`v_g`, `v_c` from frame features (what `encode_video` does after the vision tower)."""
+    """`v_g`, `v_c` from frame features (what `get_video_features` does after the vision tower)."""
     return model._global_video_embeds(frames, mask), model._alignment_video_embeds(frames, mask)
 
 

@@ -15,12 +15,11 @@ import pytest
 import torch
 
 from frame_shards import (
-    FrameOptions,
     PreparedShardsError,
     check_frame_options,
+    frame_options_record,
     is_prepared_dir,
     load_prepared,
-    model_input_frames,
     read_prepared_info,
 )
 from data_clip2video import DataSourceError
@@ -29,7 +28,8 @@ from processing_clip2video import CLIP2VideoVideoProcessor, VideoDecodeError
 from conftest import REPO_ROOT
 
 PYTHON = sys.executable
-OPTIONS = FrameOptions(num_frames=4, image_size=16, feature_framerate=2)
+#: The video processor of the tiny model input: what the prepared folder holds.
+VP = CLIP2VideoVideoProcessor().for_model(image_size=16, num_frames=4, feature_framerate=2)
 CLI_OPTIONS = ["--num_frames", "4", "--image_size", "16", "--feature_framerate", "2", "--shard_size", "2"]
 NUM_GOOD = 5
 
@@ -98,7 +98,7 @@ def prepared(tmp_path_factory):
 
 
 def test_round_trip_gives_the_processors_frames_and_pixel_values(prepared):
-    processor = CLIP2VideoVideoProcessor()
+    processor = VP
     rows = load_prepared(prepared / "prepared", "train", cache_dir=str(prepared / "cache"))
     assert rows.column_names == ["video_id", "caption", "frames"]
     assert [row["video_id"] for row in rows] == [f"clip{i}" for i in range(NUM_GOOD)]
@@ -108,13 +108,12 @@ def test_round_trip_gives_the_processors_frames_and_pixel_values(prepared):
         assert frames.dtype == np.uint8 and frames.shape == (4, 16, 16, 3)
         video = str(prepared / "videos" / f"clip{index}.mp4")
         # the stored integers are the processor's resized and cropped frames ...
-        expected = processor.transform_frames(processor.load_frames(video, **OPTIONS.as_processor_kwargs()),
-                                              **OPTIONS.as_processor_kwargs(), do_rescale=False, do_normalize=False)
+        expected = processor.transform_frames(processor.load_frames(video), do_rescale=False, do_normalize=False)
         assert np.array_equal(frames, expected.permute(0, 2, 3, 1).numpy().astype(np.uint8))
         assert frames.std() > 10  # real content, not a blank
         # ... so the model input from them is bit-identical to the one from the video
-        from_video = processor(videos=video, **OPTIONS.as_processor_kwargs())["pixel_values"][0]
-        from_shard = processor.transform_frames(list(frames), **OPTIONS.as_processor_kwargs())
+        from_video = processor(videos=video)["pixel_values"][0]
+        from_shard = processor.transform_frames(list(frames))
         assert torch.equal(from_video, from_shard)
     # frames differ from video to video and from frame to frame
     assert not np.array_equal(rows[0]["frames"], rows[1]["frames"])
@@ -133,9 +132,9 @@ def test_prepared_json_reports_and_frame_options(prepared):
     reasons = {item["video_id"]: item["reason"] for item in report["skipped"]}
     assert set(reasons) == {"missing", "broken"}
     assert "no such file" in reasons["missing"] and "cannot decode" in reasons["broken"]
-    check_frame_options(folder, num_frames=4, image_size=16, frame_sampling="original", feature_framerate=2)
+    check_frame_options(folder, VP)
     with pytest.raises(PreparedShardsError, match="image_size: 16 there, 224 asked"):
-        check_frame_options(folder, num_frames=4, image_size=224, frame_sampling="original", feature_framerate=2)
+        check_frame_options(folder, VP.for_model(image_size=224))
     with pytest.raises(PreparedShardsError, match="split 'test' was not prepared"):
         load_prepared(folder, "test")
 
@@ -189,7 +188,7 @@ def test_strict_stops_at_the_first_bad_video(tmp_path):
 
 def test_random_sampling_and_other_options_are_refused(prepared, tmp_path):
     with pytest.raises(PreparedShardsError, match="one fixed"):
-        FrameOptions(frame_sampling="random_segment")
+        frame_options_record(VP.for_model(frame_sampling="random_segment"))
     from frame_shards import write_split_shards
     import prepare_shards
 
@@ -198,11 +197,9 @@ def test_random_sampling_and_other_options_are_refused(prepared, tmp_path):
     assert [record.video_id for record in records] == ["clip0", "clip1", "broken", "clip2", "clip3", "clip4"]
     assert [item["video_id"] for item in skipped] == ["missing"]
     with pytest.raises(PreparedShardsError, match="num_frames: 4 there, 5 asked"):
-        write_split_shards(records, prepared / "prepared", "train", CLIP2VideoVideoProcessor(),
-                           FrameOptions(num_frames=5, image_size=16, feature_framerate=2), shard_size=2)
+        write_split_shards(records, prepared / "prepared", "train", VP.for_model(num_frames=5), shard_size=2)
     with pytest.raises(PreparedShardsError, match="prepared for other videos"):
-        write_split_shards(records[1:], prepared / "prepared", "train", CLIP2VideoVideoProcessor(), OPTIONS,
-                           shard_size=2)
+        write_split_shards(records[1:], prepared / "prepared", "train", VP, shard_size=2)
 
 
 KILL_IN_THIRD_SHARD = """
@@ -353,15 +350,15 @@ def _bits(tensor: torch.Tensor) -> torch.Tensor:
 
 def test_prepared_frames_stay_uint8_until_the_device_and_normalise_to_the_cpu_transforms_bits(prepared):
     """Training and evaluation collate prepared frames as uint8 and normalise them after the move to the device
-    (`VideoBatcher.to_device`): the float32 values are bit for bit those of the processor's CPU transform, padding
+    (`VideoBatcher.to_device`, the processor's `normalize`): the float32 values are bit for bit those of the processor's CPU transform, padding
     frames included; frames the transform would resize keep the CPU route."""
     from data_clip2video import VideoBatcher
 
     rows = load_prepared(prepared / "prepared", "train", cache_dir=str(prepared / "cache"))
     videos = [list(row["frames"]) for row in rows]
     videos[1], videos[3] = videos[1][:2], videos[3][:1]  # shorter videos: padding frames in the batch
-    batcher = VideoBatcher(CLIP2VideoVideoProcessor(), OPTIONS.as_processor_kwargs(), OPTIONS.num_frames)
-    on_cpu, cpu_mask = batcher(videos)
+    batcher = VideoBatcher(VP)
+    on_cpu, cpu_mask = VP.collate(videos)
     items = [{"row": index, "input_ids": torch.tensor([1, 2]), "attention_mask": torch.ones(2, dtype=torch.long),
               "frames": frames} for index, frames in enumerate(videos)]
     pairs = batcher.collate_pairs(items)
@@ -375,12 +372,12 @@ def test_prepared_frames_stay_uint8_until_the_device_and_normalise_to_the_cpu_tr
     batch = batcher.collate_videos([{"video": 0, "frames": videos[0]}, {"video": 1, "error": "broken"},
                                     {"video": 2, "frames": videos[2]}])
     assert batch["pixel_values"].dtype == torch.uint8
-    expected, _ = batcher([videos[0], [np.zeros_like(videos[0][0])], videos[2]])
+    expected, _ = VP.collate([videos[0], [np.zeros_like(videos[0][0])], videos[2]])
     assert torch.equal(_bits(batcher.to_device(batch, "cpu")["pixel_values"]), _bits(expected))
     # frames at another size than the model's (decoded mp4 frames) are transformed on the CPU, as before
     large = [[np.full((24, 20, 3), 90, dtype=np.uint8)] * 3]
-    collated, _ = batcher.collate_frames(large)
-    assert collated.dtype == torch.float32 and torch.equal(_bits(collated), _bits(batcher(large)[0]))
+    collated, _ = VP.collate(large, keep_uint8=True)
+    assert collated.dtype == torch.float32 and torch.equal(_bits(collated), _bits(VP.collate(large)[0]))
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -452,7 +449,7 @@ def test_garbled_frame_bytes_are_a_decode_error_naming_the_video(prepared, tmp_p
 
     streamed = list(load_prepared(folder, "train", streaming=True))
     assert [row["video_id"] for row in streamed[:2]] == ["clip0", "clip1"]
-    batcher = VideoBatcher(CLIP2VideoVideoProcessor(), OPTIONS.as_processor_kwargs(), OPTIONS.num_frames)
+    batcher = VideoBatcher(VP)
     def tokenize(captions):
         return {"input_ids": torch.ones(len(captions), 2, dtype=torch.long),
                 "attention_mask": torch.ones(len(captions), 2, dtype=torch.long)}
@@ -484,3 +481,188 @@ def test_a_garbled_receipt_is_named_when_resuming(prepared, tmp_path):
             prepare_shards.main(arguments)
     receipt.write_text(original)
     assert prepare_shards.main(arguments)["train"]["num_videos"] == NUM_GOOD  # every shard done already: no decoding
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The output folder: never the user's files, one run at a time, a changed source noticed; bad folders named
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_prepare_never_writes_over_the_users_files(tmp_path):
+    import prepare_shards
+
+    make_folder(tmp_path / "videos", broken=False)
+    output = tmp_path / "mine"
+    output.mkdir()
+    (output / "train-00000.parquet").write_bytes(b"my own parquet")
+    (output / "train-report.json").write_text("my report")
+    arguments = [*source_options(tmp_path / "videos"), "--output_dir", str(output), *CLI_OPTIONS]
+    with pytest.raises(PreparedShardsError, match="holds files prepare_shards.py did not write .*train-00000.parquet"):
+        prepare_shards.main(arguments)
+    assert (output / "train-00000.parquet").read_bytes() == b"my own parquet"
+    assert (output / "train-report.json").read_text() == "my report"
+    assert sorted(path.name for path in output.iterdir()) == ["train-00000.parquet", "train-report.json"]
+    # --output_dir that is a file
+    (tmp_path / "a_file").write_text("x")
+    arguments[arguments.index(str(output))] = str(tmp_path / "a_file")
+    with pytest.raises(PreparedShardsError, match="a_file is a file, not a folder"):
+        prepare_shards.main(arguments)
+    assert (tmp_path / "a_file").read_text() == "x"
+
+
+def test_a_rerun_after_the_source_changed_writes_the_changed_shards_again(tmp_path):
+    import prepare_shards
+
+    rows = make_folder(tmp_path / "videos", broken=False)
+    output = tmp_path / "prepared"
+    arguments = [*source_options(tmp_path / "videos"), "--output_dir", str(output), *CLI_OPTIONS]
+    prepare_shards.main(arguments)
+    before = load_prepared(output, "train", cache_dir=str(tmp_path / "cache1"))
+    old_frames = before[0]["frames"].copy()
+    # a caption edited (clip 3, shard 1) and a video replaced by another one (clip 0, shard 0)
+    rows[3]["caption"] = ["clip 3 edited", "clip 3 second"]
+    (tmp_path / "videos" / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    write_video(tmp_path / "videos" / "clip0.mp4", 18, seed=99)
+    prepare_shards.main(arguments)
+    after = load_prepared(output, "train", cache_dir=str(tmp_path / "cache2"))
+    assert after[3]["caption"] == ["clip 3 edited", "clip 3 second"]
+    assert not np.array_equal(after[0]["frames"], old_frames)
+    expected = VP.to_model_size(VP.load_frames(str(tmp_path / "videos" / "clip0.mp4")))
+    assert np.array_equal(after[0]["frames"], expected)
+    assert np.array_equal(after[4]["frames"], before[4]["frames"])  # an unchanged shard is kept
+
+
+def test_foreign_or_garbled_prepared_json_is_refused_before_the_work(tmp_path):
+    import data_clip2video
+    import prepare_shards
+
+    make_folder(tmp_path / "videos", broken=False)
+    output = tmp_path / "prepared"
+    arguments = [*source_options(tmp_path / "videos"), "--output_dir", str(output), *CLI_OPTIONS]
+    for content, message in [("{not json", "not a readable prepared-shards record"),
+                             (json.dumps({"format": "someone-else"}), "not a prepared-shards record of clip2video"),
+                             ("[1, 2]", "not a prepared-shards record of clip2video")]:
+        output.mkdir(exist_ok=True)
+        (output / "prepared.json").write_text(content)
+        with pytest.raises(PreparedShardsError, match=f"{re.escape(str(output / 'prepared.json'))}: {message}"):
+            prepare_shards.main(arguments)
+        assert sorted(path.name for path in output.iterdir()) == ["prepared.json"]  # nothing decoded or written
+    # splits as a list (a prepared folder otherwise): named, as a source and as an output folder
+    (output / "prepared.json").unlink()
+    prepare_shards.main(arguments)
+    info = json.loads((output / "prepared.json").read_text())
+    (output / "prepared.json").write_text(json.dumps({**info, "splits": ["train"]}))
+    with pytest.raises(PreparedShardsError, match="prepared.json: malformed"):
+        data_clip2video.load_source(str(output), "train")
+    with pytest.raises(PreparedShardsError, match="prepared.json: malformed"):
+        prepare_shards.main(arguments)
+
+
+def test_an_unfinished_prepared_folder_used_as_a_source_says_rerun(tmp_path):
+    import data_clip2video
+
+    make_folder(tmp_path / "videos", broken=False)
+    killed = tmp_path / "killed"
+    died = prepare(tmp_path / "videos", killed, script=["-c", KILL_IN_THIRD_SHARD], check=False)
+    assert died.returncode == -signal.SIGKILL
+    with pytest.raises(PreparedShardsError, match="killed: unfinished prepared folder .*rerun prepare_shards.py"):
+        data_clip2video.load_source(str(killed), "train")
+
+
+SLOW_PREPARE = """
+import sys, time
+import frame_shards, prepare_shards
+real = frame_shards.model_input_frames
+def model_input_frames(*args, **kwargs):
+    time.sleep(1.5)
+    return real(*args, **kwargs)
+frame_shards.model_input_frames = model_input_frames
+prepare_shards.main(sys.argv[1:])
+"""
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_writes(tmp_path):
+    import time
+
+    import prepare_shards
+
+    make_folder(tmp_path / "videos", broken=False)
+    output = tmp_path / "prepared"
+    command = [PYTHON, "-c", SLOW_PREPARE, *source_options(tmp_path / "videos"), "--output_dir", str(output),
+               *CLI_OPTIONS]
+    first = subprocess.Popen(command, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.time() + 120
+        while not (output / ".clip2video-prepared").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(PreparedShardsError, match="another prepare_shards.py run is writing into"):
+            prepare_shards.main([*source_options(tmp_path / "videos"), "--output_dir", str(output), *CLI_OPTIONS])
+    finally:
+        _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr[-2000:]
+    assert read_prepared_info(output)["splits"]["train"]["num_videos"] == NUM_GOOD  # the first run was not disturbed
+    # its progress bar: videos done, with the time left
+    assert re.search(r"train: videos: 100%.*5/5 \[\d\d:\d\d<00:00", stderr), stderr[-2000:]
+
+
+def test_a_full_disk_is_named_with_the_file(tmp_path, monkeypatch):
+    import errno
+
+    import pyarrow.parquet as pq
+
+    import prepare_shards
+
+    make_folder(tmp_path / "videos", broken=False)
+
+    def full(self, table, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
+    output = tmp_path / "prepared"
+    with pytest.raises(PreparedShardsError, match=re.escape(str(output / "train-00000.parquet")) +
+                       ": cannot write it: No space left on device .disk full"):
+        prepare_shards.main([*source_options(tmp_path / "videos"), "--output_dir", str(output), *CLI_OPTIONS])
+    assert not list(output.glob("train-*"))  # no half-written shard left as done
+
+
+def test_a_missing_model_path_is_named(tmp_path):
+    import prepare_shards
+
+    make_folder(tmp_path / "videos", broken=False)
+    for missing in (str(tmp_path / "no_model"), "./no_model_here"):
+        with pytest.raises(ValueError, match=f"--model_name_or_path {re.escape(missing)}: no such model folder"):
+            prepare_shards.main([*source_options(tmp_path / "videos"), "--output_dir", str(tmp_path / "out"),
+                                 "--model_name_or_path", missing])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_frame_size_that_does_not_match_the_model_names_the_option_that_fixes_it(prepared):
+    with pytest.raises(PreparedShardsError, match=r"image_size: 16 there, 32 asked\); prepare_shards.py --image_size 32"):
+        check_frame_options(prepared / "prepared", VP.for_model(image_size=32))
+
+
+def test_prepared_shards_of_timed_clips_carry_their_spans(tmp_path):
+    """Clips with a span are decoded in their span only (the processor's frame choice inside it), their rows carry
+    `start` / `end`; a span starting after the video's end is a counted skip with the reason."""
+    from frame_shards import VideoRecord, finish_split, write_split_shards
+
+    write_video(tmp_path / "long.mp4", 60, seed=3)  # 6 s at 10 fps
+    video = str(tmp_path / "long.mp4")
+    records = [VideoRecord("long@0-2", video, ("first part",), (0.0, 2.0)),
+               VideoRecord("long@3-6", video, ("second part",), (3.0, 6.0)),
+               VideoRecord("long@9-12", video, ("after the end",), (9.0, 12.0)),
+               VideoRecord("long", video, ("all of it",))]
+    output = tmp_path / "prepared"
+    write_split_shards(records, output, "train", VP, shard_size=2)
+    entry = finish_split(output, "train", len(records), 2, VP)
+    assert (entry["num_videos"], entry["num_skipped"]) == (3, 1)
+    report = json.loads((output / "train-report.json").read_text())
+    assert report["skipped"][0]["video_id"] == "long@9-12" and "starts at or after the end" in report["skipped"][0][
+        "reason"]
+    rows = load_prepared(output, "train", cache_dir=str(tmp_path / "cache"))
+    assert rows.column_names == ["video_id", "caption", "frames", "start", "end"]
+    assert [(row["start"], row["end"]) for row in rows] == [(0.0, 2.0), (3.0, 6.0), (None, None)]
+    for row, span in zip(rows, [(0.0, 2.0), (3.0, 6.0), None]):
+        assert np.array_equal(row["frames"], VP.to_model_size(VP.load_frames(video, span=span)))
+    assert not np.array_equal(rows[0]["frames"][0], rows[1]["frames"][0])

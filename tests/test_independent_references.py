@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import random_text, random_video, tiny_config
-from modeling_clip2video import CLIP2VideoModel, clip2video_loss
+from loss_clip2video import clip2video_loss
+from modeling_clip2video import CLIP2VideoModel
 from retrieval_metrics import dual_softmax_rescore
 from test_modeling import VARIANTS
 

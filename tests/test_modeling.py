@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
 from conftest import TINY_TEXT, TINY_VISION, random_text, random_video, tiny_config
-from modeling_clip2video import CLIP2VideoModel, clip2video_loss
+from loss_clip2video import clip2video_loss
+from modeling_clip2video import CLIP2VideoModel
 
 
 def build(seed: int = 0, **overrides) -> CLIP2VideoModel:
@@ -241,7 +242,7 @@ def test_from_clip_copies_clip_and_initialises_the_temporal_blocks_like_the_orig
     # and the CLIP similarity machinery is intact: frame features equal CLIP's image embeddings
     pixels, mask = random_video(model.config, [6])
     with torch.no_grad():
-        frames = model.encode_frames(pixels, mask)
+        frames = model(input_ids=random_text(model.config, [5])[0], pixel_values=pixels, video_mask=mask).frame_embeds
         expected = clip.get_image_features(pixel_values=pixels[0]).pooler_output
     assert max_diff(frames[0], expected) < 1e-5
 
@@ -490,3 +491,18 @@ def test_readme_trainer_example_runs_as_written(tmp_path):
     metrics = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert math.isfinite(metrics["eval_loss"]) and metrics["epoch"] == 2.0
     assert (tmp_path / "clip2video-trainer").is_dir()
+
+
+def test_a_checkpoint_tensor_of_the_wrong_shape_is_a_typed_error_naming_it(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from modeling_clip2video import CheckpointMismatchError
+
+    build().save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights["temporal_alignment_block.center_weights"] = torch.zeros(7, 64)  # the config says 5 centers
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointMismatchError, match=r"center_weights \(checkpoint \(7, 64\), config \(5, 64\)\)"):
+        CLIP2VideoModel.from_pretrained(tmp_path)
+    model, info = CLIP2VideoModel.from_pretrained(tmp_path, ignore_mismatched_sizes=True, output_loading_info=True)
+    assert [key for key, *_ in info["mismatched_keys"]] == ["temporal_alignment_block.center_weights"]

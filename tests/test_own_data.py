@@ -89,8 +89,8 @@ def _load(tmp_path, *argv, split="train"):
     """A split through run_retrieval's own loading (arguments parsed as on the command line)."""
     model_args, data_args, _ = run_retrieval.parse_args(["--do_eval", "--cache_dir", str(tmp_path / "cache"), *argv])
     processor = run_retrieval.build_processor(model_args, data_args)
-    options = dict(num_frames=4, frame_sampling="uniform")
-    return run_retrieval.load_split(data_args, split, processor, options)
+    processor.video_processor = processor.video_processor.for_model(num_frames=4, frame_sampling="uniform")
+    return run_retrieval.load_split(data_args, split, processor)
 
 
 def _decoded(split_data) -> list[int]:
@@ -233,10 +233,10 @@ def test_strict_refuses_missing_videos(tmp_path):
 
 def test_prepared_frames_are_taken_as_they_are():
     frames = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
-    decoded = data_clip2video.decode_video(frames, video_processor=None, options={})
+    decoded = data_clip2video.decode_video(frames, video_processor=None)
     assert len(decoded) == 3 and all(np.array_equal(a, b) for a, b in zip(decoded, frames))
     with pytest.raises(data_clip2video.VideoDecodeError, match="uint8"):
-        data_clip2video.decode_video(frames.astype(np.float32), video_processor=None, options={})
+        data_clip2video.decode_video(frames.astype(np.float32), video_processor=None)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

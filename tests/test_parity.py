@@ -49,9 +49,9 @@ def test_converted_config_is_inferred_from_shapes(golden):
 def test_similarity_and_embeddings_match_the_original(golden):
     model, io, inputs, _ = golden
     with torch.no_grad():
-        text_global, text_alignment = model.encode_text(inputs["input_ids"], inputs["attention_mask"])
-        video_global, video_alignment, frames = model.encode_video(inputs["pixel_values"], inputs["video_mask"])
         out = model(**inputs)
+    text_global, text_alignment = out.text_global_embeds, out.text_alignment_embeds
+    video_global, video_alignment, frames = out.video_global_embeds, out.video_alignment_embeds, out.frame_embeds
     assert max_diff(frames, io["frame_embeddings"]) < 1e-5
     assert max_diff(text_global, io["text_global_embedding"]) < 1e-5
     assert max_diff(text_alignment, io["text_tab_embedding"]) < 1e-5
@@ -78,7 +78,7 @@ def test_temporal_stacks_match_the_original_hooks(golden):
                model.temporal_difference_block.difference_attention.register_forward_hook(hook("diff_attn")),
                model.temporal_alignment_block.frame_encoder.register_forward_hook(hook("tab_transformer"))]
     with torch.no_grad():
-        model.encode_video(inputs["pixel_values"], inputs["video_mask"])
+        model.get_video_features(inputs["pixel_values"], inputs["video_mask"])
     for handle in handles:
         handle.remove()
     # call order: global TDB difference attention, global transformer, TAB difference attention, TAB transformer

@@ -714,23 +714,17 @@ def test_video_processor_options_are_declarative_and_none_is_dead(processor, vid
     assert eight(videos["h264"])["video_mask"].shape == (1, 8)
     assert torch.equal(eight(videos["h264"])["pixel_values"], vp(videos["h264"], num_frames=8, feature_framerate=1)[
         "pixel_values"])
-    # removed / unused options: say so instead of ignoring them
-    with pytest.warns(FutureWarning, match="transform_backend"):
-        legacy = CLIP2VideoVideoProcessor(transform_backend="torch")
-    assert not hasattr(legacy, "transform_backend") and "transform_backend" not in legacy.to_dict()
-    assert torch.equal(legacy(videos["h264"])["pixel_values"], vp(videos["h264"])["pixel_values"])
+    # unused options: say so instead of ignoring them
     with pytest.raises(ValueError, match="do_convert_rgb"):
         vp(videos["h264"], do_convert_rgb=False)
     with pytest.raises(ValueError, match="fps is not used"):
         vp(videos["h264"], fps=2)
     with pytest.raises(ValueError, match="num_frames"):
         CLIP2VideoVideoProcessor(num_frames=0)
-    # a config saved by an earlier version (do_convert_rgb, do_sample_frames, transform_backend) still loads
-    saved = dict(CLIP2VideoVideoProcessor().to_dict(), do_convert_rgb=True, do_sample_frames=True,
-                 transform_backend="torch")
+    # a config saved with the base class's options (do_convert_rgb, do_sample_frames) loads
+    saved = dict(CLIP2VideoVideoProcessor().to_dict(), do_convert_rgb=True, do_sample_frames=True)
     (tmp_path / "video_preprocessor_config.json").write_text(json.dumps(saved))
-    with pytest.warns(FutureWarning):
-        reloaded = CLIP2VideoVideoProcessor.from_pretrained(str(tmp_path))
+    reloaded = CLIP2VideoVideoProcessor.from_pretrained(str(tmp_path))
     assert torch.equal(reloaded(videos["h264"])["pixel_values"], vp(videos["h264"])["pixel_values"])
     # do_sample_frames=False: in-memory frames are taken as they are (transformers' meaning); files need sampling
     clip = np.stack([coded_frame(i) for i in range(5)])
@@ -744,22 +738,6 @@ def test_video_processor_options_are_declarative_and_none_is_dead(processor, vid
     # return_metadata (a base-class option) reports which frames were picked
     with_metadata = vp(videos["h264"], return_metadata=True)
     assert with_metadata["video_metadata"][0].frames_indices == expected_native(90, 30.0)
-
-
-def test_run_retrieval_keeps_the_deprecated_transform_backend_spelling():
-    """`--transform_backend` did nothing (its help offered a removed backend): still accepted, with a warning,
-    and no longer handed to the processor."""
-    from transformers import HfArgumentParser
-
-    import run_retrieval
-
-    parser = HfArgumentParser((run_retrieval.DataArguments,))
-    with pytest.warns(FutureWarning, match="transform_backend"):
-        (data_args,) = parser.parse_args_into_dataclasses(["--transform_backend", "torch"])
-    config = type("Config", (), {"num_frames": 4, "vision_config": type("Vision", (), {"image_size": 32})()})()
-    options = run_retrieval.video_options(config, data_args)
-    assert "transform_backend" not in options
-    CLIP2VideoVideoProcessor()._with_defaults(options)  # every option the script passes is a processor option
 
 
 @pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
@@ -794,3 +772,187 @@ def test_h264_with_b_frames_in_avi_is_whole_and_timed_like_ffmpeg(processor, tmp
     written = [read_code(Image.open(path)) for path in sorted(glob.glob(f"{folder}/*.jpg"))]
     for backend in ("decord", "pyav"):
         assert [read_code(frame) for frame in all_images(vp, video, video_backend=backend)] == written, backend
+
+
+# ---------------------------------------------------------------------------------------------------
+# Time spans: a clip of a video, and many windows of one video decoded once
+# ---------------------------------------------------------------------------------------------------
+
+
+def codes(frames) -> list[int]:
+    return [read_code(frame) for frame in frames]
+
+
+def cut(video: str, start: float, end: float, path) -> str:
+    """`[start, end)` of `video` cut out as its own file by ffmpeg (re-encoded losslessly)."""
+    if shutil.which("ffmpeg") is None:
+        skip_or_fail("needs the ffmpeg program")
+    subprocess.run(["ffmpeg", "-v", "0", "-y", "-ss", f"{start}", "-i", video, "-t", f"{end - start}", "-c:v",
+                    "libx264", "-qp", "0", "-fps_mode", "passthrough", "-enc_time_base", "-1",
+                    "-video_track_timescale", "1000", str(path)], check=True)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory):
+    """~10 s videos at odd frame rates (29.97 and 25 fps) and a variable-frame-rate one, frames coded with their index."""
+    root = tmp_path_factory.mktemp("long")
+    vfr = np.cumsum([0] + ([33] * 30 + [80] * 20 + [50] * 30) * 2).tolist()  # 30, 12.5 and 20 fps stretches, 8.2 s
+    return {
+        "29.97": write_video(root / "ntsc.mp4", "libx264", 300, fps=Fraction(30000, 1001), options={"qp": "0"}),
+        "25": write_video(root / "pal.mkv", "libx264", 250, fps=25, options={"qp": "0"}),
+        "vfr": write_timed_video(root / "vfr.mp4", vfr),
+    }
+
+
+def test_window_spans_lay_out_windows_to_the_videos_end():
+    from processing_clip2video import window_spans
+
+    assert window_spans(10.0, 4, 2) == [(0.0, 4.0), (2.0, 6.0), (4.0, 8.0), (6.0, 10.0)]
+    assert window_spans(11.0, 4, 2) == [(0.0, 4.0), (2.0, 6.0), (4.0, 8.0), (6.0, 10.0), (7.0, 11.0)]
+    assert window_spans(9.0, 4) == [(0.0, 4.0), (4.0, 8.0), (5.0, 9.0)]
+    assert window_spans(3.2, 4, 2) == [(0.0, 3.2)]  # shorter than one window: the whole video
+    assert window_spans(4.0, 4, 2) == [(0.0, 4.0)]
+    for bad in (0, -1, float("nan"), "4"):
+        with pytest.raises(ValueError, match="window_seconds"):
+            window_spans(10.0, bad)
+
+
+@pytest.mark.requires_program("ffmpeg")  # skipped without it; a failure under CI
+@pytest.mark.parametrize("rate", ["29.97", "25", "vfr"])
+def test_a_span_gives_the_frames_of_the_span_cut_out_as_its_own_file(processor, long_videos, tmp_path, rate):
+    """`span=(start, end)` chooses the processor's frames inside the span as it would in that span cut out as its own
+    file (ffmpeg -ss/-t), for every sampling mode; through `preprocess(spans=...)` the model inputs are the same."""
+    vp = processor.video_processor
+    video = long_videos[rate]
+    with av.open(video) as container:  # spans from frame to frame, so that ffmpeg's cut keeps exactly their frames
+        stream = container.streams.video[0]
+        times = np.array(sorted(float(p.pts * stream.time_base) for p in container.demux(stream) if p.size))
+    # (the cut file's last frame lasts 1/30 s whatever it lasted in the video: spans of the VFR file end in a 30 fps
+    # stretch, where the durations agree; ffmpeg's re-timing of the cut moves a pick by one frame at most there)
+    same = (lambda a, b: a == b) if rate != "vfr" else (
+        lambda a, b: len(a) == len(b) and np.abs(np.subtract(a, b)).max() <= 1)
+    spans = [(1.5, 4.6), (0.0, 4.5), (2.0, 4.95)] if rate == "vfr" else [(1.5, 5.5), (0.0, 3.0), (4.2, 8.0)]
+    for nominal_start, nominal_end in spans:
+        start, end = (float(times[np.argmin(np.abs(times - t))]) for t in (nominal_start, nominal_end))
+        clip = cut(video, start, end, tmp_path / f"clip{start}.mp4")
+        for options in [{}, {"feature_framerate": 1}, {"frame_sampling": "uniform"}]:
+            from_span = codes(vp.load_frames(video, span=(start, end), **options))
+            from_clip = codes(vp.load_frames(clip, **options))
+            assert same(from_span, from_clip), (start, end, options, from_span, from_clip)
+            inputs = vp(video, spans=(start, end), **options)
+            if rate != "vfr":
+                assert torch.equal(inputs["pixel_values"], vp(clip, **options)["pixel_values"]), (start, end, options)
+        every_image = dict(feature_framerate=1, num_frames=1000)  # all 5 fps images of the span, as of the clip's
+        assert same(codes(vp.load_frames(video, span=(start, end), **every_image)),
+                    codes(vp.load_frames(clip, **every_image)))
+
+
+def test_spans_per_video_and_errors(processor, long_videos):
+    vp = processor.video_processor
+    video = long_videos["25"]
+    batch = vp([video, video], spans=[(0.0, 2.0), None])
+    assert torch.equal(batch["pixel_values"][0], vp(video, spans=(0.0, 2.0))["pixel_values"][0])
+    assert torch.equal(batch["pixel_values"][1], vp(video)["pixel_values"][0])
+    # an end past the video's end is cut to it; a span starting at or after the end is an error naming the video
+    assert codes(vp.load_frames(video, span=(8.0, 50.0))) == codes(vp.load_frames(video, span=(8.0, 10.0)))
+    with pytest.raises(VideoDecodeError, match=r"pal.mkv: span \[12, 14\) s starts at or after the end of the video"):
+        vp(video, spans=(12.0, 14.0))
+    for bad in [(3.0, 2.0), (-1.0, 2.0), ("a", 2), (1.0,)]:
+        with pytest.raises(ValueError, match="span"):
+            vp.load_frames(video, span=bad)
+    with pytest.raises(ValueError, match="2 spans for 3 videos"):
+        vp([video] * 3, spans=[(0, 1), (1, 2)])
+    # the original's 5 fps images in memory: image k is at k / 5 s
+    images = [coded_frame(k) for k in range(50)]
+    assert codes(vp.load_frames(images, span=(2.0, 4.0), feature_framerate=1)) == list(range(10, 20))
+
+
+@pytest.mark.parametrize("rate", ["29.97", "vfr"])
+def test_windows_of_one_video_are_decoded_once_and_equal_each_spans_frames(processor, long_videos, monkeypatch, rate):
+    import video_readers
+
+    vp = processor.video_processor
+    video = long_videos[rate]
+    opened = []
+    reader = video_readers.READERS["decord"]
+    monkeypatch.setitem(video_readers.READERS, "decord", lambda *args: opened.append(1) or reader(*args))
+    windows = vp.preprocess_windows(video, window_seconds=4, window_stride=2)
+    assert len(opened) == 1  # one open of the file for all windows
+    spans = windows["spans"].tolist()
+    duration = {"29.97": 300 / (30000 / 1001), "vfr": None}[rate]
+    assert spans[0][0] == 0 and all(end - start == pytest.approx(4) for start, end in spans)
+    if duration is not None:
+        assert spans[-1][1] == pytest.approx(duration, abs=1e-3) and len(spans) == 5
+    assert windows["pixel_values"].shape == (len(spans), vp.num_frames, 3, 224, 224)
+    for position, span in enumerate(spans):
+        single = vp(video, spans=tuple(span))
+        assert torch.equal(windows["pixel_values"][position], single["pixel_values"][0]), span
+        assert torch.equal(windows["video_mask"][position], single["video_mask"][0]), span
+    # explicit spans: ends cut to the video's end, a window past the end is an error
+    frames, used = vp.load_windows(video, spans=[(1.0, 3.0), (7.0, 99.0)], frame_sampling="uniform", num_frames=4)
+    assert used.tolist()[0] == [1.0, 3.0] and used[1, 1] < 11 and [f.shape[1:] for f in frames] == [(224, 224, 3)] * 2
+    with pytest.raises(VideoDecodeError, match="starts at or after the end"):
+        vp.load_windows(video, spans=[(1.0, 3.0), (60.0, 64.0)])
+
+
+def test_a_video_shorter_than_one_window_is_one_window(processor, videos):
+    vp = processor.video_processor
+    windows = vp.preprocess_windows(videos["h264"], window_seconds=10)
+    assert windows["spans"].tolist() == [[0.0, 3.0]]
+    assert torch.equal(windows["pixel_values"], vp(videos["h264"])["pixel_values"])
+
+
+def test_the_data_path_decodes_each_clips_span(processor, long_videos):
+    """`decode_video(..., span=)` and a frame store with `spans` give the processor's frames of each span; a span
+    after the video's end is a VideoDecodeError (a counted skip for the data path)."""
+    import data_clip2video
+
+    vp = processor.video_processor
+    video = long_videos["25"]
+    assert codes(data_clip2video.decode_video(video, vp, span=(2.0, 6.0))) == codes(vp.load_frames(video, span=(2, 6)))
+    store = data_clip2video.VideoFrameStore([video, video, video], vp, spans=[(0.0, 3.0), None, (20.0, 24.0)])
+    assert codes(store.load(0)) == codes(vp.load_frames(video, span=(0.0, 3.0)))
+    assert codes(store.load(1)) == codes(vp.load_frames(video))
+    with pytest.raises(VideoDecodeError, match="starts at or after the end of the video"):
+        store.load(2)
+
+
+def test_bad_normalisation_values_are_refused_at_construction(tmp_path, videos):
+    """An `image_mean` that is not numbers or an `image_std` of 0 would make every video NaN or unreadable: refused
+    when the processor is built (also from a saved config), naming the option."""
+    from processing_clip2video import VideoProcessorOptionError
+
+    for options, message in [({"image_mean": "abc"}, "image_mean must be 1 or 3 finite numbers"),
+                             ({"image_mean": [0.5, float("nan"), 0.5]}, "image_mean must be 1 or 3 finite numbers"),
+                             ({"image_std": 0}, r"image_std must be > 0"),
+                             ({"image_std": [0.3, 0.0, 0.3]}, r"image_std must be > 0"),
+                             ({"rescale_factor": 0}, "rescale_factor must be a number > 0")]:
+        with pytest.raises(VideoProcessorOptionError, match=message):
+            CLIP2VideoVideoProcessor(**options)
+    saved = dict(CLIP2VideoVideoProcessor().to_dict(), image_std=[0.0, 0.0, 0.0])
+    (tmp_path / "video_preprocessor_config.json").write_text(json.dumps(saved))
+    with pytest.raises(VideoProcessorOptionError, match="image_std must be > 0"):
+        CLIP2VideoVideoProcessor.from_pretrained(str(tmp_path))
+
+
+def test_the_processor_built_for_a_model_owns_its_frame_options(processor, videos):
+    """`for_model(config)` takes the model's frame count and size once; `frame_options()` (what prepared shards store)
+    is derived from it; collating and the device normalisation are its methods, equal to its transform bit for bit."""
+    from conftest import tiny_config
+
+    config = tiny_config()
+    vp = processor.video_processor.for_model(config, feature_framerate=1)
+    assert (vp.num_frames, vp.crop_size.height, vp.size.shortest_edge) == (6, 32, 32)
+    assert vp.frame_options()["image_size"] == 32 and "image_mean" not in vp.frame_options()
+    assert torch.equal(vp(videos["h264"])["pixel_values"], processor.video_processor(
+        videos["h264"], num_frames=6, feature_framerate=1, size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32})["pixel_values"])
+    frames = [vp.to_model_size(vp.load_frames(videos["h264"]))]
+    uint8, mask = vp.collate([list(frames[0])], keep_uint8=True)
+    assert uint8.dtype == torch.uint8 and uint8.shape == (1, 6, 32, 32, 3)
+    assert torch.equal(vp.normalize(uint8, mask), vp(videos["h264"])["pixel_values"])
+    with pytest.raises(ValueError, match="image_size must be >= 1"):
+        vp.for_model(image_size=0)
+    with pytest.raises(TypeError, match="unexpected video processor arguments"):
+        vp.for_model(frame_size=3)
