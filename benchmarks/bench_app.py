@@ -135,11 +135,11 @@ def main(argv=None) -> int:
         connection.close()
         server.should_exit = True
         thread.join(30)
-        figures["loadavg_after"] = os.getloadavg()
-        figures["peak_memory_mib"] = memory_mib()["VmHWM"]
-    print(json.dumps(figures, indent=1))
+        figures.update(loadavg_after=os.getloadavg(), peak_memory_mib=memory_mib()["VmHWM"])
+    report = json.dumps(figures, indent=1)
+    print(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1))
+        Path(args.json).write_text(report)
     return 0
 
 

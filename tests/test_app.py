@@ -346,10 +346,6 @@ def test_browser_search_plays_the_expected_video_first_and_pages(indexed, server
 def test_browser_players_start_at_their_moments_in_an_index_of_windows(indexed, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from processing_clip2video import CLIP2VideoVideoProcessor
-
-    if not hasattr(CLIP2VideoVideoProcessor, "load_windows"):
-        pytest.skip("timed windows need the video processor's load_windows")
     windowed = tmp_path / "windows"  # 2.4 s videos, windows of 0.8 s every 1.2 s: apart, so one moment each
     assert search_videos.main(["index", str(indexed["videos"]), "--model", str(indexed["model"]), "--index",
                                str(windowed), "--window_seconds", "0.8", "--window_stride", "1.2", *FAST]) == 0
