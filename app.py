@@ -431,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("%s", service.describe())  # loads the model now, not at the first query
     app = build_app(service, page_size=args.page_size)
     logger.info("serving on http://%s:%d", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # an open page keeps a stream open: stop waiting for it 5 s after Ctrl-C / SIGTERM
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
     return 0
 
 
