@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	# torch first, pinned to the build that works on CPU here (a CUDA build that also runs on CPU)
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,app,milvus]"
 	touch $@
 
 run: $(STAMP)
