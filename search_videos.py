@@ -23,8 +23,8 @@ through symlinks (`index_relative_paths`).
 
 Timed windows (`index --window_seconds W --window_stride S`): one row per window `[start, end)` of each video. A query
 returns moments (`path`, `start`, `end`, `score`), best first: windows of one video are merged into moments by
-`merge_moments` (temporal non-maximum suppression: a window that overlaps or touches the best window of a moment
-joins it, a window whose IoU with a moment reaches `NMS_IOU` = 0.3 is suppressed); `--no_merge` returns the raw
+`merge_moments` (temporal non-maximum suppression: a window that overlaps or touches the best window of a moment and
+scores within 5 % of it joins it, a window whose IoU with a moment reaches `NMS_IOU` = 0.3 is suppressed); `--no_merge` returns the raw
 windows, `--per_video N` caps the moments of one file.
 
 A hit whose file was deleted since the index run is not shown (the log says how many were left out: run `index`
@@ -57,6 +57,8 @@ logger = logging.getLogger("search_videos")
 
 #: IoU at or above which a window is suppressed by a better moment of the same video (`merge_moments`).
 NMS_IOU = 0.3
+#: A window next to a moment's best window joins the moment when its score is within this share of the best's.
+MERGE_WITHIN = 0.05
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -312,9 +314,10 @@ def _iou(first: tuple[float, float], second: tuple[float, float]) -> float:
 def merge_moments(windows: Sequence[Hit], k: int, per_video: int | None = None, merge: bool = True) -> list[Hit]:
     """Moments out of window hits (best first): temporal non-maximum suppression per video.
 
-    Each window, best first, either joins a moment of its video whose best window it overlaps or touches (the moment
-    then spans both; its score stays its best window's), is suppressed when its IoU with a moment of its video is
-    `NMS_IOU` (0.3) or more, or starts a new moment. `merge=False` keeps every window as it is (each with its own
+    Each window, best first, either joins a moment of its video whose best window it overlaps or touches and whose
+    score it nearly reaches (within `MERGE_WITHIN`, 5 %, of it: both score high; the moment then spans both and keeps
+    its best window's score), is suppressed when its IoU with a moment of its video is `NMS_IOU` (0.3) or more, or
+    starts a new moment. `merge=False` keeps every window as it is (each with its own
     score). At most `per_video` moments of one file, `k` in all.
     """
     moments: list[Hit] = []
@@ -325,7 +328,8 @@ def merge_moments(windows: Sequence[Hit], k: int, per_video: int | None = None, 
         mine = [moment for moment in moments if moment.path == window.path]
         if merge:
             joined = next((moment for moment in mine if seeds[id(moment)][0] <= span[1]
-                           and span[0] <= seeds[id(moment)][1]), None)
+                           and span[0] <= seeds[id(moment)][1]
+                           and window.score >= moment.score - MERGE_WITHIN * abs(moment.score)), None)
             if joined is not None:
                 joined.start, joined.end = min(joined.start, span[0]), max(joined.end, span[1])
                 continue

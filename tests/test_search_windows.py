@@ -107,19 +107,23 @@ def hit(path: str, score: float, start: float, end: float) -> index_store.Hit:
 
 
 def test_merge_moments_by_hand():
-    windows = [hit("a", 9.0, 4.0, 6.0), hit("a", 8.0, 5.0, 7.0), hit("a", 7.0, 6.0, 8.0),  # joins, touches, joins
-               hit("a", 6.0, 7.0, 9.0),   # overlaps the merged moment [4, 8) by IoU 1/5 < 0.3, not its seed: new
-               hit("b", 5.0, 4.0, 6.0),   # another video: its own moment
-               hit("a", 4.0, 0.0, 2.0)]   # apart: its own moment
+    windows = [hit("a", 10.0, 4.0, 6.0), hit("a", 9.9, 5.0, 7.0),  # overlaps the best window, within 5 %: joins
+               hit("a", 9.8, 6.0, 8.0),   # touches the best window [4, 6), within 5 %: joins, the moment is [4, 8)
+               hit("a", 9.0, 7.0, 9.0),   # apart from [4, 6); IoU 1/5 < 0.3 with [4, 8): a moment of its own
+               hit("b", 8.0, 4.0, 6.0),   # another video: its own moment
+               hit("a", 7.0, 0.0, 2.0)]   # apart: its own moment
     moments = search_videos.merge_moments(windows, k=10)
     assert [(m.path, m.score, m.start, m.end) for m in moments] == [
-        ("a", 9.0, 4.0, 8.0), ("a", 6.0, 7.0, 9.0), ("b", 5.0, 4.0, 6.0), ("a", 4.0, 0.0, 2.0)]
-    suppressed = search_videos.merge_moments([hit("a", 9.0, 4.0, 6.0), hit("a", 8.0, 6.0, 8.0),
-                                              hit("a", 7.0, 6.5, 8.0)], k=10)
+        ("a", 10.0, 4.0, 8.0), ("a", 9.0, 7.0, 9.0), ("b", 8.0, 4.0, 6.0), ("a", 7.0, 0.0, 2.0)]
+    suppressed = search_videos.merge_moments([hit("a", 10.0, 4.0, 6.0), hit("a", 9.9, 6.0, 8.0),
+                                              hit("a", 9.8, 6.5, 8.0)], k=10)
     assert [(m.start, m.end) for m in suppressed] == [(4.0, 8.0)]  # [6.5, 8): IoU 0.375 with [4, 8), apart from [4, 6)
+    low = search_videos.merge_moments([hit("a", 10.0, 4.0, 6.0), hit("a", 5.0, 5.0, 7.0), hit("a", 4.0, 6.0, 8.0)],
+                                      k=10)
+    assert [(m.start, m.end) for m in low] == [(4.0, 6.0), (6.0, 8.0)]  # low scores: suppressed (IoU 1/3), or apart
     assert len(search_videos.merge_moments(windows, k=10, per_video=1)) == 2
     assert len(search_videos.merge_moments(windows, k=2)) == 2
-    assert [m.score for m in search_videos.merge_moments(windows, k=10, merge=False)] == [9, 8, 7, 6, 5, 4]
+    assert [m.score for m in search_videos.merge_moments(windows, k=10, merge=False)] == [10, 9.9, 9.8, 9, 8, 7]
 
 
 def test_outputs_carry_the_times(window_index, loaded, tmp_path, capsys):
