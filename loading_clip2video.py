@@ -140,7 +140,8 @@ def _check_complete(name_or_path: str, info: dict) -> None:
                        len(info["unexpected_keys"]), sorted(info["unexpected_keys"])[0])
 
 
-def _model_type(name_or_path: str) -> str | None:
+def model_type(name_or_path: str) -> str | None:
+    """The `model_type` of the config saved at `name_or_path` (None when there is no readable config)."""
     from transformers import PretrainedConfig
 
     try:
@@ -150,27 +151,20 @@ def _model_type(name_or_path: str) -> str | None:
     return config.get("model_type")
 
 
-def load_model(name_or_path: str, device: str | torch.device | None = None, bf16: bool = False,
-               trust_remote_code: bool = False) -> LoadedModel:
-    """Loads a CLIP2Video model and its processor (Hub id or local folder), in eval mode.
+def load_clip2video_weights(name_or_path: str, trust_remote_code: bool = False) -> torch.nn.Module:
+    """The CLIP2Video model saved at `name_or_path` (a local folder or a Hub repo id), refused when incomplete.
 
-    Args:
-        name_or_path: a local folder or a Hub repo id holding a CLIP2Video model and its processor.
-        device: where to put the model (default: where it loads, the CPU).
-        bf16: encode under bfloat16 autocast (recorded in the fingerprint dict, `identity`).
-        trust_remote_code: run the folder's own modeling / processing code (`AutoModel`, `AutoProcessor`); off by
-            default: this repository's classes read the weights and the saved settings.
+    The one way the scripts read a CLIP2Video checkpoint (`search_videos.py`, `run_retrieval.py`): with
+    `trust_remote_code` the folder's own code (`AutoModel`), else this repository's classes.
 
     Raises:
-        ModelSourceError: `name_or_path` is neither an existing folder nor a repo the Hub provided (a mistyped local
-            path is named as a missing folder, not sent to the Hub).
-        ModelLoadError: the folder (or repo) holds no loadable CLIP2Video model, an incomplete one (a tensor missing or
-            of another shape), or no processor.
+        ModelSourceError: `name_or_path` is neither an existing folder nor a repo the Hub provided.
+        ModelLoadError: not a loadable CLIP2Video model, or an incomplete one (a tensor missing or of another shape).
     """
     name_or_path = check_model_source(name_or_path)
-    model_type = _model_type(name_or_path)
-    if model_type is not None and model_type != "clip2video":
-        raise ModelLoadError(f"{name_or_path}: model_type {model_type!r}, not a CLIP2Video model")
+    found = model_type(name_or_path)
+    if found is not None and found != "clip2video":
+        raise ModelLoadError(f"{name_or_path}: model_type {found!r}, not a CLIP2Video model")
     try:
         if trust_remote_code:
             from transformers import AutoModel
@@ -190,6 +184,28 @@ def load_model(name_or_path: str, device: str | torch.device | None = None, bf16
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"{name_or_path}: not a loadable CLIP2Video model ({reason})") from None
     _check_complete(name_or_path, info)
+    return model
+
+
+def load_model(name_or_path: str, device: str | torch.device | None = None, bf16: bool = False,
+               trust_remote_code: bool = False) -> LoadedModel:
+    """Loads a CLIP2Video model and its processor (Hub id or local folder), in eval mode.
+
+    Args:
+        name_or_path: a local folder or a Hub repo id holding a CLIP2Video model and its processor.
+        device: where to put the model (default: where it loads, the CPU).
+        bf16: encode under bfloat16 autocast (recorded in the fingerprint dict, `identity`).
+        trust_remote_code: run the folder's own modeling / processing code (`AutoModel`, `AutoProcessor`); off by
+            default: this repository's classes read the weights and the saved settings.
+
+    Raises:
+        ModelSourceError: `name_or_path` is neither an existing folder nor a repo the Hub provided (a mistyped local
+            path is named as a missing folder, not sent to the Hub).
+        ModelLoadError: the folder (or repo) holds no loadable CLIP2Video model, an incomplete one (a tensor missing or
+            of another shape), or no processor.
+    """
+    model = load_clip2video_weights(name_or_path, trust_remote_code)
+    name_or_path = check_model_source(name_or_path)
     try:
         processor = load_processor(name_or_path, trust_remote_code=trust_remote_code)
     except ProcessorNotFoundError as error:
@@ -200,4 +216,4 @@ def load_model(name_or_path: str, device: str | torch.device | None = None, bf16
     return LoadedModel(model, processor, str(name_or_path), model_fingerprint(model, processor), bf16)
 
 
-__all__ = ["LoadedModel", "ModelLoadError", "load_model", "model_fingerprint"]
+__all__ = ["LoadedModel", "ModelLoadError", "load_clip2video_weights", "load_model", "model_fingerprint", "model_type"]

@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from datasets_scripts import SplitFileError
+from datasets_scripts.moment_annotations import read_charades_sta, read_qvhighlights
 from index_store import IndexStore, SearchFilter
 
 
@@ -40,21 +42,28 @@ class MomentQuery:
     caption: str
 
 
-def _row(fields: dict, source: str) -> MomentQuery:
-    if "relevant_windows" in fields:  # QVHighlights
-        windows = fields["relevant_windows"]
-        if not windows:
-            raise AnnotationError(f"{source}: no relevant_windows")
-        start, end = windows[0]
-        return MomentQuery(str(fields["vid"]), float(start), float(end), str(fields["query"]))
+def _json_row(fields: dict, source: str) -> MomentQuery:
     caption = next((fields[name] for name in ("caption", "query", "sentence") if name in fields), None)
     if not isinstance(caption, str) or "video" not in fields or "start" not in fields or "end" not in fields:
         raise AnnotationError(f"{source}: a row needs video, start, end and caption (or query / sentence)")
     return MomentQuery(str(fields["video"]), float(fields["start"]), float(fields["end"]), caption)
 
 
+def _dataset_rows(path: str, first: str) -> list[MomentQuery]:
+    """Charades-STA text or QVHighlights rows, read by the dataset readers (`datasets_scripts.moment_annotations`)."""
+    try:
+        if first.lstrip().startswith("{"):
+            columns = read_qvhighlights(path)  # the first relevant window is the query's span
+            return [MomentQuery(video, *windows[0], caption) if windows else None for video, windows, caption in
+                    zip(columns["video_id"], columns["relevant_windows"], columns["caption"])]
+        columns = read_charades_sta(path)
+    except SplitFileError as error:
+        raise AnnotationError(f"not an annotation row: {error}") from None
+    return [MomentQuery(*row) for row in zip(columns["video_id"], columns["start"], columns["end"], columns["caption"])]
+
+
 def read_annotations(path: str) -> list[MomentQuery]:
-    """The queries of a Charades-STA text file or a JSON-lines file (see the module docstring).
+    """The queries of a Charades-STA text file, QVHighlights rows or a JSON-lines file (see the module docstring).
 
     Raises:
         AnnotationError: naming the file, the line and what is wrong.
@@ -63,27 +72,26 @@ def read_annotations(path: str) -> list[MomentQuery]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise AnnotationError(f"{path}: unreadable annotation file ({error})") from None
-    queries = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        source = f"{path}:{number}"
-        try:
-            if line.lstrip().startswith("{"):
-                query = _row(json.loads(line), source)
-            else:
-                head, caption = line.split("##", 1)
-                video, start, end = head.split()
-                query = MomentQuery(video, float(start), float(end), caption.strip())
-        except (ValueError, TypeError, KeyError) as error:
-            if isinstance(error, AnnotationError):
-                raise
-            raise AnnotationError(f"{source}: not an annotation row ({error})") from None
-        if not (math.isfinite(query.start) and math.isfinite(query.end) and 0 <= query.start < query.end):
-            raise AnnotationError(f"{source}: span [{query.start}, {query.end}) is not a span of seconds")
-        queries.append(query)
-    if not queries:
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not numbered:
         raise AnnotationError(f"{path}: no annotation rows")
+    first = numbered[0][1]
+    if first.lstrip().startswith("{") and "relevant_windows" not in json.loads(first):
+        queries = []
+        for number, line in numbered:
+            try:
+                queries.append(_json_row(json.loads(line), f"{path}:{number}"))
+            except (ValueError, TypeError, KeyError) as error:
+                if isinstance(error, AnnotationError):
+                    raise
+                raise AnnotationError(f"{path}:{number}: not an annotation row ({error})") from None
+    else:
+        queries = _dataset_rows(path, first)
+    for (number, _), query in zip(numbered, queries):
+        if query is None:
+            raise AnnotationError(f"{path}:{number}: no relevant_windows")
+        if not (math.isfinite(query.start) and math.isfinite(query.end) and 0 <= query.start < query.end):
+            raise AnnotationError(f"{path}:{number}: span [{query.start}, {query.end}) is not a span of seconds")
     return queries
 
 

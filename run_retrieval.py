@@ -52,6 +52,7 @@ from processing_clip2video import CLIP2VideoProcessor
 from checkpoints_clip2video import (RESUME_LATEST_IF_ANY, TrainerState, check_checkpoint_root, load_checkpoint,
                                     remove_previous_checkpoints, resolve_checkpoint)
 from evaluation_clip2video import EvalOptions, EvalResult, Evaluator, export_features, metrics_table
+import loading_clip2video
 import publish_clip2video
 import report_clip2video
 from retrieval_metrics import TIE_RULES, NonFiniteScoresError
@@ -437,15 +438,6 @@ def scratch_config(model_args: ModelArguments, processor_max_words: int, tokeniz
     return CLIP2VideoConfig(text_config=text, vision_config=vision, projection_dim=width, **options)
 
 
-def _model_type(name_or_path: str, trust_remote_code: bool) -> str:
-    config_file = Path(name_or_path) / "config.json"
-    if config_file.is_file():
-        return json.loads(config_file.read_text()).get("model_type", "")
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code).model_type
-
-
 def build_model(model_args: ModelArguments, processor: CLIP2VideoProcessor) -> CLIP2VideoModel:
     """CLIP2Video from scratch, from CLIP (+ temporal options) or from a CLIP2Video checkpoint."""
     source = model_args.model_name_or_path
@@ -453,7 +445,7 @@ def build_model(model_args: ModelArguments, processor: CLIP2VideoProcessor) -> C
         model = CLIP2VideoModel(scratch_config(model_args, processor.max_words, processor.tokenizer))
         logger.info("model from scratch: %.2f M parameters", sum(p.numel() for p in model.parameters()) / 1e6)
         return model
-    model_type = _model_type(source, model_args.trust_remote_code)
+    model_type = loading_clip2video.model_type(source)
     if model_type == "clip":
         options = {"original_padding": False, **model_args.temporal_overrides()}
         logger.info("model from CLIP %s with %s", source, options)
@@ -464,11 +456,7 @@ def build_model(model_args: ModelArguments, processor: CLIP2VideoProcessor) -> C
     if overrides:
         raise ValueError(f"temporal options {sorted(overrides)} apply to models built from CLIP or from scratch; "
                          f"{source} is a CLIP2Video checkpoint with its own config")
-    if model_args.trust_remote_code:
-        from transformers import AutoModel
-
-        return AutoModel.from_pretrained(source, trust_remote_code=True)
-    return CLIP2VideoModel.from_pretrained(source)
+    return loading_clip2video.load_clip2video_weights(source, model_args.trust_remote_code)
 
 
 def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLIP2VideoProcessor:
@@ -856,7 +844,7 @@ def cli() -> None:
         main()
     except (ArgumentError, data_sources.DataSourceError) as error:  # a bad option or a source that cannot be read
         argument_parser().error(str(error))
-    except (NoTrainingDataError, NonFiniteScoresError) as error:  # the run itself failed: named, without a traceback
+    except (NoTrainingDataError, NonFiniteScoresError, loading_clip2video.ModelLoadError) as error:  # named, no traceback
         logger.error("%s: %s", type(error).__name__, error)
         sys.exit(1)  # usage, then `run_retrieval.py: error: ...`, exit status 2
 
