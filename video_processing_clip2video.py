@@ -48,8 +48,9 @@ try:  # loaded as Hub remote code (a package) ...
         timeline_duration,
         window_spans,
     )
+    from .video_inputs import resolve_video_input
     from .video_readers import (
-        VideoDecodeError, VideoTimeline, describe, ffmpeg_image_runs, first_line, read_video, resolve_video_input,
+        VideoDecodeError, VideoTimeline, describe, ffmpeg_image_runs, first_line, read_video,
     )
 except ImportError:  # ... or as a top-level module of the installed project
     from frame_sampling import (
@@ -64,8 +65,9 @@ except ImportError:  # ... or as a top-level module of the installed project
         timeline_duration,
         window_spans,
     )
+    from video_inputs import resolve_video_input
     from video_readers import (
-        VideoDecodeError, VideoTimeline, describe, ffmpeg_image_runs, first_line, read_video, resolve_video_input,
+        VideoDecodeError, VideoTimeline, describe, ffmpeg_image_runs, first_line, read_video,
     )
 
 

@@ -22,10 +22,7 @@ import io
 import logging
 import os
 import re
-import socket
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -723,7 +720,7 @@ def _read_unique(reader, native: np.ndarray) -> list[np.ndarray]:
 
 def describe(source: Any) -> str:
     """How messages name a video input: its path or URL (a `datasets` video value's too), or its kind."""
-    encoded = _datasets_value(source)
+    encoded = datasets_value(source)
     if encoded is not None:
         path, data = encoded.get("path"), encoded.get("bytes")
         source = path if isinstance(path, (str, os.PathLike)) and os.fspath(path) else data if data else source
@@ -734,22 +731,7 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-# ----------------------------------------------------------------------------------------------------
-# Inputs as datasets and the web hand them over
-# ----------------------------------------------------------------------------------------------------
-
-#: Seconds without an answer before a URL download gives up (connecting, or between two reads).
-URL_TIMEOUT = 30.0
-#: Largest video body a URL download keeps in memory.
-MAX_URL_BYTES = 2 << 30
-
-
-def is_url(value: Any) -> bool:
-    """Whether `value` is an http(s) URL string."""
-    return isinstance(value, str) and value.split("://", 1)[0].lower() in ("http", "https") and "://" in value
-
-
-def _datasets_value(video: Any) -> dict | None:
+def datasets_value(video: Any) -> dict | None:
     """`{"path", "bytes"}` of a `datasets` video value: a `Video(decode=False)` dict (itself), or the encoded form
     that `datasets.Video()` keeps on the torchcodec decoder it returns (`_hf_encoded`); None for anything else."""
     if isinstance(video, dict) and ("path" in video or "bytes" in video):
@@ -758,69 +740,6 @@ def _datasets_value(video: Any) -> dict | None:
         encoded = getattr(video, "_hf_encoded", None)
         return encoded if isinstance(encoded, dict) else None
     return None
-
-
-def download(url: str, timeout: float = URL_TIMEOUT, max_bytes: int = MAX_URL_BYTES) -> bytes:
-    """The body of an http(s) URL, for decoding from memory.
-
-    Raises:
-        `VideoDecodeError` naming the URL and the reason: an HTTP error status (404, ...), no answer within
-        `timeout` seconds, a connection failure, an empty body or one over `max_bytes`.
-    """
-    request = urllib.request.Request(url, headers={"User-Agent": "clip2video"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise VideoDecodeError(f"{url}: {int(declared)} bytes, more than the {max_bytes} bytes a download keeps")
-            body = response.read(max_bytes + 1)
-    except VideoDecodeError:
-        raise
-    except urllib.error.HTTPError as error:
-        raise VideoDecodeError(f"{url}: HTTP {error.code} {error.reason}") from None
-    except (OSError, ValueError) as error:  # URLError, a timeout, a connection reset mid-body, a malformed URL
-        reason = error.reason if isinstance(error, urllib.error.URLError) else error
-        if isinstance(reason, (socket.timeout, TimeoutError)):
-            raise VideoDecodeError(f"{url}: no answer within {timeout:g} s (timed out)") from None
-        reason = first_line(reason) if isinstance(reason, BaseException) else reason
-        raise VideoDecodeError(f"{url}: cannot download ({reason})") from None
-    if len(body) > max_bytes or not body:
-        raise VideoDecodeError(f"{url}: " + (f"more than the {max_bytes} bytes a download keeps" if body else "empty body"))
-    return body
-
-
-def resolve_video_input(video: Any, timeout: float = URL_TIMEOUT) -> Any:
-    """What the readers take (a path, bytes or frames) from what `datasets` and the web hand over.
-
-    * a `datasets.Video(decode=False)` value `{"path": ..., "bytes": ...}`: its bytes when it has them, else its
-      path (which may be a URL);
-    * a `datasets.Video()` value (a torchcodec `VideoDecoder`): the file or bytes it was opened from (datasets keeps
-      them), so frames are chosen from the file's own timeline as for any file; a decoder made elsewhere gives all
-      its frames, `(T, H, W, 3)` uint8;
-    * an http(s) URL: the downloaded body (see `download`);
-    * anything else is returned as it is.
-
-    Raises:
-        `VideoDecodeError` naming the input: a dict with neither path nor bytes, a failed download.
-    """
-    encoded = _datasets_value(video)
-    if encoded is not None:
-        data, path = encoded.get("bytes"), encoded.get("path")
-        if isinstance(data, (bytes, bytearray, memoryview)) and len(data):
-            return bytes(data)
-        if isinstance(path, (str, os.PathLike)) and os.fspath(path):
-            return resolve_video_input(os.fspath(path), timeout)
-        raise VideoDecodeError(f"{describe(video)}: a datasets video value with neither bytes nor a path")
-    if type(video).__module__.startswith("torchcodec"):
-        try:
-            frames = video[:]  # (T, C, H, W) uint8
-            frames = getattr(frames, "data", frames)
-            return frames.permute(0, 2, 3, 1).contiguous().numpy()
-        except Exception as error:  # the decoder's own failure, in the readers' terms
-            raise VideoDecodeError(f"{describe(video)}: torchcodec cannot decode it ({first_line(error)})") from None
-    if is_url(video):
-        return download(video, timeout)
-    return video
 
 
 __all__ = [
@@ -832,5 +751,6 @@ __all__ = [
     "ffmpeg_image_runs",
     "orient",
     "read_video",
-    "resolve_video_input",
+    "datasets_value",
+    "describe",
 ]

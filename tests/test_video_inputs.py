@@ -1,4 +1,4 @@
-"""Video inputs as `datasets` and the web hand them over (`video_readers.resolve_video_input`), and the readers'
+"""Video inputs as `datasets` and the web hand them over (`video_inputs.resolve_video_input`), and the readers'
 behaviour around fork (DataLoader workers) and with non-video bytes."""
 
 import http.server
@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 
+import video_inputs
 import video_readers
 from processing_clip2video import CLIP2VideoVideoProcessor, VideoDecodeError
 
@@ -102,15 +103,15 @@ def test_url_errors_name_the_url_and_the_reason(server, processor, monkeypatch):
         processor.load_frames(f"{server}/missing.mp4")
     with pytest.raises(VideoDecodeError, match=rf"^{server}/page.html: cannot decode"):
         processor.load_frames(f"{server}/page.html")
-    monkeypatch.setattr(video_readers, "URL_TIMEOUT", 0.5)
+    monkeypatch.setattr(video_inputs, "URL_TIMEOUT", 0.5)
     start = time.perf_counter()
     with pytest.raises(VideoDecodeError, match=rf"^{server}/slow.mp4: no answer within 0.5 s \(timed out\)"):
-        video_readers.download(f"{server}/slow.mp4", timeout=0.5)
+        video_inputs.download(f"{server}/slow.mp4", timeout=0.5)
     assert time.perf_counter() - start < 2.5
     with pytest.raises(VideoDecodeError, match=r"^http://127.0.0.1:9/x.mp4: cannot download"):
-        video_readers.download("http://127.0.0.1:9/x.mp4", timeout=2)
+        video_inputs.download("http://127.0.0.1:9/x.mp4", timeout=2)
     with pytest.raises(VideoDecodeError, match="more than the 100 bytes"):
-        video_readers.download(f"{server}/clip.mp4", max_bytes=100)
+        video_inputs.download(f"{server}/clip.mp4", max_bytes=100)
 
 
 def test_datasets_video_values(video, processor, tmp_path):
@@ -148,7 +149,7 @@ def test_datasets_decoded_video_where_torchcodec_is_present(video, processor):
     assert video_readers.describe(decoder) == str(path)
     from torchcodec.decoders import VideoDecoder
 
-    frames = video_readers.resolve_video_input(VideoDecoder(str(path)))  # not from datasets: all its frames
+    frames = video_inputs.resolve_video_input(VideoDecoder(str(path)))  # not from datasets: all its frames
     assert frames.dtype == np.uint8 and frames.shape == (30, 48, 48, 3)
     assert len(processor.load_frames(VideoDecoder(str(path)))) == 4
 
