@@ -100,19 +100,25 @@ def _csv_rows(path: PathLike, required: tuple[str, ...]) -> tuple[list[str], lis
 
 def read_id_csv(path: PathLike) -> tuple[list[IdRecord], list[SplitFileError]]:
     """Reads an MSR-VTT split csv (header `video_id`, one id per row)."""
-    header, rows = _csv_rows(path, ("video_id",))
+    issues: list[SplitFileError] = []
+    records = [IdRecord(video_id, number) for number, video_id, _ in _id_rows(path, ("video_id",), issues)]
+    return records, issues
+
+
+def _id_rows(path: PathLike, required: tuple[str, ...], issues: list[SplitFileError]):
+    """`(line number, video id, row)` of a csv's well-formed rows with a valid id; malformed rows go to `issues`."""
+    header, rows = _csv_rows(path, required)
     column = header.index("video_id")
-    records, issues = [], []
     for number, row in rows:
         if len(row) != len(header):
-            issues.append(SplitFileError(path, f"expected {len(header)} field(s), got {len(row)}", line=number))
+            fields = f"{len(header)} field" + ("s" if len(header) > 1 else "")
+            issues.append(SplitFileError(path, f"expected {fields}, got {len(row)}", line=number))
             continue
         video_id = row[column].strip()
         if not _is_valid_id(video_id):
             issues.append(SplitFileError(path, f"invalid video id {row[column]!r}", line=number))
             continue
-        records.append(IdRecord(video_id, number))
-    return records, issues
+        yield number, video_id, dict(zip(header, row))
 
 
 def read_caption_csv(path: PathLike) -> tuple[list[CaptionRecord], list[SplitFileError]]:
@@ -120,18 +126,9 @@ def read_caption_csv(path: PathLike) -> tuple[list[CaptionRecord], list[SplitFil
 
     An empty sentence is returned as an empty caption (the caller counts it as an empty caption).
     """
-    header, rows = _csv_rows(path, ("video_id", "sentence"))
-    id_column, caption_column = header.index("video_id"), header.index("sentence")
-    records, issues = [], []
-    for number, row in rows:
-        if len(row) != len(header):
-            issues.append(SplitFileError(path, f"expected {len(header)} fields, got {len(row)}", line=number))
-            continue
-        video_id = row[id_column].strip()
-        if not _is_valid_id(video_id):
-            issues.append(SplitFileError(path, f"invalid video id {row[id_column]!r}", line=number))
-            continue
-        records.append(CaptionRecord(video_id, row[caption_column].strip(), f"line {number}"))
+    issues: list[SplitFileError] = []
+    records = [CaptionRecord(video_id, row["sentence"].strip(), f"line {number}")
+               for number, video_id, row in _id_rows(path, ("video_id", "sentence"), issues)]
     return records, issues
 
 
