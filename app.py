@@ -36,7 +36,8 @@ from urllib.parse import quote
 
 import search_videos
 from datasets_scripts import VIDEO_EXTENSIONS
-from index_store import Hit, IndexStore, VideoIndexError, open_index
+from index_engines import open_index
+from index_store import Hit, IndexStore, VideoIndexError
 from loading_clip2video import LoadedModel, load_model
 from report_clip2video import printable
 from utils_clip2video import ModelSourceError, int_at_least
@@ -422,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Starts the server (`search_videos.py serve INDEX` calls this with its arguments); returns the exit status."""
+    """Starts the server (`python app.py INDEX ...`); returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     import uvicorn

@@ -34,8 +34,8 @@ from safetensors import SafetensorError
 
 from configuration_clip2video import CLIP2VideoConfig
 from modeling_clip2video import CLIP2VideoModel
-from utils_clip2video import (CLIP_TOKENIZER_DIR, PAPER, build_model_card, check_output_folder, files_into_directory,
-                              write_text)
+from hub_clip2video import PAPER, build_model_card
+from utils_clip2video import CLIP_TOKENIZER_DIR, check_output_folder, files_into_directory, write_text
 
 
 logger = logging.getLogger("convert_original_checkpoint")

@@ -1,6 +1,6 @@
 # Copyright 2026 The clip2video authors. Licensed under the MIT licence.
 """What every search index engine implements: the record of one stored vector, the `IndexStore` interface, the
-errors, and `open_index` / `create_index`, which pick the engine from the location.
+errors (`index_engines.open_index` / `create_index` pick the engine from the location).
 
     folder path                                  -> `folder_index.FolderIndex` (the default: exact search, one machine)
     *.db, http://, https://, tcp://, unix:...    -> `milvus_index.MilvusIndex` (optional: `pip install -e ".[milvus]"`)
@@ -295,45 +295,6 @@ class IndexStore(abc.ABC):
         """
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Choosing the engine from the location
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-MILVUS_PREFIXES = ("http://", "https://", "tcp://", "unix:")
-
-
-def is_milvus_location(location: str) -> bool:
-    """True for a Milvus Lite file (`*.db`) or a Milvus server URI."""
-    return str(location).endswith(".db") or str(location).startswith(MILVUS_PREFIXES)
-
-
-def engine_for(location: str) -> type[IndexStore]:
-    """The `IndexStore` class for `location` (Milvus imported only when asked for)."""
-    if is_milvus_location(location):
-        try:
-            from milvus_index import MilvusIndex
-        except ImportError as error:
-            raise EngineNotInstalledError(
-                f"{location}: a Milvus location needs pymilvus (pip install -e \".[milvus]\"; {error})") from None
-        return MilvusIndex
-    from folder_index import FolderIndex
-
-    return FolderIndex
-
-
-def open_index(location: str | IndexStore, writer: str | None = None, **options) -> IndexStore:
-    """An index opened for queries (an already opened `IndexStore` is returned as it is)."""
-    if isinstance(location, IndexStore):
-        return location
-    return engine_for(str(location)).open(str(location), writer=writer, **options)
-
-
-def create_index(location: str, meta: dict, overwrite: bool = False, **options) -> IndexStore:
-    """An index opened (or created) for an update run: see `IndexStore.create`."""
-    return engine_for(str(location)).create(str(location), meta, overwrite=overwrite, **options)
-
-
 __all__ = [
     "EngineNotInstalledError",
     "Hit",
@@ -348,11 +309,7 @@ __all__ = [
     "VideoIndexError",
     "check_meta",
     "check_model",
-    "create_index",
-    "engine_for",
-    "is_milvus_location",
     "make_record",
     "new_meta",
-    "open_index",
     "record_span",
 ]

@@ -311,7 +311,8 @@ class MilvusIndex(IndexStore):
     """An index in a Milvus collection (see the module docstring).
 
     Example:
-        >>> from index_store import create_index, new_meta, open_index
+        >>> from index_engines import create_index, open_index
+        >>> from index_store import new_meta
         >>> with create_index("videos.db", new_meta("/videos", model_fingerprint, 512)) as index:
         ...     index.add(records, vectors); index.commit(); index.merge()
         >>> hits = open_index("videos.db").search(query_vectors, k=10, scale=logit_scale)

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 from huggingface_hub import HfApi
 
 from evaluation_clip2video import metrics_table
-from utils_clip2video import PAPER, build_model_card
+from hub_clip2video import PAPER, build_model_card
 
 
 logger = logging.getLogger("run_retrieval")

@@ -6,7 +6,7 @@
     python search_videos.py query INDEX "a red square moves from left to right" -k 10 [--json] [--html OUT.html]
     python search_videos.py query INDEX --video clip.mp4 -k 10 [--per_video 2] [--no_merge]
     accelerate launch search_videos.py index VIDEO_DIR --model MODEL --index INDEX   # shards across processes
-    python search_videos.py serve INDEX [--model MODEL] [--port 7860]   # the web app and its HTTP API (app.py)
+    python app.py INDEX [--model MODEL] [--port 7860]   # the web app and its HTTP API, over the same index
 
 MODEL is a Hub id or a local folder with a CLIP2Video model and its processor, e.g. the output of `run_retrieval.py`
 or of `convert_original_checkpoint.py`; code stored next to it runs only with `--trust_remote_code` (as transformers).
@@ -48,7 +48,8 @@ import torch
 from transformers import HfArgumentParser
 
 import report_clip2video as report
-from index_store import Hit, IndexStore, SearchFilter, VideoIndexError, check_model, is_milvus_location, open_index
+from index_engines import is_milvus_location, open_index
+from index_store import Hit, IndexStore, SearchFilter, VideoIndexError, check_model
 from loading_clip2video import LoadedModel, ModelLoadError, load_model
 from utils_clip2video import ModelSourceError, check_at_least
 from video_indexing import IndexSettings, build_index, read_video
@@ -506,12 +507,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> IndexArguments | Query
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (1 with a one-line message for index, model and decoding errors; 2 for
-    bad options). `serve INDEX ...` starts the web app (`app.py`, the `[app]` extra) with the same arguments."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["serve"]:
-        import app
-
-        return app.main(argv[1:])
+    bad options)."""
     arguments = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:

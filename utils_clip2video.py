@@ -17,7 +17,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 #: Prefix of the temporary siblings written by `atomic_write` / `atomic_directory` (readers skip such names).
@@ -262,68 +262,3 @@ def _processor_from_saved_settings(source: str):
     return CLIP2VideoProcessor(CLIP2VideoVideoProcessor(**video), CLIPTokenizer.from_pretrained(source),
                                max_words=saved.get("max_words", 32),
                                text_pad_token_id=saved.get("text_pad_token_id", 0))
-
-
-#: Hub tags of every CLIP2Video model card (`custom_code`: the model loads with `trust_remote_code=True`).
-MODEL_CARD_TAGS = ("clip2video", "video-text-retrieval", "video-retrieval", "custom_code")
-PAPER = "CLIP2Video (Fang et al., [arXiv 2106.11097](https://arxiv.org/abs/2106.11097))"
-
-
-def usage_snippet(repo: str, config, with_processor: bool) -> str:
-    """A Python block loading `repo` with `trust_remote_code=True` and computing the retrieval similarity.
-
-    `config` (a `CLIP2VideoConfig`) gives the shapes quoted in the comments; without a saved processor the snippet
-    starts from token ids and pixel values.
-    """
-    dim, frames, size = config.retrieval_embed_dim, config.num_frames, config.vision_config.image_size
-    lines = ["import torch", "from transformers import AutoModel" + (", AutoProcessor" if with_processor else ""), "",
-             f'model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()']
-    if with_processor:
-        lines += [f'processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)',
-                  'inputs = processor(text=["a red square moves from left to right"], videos=["video.mp4"], '
-                  'return_tensors="pt")',
-                  "with torch.no_grad():",
-                  '    text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output',
-                  '    video = model.get_video_features(inputs["pixel_values"], inputs["video_mask"]).pooler_output',
-                  f"# text: (captions, {dim}), video: (videos, {dim})"]
-    else:
-        lines += ["with torch.no_grad():",
-                  "    text = model.get_text_features(input_ids, attention_mask).pooler_output",
-                  f"    video = model.get_video_features(pixel_values, video_mask).pooler_output  # pixel_values: "
-                  f"(videos, {frames}, 3, {size}, {size})",
-                  f"# text: (captions, {dim}), video: (videos, {dim})"]
-    lines.append("similarity = model.logit_scale.exp() * text @ video.T  # index `video` once, search with one matrix "
-                 "product")
-    return "```python\n" + "\n".join(lines) + "\n```"
-
-
-def architecture_summary(config, num_parameters: int) -> str:
-    """One paragraph naming the temporal blocks of `config` (a `CLIP2VideoConfig`) and the model's size."""
-    tdb = f"`{config.tdb_projection}`" if config.use_tdb else "off"
-    tab = (f"input `{config.tab_input}`, {config.num_centers} centers, center weight {config.center_weight}"
-           if config.use_tab else "off")
-    return (f"Temporal head `{config.temporal_head}` ({config.num_temporal_layers} layers), TDB {tdb}, TAB {tab}; "
-            f"{config.num_frames} frames of {config.vision_config.image_size} px, {num_parameters / 1e6:.2f} M "
-            f"parameters.")
-
-
-def build_model_card(*, title: str, summary: str, repo: str, config, num_parameters: int, with_processor: bool,
-                     sections: Sequence[tuple[str, str]] = (), base_model: str | None = None,
-                     datasets: Sequence[str] = (), metrics: Sequence[str] = ()):
-    """The Hub model card (`huggingface_hub.ModelCard`) of a CLIP2Video model folder.
-
-    The YAML front matter is built from `ModelCardData` (MIT licence, `transformers`, feature extraction, the
-    `MODEL_CARD_TAGS`, `base_model`, `datasets`, `metrics`); the text is `# title`, `summary`, a usage section with
-    the `trust_remote_code=True` snippet, the `(heading, markdown)` `sections`, and the architecture. Save it with
-    `write_text(folder / "README.md", str(card))`.
-    """
-    from huggingface_hub import ModelCard, ModelCardData
-
-    data = ModelCardData(library_name="transformers", license="mit", pipeline_tag="feature-extraction",
-                         tags=list(MODEL_CARD_TAGS), base_model=base_model, datasets=list(datasets) or None,
-                         metrics=list(metrics) or None)
-    parts = [f"# {title}", summary, "## Usage", usage_snippet(repo, config, with_processor)]
-    for heading, text in sections:
-        parts += [f"## {heading}", text]
-    parts += ["## Model", architecture_summary(config, num_parameters)]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(part.strip() for part in parts) + "\n")

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from datasets_scripts import VIDEO_EXTENSIONS
-from index_store import IndexStore, RunAbortedError, create_index, make_record, new_meta, open_index
+from index_engines import create_index, open_index
+from index_store import IndexStore, RunAbortedError, make_record, new_meta
 from loading_clip2video import LoadedModel, load_model
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import index_engines  # noqa: E402
 import index_store  # noqa: E402
 from utils_clip2video import int_at_least  # noqa: E402
 
@@ -41,7 +42,7 @@ def unit_rows(count: int, dim: int, seed: int) -> np.ndarray:
 def build(location: str, vectors: np.ndarray, chunk: int, **options) -> tuple[index_store.IndexStore, float]:
     """Creates an index at `location` holding `vectors` (records `v<row>.mp4`); returns it and the seconds taken."""
     started = time.perf_counter()
-    store = index_store.create_index(location, index_store.new_meta("/videos", MODEL, vectors.shape[1]), **options)
+    store = index_engines.create_index(location, index_store.new_meta("/videos", MODEL, vectors.shape[1]), **options)
     for start in range(0, len(vectors), chunk):
         rows = range(start, min(start + chunk, len(vectors)))
         store.add([index_store.make_record(f"v{row:07d}.mp4", 1, 1, 2.0, 12) for row in rows], vectors[rows.start:

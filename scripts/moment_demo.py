@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import search_videos  # noqa: E402
 from datasets_scripts import load_benchmark  # noqa: E402
 from datasets_scripts.synthetic import encode_video  # noqa: E402
-from index_store import open_index  # noqa: E402
+from index_engines import open_index  # noqa: E402
 from moment_eval import evaluate_moments, read_annotations  # noqa: E402
 from retrieval_metrics import moment_retrieval_metrics  # noqa: E402
 from utils_clip2video import int_at_least  # noqa: E402

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from index_store import open_index  # noqa: E402
+from index_engines import open_index  # noqa: E402
 import search_videos  # noqa: E402
 from utils_clip2video import int_at_least  # noqa: E402
 from datasets_scripts import load_benchmark  # noqa: E402

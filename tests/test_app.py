@@ -24,6 +24,7 @@ pytest.importorskip("gradio")
 pytest.importorskip("av")
 
 import app  # noqa: E402
+import index_engines  # noqa: E402
 import index_store  # noqa: E402
 import search_videos  # noqa: E402
 from conftest import skip_or_fail  # noqa: E402
@@ -355,7 +356,7 @@ def test_browser_players_start_at_their_moments_in_an_index_of_windows(indexed, 
     with serving(app.build_app(windowed, page_size=12)) as url:
         browser.get(url)
         wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#c2v-query textarea"))
-        rows = len(index_store.open_index(str(windowed)))
+        rows = len(index_engines.open_index(str(windowed)))
         assert f"{rows} windows of" in browser.find_element(By.CSS_SELECTOR, "#c2v-index").text
         search_for(browser, caption)
         wait(browser, lambda: all(hit["ready"] >= 1 for hit in page_hits(browser)))

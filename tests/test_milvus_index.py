@@ -21,6 +21,7 @@ pytest.importorskip("milvus_lite")
 pytest.importorskip("av")
 
 import folder_index  # noqa: E402
+import index_engines  # noqa: E402
 import index_store  # noqa: E402
 import milvus_index  # noqa: E402
 import search_videos  # noqa: E402
@@ -56,7 +57,7 @@ def test_rows_are_keyed_by_path_and_start_and_replaced_not_duplicated(tmp_path):
     location = str(tmp_path / "videos.db")
     records, vectors = random_rows(6)
     windows = [make_record("long.mp4", 9, 9, 10.0, 6, start, start + 4.0) for start in (0.0, 2.0, 4.0)]
-    with index_store.create_index(location, meta()) as store:
+    with index_engines.create_index(location, meta()) as store:
         store.add(records + windows, np.concatenate([vectors, vectors[:3] * 2]))
         assert store.files()["long.mp4"] == (-1, -1)  # not committed: a rerun encodes it again
         store.commit()
@@ -70,7 +71,7 @@ def test_rows_are_keyed_by_path_and_start_and_replaced_not_duplicated(tmp_path):
         store.set_failed([{"path": records[3]["path"], "size": 1, "mtime_ns": 2, "reason": "no video stream"}])
         store.remove([records[4]["path"]])
         store.merge()
-    store = index_store.open_index(location)
+    store = index_engines.open_index(location)
     assert len(store) == 5 and set(store.files()) == {record["path"] for record in records} - {
         records[3]["path"], records[4]["path"]} | {"long.mp4"}
     assert store.meta["failed"] == [{"path": records[3]["path"], "size": 1, "mtime_ns": 2,
@@ -84,7 +85,7 @@ def test_a_removal_or_failure_cut_short_leaves_the_file_to_be_redone(tmp_path, m
     """A run killed while it deletes a file's rows (a removal, or a file that now fails to decode) must not leave the
     file looking indexed: the next run redoes it."""
     records, vectors = random_rows(3)
-    with index_store.create_index(str(tmp_path / "videos.db"), meta()) as store:
+    with index_engines.create_index(str(tmp_path / "videos.db"), meta()) as store:
         store.add(records, vectors)
         store.commit()
         calls = store._call
@@ -107,7 +108,7 @@ def test_a_removal_or_failure_cut_short_leaves_the_file_to_be_redone(tmp_path, m
 
 def test_flat_search_is_the_exact_top_k_with_float32_scores(tmp_path):
     records, vectors = random_rows(40)
-    with index_store.create_index(str(tmp_path / "videos.db"), meta()) as store:
+    with index_engines.create_index(str(tmp_path / "videos.db"), meta()) as store:
         store.add(records, vectors)
         store.commit()
         queries = np.random.default_rng(1).standard_normal((3, DIM)).astype(np.float32)
@@ -130,13 +131,13 @@ def test_flat_search_is_the_exact_top_k_with_float32_scores(tmp_path):
 def test_index_type_is_kept_unless_another_is_asked_for_then_rebuilt_from_the_stored_vectors(tmp_path):
     location = str(tmp_path / "videos.db")
     records, vectors = random_rows(20)
-    with index_store.create_index(location, meta(), index_type="HNSW", index_params={"M": 8}) as store:
+    with index_engines.create_index(location, meta(), index_type="HNSW", index_params={"M": 8}) as store:
         store.add(records, vectors)
         store.commit()
         store.merge()
-    with index_store.create_index(location, meta()) as store:  # an update run without --milvus_index_type
+    with index_engines.create_index(location, meta()) as store:  # an update run without --milvus_index_type
         assert store._describe_index_type() == "HNSW"
-    with index_store.create_index(location, meta(), index_type="flat") as store:
+    with index_engines.create_index(location, meta(), index_type="flat") as store:
         assert store._describe_index_type() == "FLAT" and len(store) == 20
         best = store.search(vectors[:1], k=1)[0][0]
         assert best.record["path"] == records[int(np.argmax(vectors @ vectors[0]))]["path"]
@@ -149,7 +150,7 @@ def test_filters_are_expressions_with_the_folder_engines_meaning(path_prefix, tm
                                                           "a_1x/decoy.mp4", "ax_1/decoy.mp4")]
     records += extra
     vectors = np.concatenate([vectors, np.ones((len(extra), DIM), np.float32)])
-    with index_store.create_index(str(tmp_path / "videos.db"), meta()) as store:
+    with index_engines.create_index(str(tmp_path / "videos.db"), meta()) as store:
         store.add(records, vectors)
         store.commit()
         for search_filter in (SearchFilter(path_prefix=path_prefix), SearchFilter(path_prefix, 3.0, 15.0),
@@ -161,17 +162,17 @@ def test_filters_are_expressions_with_the_folder_engines_meaning(path_prefix, tm
 
 def test_another_model_or_width_is_refused_and_a_foreign_collection_left_alone(tmp_path):
     location = str(tmp_path / "videos.db")
-    with index_store.create_index(location, meta()) as store:
+    with index_engines.create_index(location, meta()) as store:
         store.add(*random_rows(3))
         store.commit()
     other = {**MODEL, "name_or_path": "other", "fingerprint": "0" * 32}
     with pytest.raises(index_store.ModelMismatchError, match="fingerprint"):
-        index_store.create_index(location, meta(model=other))
+        index_engines.create_index(location, meta(model=other))
     with pytest.raises(index_store.ModelMismatchError, match="width 8"):
-        index_store.create_index(location, meta(dim=16))
+        index_engines.create_index(location, meta(dim=16))
     with pytest.raises(index_store.IndexFormatError, match="window"):
-        index_store.create_index(location, meta(window_seconds=4.0, window_stride=2.0))
-    store = index_store.open_index(location)
+        index_engines.create_index(location, meta(window_seconds=4.0, window_stride=2.0))
+    store = index_engines.open_index(location)
     with pytest.raises(index_store.ModelMismatchError):
         index_store.check_model(store.meta, other, store.location)
     assert len(store) == 3
@@ -187,11 +188,11 @@ def test_another_model_or_width_is_refused_and_a_foreign_collection_left_alone(t
     client.close()
     for overwrite in (False, True):
         with pytest.raises(index_store.IndexFormatError, match="not a clip2video index"):
-            index_store.create_index(location, meta(), overwrite=overwrite, collection_name="theirs")
+            index_engines.create_index(location, meta(), overwrite=overwrite, collection_name="theirs")
     client = MilvusClient(location)
     assert client.has_collection("theirs")
     client.close()
-    with index_store.create_index(location, meta(dim=16, model=other), overwrite=True) as store:
+    with index_engines.create_index(location, meta(dim=16, model=other), overwrite=True) as store:
         assert len(store) == 0 and store.meta["dim"] == 16
 
 
@@ -204,15 +205,15 @@ def test_locations_that_are_not_milvus_lite_files_are_refused_untouched(tmp_path
     for location, reason in ((folder, "a folder index"), (plain, "a file")):
         before = sorted(path.name for path in tmp_path.rglob("*"))
         with pytest.raises(index_store.IndexFormatError, match=reason):
-            index_store.create_index(str(location), meta())
+            index_engines.create_index(str(location), meta())
         assert sorted(path.name for path in tmp_path.rglob("*")) == before
     with pytest.raises(index_store.IndexFormatError, match="no such Milvus Lite file"):
-        index_store.open_index(str(tmp_path / "missing.db"))
+        index_engines.open_index(str(tmp_path / "missing.db"))
     assert not (tmp_path / "missing.db").exists()
     with pytest.raises(ValueError, match="DISKANN needs a Milvus server|need a Milvus server"):
-        index_store.create_index(str(tmp_path / "new.db"), meta(), index_type="DISKANN")
+        index_engines.create_index(str(tmp_path / "new.db"), meta(), index_type="DISKANN")
     with pytest.raises(ValueError, match="collection name"):
-        index_store.open_index(str(tmp_path / "new.db"), collection_name="no-dashes")
+        index_engines.open_index(str(tmp_path / "new.db"), collection_name="no-dashes")
 
 
 def free_port() -> int:
@@ -224,7 +225,7 @@ def free_port() -> int:
 def test_unreachable_server_and_a_file_held_by_another_process_are_typed_errors(tmp_path, caplog):
     started = time.monotonic()
     with pytest.raises(milvus_index.MilvusUnavailableError, match=r"http://127\.0\.0\.1:\d+.*cannot connect"):
-        index_store.open_index(f"http://127.0.0.1:{free_port()}")
+        index_engines.open_index(f"http://127.0.0.1:{free_port()}")
     assert time.monotonic() - started < 60
     assert "Traceback" not in caplog.text  # pymilvus's own logged traceback is kept quiet
 
@@ -236,7 +237,7 @@ def test_unreachable_server_and_a_file_held_by_another_process_are_typed_errors(
     try:
         assert holder.stdout.readline().strip() == "open"
         with pytest.raises(index_store.IndexBusyError, match="another process has this Milvus Lite file open"):
-            index_store.create_index(str(location), meta())
+            index_engines.create_index(str(location), meta())
     finally:
         holder.kill()
         holder.wait()
@@ -246,7 +247,7 @@ def test_writes_the_server_rejects_are_typed_and_large_ones_split(tmp_path, monk
     from pymilvus.exceptions import MilvusException
 
     records, vectors = random_rows(10)
-    with index_store.create_index(str(tmp_path / "videos.db"), meta()) as store:
+    with index_engines.create_index(str(tmp_path / "videos.db"), meta()) as store:
         with pytest.raises(index_store.IndexWriteError, match="refused upsert.*(length|max_length)"):
             store.add([make_record("x" * 70000 + ".mp4", 1, 1, 1.0, 6)], vectors[:1])
         sent, original = [], store._client.upsert
@@ -288,7 +289,7 @@ def same_hits(first: list, second: list) -> None:
 def test_same_hits_as_the_folder_index(windows, video_dir, model_dir, loaded, tmp_path, capsys):
     run_index(video_dir, model_dir, tmp_path / "folder", *windows)
     run_index(video_dir, model_dir, tmp_path / "videos.db", *windows)
-    milvus = index_store.open_index(str(tmp_path / "videos.db"))
+    milvus = index_engines.open_index(str(tmp_path / "videos.db"))
     assert milvus.meta["failed"][0]["path"] == "broken.mp4" and "broken.mp4" in milvus.meta["failed"][0]["reason"]
     assert len(milvus) == len(folder_index.FolderIndex.open(str(tmp_path / "folder")))
     for caption in (EVENTS[0].caption, EVENTS[3].caption):
@@ -330,7 +331,7 @@ def test_update_adds_changes_and_removes_files(video_dir, model_dir, loaded, tmp
     (video_dir / "video3.mp4").unlink()
     run_index(video_dir, model_dir, location)
     assert sorted(encoded) == ["added.mp4", "video1.mp4"]
-    store = index_store.open_index(str(location))
+    store = index_engines.open_index(str(location))
     assert set(store.files()) == {"added.mp4", "video0.mp4", "video1.mp4", "video2.mp4", "nested/video4.mp4",
                                   "video5.mp4"} and len(store) == 6
     hits = search_videos.search(store, video=str(video_dir / "video1.mp4"), k=1, model=loaded)
@@ -349,7 +350,7 @@ def test_another_model_is_refused_by_index_and_query(video_dir, model_dir, tmp_p
     assert search_videos.main(["index", str(video_dir), "--model", str(other), "--index", str(location), *FAST]) == 1
     assert search_videos.main(["query", str(location), "a caption", "--model", str(other)]) == 1
     assert caplog.text.count("ModelMismatchError") == 2 and "Traceback" not in caplog.text
-    assert len(index_store.open_index(str(location))) == 6
+    assert len(index_engines.open_index(str(location))) == 6
 
 
 @pytest.mark.slow
@@ -384,7 +385,7 @@ def test_kill_9_while_indexing_then_rerun_leaves_no_duplicate_and_loses_nothing(
         process.send_signal(signal.SIGKILL)
         process.wait()
         assert [pid for pid in workers if running(pid)], "the workers died with the run: nothing tested"
-        store = index_store.open_index(str(location))  # at once: the killed run's workers do not hold the file
+        store = index_engines.open_index(str(location))  # at once: the killed run's workers do not hold the file
         committed = {path for path, signature in store.files().items() if signature != (-1, -1)}
         assert len(committed) >= 3
         store.close()
@@ -396,7 +397,7 @@ def test_kill_9_while_indexing_then_rerun_leaves_no_duplicate_and_loses_nothing(
 
     run_index(video_dir, model_dir, location)
     assert not committed & set(record_encoded), "committed videos were encoded again"
-    store = index_store.open_index(str(location))
+    store = index_engines.open_index(str(location))
     rows = list(store._iterate(store.target.collection_name, "", ["path", "start"]))
     assert len(rows) == len({(row["path"], row["start"]) for row in rows}) == 12 == len(store)
     assert set(store.files()) == {path.relative_to(video_dir).as_posix() for path in video_dir.rglob("video*")}
@@ -436,7 +437,7 @@ def test_two_processes_write_directly_to_a_server(video_dir, model_dir, tmp_path
         assert result.returncode == 0, result.stderr[-3000:]
         assert "3 encoded" not in result.stderr and "6 encoded" in result.stderr
         run_index(video_dir, model_dir, tmp_path / "single")
-        store = index_store.open_index(uri, collection_name="shared")
+        store = index_engines.open_index(uri, collection_name="shared")
         single = folder_index.FolderIndex.open(str(tmp_path / "single"))
         assert set(store.files()) == set(single.files()) and len(store) == 6
         for path in single.files():

@@ -19,7 +19,8 @@ from conftest import REPO_ROOT, TINY_TEXT, tiny_config
 from datasets_scripts.synthetic import encode_video
 from modeling_clip2video import CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor
-from utils_clip2video import ProcessorNotFoundError, build_model_card, files_into_directory, load_processor
+from hub_clip2video import build_model_card
+from utils_clip2video import ProcessorNotFoundError, files_into_directory, load_processor
 
 MARKER = "folder_code_ran.txt"
 

@@ -11,7 +11,8 @@ from huggingface_hub.errors import EntryNotFoundError
 from conftest import REPO_ROOT, TINY_TEXT, tiny_config
 from modeling_clip2video import CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor
-from utils_clip2video import build_model_card, load_processor, write_text
+from hub_clip2video import build_model_card
+from utils_clip2video import load_processor, write_text
 
 REPO = "someone/clip2video-pushed"
 PLACEHOLDER = "This is the model card of a 🤗 transformers model"

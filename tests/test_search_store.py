@@ -17,6 +17,7 @@ pytest.importorskip("av")
 
 import folder_format  # noqa: E402
 import folder_index  # noqa: E402
+import index_engines  # noqa: E402
 import index_store  # noqa: E402
 import loading_clip2video  # noqa: E402
 import search_videos  # noqa: E402
@@ -194,7 +195,7 @@ def test_folder_engine_add_is_idempotent_and_filters_apply(tmp_path):
     records = [index_store.make_record(f"{folder}/v{row}.mp4", 10, 1, duration, 6, start, start + 2.0)
                for row, (folder, duration, start) in enumerate([("a", 3.0, 0.0), ("a", 3.0, 1.0), ("b", 9.0, 0.0)])]
     vectors = np.eye(3, 4, dtype=np.float32)
-    with index_store.create_index(location, meta(tmp_path)) as store:
+    with index_engines.create_index(location, meta(tmp_path)) as store:
         store.add(records, vectors)
         store.commit()
         store.add(records[:1], vectors[:1] * 2)  # the same rows again: they replace the first ones
@@ -203,7 +204,7 @@ def test_folder_engine_add_is_idempotent_and_filters_apply(tmp_path):
         assert len(store) == 3
         with pytest.raises(ValueError, match="finite"):
             store.add(records[:1], np.full((1, 4), np.nan, np.float32))
-    store = index_store.open_index(location)
+    store = index_engines.open_index(location)
     assert isinstance(store, folder_index.FolderIndex) and len(store) == 3
     assert np.array_equal(store.vector("a/v0.mp4"), vectors[0] * 2)
     assert store.record("a/v1.mp4", 1.0)["start"] == 1.0 and store.record("a/v1.mp4", 5.0) is None
@@ -216,18 +217,18 @@ def test_folder_engine_add_is_idempotent_and_filters_apply(tmp_path):
     long = store.search(query, k=3, filter=index_store.SearchFilter(min_duration=5.0))[0]
     assert [hit.record["path"] for hit in long] == ["b/v2.mp4"]
     assert store.search(query, k=3, filter=index_store.SearchFilter(max_duration=1.0))[0] == []
-    with index_store.create_index(location, meta(tmp_path)) as writer:
+    with index_engines.create_index(location, meta(tmp_path)) as writer:
         writer.remove(["a/v0.mp4"])
         writer.merge()
-    assert set(index_store.open_index(location).files()) == {"a/v1.mp4", "b/v2.mp4"}
+    assert set(index_engines.open_index(location).files()) == {"a/v1.mp4", "b/v2.mp4"}
     with pytest.raises(index_store.ModelMismatchError, match="vectors of width 4"):
-        index_store.create_index(location, meta(tmp_path, dim=8))
+        index_engines.create_index(location, meta(tmp_path, dim=8))
 
 
 def test_locations_choose_their_engine(tmp_path, monkeypatch):
-    assert index_store.is_milvus_location("videos.db") and index_store.is_milvus_location("http://host:19530")
-    assert not index_store.is_milvus_location(str(tmp_path / "index"))
-    assert index_store.engine_for(str(tmp_path / "index")) is folder_index.FolderIndex
+    assert index_engines.is_milvus_location("videos.db") and index_engines.is_milvus_location("http://host:19530")
+    assert not index_engines.is_milvus_location(str(tmp_path / "index"))
+    assert index_engines.engine_for(str(tmp_path / "index")) is folder_index.FolderIndex
     monkeypatch.setitem(sys.modules, "milvus_index", None)  # as without pymilvus
     with pytest.raises(index_store.EngineNotInstalledError, match="needs pymilvus"):
-        index_store.engine_for("videos.db")
+        index_engines.engine_for("videos.db")
