@@ -24,7 +24,6 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-import data_clip2video
 from data_clip2video import VideoBatcher, VideoDataset, encode_texts, encode_videos
 import data_sources
 from datasets_scripts import DataReport

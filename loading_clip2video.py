@@ -151,6 +151,20 @@ def model_type(name_or_path: str) -> str | None:
     return config.get("model_type")
 
 
+def check_model_available(name_or_path: str) -> None:
+    """A model that is not a local folder must be a Hub repo with a config: else `ModelSourceError` saying so."""
+    if Path(check_model_source(name_or_path)).is_dir():
+        return
+    from transformers.utils import cached_file
+
+    try:
+        cached_file(name_or_path, "config.json")
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelSourceError(f"{name_or_path}: no such folder, and no model of that name could be loaded from the "
+                               f"Hub ({reason})") from error
+
+
 def load_clip2video_weights(name_or_path: str, trust_remote_code: bool = False) -> torch.nn.Module:
     """The CLIP2Video model saved at `name_or_path` (a local folder or a Hub repo id), refused when incomplete.
 
@@ -216,4 +230,4 @@ def load_model(name_or_path: str, device: str | torch.device | None = None, bf16
     return LoadedModel(model, processor, str(name_or_path), model_fingerprint(model, processor), bf16)
 
 
-__all__ = ["LoadedModel", "ModelLoadError", "load_clip2video_weights", "load_model", "model_fingerprint", "model_type"]
+__all__ = ["LoadedModel", "ModelLoadError", "check_model_available", "load_clip2video_weights", "load_model", "model_fingerprint", "model_type"]

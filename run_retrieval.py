@@ -47,7 +47,7 @@ import caption_table
 import data_sources
 from datasets_scripts import SYNTHETIC_NAME, DataReport, get_eval_index, load_benchmark
 from loss_clip2video import CLIP2VideoContrastiveLoss
-from modeling_clip2video import CLIP_MODULES, CLIP2VideoModel
+from modeling_clip2video import CLIP2VideoModel
 from processing_clip2video import CLIP2VideoProcessor
 from checkpoints_clip2video import (RESUME_LATEST_IF_ANY, TrainerState, check_checkpoint_root, load_checkpoint,
                                     remove_previous_checkpoints, resolve_checkpoint)
@@ -57,8 +57,8 @@ import publish_clip2video
 import report_clip2video
 from retrieval_metrics import TIE_RULES, NonFiniteScoresError
 from splits_clip2video import SampledBatches, SplitData, StreamSplit
-from training_clip2video import NoTrainingDataError, TrainingOptions, TrainingSetup, TrainResult, compute_loss, train
-from utils_clip2video import (CLIP_TOKENIZER_DIR, ModelSourceError, ProcessorNotFoundError, check_model_source,
+from training_clip2video import NoTrainingDataError, freeze_towers, parameter_groups, TrainingOptions, TrainingSetup, TrainResult, compute_loss, train
+from utils_clip2video import (CLIP_TOKENIZER_DIR, ProcessorNotFoundError, check_model_source,
                               load_processor, write_text)
 
 
@@ -359,20 +359,6 @@ def check_args(model_args: ModelArguments, data_args: DataArguments, args: RunAr
         check_model_source(model_args.model_name_or_path)
 
 
-def check_model_available(name_or_path: str) -> None:
-    """A model that is not a local folder must be a Hub repo with a config: else `ModelSourceError` saying so."""
-    if Path(check_model_source(name_or_path)).is_dir():
-        return
-    from transformers.utils import cached_file
-
-    try:
-        cached_file(name_or_path, "config.json")
-    except OSError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelSourceError(f"{name_or_path}: no such folder, and no model of that name could be loaded from the "
-                               f"Hub ({reason})") from error
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # 3. Data: captions tokenised once, videos decoded per item (optionally once for the whole run)
 # ----------------------------------------------------------------------------------------------------------------------
@@ -475,37 +461,6 @@ def build_processor(model_args: ModelArguments, data_args: DataArguments) -> CLI
     return CLIP2VideoProcessor.from_clip_tokenizer(tokenizer, max_words=data_args.max_words or 32)
 
 
-def freeze_towers(model: CLIP2VideoModel, model_args: ModelArguments) -> None:
-    frozen = []
-    if model_args.freeze_text_tower:
-        frozen += [model.text_model, model.text_projection]
-    if model_args.freeze_vision_tower:
-        frozen += [model.vision_model, model.visual_projection]
-    for module in frozen:
-        module.requires_grad_(False)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# 5. Optimizer: two learning rates (CLIP vs new modules), no decay on biases, norms and the scale
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def parameter_groups(model: torch.nn.Module, args: RunArguments) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, bool], list] = {}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        part = "clip" if name.split(".")[0] in CLIP_MODULES else "new"
-        decay = parameter.ndim >= 2 and "embedding" not in name and "center" not in name
-        groups.setdefault((part, decay), []).append(parameter)
-    learning_rates = {"clip": args.clip_learning_rate, "new": args.learning_rate}
-    return [
-        {"params": params, "lr": learning_rates[part], "weight_decay": args.weight_decay if decay else 0.0,
-         "name": f"{part}{'' if decay else '_no_decay'}"}
-        for (part, decay), params in sorted(groups.items())
-    ]
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # The run, step by step (main calls these in order)
 # ----------------------------------------------------------------------------------------------------------------------
@@ -521,7 +476,7 @@ def check_paths(model_args: ModelArguments, args: RunArguments) -> None:
     if args.do_train:
         check_checkpoint_root(args.output_dir)
     if model_args.model_name_or_path is not None:
-        check_model_available(model_args.model_name_or_path)
+        loading_clip2video.check_model_available(model_args.model_name_or_path)
 
 
 def setup_logging(accelerator: Accelerator) -> None:
@@ -618,7 +573,7 @@ def build_run_model(accelerator: Accelerator, run: ModelRun, data_args: DataArgu
     accelerator.free_memory()  # forget a previous model's prepared objects (save_state saves all registered ones)
     set_seed(run.args.seed)
     model = build_model(run.model_args, processor)
-    freeze_towers(model, run.model_args)
+    freeze_towers(model, text=run.model_args.freeze_text_tower, vision=run.model_args.freeze_vision_tower)
     if run.model_args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     # the video processor for this model and data, built once; saved with the model, it prepares videos as in training
@@ -661,7 +616,7 @@ def training_options(args: RunArguments) -> TrainingOptions:
 def build_optimizer(model: CLIP2VideoModel, args: RunArguments, max_steps: int):
     """Step 5: AdamW over the parameter groups, warm-up then cosine over optimizer steps (prepared, so that
     save_state/load_state keep it, but stepped by `train` once per optimizer step)."""
-    optimizer = torch.optim.AdamW(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2),
+    optimizer = torch.optim.AdamW(parameter_groups(model, args.learning_rate, args.clip_learning_rate, args.weight_decay), betas=(args.adam_beta1, args.adam_beta2),
                                   eps=args.adam_epsilon)
     return optimizer, get_cosine_schedule_with_warmup(optimizer, int(args.warmup_ratio * max_steps), max_steps)
 

@@ -34,6 +34,7 @@ from data_clip2video import VideoBatcher
 from datasets_scripts import DataReport
 from evaluation_clip2video import Evaluator, skip_undecodable
 from loss_clip2video import CLIP2VideoContrastiveLoss
+from modeling_clip2video import CLIP_MODULES
 
 
 logger = logging.getLogger("run_retrieval")
@@ -292,6 +293,40 @@ def train(setup: TrainingSetup, options: TrainingOptions, evaluator: Optional[Ev
     progress.close()
     return state
 
+# ----------------------------------------------------------------------------------------------------------------------
+# What trains: frozen towers, two learning rates (CLIP vs new modules), no decay on biases, norms and the scale
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def freeze_towers(model, text: bool = False, vision: bool = False) -> None:
+    """Stops the gradients of the text tower and its projection (`text`) and/or the vision tower and its (`vision`)."""
+    frozen = []
+    if text:
+        frozen += [model.text_model, model.text_projection]
+    if vision:
+        frozen += [model.vision_model, model.visual_projection]
+    for module in frozen:
+        module.requires_grad_(False)
+
+
+def parameter_groups(model: torch.nn.Module, learning_rate: float, clip_learning_rate: float,
+                     weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: CLIP's modules at `clip_learning_rate`, the new ones at `learning_rate`; weight decay on matrices
+    only (not on biases, norms, embeddings, the TAB centers or the scale)."""
+    groups: dict[tuple[str, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        part = "clip" if name.split(".")[0] in CLIP_MODULES else "new"
+        decay = parameter.ndim >= 2 and "embedding" not in name and "center" not in name
+        groups.setdefault((part, decay), []).append(parameter)
+    learning_rates = {"clip": clip_learning_rate, "new": learning_rate}
+    return [
+        {"params": params, "lr": learning_rates[part], "weight_decay": weight_decay if decay else 0.0,
+         "name": f"{part}{'' if decay else '_no_decay'}"}
+        for (part, decay), params in sorted(groups.items())
+    ]
+
 
 __all__ = ["NoTrainingDataError", "TrainResult", "TrainingDivergedError", "TrainingOptions", "TrainingSetup",
-           "compute_loss", "placeholder_batch", "train"]
+           "compute_loss", "freeze_towers", "parameter_groups", "placeholder_batch", "train"]
