@@ -433,18 +433,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-class _RemovedSerializationOption(argparse.Action):
-    """`--safe_serialization` / `--no-safe_serialization` of earlier versions. transformers 5 writes safetensors only
-    (its `save_pretrained` ignores the flag), and a pickled `pytorch_model.bin` is what this converter refuses to read:
-    the first spelling is accepted with a warning, the second is an error rather than a promise the run cannot keep."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if option_string == "--no-safe_serialization":
-            parser.error("--no-safe_serialization was removed: transformers 5 writes model.safetensors only (pickled "
-                         "pytorch_model.bin files need code execution to load)")
-        namespace.deprecated_safe_serialization = True
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -488,8 +476,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_words", type=_integer_at_least(2), default=None,
                         help=f"caption length of the saved processor, start and end tokens included "
                              f"(default {defaults.max_words})")
-    parser.add_argument("--safe_serialization", "--no-safe_serialization", action=_RemovedSerializationOption, nargs=0,
-                        dest="deprecated_safe_serialization", default=False, help=argparse.SUPPRESS)
     return parser
 
 
@@ -541,8 +527,6 @@ def save_converted(folder: Path, model: CLIP2VideoModel, processor, card) -> Non
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.deprecated_safe_serialization:
-        logger.warning("--safe_serialization is deprecated and does nothing: model.safetensors is always written")
     options = options_from_args(args)
     output = Path(args.output_dir)
     try:  # the output folder first: a refusal must not wait for a long conversion

@@ -194,18 +194,6 @@ def test_bad_option_values_fail_at_parse_time_naming_the_option(tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
-def test_no_safe_serialization_is_an_error_and_the_old_spelling_a_warning(tmp_path, original_state, capsys, caplog):
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(tmp_path, original_state, *OPTIONS, "--no-safe_serialization")
-    assert exit_info.value.code == 2
-    assert "--no-safe_serialization was removed: transformers 5 writes model.safetensors only" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
-    assert run_cli(tmp_path, original_state, *OPTIONS, "--safe_serialization") == 0
-    assert "--safe_serialization is deprecated and does nothing" in caplog.text
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if "model" in p.name) == [
-        "model.safetensors", "modeling_clip2video.py"]
-
-
 @pytest.mark.parametrize("frames, options, warned", [
     (1, [], True),                                 # TDB needs two frames
     (2, [], True),                                 # TAB_TDB subsamples every second frame: one frame for its TDB
