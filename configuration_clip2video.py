@@ -3,6 +3,7 @@
 
 import copy
 import math
+import os
 from typing import Any
 
 from transformers import CLIPTextConfig, CLIPVisionConfig, PretrainedConfig
@@ -31,6 +32,9 @@ CUSTOM_PIPELINES = {
     "feature-extraction": {"impl": "pipeline_clip2video.CLIP2VideoFeatureExtractionPipeline", "pt": ["AutoModel"],
                            "type": "multimodal"},
 }
+#: The pipeline `pipeline(model=folder, trust_remote_code=True)` builds when no task is named (see
+#: `CLIP2VideoConfig.from_pretrained`); the other one is reached by its task name.
+DEFAULT_PIPELINE_TASK = "zero-shot-video-classification"
 
 
 class CLIP2VideoConfig(PretrainedConfig):
@@ -152,6 +156,21 @@ class CLIP2VideoConfig(PretrainedConfig):
         if parameters > MAX_PARAMETERS:
             raise ValueError(f"these sizes give about {parameters / 1e9:.0f} B parameters (more than "
                              f"{MAX_PARAMETERS / 1e9:.0f} B): check the widths and layer counts of config.json")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
+        """`PretrainedConfig.from_pretrained`, offering only the default pipeline to a `pipeline()` call without a task.
+
+        transformers' `pipeline(model=..., trust_remote_code=True)` loads the config with `_from_pipeline=None` when no
+        task is given, and infers the task only when `config.custom_pipelines` names exactly one: the config then
+        names `DEFAULT_PIPELINE_TASK` alone (the model's own config, and every folder it saves, keep both).
+        """
+        untasked_pipeline = "_from_pipeline" in kwargs and kwargs["_from_pipeline"] is None
+        loaded = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if untasked_pipeline:
+            config = loaded[0] if isinstance(loaded, tuple) else loaded
+            config.custom_pipelines = {DEFAULT_PIPELINE_TASK: copy.deepcopy(CUSTOM_PIPELINES[DEFAULT_PIPELINE_TASK])}
+        return loaded
 
     @property
     def retrieval_embed_dim(self) -> int:

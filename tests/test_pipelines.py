@@ -47,6 +47,10 @@ SCRIPT = textwrap.dedent("""
     results["text_features"] = extractor(text=labels, batch_size=2)
     results["caption_feature"] = extractor(labels[0])
     results["video_features"] = extractor(videos=[video, frames], batch_size=2)
+    untasked = pipeline(model=folder, trust_remote_code=True)  # no task: the default one, zero-shot
+    results["untasked_class"] = type(untasked).__name__
+    results["untasked"] = untasked(video, candidate_labels=labels)
+    results["untasked_then_features"] = pipeline("feature-extraction", model=folder, trust_remote_code=True)(labels[0])
     half = pipeline("zero-shot-video-classification", model=folder, trust_remote_code=True, dtype=torch.bfloat16)
     results["bf16_dtype"] = str(half.model.dtype)
     results["bf16"] = half(video, candidate_labels=labels)
@@ -126,6 +130,11 @@ def test_saved_folders_carry_the_pipelines(model_folder):
     assert set(config["custom_pipelines"]) == {"zero-shot-video-classification", "feature-extraction"}
     assert config["custom_pipelines"]["feature-extraction"]["impl"] == \
         "pipeline_clip2video.CLIP2VideoFeatureExtractionPipeline"
+    from configuration_clip2video import CLIP2VideoConfig
+
+    assert set(CLIP2VideoConfig.from_pretrained(model_folder).custom_pipelines) == set(config["custom_pipelines"])
+    assert set(CLIP2VideoConfig.from_pretrained(model_folder, _from_pipeline=None).custom_pipelines) == \
+        {"zero-shot-video-classification"}  # what `pipeline(model=folder)` without a task sees
     assert (model_folder / "pipeline_clip2video.py").is_file() and (model_folder / "loss_clip2video.py").is_file()
 
 
@@ -144,6 +153,8 @@ def test_both_tasks_load_in_a_fresh_interpreter_and_score_as_the_model_does(mode
     assert len(results["batched"]) == 4
     for result, reference in zip(results["batched"], [expected, expected, from_frames, from_frames]):
         assert as_dict(result) == pytest.approx(reference, abs=1e-5)
+    assert results["untasked_class"] == "ZeroShotVideoClassificationPipeline"
+    assert as_dict(results["untasked"]) == pytest.approx(expected, abs=1e-5)
     assert results["bf16_dtype"] == "torch.bfloat16"
     assert as_dict(results["bf16"]) == pytest.approx(expected, abs=3e-2)
 
@@ -153,6 +164,7 @@ def test_both_tasks_load_in_a_fresh_interpreter_and_score_as_the_model_does(mode
         videos = model.get_video_features(video_inputs["pixel_values"], video_inputs["video_mask"]).pooler_output
     assert np.abs(np.array(results["text_features"]) - text.numpy()).max() < 1e-5
     assert np.abs(np.array(results["caption_feature"]) - text[0].numpy()).max() < 1e-5
+    assert np.abs(np.array(results["untasked_then_features"]) - text[0].numpy()).max() < 1e-5
     assert np.abs(np.array(results["video_features"]) - videos.numpy()).max() < 1e-5
 
 
@@ -185,8 +197,10 @@ def test_bad_calls_raise_clear_errors(model_folder):
     with pytest.raises(ValueError, match="give one of"):
         extractor("a caption", videos=frames)
     assert len(extractor(frames)) == model.config.retrieval_embed_dim  # a non-string input is a video
-    with pytest.raises(RuntimeError, match="zero-shot-video-classification, feature-extraction"):
-        pipeline(model=str(model_folder), trust_remote_code=True)  # two tasks: transformers asks which
+    untasked = pipeline(model=str(model_folder), trust_remote_code=True)  # no task: the default, zero-shot
+    assert type(untasked).__name__ == "ZeroShotVideoClassificationPipeline"
+    with pytest.raises(ValueError, match="candidate_labels"):
+        untasked(frames)
 
 
 @pytest.mark.slow
