@@ -124,9 +124,31 @@ def row_clips(record: dict, columns: Columns) -> list[tuple[list[str], Optional[
     return [(captions, span) for span in spans]
 
 
+def seconds_text(seconds: float) -> str:
+    """The shortest text of a time that reads back as the same number: `12.5`, `20`, `10000.12` (not `%g`'s
+    `10000.1`, which two different times share)."""
+    text = f"{seconds:g}"
+    return text if float(text) == seconds else repr(float(seconds))
+
+
 def clip_id(video_id: str, span: Optional[tuple[float, float]]) -> str:
-    """The id of a clip: its video's id, and for a span its times (`video@12.5-20`): two clips are two ids."""
-    return video_id if span is None else f"{video_id}@{span[0]:g}-{span[1]:g}"
+    """The id of a clip: its video's id, and for a span its exact times (`video@12.5-20`)."""
+    return video_id if span is None else f"{video_id}@{seconds_text(span[0])}-{seconds_text(span[1])}"
+
+
+def _distinct_ids(ids: dict[Any, str]) -> dict[Any, str]:
+    """`ids` with a `#n` suffix on every id that two clips share (a video named `a@1-2` beside the span 1-2 of `a`):
+    two clips are two ids."""
+    counts = Counter(ids.values())
+    numbers: Counter = Counter()
+    distinct = {}
+    for key, name in ids.items():
+        if counts[name] > 1:
+            distinct[key] = f"{name}#{numbers[name]}"
+            numbers[name] += 1
+        else:
+            distinct[key] = name
+    return distinct
 
 
 def video_reference(value: Any, base_dir: Optional[str] = None) -> Any:
@@ -408,7 +430,7 @@ def build_caption_table(dataset, columns: Columns, base_dir: Optional[str], sour
                 empty.append((key, span))
             clip["captions"].extend(kept)
     video_names = _unique_names({key: clip["names"] for (key, _), clip in clips.items()})
-    ids = {clip_key: clip_id(video_names[clip_key[0]], clip_key[1]) for clip_key in clips}
+    ids = _distinct_ids({clip_key: clip_id(video_names[clip_key[0]], clip_key[1]) for clip_key in clips})
     report.empty_captions.extend(ids[clip_key] for clip_key in empty)
     kept_clips = [clip_key for clip_key, clip in clips.items() if clip["captions"]]
     with_spans = any(clip_key[1] is not None for clip_key in kept_clips)

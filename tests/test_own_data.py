@@ -613,6 +613,24 @@ def test_a_prepared_folder_as_train_file(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def test_clip_ids_never_merge_two_clips(tmp_path):
+    """Times are written exactly (`%g` would give both spans below `10000.1-10000.5`), and a video whose own name
+    looks like a clip id stays apart from that clip."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_video(data / "long.mp4", 0)
+    write_video(data / "a.mp4", 1)
+    write_video(data / "a@1-2.mp4", 2)
+    (data / "train.csv").write_text(
+        "video,caption,start,end\n"
+        "long.mp4,one,10000.12,10000.5\nlong.mp4,two,10000.14,10000.5\na.mp4,three,1,2\na@1-2.mp4,four,,\n")
+    table = _table(tmp_path, train_file=str(data / "train.csv"))
+    ids = list(table.rows["video_id"])
+    assert ids == ["long@10000.12-10000.5", "long@10000.14-10000.5", "a@1-2#0", "a@1-2#1"]
+    assert list(table.rows["video_index"]) == [0, 1, 2, 3]
+    assert caption_table.clip_id("v", (12.5, 20.0)) == "v@12.5-20"  # short times keep their short form
+
+
 def test_rows_with_spans_are_clips_with_their_own_ids(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
