@@ -7,9 +7,11 @@ every annotated caption is a query, scored against its ground-truth span with
 - `in_collection`: the moments found in the whole index; a moment of another video counts as a miss (it enters the
   metrics as the empty span `(-1, -1)`, which overlaps nothing).
 
-Annotation files: Charades-STA text (`VIDEO_ID START END##sentence` per line, seconds) or JSON lines with `video`
-(a path relative to the indexed folder, or a file stem), `start`, `end` (seconds) and `caption` (also spelled
-`query` / `sentence`), or QVHighlights rows (`vid`, `query`, `relevant_windows`: the first window is the span).
+Annotation files (the format is told from the text): Charades-STA text (`VIDEO_ID START END##sentence` per line,
+seconds); QVHighlights rows (`vid`, `query`, `relevant_windows`: every window is ground truth); ActivityNet Captions
+json (`{video_id: {duration, timestamps, sentences}}`, a query per sentence); or JSON lines with `video` (a path
+relative to the indexed folder, or a file stem), `start`, `end` (seconds) and `caption` (also spelled `query` /
+`sentence`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from datasets_scripts import SplitFileError
-from datasets_scripts.moment_annotations import read_charades_sta, read_qvhighlights
+from datasets_scripts.moment_annotations import ACTIVITYNET_CAPTIONS, CHARADES_STA, MOMENT_READERS, QVHIGHLIGHTS
 from index_store import IndexStore, SearchFilter
 
 
@@ -34,12 +36,19 @@ class AnnotationError(ValueError):
 
 @dataclass(frozen=True)
 class MomentQuery:
-    """One annotated caption: the video (as the file names it), its ground-truth span in seconds."""
+    """One annotated caption: the video (as the file names it), its ground-truth span in seconds, and any further
+    ground-truth windows of the same caption (QVHighlights' other `relevant_windows`)."""
 
     video: str
     start: float
     end: float
     caption: str
+    more_windows: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def windows(self) -> list[tuple[float, float]]:
+        """Every ground-truth window of the caption, its span first (what the metrics match predictions against)."""
+        return [(self.start, self.end), *self.more_windows]
 
 
 def _json_row(fields: dict, source: str) -> MomentQuery:
@@ -49,49 +58,84 @@ def _json_row(fields: dict, source: str) -> MomentQuery:
     return MomentQuery(str(fields["video"]), float(fields["start"]), float(fields["end"]), caption)
 
 
-def _dataset_rows(path: str, first: str) -> list[MomentQuery]:
-    """Charades-STA text or QVHighlights rows, read by the dataset readers (`datasets_scripts.moment_annotations`)."""
+def _json_lines(path: str, numbered: list[tuple[int, str]]) -> list[MomentQuery]:
+    queries = []
+    for number, line in numbered:
+        try:
+            fields = json.loads(line)
+            if not isinstance(fields, dict):
+                raise TypeError("not a json object")
+            queries.append(_json_row(fields, f"{path}:{number}"))
+        except (ValueError, TypeError, KeyError) as error:
+            if isinstance(error, AnnotationError):
+                raise
+            raise AnnotationError(f"{path}:{number}: not an annotation row ({error})") from None
+    return queries
+
+
+def _dataset_rows(path: str, kind: str) -> list[MomentQuery]:
+    """The queries of an annotation file of `MOMENT_FORMATS`, read by the dataset readers
+    (`datasets_scripts.moment_annotations`)."""
     try:
-        if first.lstrip().startswith("{"):
-            columns = read_qvhighlights(path)  # the first relevant window is the query's span
-            return [MomentQuery(video, *windows[0], caption) if windows else None for video, windows, caption in
-                    zip(columns["video_id"], columns["relevant_windows"], columns["caption"])]
-        columns = read_charades_sta(path)
+        columns = MOMENT_READERS[kind](path)
     except SplitFileError as error:
         raise AnnotationError(f"not an annotation row: {error}") from None
-    return [MomentQuery(*row) for row in zip(columns["video_id"], columns["start"], columns["end"], columns["caption"])]
+    if kind != QVHIGHLIGHTS:
+        return [MomentQuery(*row) for row in zip(columns["video_id"], columns["start"], columns["end"],
+                                                  columns["caption"])]
+    queries = []  # every relevant window is ground truth; the first is the query's span
+    for video, windows, caption, qid in zip(columns["video_id"], columns["relevant_windows"], columns["caption"],
+                                            columns["qid"]):
+        if not windows:
+            raise AnnotationError(f"{path}: query {qid} has no relevant_windows")
+        queries.append(MomentQuery(video, *windows[0], caption, tuple(tuple(window) for window in windows[1:])))
+    return queries
+
+
+def annotation_format(text: str) -> str:
+    """The format of an annotation file's text: one of `MOMENT_FORMATS`, or `"json-lines"` (rows of `video`,
+    `start`, `end`, `caption`)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if not first.lstrip().startswith(("{", "[")):
+        return CHARADES_STA
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None  # json lines (or broken json: its rows say where)
+    if isinstance(document, dict) and document and all(isinstance(entry, dict) and "sentences" in entry
+                                                       for entry in document.values()):
+        return ACTIVITYNET_CAPTIONS
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return "json-lines"
+    return QVHIGHLIGHTS if isinstance(row, dict) and "relevant_windows" in row else "json-lines"
 
 
 def read_annotations(path: str) -> list[MomentQuery]:
-    """The queries of a Charades-STA text file, QVHighlights rows or a JSON-lines file (see the module docstring).
+    """The queries of an annotation file: Charades-STA text, QVHighlights rows, ActivityNet Captions json, or
+    json lines (see the module docstring); the format is told from the text.
 
     Raises:
         AnnotationError: naming the file, the line and what is wrong.
     """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise AnnotationError(f"{path}: unreadable annotation file ({error})") from None
-    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not numbered:
         raise AnnotationError(f"{path}: no annotation rows")
-    first = numbered[0][1]
-    if first.lstrip().startswith("{") and "relevant_windows" not in json.loads(first):
-        queries = []
-        for number, line in numbered:
-            try:
-                queries.append(_json_row(json.loads(line), f"{path}:{number}"))
-            except (ValueError, TypeError, KeyError) as error:
-                if isinstance(error, AnnotationError):
-                    raise
-                raise AnnotationError(f"{path}:{number}: not an annotation row ({error})") from None
-    else:
-        queries = _dataset_rows(path, first)
-    for (number, _), query in zip(numbered, queries):
-        if query is None:
-            raise AnnotationError(f"{path}:{number}: no relevant_windows")
-        if not (math.isfinite(query.start) and math.isfinite(query.end) and 0 <= query.start < query.end):
-            raise AnnotationError(f"{path}:{number}: span [{query.start}, {query.end}) is not a span of seconds")
+    kind = annotation_format(text)
+    queries = _json_lines(path, numbered) if kind == "json-lines" else _dataset_rows(path, kind)
+    if not queries:
+        raise AnnotationError(f"{path}: no annotation rows")
+    one_a_line = kind != ACTIVITYNET_CAPTIONS  # a query a line: errors name the line
+    for index, query in enumerate(queries):
+        where = f"{path}:{numbered[index][0]}" if one_a_line else f"{path}: video {query.video!r}"
+        for start, end in query.windows:
+            if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+                raise AnnotationError(f"{where}: span [{start}, {end}) is not a span of seconds")
     return queries
 
 
@@ -141,7 +185,7 @@ def evaluate_moments(store: IndexStore, loaded, queries: list[MomentQuery], k: i
         found = ranked(store, vector[None], k, loaded.logit_scale, merge=merge)
         in_collection.append([(hit.start, hit.end, hit.score) if hit.path == str(root / path) else
                               (-1.0, -1.0, hit.score) for hit in found])
-        truth.append([(query.start, query.end)])
+        truth.append(query.windows)
     return {"queries": len(queries), "in_video": moment_retrieval_metrics(in_video, truth),
             "in_collection": moment_retrieval_metrics(in_collection, truth)}
 

@@ -8,8 +8,8 @@ Entry points:
 * `list_video_ids(name, split, data_dir)` -> the split's video ids, from the split file alone;
 * `read_benchmark(name, split, data_dir, video_dir)` -> rows + `DataReport`, without datasets;
 * `synthetic_vocabulary()` -> the words of the synthetic captions;
-* `read_moments(name, path, video_dir)` -> a Charades-STA or QVHighlights annotation file as a `datasets.Dataset` of
-  clips (`MOMENT_FORMATS`).
+* `read_moments(name, path, video_dir)` -> a Charades-STA, QVHighlights or ActivityNet Captions annotation file as a
+  `datasets.Dataset` of clips (`MOMENT_FORMATS`).
 """
 
 from .benchmarks import (

@@ -73,7 +73,7 @@ def chance(store, queries, seed: int) -> dict:
         windows[stem] = [(hit.start, hit.end) for hit in found if hit.path == str(Path(root) / path)]
     predictions = [[(start, end, float(score)) for (start, end), score in
                     zip(windows[query.video], rng.random(len(windows[query.video])))] for query in queries]
-    truth = [[(query.start, query.end)] for query in queries]
+    truth = [query.windows for query in queries]
     return moment_retrieval_metrics(predictions, truth)
 
 
