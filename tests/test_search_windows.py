@@ -344,6 +344,20 @@ def test_bad_files_in_a_windowed_run_are_counted_and_logged(mixed_folder, mixed_
         assert np.abs(vector - expected).max() <= 1e-4, start
 
 
+def test_a_whole_video_lasts_until_its_last_window_ends(mixed_folder, mixed_index, model_dir, tmp_path):
+    """A whole-video index records each video's duration from its frames' own times, as its windows are laid out: a
+    variable-frame-rate video's frame count over its guessed rate (46 frames at 200 fps here) is not its length."""
+    index_folder(mixed_folder[0], model_dir, tmp_path / "whole")
+    whole = stored(tmp_path / "whole")
+    assert sorted(path for path, _ in whole) == READABLE
+    ends = {}
+    for (path, _), (record, _) in stored(mixed_index[0]).items():
+        ends[path] = max(ends.get(path, 0.0), record["end"])
+    for (path, _), (record, _) in whole.items():
+        assert record["duration"] == record["end"] == pytest.approx(ends[path], abs=1e-3), path
+    assert whole[("vfr.mp4", 0.0)][0]["duration"] == pytest.approx(TIMED["vfr.mp4"].duration, abs=1e-3)
+
+
 def test_two_processes_index_the_same_windows_as_one(mixed_folder, mixed_index, model_dir, tmp_path):
     """`accelerate launch` with 2 processes over the mixed folder: the same rows (path, start, end, frames, vector)
     and the same skipped files as the one-process run; each process encodes its share."""
