@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from datasets_scripts import VIDEO_EXTENSIONS
+from frame_sampling import frame_times, timeline_duration
 from index_engines import create_index, open_index
 from index_store import IndexStore, RunAbortedError, make_record, new_meta
 from loading_clip2video import LoadedModel, load_model
@@ -82,8 +83,8 @@ def scan_videos(root: Path, skip: Path | None = None) -> list[VideoFile]:
 def read_video(video_processor, path: str, span: tuple[float, float] | None = None, **options) -> tuple[list,
                                                                                                        float | None]:
     """The frames the processor chooses from one video file (before the transform; inside `span` seconds when given)
-    and the video's duration in seconds, from the same decode: the file is opened once (the duration is None for a
-    span, whose video was measured when it was indexed).
+    and the video's duration in seconds (`video_duration`: from the frames' times, which the original sampling reads
+    anyway), from the same decode (the duration is None for a span, whose video was measured when it was indexed).
 
     Raises:
         VideoDecodeError: naming the file and the reason.
@@ -96,10 +97,20 @@ def read_video(video_processor, path: str, span: tuple[float, float] | None = No
         sample = partial(video_processor.sample_frames, **{name: value for name, value in options.items()
                                                            if name != "spans"}, rng=np.random.default_rng(options["seed"]))
     frames, metadata = video_processor._load_video(path, sample, options)
-    duration = None
+    return [np.asarray(frame) for frame in frames], video_duration(metadata)
+
+
+def video_duration(metadata) -> float | None:
+    """Seconds from a decoded video's start to the end of its last frame, from the frames' own times, as its windows
+    are laid out (a variable-frame-rate file's frame count over its guessed rate is not its length); from the count
+    and the rate when there are no times; None when unknown."""
+    timeline = metadata.read_timeline() if metadata.read_timeline is not None else None
+    if timeline is not None and timeline.fps and math.isfinite(timeline.fps) and timeline.fps > 0:
+        timestamps, durations, fps = frame_times(timeline, metadata.name)
+        return round(timeline_duration(timestamps, durations, fps, timeline.total_num_frames), 3)
     if metadata.fps and metadata.total_num_frames and math.isfinite(metadata.fps):
-        duration = round(metadata.total_num_frames / metadata.fps, 3)
-    return [np.asarray(frame) for frame in frames], duration
+        return round(metadata.total_num_frames / metadata.fps, 3)
+    return None
 
 
 def read_windows(video_processor, path: str, window_seconds: float, window_stride: float) -> tuple[list, np.ndarray]:
