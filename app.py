@@ -2,10 +2,12 @@
 """A search web app over a video index (`search_videos.py index`): a Gradio page and an HTTP API, one model load.
 
     python app.py INDEX [--model MODEL] [--host 127.0.0.1] [--port 7860] [--page_size 12] [--max_results 48]
+    python app.py videos.db [--collection_name videos] [--db_name DB] [--token USER:PASSWORD]     # a Milvus index
 
 The page has a text box and an example-video upload; the hits come as a grid of inline players (each starts at its
-moment, `#t=start,end`, when the index stores timed windows), with rank, score and file name, `--page_size` per page.
-The same search answers over HTTP with the JSON of `search_videos.py query --json`:
+moment, `#t=start,end`, when the index stores timed windows), with rank, score and file name, `--page_size` per page;
+"moments per video" and "raw windows" are the query's `--per_video` and `--no_merge`. The same search answers over
+HTTP with the JSON of `search_videos.py query --json`:
 
     curl 'http://127.0.0.1:7860/api/search?q=a+red+square+moves&k=5'          # [&per_video=N][&no_merge=1]
     curl -F video=@clip.mp4 'http://127.0.0.1:7860/api/search?k=5'
@@ -13,7 +15,8 @@ The same search answers over HTTP with the JSON of `search_videos.py query --jso
 The model and the index (any location `search_videos.py` takes: a folder, a Milvus Lite file or server) are opened once
 and kept; a folder index rebuilt meanwhile is followed by the index itself. Errors (an empty
 query, a file that is not a video, a missing index, a model that is not the index's) are a line in the page or a JSON
-`{"error": ..., "type": ...}` with status 400 (the request) or 503 (the index or model), never a traceback.
+`{"error": ..., "type": ...}` with status 400 (the request) or 503 (the index or model), never a traceback. Hits whose
+files were deleted since the index run are left out, and named (the page's status line, the JSON's `missing`).
 
 Video files are served from `/video/<path relative to the indexed folder>` only: a file with a video extension whose
 real path (symlinks resolved) lies inside the index's video folder; anything else is a 404.
@@ -23,6 +26,7 @@ from the environment: `CLIP2VIDEO_INDEX` (default `index`) and `CLIP2VIDEO_MODEL
 """
 
 import argparse
+import dataclasses
 import html
 import logging
 import os
@@ -36,7 +40,7 @@ from urllib.parse import quote
 
 import search_videos
 from datasets_scripts import VIDEO_EXTENSIONS
-from index_engines import open_index
+from index_engines import is_milvus_location, open_index
 from index_store import Hit, IndexStore, VideoIndexError
 from loading_clip2video import LoadedModel, load_model
 from report_clip2video import printable
@@ -72,16 +76,18 @@ class NotServedError(FileNotFoundError):
 
 
 def run_search(store: IndexStore, model: LoadedModel, text: str | None, video: str | None, k: int,
-               per_video: int | None = None, merge: bool = True) -> list[Hit]:
+               per_video: int | None = None, merge: bool = True, missing: set[str] | None = None) -> list[Hit]:
     """The top `k` hits (moments, with timed windows) of an opened index for a caption or an example video (exactly
-    one), best first: `search_videos.search`, as `search_videos.py query` runs it.
+    one), best first: `search_videos.search`, as `search_videos.py query` runs it. Hits whose files were deleted since
+    the index run are left out, their paths added to `missing`.
 
     Raises:
         ModelMismatchError: `model` is not the model that built the index (checked on every query: the index may have
             been rebuilt meanwhile).
         VideoDecodeError, FileNotFoundError: a bad example video.
     """
-    return search_videos.search(store, text=text, video=video, k=k, per_video=per_video, merge=merge, model=model)
+    return search_videos.search(store, text=text, video=video, k=k, per_video=per_video, merge=merge, model=model,
+                                missing=missing)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -101,11 +107,14 @@ class SearchService:
         model: a model folder or Hub id, an already loaded model, or None for the model recorded in the index.
         max_results: hits fetched per query (the page pages through them; the API's `k` may not exceed it).
         trust_remote_code: run the model folder's own code (as `search_videos.py --trust_remote_code`).
+        index_options: keyword arguments of `open_index` (a Milvus location's `collection_name`, `db_name`, `token`,
+            `search_params`).
     """
 
     def __init__(self, index: str | os.PathLike, model: str | LoadedModel | None = None,
-                 max_results: int = MAX_RESULTS, trust_remote_code: bool = False):
+                 max_results: int = MAX_RESULTS, trust_remote_code: bool = False, index_options: dict | None = None):
         self.location = os.fspath(index)
+        self.index_options = dict(index_options or {})
         self.max_results = max_results
         self.trust_remote_code = trust_remote_code
         self._model_source = model
@@ -116,7 +125,7 @@ class SearchService:
     def open(self) -> tuple[IndexStore, LoadedModel]:
         """The opened index and the loaded model (opened and loaded on the first call that succeeds)."""
         if self._store is None:
-            self._store = open_index(self.location)
+            self._store = open_index(self.location, **self.index_options)
         if self._model is None:
             recorded = self._store.meta["model"]
             source = self._model_source or recorded["name_or_path"]
@@ -153,7 +162,8 @@ class SearchService:
               per_video: int | None = None, merge: bool = True) -> dict:
         """The hits of a caption or an example video as `search_videos.py query --json` prints them (with `-k`,
         `--per_video`, `--no_merge` for `merge=False`), plus the server time in `ms` (the model's encoding of the query
-        included).
+        included) and, when hits were left out because their files were deleted since the index run, their paths in
+        `missing`.
 
         Raises:
             QueryError: no query, both a text and a video, `k` out of `1..max_results`, `per_video` below 1.
@@ -171,14 +181,17 @@ class SearchService:
             raise QueryError(f"k must be an integer from 1 to {self.max_results}, got {k!r}")
         if per_video is not None and (isinstance(per_video, bool) or not isinstance(per_video, int) or per_video < 1):
             raise QueryError(f"per_video must be an integer >= 1, got {per_video!r}")
-        start = time.perf_counter()
+        start, missing = time.perf_counter(), set()
         with self._lock:
             store, model = self.open()
-            hits = run_search(store, model, text, video, k, per_video, merge)
-        return {"query": text if text is not None else f"video: {Path(video).name}", "index": store.location,
-                "model": model.fingerprint,
-                "hits": [hit.to_dict(rank) for rank, hit in enumerate(hits, 1)],
-                "ms": round((time.perf_counter() - start) * 1000, 2)}
+            hits = run_search(store, model, text, video, k, per_video, merge, missing)
+        result = {"query": text if text is not None else f"video: {Path(video).name}", "index": store.location,
+                  "model": model.fingerprint,
+                  "hits": [hit.to_dict(rank) for rank, hit in enumerate(hits, 1)],
+                  "ms": round((time.perf_counter() - start) * 1000, 2)}
+        if missing:
+            result["missing"] = sorted(missing)
+        return result
 
     def video_file(self, relative: str) -> Path:
         """The file to serve for `/video/<relative>`.
@@ -209,6 +222,7 @@ CSS = """
 .c2v-meta {font-size: 13px; display: flex; gap: 8px; flex-wrap: wrap; align-items: baseline}
 .c2v-name {font-weight: 600; overflow-wrap: anywhere}
 .c2v-error {color: #b00020; font-weight: 600}
+.c2v-missing {color: #8a5a00}
 """
 
 
@@ -221,6 +235,11 @@ def video_url(relative: str, start: float | None = None, end: float | None = Non
     return url
 
 
+def relative_name(path: str, root: Path | None) -> str:
+    """A hit's path relative to the index's video folder, with forward slashes (its name without a folder)."""
+    return Path(os.path.relpath(path, root)).as_posix() if root else Path(path).name
+
+
 def render_hits(hits: list[dict], root: Path | None, page: int, page_size: int, windows: bool = False) -> str:
     """The grid of one page of hits (`query()["hits"]`): a player, rank, score and file name each; with timed
     `windows`, each player starts at its moment, whose times are shown."""
@@ -228,7 +247,7 @@ def render_hits(hits: list[dict], root: Path | None, page: int, page_size: int, 
         return '<p class="c2v-empty">no videos in the index</p>'
     cells = []
     for hit in hits[page * page_size: (page + 1) * page_size]:
-        relative = Path(os.path.relpath(hit["path"], root)).as_posix() if root else Path(hit["path"]).name
+        relative = relative_name(hit["path"], root)
         start, end = (hit.get("start"), hit.get("end")) if windows else (None, None)
         moment = "" if end is None else f'<span class="c2v-time">{start:.2f}–{end:.2f} s</span>'
         name = html.escape(printable(relative))
@@ -245,8 +264,19 @@ def error_line(error: Exception) -> str:
     return f'<p class="c2v-error">{html.escape(type(error).__name__)}: {html.escape(printable(str(error)))}</p>'
 
 
+def missing_line(missing: list[str], root: Path | None, shown: int = 5) -> str:
+    """The line naming the indexed files a query's hits left out because they were deleted since the index run."""
+    if not missing:
+        return ""
+    names = ", ".join(html.escape(printable(relative_name(path, root))) for path in missing[:shown])
+    more = f" and {len(missing) - shown} more" if len(missing) > shown else ""
+    files = "1 video" if len(missing) == 1 else f"{len(missing)} videos"
+    return (f'<p class="c2v-missing">{files} left out, deleted since the index run (run '
+            f"<code>search_videos.py index</code> again): {names}{more}</p>")
+
+
 def build_page(service: SearchService, page_size: int = 12):
-    """The Gradio page: query inputs, a status line, the grid of players and the pager."""
+    """The Gradio page: query inputs, the moment options, a status line, the grid of players and the pager."""
     import gradio as gr
 
     def fetch(state: dict, page: int) -> tuple[dict, int]:
@@ -255,7 +285,9 @@ def build_page(service: SearchService, page_size: int = 12):
         fetched = state["result"]["hits"] if state["result"] else None
         need = min((max(page, 0) + 1) * page_size, service.max_results)
         if fetched is None or (len(fetched) < need and len(fetched) == state["k"]):
-            state = {**state, "result": service.query(text=state["text"], video=state["video"], k=need), "k": need}
+            result = service.query(text=state["text"], video=state["video"], k=need, per_video=state["per_video"],
+                                   merge=state["merge"])
+            state = {**state, "result": result, "k": need}
         pages = max(1, -(-len(state["result"]["hits"]) // page_size))
         return state, min(max(page, 0), pages - 1)
 
@@ -264,7 +296,7 @@ def build_page(service: SearchService, page_size: int = 12):
         if found < asked or asked >= service.max_results:  # every hit there is has been fetched
             total = found
         elif not service.windows:  # one hit per video
-            total = min(service.rows, service.max_results)
+            total = min(service.rows - len(state["result"].get("missing", ())), service.max_results)
         else:
             return f"page {page + 1}"
         return f"page {page + 1} of {max(1, -(-total // page_size))}"
@@ -281,12 +313,21 @@ def build_page(service: SearchService, page_size: int = 12):
                 "", None, 0
         result = state["result"]
         status = (f'<p class="c2v-status">Results for <b>{html.escape(printable(result["query"]))}</b> in '
-                  f'{result["ms"]:.0f} ms</p>')
+                  f'{result["ms"]:.0f} ms</p>' + missing_line(result.get("missing", []), service.video_root))
         grid = render_hits(result["hits"], service.video_root, page, page_size, service.windows)
         return status, grid, pages_label(state, page), state, page
 
-    def search(text: str | None, video: str | None):
-        return show({"text": text, "video": video, "result": None, "k": 0}, 0)
+    def search(text: str | None, video: str | None, per_video: str | None, raw: bool):
+        """The first page of a new query (`per_video`: the moments-per-video box, read as the API reads its field,
+        empty for no limit; `raw`: the raw-windows box, `--no_merge`)."""
+        return show({"text": text, "video": video, "per_video": count((per_video or "").strip() or None),
+                     "merge": not raw, "result": None, "k": 0}, 0)
+
+    def search_again(state: dict | None, *inputs):
+        """A changed moment option searches again, when the page shows hits (before, it waits for a query)."""
+        if state is None:
+            return gr.skip(), gr.skip(), gr.skip(), None, 0
+        return search(*inputs)
 
     def turn(state: dict | None, page: int, step: int):
         if state is None:  # no query yet, or the last one failed
@@ -295,12 +336,19 @@ def build_page(service: SearchService, page_size: int = 12):
 
     with gr.Blocks(title="clip2video search", analytics_enabled=False) as page:
         gr.Markdown("## Search videos by text or by example")
-        gr.Markdown(service.describe(), elem_id="c2v-index")
+        index_line = gr.Markdown(service.describe(), elem_id="c2v-index")
         with gr.Row():
             text = gr.Textbox(label="Text query", placeholder="a red square moves from left to right", scale=3,
                               elem_id="c2v-query")
             video = gr.Video(label="…or an example video", sources=["upload"], include_audio=True, scale=2,
                              elem_id="c2v-video")
+        with gr.Row():
+            # a text box: Gradio's number box sends 0 when it is empty, and empty is "no limit" (as for the API)
+            per_video = gr.Textbox(label="Moments per video", placeholder="no limit", max_lines=1,
+                                   elem_id="c2v-per-video",
+                                   info="index of timed windows: at most this many moments of one video")
+            raw = gr.Checkbox(label="Raw windows", value=False, elem_id="c2v-no-merge",
+                              info="index of timed windows: each window with its own score, not merged into moments")
         button = gr.Button("Search", variant="primary", elem_id="c2v-search")
         status = gr.HTML(elem_id="c2v-status")
         grid = gr.HTML(elem_id="c2v-results")
@@ -309,11 +357,15 @@ def build_page(service: SearchService, page_size: int = 12):
             label = gr.Markdown("", elem_id="c2v-page")
             following = gr.Button("next ▶", size="sm", elem_id="c2v-next")
         state, current = gr.State(None), gr.State(0)
-        outputs = [status, grid, label, state, current]
+        inputs, outputs = [text, video, per_video, raw], [status, grid, label, state, current]
         for event in (button.click, text.submit):
-            event(search, [text, video], outputs, api_visibility="private")
+            event(search, inputs, outputs, api_visibility="private")
+        for event in (raw.input, per_video.submit):
+            event(search_again, [state, *inputs], outputs, api_visibility="private")
         previous.click(lambda r, p: turn(r, p, -1), [state, current], outputs, api_visibility="private")
         following.click(lambda r, p: turn(r, p, 1), [state, current], outputs, api_visibility="private")
+        # an index built since the app started: a reload of the page shows it
+        page.load(service.describe, None, index_line, api_visibility="private", show_progress="hidden")
     return page
 
 
@@ -323,9 +375,9 @@ def build_page(service: SearchService, page_size: int = 12):
 
 
 def build_app(index: str | os.PathLike | SearchService, model: str | LoadedModel | None = None, page_size: int = 12,
-              max_results: int = MAX_RESULTS, trust_remote_code: bool = False):
+              max_results: int = MAX_RESULTS, trust_remote_code: bool = False, index_options: dict | None = None):
     """The FastAPI app serving `/api/search`, `/video/<path>` and the Gradio page at `/` (run it with uvicorn, or
-    `main`).
+    `main`); the arguments are `SearchService`'s.
 
     Example:
         >>> import uvicorn
@@ -337,7 +389,7 @@ def build_app(index: str | os.PathLike | SearchService, model: str | LoadedModel
     from starlette.concurrency import run_in_threadpool
 
     service = index if isinstance(index, SearchService) else SearchService(index, model, max_results,
-                                                                            trust_remote_code)
+                                                                            trust_remote_code, index_options)
     app = FastAPI(title="clip2video search", docs_url=None, redoc_url=None)
 
     def answer(fields, video: str | None) -> JSONResponse:
@@ -419,16 +471,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="Run the model folder's own code (off: an index handed over by someone else runs nothing "
                              "of theirs).")
+    helps = {option.name: option.metadata["help"] for option in dataclasses.fields(search_videos.MilvusArguments)}
+    for name in search_videos.MilvusArguments.MILVUS_ONLY:  # the options of `search_videos.py query`
+        parser.add_argument(f"--{name}", default=None, help=helps[name])
     return parser
+
+
+def index_options(args: argparse.Namespace) -> dict:
+    """`open_index`'s keyword arguments from the Milvus options (none for a folder index).
+
+    Raises:
+        ValueError: a Milvus option with a folder index, or `--milvus_search_params` that is not a JSON object.
+    """
+    names = search_videos.MilvusArguments.MILVUS_ONLY
+    options = search_videos.MilvusArguments(**{name: getattr(args, name) for name in names})
+    if is_milvus_location(args.index):
+        return options.engine_options()
+    given = [name for name in names if getattr(args, name) is not None]
+    if given:
+        raise ValueError(f"--{given[0]} is an option of a Milvus location (*.db, http://...), and {args.index} is a "
+                         "folder index")
+    return {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Starts the server (`python app.py INDEX ...`); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        options = index_options(args)
+    except ValueError as error:
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     import uvicorn
 
-    service = SearchService(args.index, args.model, args.max_results, args.trust_remote_code)
+    service = SearchService(args.index, args.model, args.max_results, args.trust_remote_code, options)
     logger.info("%s", service.describe())  # loads the model now, not at the first query
     app = build_app(service, page_size=args.page_size)
     logger.info("serving on http://%s:%d", args.host, args.port)

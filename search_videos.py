@@ -346,26 +346,30 @@ def merge_moments(windows: Sequence[Hit], k: int, per_video: int | None = None, 
     return moments[:k]
 
 
-def _shown(hits: list[Hit]) -> list[Hit]:
-    """The hits whose file still exists (a deleted file is left out, and counted in the log)."""
+def _shown(hits: list[Hit], missing: set[str] | None = None) -> list[Hit]:
+    """The hits whose file still exists (a deleted file is left out, counted in the log and added to `missing`)."""
     present = [hit for hit in hits if os.path.exists(hit.path)]
     if len(present) < len(hits):
         logger.warning("%d hit(s) left out: their files were deleted since the index run (run `index` again)",
                        len(hits) - len(present))
+        if missing is not None:
+            missing.update(hit.path for hit in hits if not os.path.exists(hit.path))
     return present
 
 
 def ranked(store: IndexStore, query: torch.Tensor, k: int, scale: float, per_video: int | None = None,
-           merge: bool = True, filter: SearchFilter | None = None, backend: str = "auto") -> list[Hit]:
-    """The top `k` hits (moments, with windows) of one query vector, deleted files left out: asks the store for more
-    rows until `k` hits remain or the index is exhausted. Rows of equal score are taken in (path, start) order, so that
-    every engine (whatever order its search leaves ties in) merges the same moments."""
+           merge: bool = True, filter: SearchFilter | None = None, backend: str = "auto",
+           missing: set[str] | None = None) -> list[Hit]:
+    """The top `k` hits (moments, with windows) of one query vector, deleted files left out (their paths added to
+    `missing` when given): asks the store for more rows until `k` hits remain or the index is exhausted. Rows of equal
+    score are taken in (path, start) order, so that every engine (whatever order its search leaves ties in) merges the
+    same moments."""
     options = {} if backend == "auto" else {"backend": backend}
     windows = store.meta.get("window_seconds") is not None
     wanted = k * 4 if windows else k
     while True:
         rows = store.search(query, k=min(wanted, max(len(store), 1)), filter=filter, scale=scale, **options)[0]
-        present = sorted(_shown(rows), key=lambda hit: (-hit.score, hit.record["path"], hit.start))
+        present = sorted(_shown(rows, missing), key=lambda hit: (-hit.score, hit.record["path"], hit.start))
         hits = merge_moments(present, k, per_video, merge) if windows or per_video else present[:k]
         if len(hits) >= k or len(rows) < wanted or wanted >= len(store):
             return hits
@@ -374,9 +378,10 @@ def ranked(store: IndexStore, query: torch.Tensor, k: int, scale: float, per_vid
 
 def search(index: str | os.PathLike | IndexStore, text: str | None = None, video: str | None = None, k: int = 10,
            per_video: int | None = None, merge: bool = True, filter: SearchFilter | None = None,
-           model: str | LoadedModel | None = None, backend: str = "auto", trust_remote_code: bool = False) -> list[Hit]:
+           model: str | LoadedModel | None = None, backend: str = "auto", trust_remote_code: bool = False,
+           missing: set[str] | None = None) -> list[Hit]:
     """Python API: the top `k` videos (or moments, `Hit.start` / `Hit.end`) of an index for a caption or an example
-    video.
+    video. Hits whose files were deleted since the index run are left out; pass a set as `missing` to get their paths.
 
     Example:
         >>> for hit in search("my_index", text="a dog catches a frisbee", k=5):
@@ -390,7 +395,7 @@ def search(index: str | os.PathLike | IndexStore, text: str | None = None, video
                            trust_remote_code=trust_remote_code)
     check_model(store.meta, model.identity, store.location)
     query = encode_query(model, store, text, video)
-    return ranked(store, query, k, model.logit_scale, per_video, merge, filter, backend)
+    return ranked(store, query, k, model.logit_scale, per_video, merge, filter, backend, missing)
 
 
 def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames: int, windows: bool = False) -> None:

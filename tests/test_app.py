@@ -4,6 +4,7 @@ real headless browser (Debian's chromium through selenium and chromedriver)."""
 
 import contextlib
 import http.client
+import importlib.util
 import io
 import json
 import os
@@ -54,6 +55,39 @@ def indexed(tmp_path_factory) -> dict:
     return {"root": root, "videos": videos, "model": model, "index": root / "index"}
 
 
+WINDOWS = ["--window_seconds", "0.8", "--window_stride", "1.2"]  # 2.4 s videos: windows at 0, 1.2 and 1.6 s
+
+
+@pytest.fixture(scope="module")
+def windowed(indexed) -> Path:
+    """The videos of `indexed`, indexed in timed windows (the first two apart: one moment each)."""
+    location = indexed["root"] / "windows"
+    assert search_videos.main(["index", str(indexed["videos"]), "--model", str(indexed["model"]), "--index",
+                               str(location), *WINDOWS, *FAST]) == 0
+    return location
+
+
+def needs_milvus() -> None:
+    for module in ("pymilvus", "milvus_lite"):
+        if importlib.util.find_spec(module) is None:
+            skip_or_fail(f"needs {module} (pip install -e '.[milvus]')")
+
+
+@pytest.fixture(scope="module")
+def milvus_server(indexed) -> dict:
+    """The videos of `indexed` in timed windows in a Milvus Lite file, served by `python app.py windows.db`. The file
+    is written by a `search_videos.py index` subprocess: Milvus Lite serves one process per file, and the app's
+    process must be the one."""
+    needs_milvus()
+    location = indexed["root"] / "windows.db"
+    run = subprocess.run([sys.executable, str(REPO / "search_videos.py"), "index", str(indexed["videos"]), "--model",
+                          str(indexed["model"]), "--index", str(location), *WINDOWS, *FAST], capture_output=True,
+                         text=True, timeout=STARTUP_S, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    with app_process(location, page_size=12) as url:
+        yield {"url": url, "location": location}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -73,13 +107,13 @@ def wait_for(url: str, process: subprocess.Popen | None = None, timeout: float =
     pytest.fail(f"{url}: the app did not answer within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def server(indexed) -> str:
-    """`python app.py INDEX --port P --page_size 4`, as a user starts it."""
+@contextlib.contextmanager
+def app_process(index: Path, page_size: int):
+    """`python app.py INDEX --port P --page_size N`, as a user starts it; yields its address."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "app.py"), str(indexed["index"]), "--port", str(port), "--page_size",
-         str(PAGE_SIZE)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(REPO / "app.py"), str(index), "--port", str(port), "--page_size", str(page_size)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"})
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -88,6 +122,13 @@ def server(indexed) -> str:
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def server(indexed) -> str:
+    """`python app.py INDEX --port P --page_size 4` over the folder index."""
+    with app_process(indexed["index"], PAGE_SIZE) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -212,12 +253,20 @@ def test_api_refuses_bad_requests_with_a_reason(server, query, reason):
     assert status == 400 and got["type"] == "QueryError" and reason in got["error"]
 
 
-def test_api_names_a_bad_upload(server, tmp_path):
-    junk = tmp_path / "holiday.mp4"
-    junk.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video" * 4)
+@pytest.mark.parametrize("name, content", [("holiday.mp4", b"\x00\x00\x00\x18ftypmp42 definitely not a video" * 4),
+                                           ("empty.mp4", b"")])
+def test_api_names_a_bad_upload(server, tmp_path, name, content):
+    junk = tmp_path / name
+    junk.write_bytes(content)
     status, got = post_video(server, junk, k=3)
-    assert status == 400 and got["type"] == "VideoDecodeError" and "holiday.mp4" in got["error"]
+    assert status == 400 and got["type"] == "VideoDecodeError" and name in got["error"]
     assert "Traceback" not in got["error"]
+
+
+def test_an_example_video_that_is_gone_is_named(indexed, tmp_path):
+    """An upload the page no longer has (its temporary file removed): the reason, not a traceback."""
+    with pytest.raises(FileNotFoundError, match="gone.mp4: no such file"):
+        app.SearchService(indexed["index"]).query(video=str(tmp_path / "gone.mp4"))
 
 
 def test_videos_are_served_only_from_the_index_folder(indexed, server):
@@ -283,12 +332,14 @@ def wait(browser, condition, timeout: float = 30):
 
 
 def page_hits(browser) -> list[dict]:
-    """Rank, file name, player address and the player's position (once it has its metadata) of each shown hit."""
+    """Rank, file name, player address, score and the player's position (once it has its metadata) of each shown
+    hit."""
     return browser.execute_script("""
         return Array.from(document.querySelectorAll('#c2v-results .c2v-hit')).map(cell => {
             const video = cell.querySelector('video');
             return {rank: Number(cell.dataset.rank), path: cell.dataset.path, src: video.getAttribute('src'),
-                    ready: video.readyState, time: video.currentTime};
+                    score: cell.querySelector('.c2v-score').innerText, ready: video.readyState,
+                    time: video.currentTime};
         });""")
 
 
@@ -344,12 +395,9 @@ def test_browser_search_plays_the_expected_video_first_and_pages(indexed, server
     assert page_hits(browser) == []
 
 
-def test_browser_players_start_at_their_moments_in_an_index_of_windows(indexed, browser, tmp_path):
+def test_browser_players_start_at_their_moments_in_an_index_of_windows(indexed, windowed, browser):
     from selenium.webdriver.common.by import By
 
-    windowed = tmp_path / "windows"  # 2.4 s videos, windows of 0.8 s every 1.2 s: apart, so one moment each
-    assert search_videos.main(["index", str(indexed["videos"]), "--model", str(indexed["model"]), "--index",
-                               str(windowed), "--window_seconds", "0.8", "--window_stride", "1.2", *FAST]) == 0
     caption = EVENTS[0].caption
     expected = cli_query({"index": windowed}, caption, "-k", "12")["hits"]
     assert len(expected) == 12 and any(hit["start"] > 0 for hit in expected)
@@ -417,3 +465,192 @@ def test_browser_shows_index_and_model_errors_in_the_page(indexed, browser, tmp_
             assert status_text(browser).startswith(error)
             assert "Traceback" not in browser.page_source and page_hits(browser) == []
             browser.get("about:blank")
+
+
+def test_browser_page_follows_an_index_built_after_the_app_started(indexed, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    def index_line() -> str:
+        return browser.find_element(By.CSS_SELECTOR, "#c2v-index").text
+
+    later = tmp_path / "later"
+    with serving(app.build_app(later)) as url:
+        browser.get(url)
+        wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#c2v-query textarea"))
+        wait(browser, lambda: index_line().startswith("IndexFormatError: "))
+        assert search_videos.main(["index", str(indexed["videos"]), "--model", str(indexed["model"]), "--index",
+                                   str(later), *FAST]) == 0
+        browser.refresh()
+        wait(browser, lambda: "6 videos of" in index_line())
+        search_for(browser, EVENTS[0].caption)
+        assert status_text(browser).startswith(f"Results for {EVENTS[0].caption} in ")
+        browser.get("about:blank")
+
+
+def test_browser_names_a_video_deleted_since_indexing(indexed, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("video0.mp4", "video1.mp4", "video2.mp4"):
+        shutil.copy2(indexed["videos"] / name, videos / name)
+    index = tmp_path / "index"
+    assert search_videos.main(["index", str(videos), "--model", str(indexed["model"]), "--index", str(index),
+                               *FAST]) == 0
+    (videos / "video1.mp4").unlink()
+    caption = EVENTS[1].caption
+    with serving(app.build_app(index, page_size=PAGE_SIZE)) as url:
+        status, got = get_json(f"{url}api/search?{urllib.parse.urlencode({'q': caption})}")
+        assert status == 200 and got["missing"] == [str(videos / "video1.mp4")]
+        assert sorted(hit["path"] for hit in got["hits"]) == [str(videos / "video0.mp4"), str(videos / "video2.mp4")]
+
+        browser.get(url)
+        wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#c2v-query textarea"))
+        search_for(browser, caption)
+        assert status_text(browser).startswith(f"Results for {caption} in ")
+        assert browser.find_element(By.CSS_SELECTOR, "#c2v-status .c2v-missing").text == (
+            "1 video left out, deleted since the index run (run search_videos.py index again): video1.mp4")
+        assert sorted(hit["path"] for hit in page_hits(browser)) == ["video0.mp4", "video2.mp4"]
+        assert browser.find_element(By.CSS_SELECTOR, "#c2v-page").text == "page 1 of 1"
+        assert "Traceback" not in browser.page_source
+        browser.get("about:blank")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# A Milvus index: `python app.py videos.db`
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def same_hits(got: list[dict], expected: list[dict]) -> None:
+    """The same hits (rank, path, moment, record), with the same scores up to float32 rounding (another engine)."""
+    assert [{**hit, "score": None} for hit in got] == [{**hit, "score": None} for hit in expected]
+    assert [hit["score"] for hit in got] == pytest.approx([hit["score"] for hit in expected], abs=1e-4)
+
+
+def test_api_over_a_milvus_lite_index_answers_as_the_cli_over_a_folder_index(indexed, windowed, milvus_server):
+    url, caption = milvus_server["url"], EVENTS[0].caption
+    answers = {}
+    for name, options, cli in (("moments", {}, []), ("one per video", {"per_video": 1}, ["--per_video", "1"]),
+                               ("raw windows", {"no_merge": 1}, ["--no_merge"])):
+        status, got = get_json(f"{url}api/search?{urllib.parse.urlencode({'q': caption, 'k': 24, **options})}")
+        assert status == 200, got
+        expected = cli_query({"index": windowed}, caption, "-k", "24", *cli)  # the same videos in a folder index
+        assert got["index"] == f"{milvus_server['location']} (collection videos)"
+        assert got["model"] == expected["model"] and "missing" not in got
+        same_hits(got["hits"], expected["hits"])
+        answers[name] = got["hits"]
+    # 3 windows a video (0-0.8, 1.2-2.0, 1.6-2.4 s; the last two overlap, IoU 1/3): 2 moments of each of 6 videos
+    assert len(answers["moments"]) == 12 and len(answers["raw windows"]) == 18
+    assert len(answers["one per video"]) == 6 == len({hit["path"] for hit in answers["one per video"]})
+
+    example = indexed["videos"] / "video2.mp4"  # by example: the upload is encoded, as the CLI encodes the file
+    status, got = post_video(url, example, k=3)
+    assert status == 200, got
+    same_hits(got["hits"], cli_query({"index": windowed}, "--video", str(example), "-k", "3")["hits"])
+
+    # the players' files come from the video folder the Milvus index recorded, and from nowhere else
+    status, body = raw_get(url, "/video/nested/video4.mp4")
+    assert status == 200 and body == (indexed["videos"] / "nested" / "video4.mp4").read_bytes()
+    for path in ("/video/../outside/secret.mp4", "/video/%2e%2e/outside/secret.mp4", "/video/..%2Fwindows.db%2FLOCK",
+                 "/video/notes.txt", "/video/missing.mp4", "/video/%2Fetc%2Fpasswd"):
+        assert raw_get(url, path)[0] == 404, path
+
+    # the file is the app's while it runs: another process (this one) is told so, not given a traceback
+    from fastapi.testclient import TestClient
+
+    response = TestClient(app.build_app(milvus_server["location"])).get("/api/search", params={"q": caption})
+    assert response.status_code == 503 and response.json()["type"] == "IndexBusyError"
+    assert "another process has this Milvus Lite file open" in response.json()["error"]
+
+
+def test_milvus_options_open_another_collection_and_are_refused_with_a_folder(indexed, tmp_path, capsys):
+    from fastapi.testclient import TestClient
+
+    needs_milvus()
+    location = tmp_path / "clips.db"
+    assert search_videos.main(["index", str(indexed["videos"]), "--model", str(indexed["model"]), "--index",
+                               str(location), "--collection_name", "clips", *FAST]) == 0
+    caption = EVENTS[2].caption
+    expected = cli_query({"index": location}, caption, "-k", "3", "--collection_name", "clips")
+    response = TestClient(app.build_app(location, index_options={"collection_name": "clips"})).get(
+        "/api/search", params={"q": caption, "k": 3})
+    got = response.json()
+    assert response.status_code == 200 and got.pop("ms") >= 0 and got == expected
+    response = TestClient(app.build_app(location)).get("/api/search", params={"q": caption})  # collection "videos"
+    assert response.status_code == 503 and response.json()["type"] == "IndexFormatError"
+    assert "no such collection" in response.json()["error"]
+
+    for argv, reason in (([str(indexed["index"]), "--collection_name", "clips"], "--collection_name is an option of "
+                          "a Milvus location"), ([str(location), "--milvus_search_params", "[1]"],
+                                                 "--milvus_search_params must be a JSON object")):
+        with pytest.raises(SystemExit) as exited:
+            app.main(argv)
+        assert exited.value.code == 2 and reason in capsys.readouterr().err
+
+
+def cells(hits: list[dict], root: Path) -> list[tuple]:
+    """What the page shows of hits of the API: rank, file name, the player's address (from its moment), score."""
+    shown = []
+    for hit in hits:
+        name = Path(hit["path"]).relative_to(root).as_posix()
+        shown.append((hit["rank"], name, f'video/{urllib.parse.quote(name)}#t={hit["start"]:.3f},{hit["end"]:.3f}',
+                      f'{hit["score"]:.4f}'))
+    return shown
+
+
+def test_browser_moment_options_show_the_apis_hits_over_a_milvus_index(indexed, milvus_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, caption, root = milvus_server["url"], EVENTS[3].caption, indexed["videos"]
+
+    def api(**options) -> list[dict]:
+        status, got = get_json(f"{url}api/search?{urllib.parse.urlencode({'q': caption, **options})}")
+        assert status == 200, got
+        return got["hits"]
+
+    def shows(hits: list[dict]) -> bool:
+        return [(hit["rank"], hit["path"], hit["src"], hit["score"]) for hit in page_hits(browser)] == cells(hits, root)
+
+    def moments_per_video(value: str) -> None:  # typed, then Enter: the page searches again
+        box = browser.find_element(By.CSS_SELECTOR, "#c2v-per-video textarea, #c2v-per-video input")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(Keys.BACKSPACE)
+        box.send_keys(value, Keys.ENTER)
+
+    def raw_windows() -> None:  # a click: the page searches again
+        browser.find_element(By.CSS_SELECTOR, "#c2v-no-merge input[type=checkbox]").click()
+
+    browser.get(url)
+    wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#c2v-query textarea"))
+    assert f"18 windows of {root}" in browser.find_element(By.CSS_SELECTOR, "#c2v-index").text
+    search_for(browser, caption)
+    moments = api(k=12)
+    wait(browser, lambda: shows(moments))
+    wait(browser, lambda: all(hit["ready"] >= 1 for hit in page_hits(browser)))
+    assert [hit["time"] for hit in page_hits(browser)] == pytest.approx([hit["start"] for hit in moments], abs=0.05)
+
+    raw_windows()
+    windows = api(k=24, no_merge=1)
+    assert len(windows) == 18 and cells(windows[:12], root) != cells(moments, root)
+    wait(browser, lambda: shows(windows[:12]))
+    browser.find_element(By.CSS_SELECTOR, "#c2v-next").click()  # a later page searches with the same options
+    wait(browser, lambda: shows(windows[12:]))
+    assert browser.find_element(By.CSS_SELECTOR, "#c2v-page").text == "page 2 of 2"
+
+    moments_per_video("1")
+    one_window_each = api(k=12, no_merge=1, per_video=1)
+    assert len(one_window_each) == 6 == len({hit["path"] for hit in one_window_each})
+    wait(browser, lambda: shows(one_window_each))
+    raw_windows()
+    one_moment_each = api(k=12, per_video=1)
+    assert len(one_moment_each) == 6 == len({hit["path"] for hit in one_moment_each})
+    wait(browser, lambda: shows(one_moment_each))
+
+    moments_per_video("0")
+    wait(browser, lambda: status_text(browser) == "QueryError: per_video must be an integer >= 1, got 0")
+    assert page_hits(browser) == [] and "Traceback" not in browser.page_source
+    moments_per_video("")  # an empty box: no cap, at the next search
+    browser.find_element(By.CSS_SELECTOR, "#c2v-search").click()
+    wait(browser, lambda: shows(moments))
+    browser.get("about:blank")
