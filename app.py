@@ -320,7 +320,7 @@ def build_page(service: SearchService, page_size: int = 12):
     def search(text: str | None, video: str | None, per_video: str | None, raw: bool):
         """The first page of a new query (`per_video`: the moments-per-video box, read as the API reads its field,
         empty for no limit; `raw`: the raw-windows box, `--no_merge`)."""
-        return show({"text": text, "video": video, "per_video": count((per_video or "").strip() or None),
+        return show({"text": text, "video": video, "per_video": count(per_video),
                      "merge": not raw, "result": None, "k": 0}, 0)
 
     def search_again(state: dict | None, *inputs):
@@ -434,9 +434,12 @@ def build_app(index: str | os.PathLike | SearchService, model: str | LoadedModel
 
 
 def count(text: str | None) -> int | str | None:
-    """A request's integer field: its value, or the text as sent when it is not an integer (the error quotes it)."""
+    """A request's integer field: its value, None when absent or empty (its default: `per_video=` is no limit, as
+    the page's empty box), or the text as sent when it is not an integer (the error quotes it)."""
+    if text is None or not text.strip():
+        return None
     try:
-        return None if text is None else int(text)
+        return int(text)
     except ValueError:
         return text
 

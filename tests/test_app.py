@@ -542,6 +542,8 @@ def test_api_over_a_milvus_lite_index_answers_as_the_cli_over_a_folder_index(ind
     # 3 windows a video (0-0.8, 1.2-2.0, 1.6-2.4 s; the last two overlap, IoU 1/3): 2 moments of each of 6 videos
     assert len(answers["moments"]) == 12 and len(answers["raw windows"]) == 18
     assert len(answers["one per video"]) == 6 == len({hit["path"] for hit in answers["one per video"]})
+    status, got = get_json(f"{url}api/search?{urllib.parse.urlencode({'q': caption, 'k': 24, 'per_video': ''})}")
+    assert status == 200 and got["hits"] == answers["moments"]  # an empty field is no cap, as the page's empty box
 
     example = indexed["videos"] / "video2.mp4"  # by example: the upload is encoded, as the CLI encodes the file
     status, got = post_video(url, example, k=3)
