@@ -225,19 +225,16 @@ SLOW_INDEXER = textwrap.dedent("""
 """)
 
 
-def test_killed_run_resumes_without_redoing_finished_videos(video_dir, model_dir, loaded, tmp_path, record_encoded):
-    for number in range(6, 12):
-        write_event_video(video_dir / f"video{number}.mp4", EVENTS[number % 6], seed=number)
-    index_dir = tmp_path / "index"
+def kill_after_commits(tmp_path, argv: list[str], index_dir, chunks: int) -> None:
+    """Runs `search_videos.py` (its encoder slowed down: `SLOW_INDEXER`) with `argv` and `kill -9`s it once `chunks`
+    chunks are committed to `index_dir/pending`."""
     (tmp_path / "slow_indexer.py").write_text(SLOW_INDEXER)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(
-        [sys.executable, str(tmp_path / "slow_indexer.py"), "index", str(video_dir), "--model", str(model_dir),
-         "--index", str(index_dir), "--num_workers", "0", "--batch_size", "1", "--commit_every", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, str(tmp_path / "slow_indexer.py"), *argv],
+                               env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while len([path for path in (index_dir / "pending").glob("*.json") if not path.name.startswith(".")]) < 3:
+        while len([path for path in (index_dir / "pending").glob("*.json") if not path.name.startswith(".")]) < chunks:
             assert process.poll() is None, process.stdout.read().decode()[-3000:]
             assert time.monotonic() < deadline, "the indexer committed nothing in time"
             time.sleep(0.05)
@@ -245,6 +242,14 @@ def test_killed_run_resumes_without_redoing_finished_videos(video_dir, model_dir
     finally:
         process.wait()
     assert process.returncode == -signal.SIGKILL
+
+
+def test_killed_run_resumes_without_redoing_finished_videos(video_dir, model_dir, loaded, tmp_path, record_encoded):
+    for number in range(6, 12):
+        write_event_video(video_dir / f"video{number}.mp4", EVENTS[number % 6], seed=number)
+    index_dir = tmp_path / "index"
+    kill_after_commits(tmp_path, ["index", str(video_dir), "--model", str(model_dir), "--index", str(index_dir),
+                                  "--num_workers", "0", "--batch_size", "1", "--commit_every", "2"], index_dir, 3)
 
     committed = {record["path"] for _, _, records, _ in folder_format.read_pending_chunks(index_dir, 128)
                  for record in records}

@@ -5,12 +5,7 @@ through updates and after a killed run."""
 
 import json
 import logging
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,7 +23,7 @@ import search_videos  # noqa: E402
 from datasets_scripts.synthetic import encode_video, render_event  # noqa: E402
 from processing_clip2video import window_spans  # noqa: E402
 from test_search_videos import (  # noqa: E402, F401
-    EVENTS, FAST, REPO, SLOW_INDEXER, accelerate_launch, index_folder, loaded, model_dir, record_encoded,
+    EVENTS, FAST, REPO, accelerate_launch, index_folder, kill_after_commits, loaded, model_dir, record_encoded,
     write_event_video,
 )
 
@@ -421,21 +416,9 @@ def test_a_killed_windowed_run_resumes_without_redoing_or_doubling_windows(mixed
     for name in names:
         shutil.copy2(mixed_folder[0] / "vfr.mp4", folder / name)
     index_dir = tmp_path / "index"
-    (tmp_path / "slow_indexer.py").write_text(SLOW_INDEXER)
-    process = subprocess.Popen(
-        [sys.executable, str(tmp_path / "slow_indexer.py"), "index", str(folder), "--model", str(model_dir),
-         "--index", str(index_dir), "--num_workers", "0", "--batch_size", "1", "--commit_every", "1", *WINDOW],
-        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list((index_dir / "pending").glob("[!.]*.json"))) < 2:
-            assert process.poll() is None, process.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the indexer committed nothing in time"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
+    kill_after_commits(tmp_path, ["index", str(folder), "--model", str(model_dir), "--index", str(index_dir),
+                                  "--num_workers", "0", "--batch_size", "1", "--commit_every", "1", *WINDOW],
+                       index_dir, 2)
     windows = [start for path, start in stored(mixed_index[0]) if path == "vfr.mp4"]
     committed = [record["path"] for _, _, records, _ in folder_format.read_pending_chunks(index_dir, 128)
                  for record in records]
