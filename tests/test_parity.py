@@ -85,7 +85,11 @@ def test_temporal_stacks_match_the_original_hooks(golden):
     names = ["tdb_diff_attn", "tdb_transformer", "tab_diff_attn", "tab_transformer"]
     assert [c[0] for c in captured] == ["diff_attn", "transformer", "diff_attn", "tab_transformer"]
     for name, (_, hidden_in, mask, hidden_out) in zip(names, captured):
-        assert max_diff(hidden_in, io[f"per_video_{name}_in"]) < 1e-5, name
+        # a difference attention reads the frame embeddings (1e-5, as in the similarity test); a transformer reads
+        # what a difference attention wrote (1e-4, as that output): the TDB's sigmoid attention amplifies float32
+        # rounding ~20x (2e-6 in, 3.6e-5 out on an AVX-512 Xeon; below 1e-5 on the fixture's own machine)
+        bound = 1e-5 if name.endswith("diff_attn") else 1e-4
+        assert max_diff(hidden_in, io[f"per_video_{name}_in"]) < bound, name
         assert torch.equal((1.0 - mask.float()) * -1e6, io[f"per_video_{name}_mask"]), name
         assert max_diff(hidden_out, io[f"per_video_{name}_out"]) < 1e-4, name
 
@@ -95,8 +99,10 @@ def test_fp16_towers_reproduce_the_original_fp16_evaluation(golden, tmp_path):
     model = CLIP2VideoModel.from_pretrained(output_dir).eval().cast_clip_towers(torch.float16)
     with torch.no_grad():
         similarity = model(**inputs).logits_per_text
-    # the original's own fp16-vs-fp32 gap is 8.8e-3; our fp16 towers land within 5e-3 of its fp16 numbers
-    assert max_diff(similarity, io["sim_per_video_fp16clip"]) < 5e-3
+    # within the original's own fp16-vs-fp32 gap (8.8e-3) of its fp16 numbers: two fp16 evaluations differ by the
+    # CPU's half-precision kernels (3.9e-3 with oneDNN's AVX-512 VNNI ones, 6.5e-3 with native AVX512-FP16 ones)
+    assert max_diff(similarity, io["sim_per_video_fp16clip"]) < max_diff(io["sim_per_video_fp16clip"],
+                                                                           io["sim_per_video"])
     assert max_diff(similarity, io["sim_per_video"]) > 1e-3  # really computed in half precision
 
 
