@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 import search_videos
 from datasets_scripts import VIDEO_EXTENSIONS
-from index_engines import is_milvus_location, open_index
+from index_engines import open_index
 from index_store import Hit, IndexStore, VideoIndexError
 from loading_clip2video import LoadedModel, load_model
 from report_clip2video import printable
@@ -487,14 +487,7 @@ def index_options(args: argparse.Namespace) -> dict:
         ValueError: a Milvus option with a folder index, or `--milvus_search_params` that is not a JSON object.
     """
     names = search_videos.MilvusArguments.MILVUS_ONLY
-    options = search_videos.MilvusArguments(**{name: getattr(args, name) for name in names})
-    if is_milvus_location(args.index):
-        return options.engine_options()
-    given = [name for name in names if getattr(args, name) is not None]
-    if given:
-        raise ValueError(f"--{given[0]} is an option of a Milvus location (*.db, http://...), and {args.index} is a "
-                         "folder index")
-    return {}
+    return search_videos.MilvusArguments(**{name: getattr(args, name) for name in names}).open_options(args.index)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -110,8 +110,17 @@ class MilvusArguments:
                 raise ValueError(f"--{given[0]} is an option of a Milvus location (*.db, http://...), and "
                                  f"{location} is a folder index")
 
+    def open_options(self, location: str) -> dict:
+        """Keyword arguments of `open_index` for `location`: the Milvus options, none for a folder index.
+
+        Raises:
+            ValueError: a Milvus option given with a folder index, or a `--milvus_search_params` that is not JSON.
+        """
+        self._check_milvus_options(location, self.MILVUS_ONLY)
+        return self.engine_options() if is_milvus_location(location) else {}
+
     def engine_options(self) -> dict:
-        """Keyword arguments of `open_index` for the location (none for a folder index)."""
+        """Keyword arguments of `open_index` for a Milvus location (`open_options` for any location)."""
         return {"token": self.token, "db_name": self.db_name, "collection_name": self.collection_name,
                 "search_params": _json_object(self.milvus_search_params, "milvus_search_params")}
 
@@ -153,8 +162,8 @@ class IndexArguments(MilvusArguments):
         "After indexing (with --window_seconds), score every caption of --annotations against its ground-truth span "
         "(moment_eval.py: in its own video and in the whole collection) and print the metrics as JSON.")})
     annotations: str | None = field(default=None, metadata={"help": (
-        "Timestamped captions for --do_moment_eval: Charades-STA text (VIDEO START END##sentence) or JSON lines "
-        "(video, start, end, caption; or QVHighlights' vid, query, relevant_windows).")})
+        "Timestamped captions for --do_moment_eval: Charades-STA text (VIDEO START END##sentence), JSON lines "
+        "(video, start, end, caption; or QVHighlights' vid, query, relevant_windows) or ActivityNet Captions json.")})
 
     def __post_init__(self):
         if not self.video_dir:
@@ -424,7 +433,7 @@ def write_gallery(path: str, query: str, hits: list[Hit], processor, num_frames:
 
 
 def run_query(args: QueryArguments) -> list[Hit]:
-    store = open_index(args.index, **(args.engine_options() if is_milvus_location(args.index) else {}))
+    store = open_index(args.index, **args.open_options(args.index))
     try:
         loaded = load_model(args.model or store.meta["model"]["name_or_path"],
                             bf16=store.meta["model"].get("bf16", False), trust_remote_code=args.trust_remote_code)
